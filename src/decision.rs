@@ -1,0 +1,76 @@
+//! `Decision`: what the engine answers for one packet, and why.
+//!
+//! Every decision can be explained: the [`Reason`] names the policy line that made it (a rule or a zone-pair
+//! policy) or the cause that needed no line (malformed input, an orphan fragment, no policy for the pair).
+//! Decisions are small `Copy` values so the hot path never allocates; [`crate::policy::Policy::cite`] turns
+//! a reason into `file:line` text.
+
+use crate::packet::Malformed;
+
+/// The verdict given to a packet (and to its flow).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Verdict {
+    Accept,
+    Drop,
+    /// Drop and tell the sender (TCP reset, ICMP port unreachable) so it fails at once instead of hanging.
+    Reject,
+}
+
+impl Verdict {
+    pub const ALL: [Verdict; 3] = [Verdict::Accept, Verdict::Drop, Verdict::Reject];
+
+    /// The lower-case name used in logs and JSON (`accept`, `drop`, `reject`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Accept => "accept",
+            Verdict::Drop => "drop",
+            Verdict::Reject => "reject",
+        }
+    }
+
+    /// Parses a policy action keyword (case-insensitive).
+    pub fn from_keyword(word: &str) -> Option<Verdict> {
+        Verdict::ALL.into_iter().find(|v| v.name().eq_ignore_ascii_case(word))
+    }
+}
+
+/// Index of a rule in [`crate::policy::Policy::rules`].
+pub type RuleId = u32;
+/// Index of a zone-pair policy in [`crate::policy::Policy::pair_policies`].
+pub type PolicyId = u32;
+
+/// Why a packet got its verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    /// A rule matched the flow's first packet.
+    Rule(RuleId),
+    /// No rule matched; the zone pair's policy line decided.
+    Policy(PolicyId),
+    /// No rule matched and no policy line covers the zone pair: the built-in fallback (DROP).
+    NoPolicy,
+    /// The packet could not be read far enough to decide (`option malformed` sets the verdict).
+    Malformed(Malformed),
+    /// A non-first fragment whose first fragment was not seen, so its ports are unknown
+    /// (`option malformed` sets the verdict).
+    OrphanFragment,
+}
+
+impl Reason {
+    /// The stable name used in logs and JSON (`"reason"` key).
+    pub fn kind(self) -> &'static str {
+        match self {
+            Reason::Rule(_) => "rule",
+            Reason::Policy(_) => "policy",
+            Reason::NoPolicy => "no-policy",
+            Reason::Malformed(_) => "malformed",
+            Reason::OrphanFragment => "orphan-fragment",
+        }
+    }
+}
+
+/// A verdict with its reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Decision {
+    pub verdict: Verdict,
+    pub reason: Reason,
+}

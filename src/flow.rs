@@ -1,0 +1,489 @@
+//! `FlowKey` and `FlowTable`: the memory of decided flows.
+//!
+//! Promises:
+//! - Both directions of a flow meet the same entry: the key orders its two endpoints, and the entry records
+//!   which one sent the first packet (the initiator, zone `loc` without zone lines).
+//! - A decided flow answers from the table; the policy is evaluated once per flow.
+//! - Time enters only as the `now` argument (capture time in replay, monotonic time live), so expiry is
+//!   deterministic and testable. A flow expires after its protocol's idle timeout; a TCP flow closed by RST,
+//!   or by FIN from both sides, lingers `tcp-closed` seconds (late ACKs and retransmissions stay in the
+//!   flow), and a fresh SYN on a closed flow starts a new one.
+//! - Memory is bounded: at `max_flows`, expired flows are swept first; if the table is still full, the
+//!   eighth of the flows idle the longest are evicted (counted). Live, an evicted flow is harmless (its
+//!   verdict lives on in the conntrack mark); in replay its later packets start a new flow.
+//! - One table per worker, owned by it: workers never share or wait on each other.
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
+
+use ahash::RandomState;
+
+use crate::decision::Decision;
+use crate::packet::{has_echo_ident, Packet, Transport};
+use crate::Timestamp;
+
+const NANOS: u64 = 1_000_000_000;
+/// How long the first fragment of a datagram tells where its later fragments belong (Linux ipfrag_time).
+const FRAGMENT_TIMEOUT: u64 = 30 * NANOS;
+/// Bound on the fragment memory; past it later fragments become orphans (counted).
+const MAX_FRAGMENTS: usize = 65_536;
+/// Expired flows are swept at most this often (capture or monotonic time).
+const SWEEP_INTERVAL: u64 = 10 * NANOS;
+
+/// Idle timeouts per protocol, in seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    pub tcp: u64,
+    pub tcp_closed: u64,
+    pub udp: u64,
+    pub icmp: u64,
+    pub other: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { tcp: 3600, tcp_closed: 120, udp: 120, icmp: 30, other: 600 }
+    }
+}
+
+/// Flow table settings (from the policy's `option` lines).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowConfig {
+    pub timeouts: Timeouts,
+    /// Maximum number of flows one table (one worker) holds.
+    pub max_flows: usize,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig { timeouts: Timeouts::default(), max_flows: 262_144 }
+    }
+}
+
+/// A flow's identity, the same for both directions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    lo: ([u8; 16], u16),
+    hi: ([u8; 16], u16),
+    proto: u8,
+}
+
+/// Which end of a [`FlowKey`] sent a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Lo,
+    Hi,
+}
+
+fn addr16(a: IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+fn addr_of(b: [u8; 16]) -> IpAddr {
+    let v6 = Ipv6Addr::from(b);
+    v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+}
+
+impl FlowKey {
+    /// The key of a packet and the side that sent it. `None` for a later fragment (no transport header):
+    /// see [`FlowTable::follow_fragment`].
+    pub fn of(p: &Packet<'_>) -> Option<(FlowKey, Side)> {
+        let (sport, dport) = match p.transport {
+            Transport::Tcp { sport, dport, .. } | Transport::Udp { sport, dport } => (sport, dport),
+            // Request and reply carry the same identifier, so both directions meet in one entry.
+            Transport::Icmp { ident: Some(id), icmp_type, .. } if has_echo_ident(p.ip_proto, icmp_type) => (id, id),
+            Transport::Icmp { icmp_type, .. } => (u16::from(icmp_type), u16::from(icmp_type)),
+            Transport::Other => (0, 0),
+            Transport::LaterFragment => return None,
+        };
+        let s = (addr16(p.src), sport);
+        let d = (addr16(p.dst), dport);
+        Some(if s <= d {
+            (FlowKey { lo: s, hi: d, proto: p.ip_proto }, Side::Lo)
+        } else {
+            (FlowKey { lo: d, hi: s, proto: p.ip_proto }, Side::Hi)
+        })
+    }
+
+    pub fn proto(&self) -> u8 {
+        self.proto
+    }
+
+    /// The endpoint on `side` as (address, port); the "port" of ICMP flows is the echo id or the type.
+    pub fn endpoint(&self, side: Side) -> (IpAddr, u16) {
+        let (a, port) = match side {
+            Side::Lo => self.lo,
+            Side::Hi => self.hi,
+        };
+        (addr_of(a), port)
+    }
+}
+
+impl Side {
+    pub fn other(self) -> Side {
+        match self {
+            Side::Lo => Side::Hi,
+            Side::Hi => Side::Lo,
+        }
+    }
+}
+
+/// What the table remembers of one flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flow {
+    pub decision: Decision,
+    pub initiator: Side,
+    /// The caller's ordinal of the flow's first packet (replay: record order), for ordering logs.
+    pub first_seq: u64,
+    pub first_ts: Timestamp,
+    pub last_ts: Timestamp,
+    pub packets: u64,
+    pub bytes: u64,
+    /// ICMP type of the first packet.
+    pub icmp_type: Option<u8>,
+    fin_lo: bool,
+    fin_hi: bool,
+    rst: bool,
+}
+
+impl Flow {
+    fn tcp_closed(&self) -> bool {
+        self.rst || (self.fin_lo && self.fin_hi)
+    }
+}
+
+/// A flow that left the table, handed to the caller when [`FlowTable::keep_finished`] is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowRecord {
+    pub key: FlowKey,
+    pub flow: Flow,
+}
+
+/// Counters of the table's housekeeping.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    pub created: u64,
+    pub expired: u64,
+    pub evicted: u64,
+    pub orphan_fragments: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct FragmentKey {
+    src: [u8; 16],
+    dst: [u8; 16],
+    id: u32,
+    proto: u8,
+}
+
+/// One worker's flows.
+pub struct FlowTable {
+    config: FlowConfig,
+    flows: HashMap<FlowKey, Flow, RandomState>,
+    fragments: HashMap<FragmentKey, (FlowKey, Timestamp), RandomState>,
+    next_sweep: Timestamp,
+    keep_finished: bool,
+    finished: Vec<FlowRecord>,
+    stats: FlowStats,
+}
+
+impl FlowTable {
+    pub fn new(config: FlowConfig) -> FlowTable {
+        // Fixed hash seeds: the table's behaviour (and a replay's) must not depend on the run.
+        let hasher = RandomState::with_seeds(0x6f75_7467, 0x6174_6521, 0x666c_6f77, 0x7461_626c);
+        FlowTable {
+            config,
+            flows: HashMap::with_hasher(hasher.clone()),
+            fragments: HashMap::with_hasher(hasher),
+            next_sweep: Timestamp::default(),
+            keep_finished: false,
+            finished: Vec::new(),
+            stats: FlowStats::default(),
+        }
+    }
+
+    /// When on, flows that leave the table (expired, evicted, or at [`FlowTable::finish_all`]) are kept
+    /// for [`FlowTable::drain_finished`]; replay uses this to report every flow.
+    pub fn keep_finished(&mut self, keep: bool) {
+        self.keep_finished = keep;
+    }
+
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    pub fn stats(&self) -> FlowStats {
+        self.stats
+    }
+
+    fn timeout(&self, key: &FlowKey, flow: &Flow) -> u64 {
+        let t = &self.config.timeouts;
+        let secs = match key.proto {
+            6 if flow.tcp_closed() => t.tcp_closed,
+            6 => t.tcp,
+            17 => t.udp,
+            1 | 58 => t.icmp,
+            _ => t.other,
+        };
+        secs.saturating_mul(NANOS)
+    }
+
+    fn is_expired(&self, key: &FlowKey, flow: &Flow, now: Timestamp) -> bool {
+        now.as_nanos().saturating_sub(flow.last_ts.as_nanos()) > self.timeout(key, flow)
+    }
+
+    /// The hot path: counts the packet on its flow and returns the flow's decision, or, for a new flow,
+    /// asks `decide_new` (the policy) and remembers the answer.
+    pub fn decide_or_insert(
+        &mut self,
+        p: &Packet<'_>,
+        (key, side): (FlowKey, Side),
+        now: Timestamp,
+        seq: u64,
+        decide_new: impl FnOnce() -> Decision,
+    ) -> Decision {
+        if now >= self.next_sweep {
+            self.sweep(now);
+        }
+        let flags = match p.transport {
+            Transport::Tcp { flags, .. } => flags.unwrap_or_default(),
+            _ => Default::default(),
+        };
+        if let Some(flow) = self.flows.get(&key) {
+            let fresh_syn = flags.syn && !flags.ack && flow.tcp_closed();
+            if fresh_syn || self.is_expired(&key, flow, now) {
+                let old = *flow;
+                self.flows.remove(&key);
+                self.finish(key, old);
+                self.stats.expired += 1;
+            }
+        } else if self.flows.len() >= self.config.max_flows {
+            self.make_room(now);
+        }
+        let decision = match self.flows.entry(key) {
+            Entry::Occupied(mut e) => {
+                let flow = e.get_mut();
+                flow.last_ts = now;
+                flow.packets += 1;
+                flow.bytes += u64::from(p.wire_len);
+                flow.decision
+            }
+            Entry::Vacant(e) => {
+                let decision = decide_new();
+                let icmp_type = match p.transport {
+                    Transport::Icmp { icmp_type, .. } => Some(icmp_type),
+                    _ => None,
+                };
+                e.insert(Flow {
+                    decision,
+                    initiator: side,
+                    first_seq: seq,
+                    first_ts: now,
+                    last_ts: now,
+                    packets: 1,
+                    bytes: u64::from(p.wire_len),
+                    icmp_type,
+                    fin_lo: false,
+                    fin_hi: false,
+                    rst: false,
+                });
+                self.stats.created += 1;
+                decision
+            }
+        };
+        if flags.fin || flags.rst {
+            if let Some(flow) = self.flows.get_mut(&key) {
+                flow.rst |= flags.rst;
+                match side {
+                    Side::Lo => flow.fin_lo |= flags.fin,
+                    Side::Hi => flow.fin_hi |= flags.fin,
+                }
+            }
+        }
+        if p.fragment.is_some_and(|f| f.offset == 0 && f.more) {
+            self.remember_fragment(p, key, now);
+        }
+        decision
+    }
+
+    fn fragment_key(p: &Packet<'_>) -> Option<FragmentKey> {
+        let f = p.fragment?;
+        Some(FragmentKey { src: addr16(p.src), dst: addr16(p.dst), id: f.id, proto: p.ip_proto })
+    }
+
+    fn remember_fragment(&mut self, p: &Packet<'_>, key: FlowKey, now: Timestamp) {
+        if let Some(fk) = Self::fragment_key(p) {
+            if self.fragments.len() < MAX_FRAGMENTS || self.fragments.contains_key(&fk) {
+                let expires = Timestamp::from_nanos(now.as_nanos().saturating_add(FRAGMENT_TIMEOUT));
+                self.fragments.insert(fk, (key, expires));
+            }
+        }
+    }
+
+    /// A later fragment follows the flow of its first fragment, if that was seen (and is still in the
+    /// table): the packet is counted there and gets its decision. `None` means an orphan (counted); the
+    /// caller decides it without ports.
+    pub fn follow_fragment(&mut self, p: &Packet<'_>, now: Timestamp) -> Option<Decision> {
+        let found = Self::fragment_key(p)
+            .and_then(|fk| self.fragments.get(&fk))
+            .filter(|(_, expires)| now <= *expires)
+            .map(|(key, _)| *key)
+            .and_then(|key| self.flows.get_mut(&key));
+        match found {
+            Some(flow) => {
+                flow.last_ts = now;
+                flow.packets += 1;
+                flow.bytes += u64::from(p.wire_len);
+                Some(flow.decision)
+            }
+            None => {
+                self.stats.orphan_fragments += 1;
+                None
+            }
+        }
+    }
+
+    fn finish(&mut self, key: FlowKey, flow: Flow) {
+        if self.keep_finished {
+            self.finished.push(FlowRecord { key, flow });
+        }
+    }
+
+    /// Removes expired flows and fragment entries.
+    pub fn sweep(&mut self, now: Timestamp) {
+        self.next_sweep = Timestamp::from_nanos(now.as_nanos().saturating_add(SWEEP_INTERVAL));
+        let expired: Vec<FlowKey> =
+            self.flows.iter().filter(|(k, f)| self.is_expired(k, f, now)).map(|(k, _)| *k).collect();
+        for key in expired {
+            if let Some(flow) = self.flows.remove(&key) {
+                self.finish(key, flow);
+                self.stats.expired += 1;
+            }
+        }
+        self.fragments.retain(|_, (_, expires)| now <= *expires);
+    }
+
+    /// At the limit: sweep, then evict the eighth of the flows idle the longest.
+    fn make_room(&mut self, now: Timestamp) {
+        self.sweep(now);
+        if self.flows.len() < self.config.max_flows {
+            return;
+        }
+        let mut idle: Vec<(Timestamp, FlowKey)> = self.flows.iter().map(|(k, f)| (f.last_ts, *k)).collect();
+        let n = (idle.len() / 8).max(1);
+        idle.select_nth_unstable(n - 1);
+        for (_, key) in idle.into_iter().take(n) {
+            if let Some(flow) = self.flows.remove(&key) {
+                self.finish(key, flow);
+                self.stats.evicted += 1;
+            }
+        }
+    }
+
+    /// Ends every flow (end of a replay), keeping them for [`FlowTable::drain_finished`] when enabled.
+    pub fn finish_all(&mut self) {
+        let flows: Vec<(FlowKey, Flow)> = self.flows.drain().collect();
+        for (key, flow) in flows {
+            self.finish(key, flow);
+        }
+        self.fragments.clear();
+    }
+
+    /// Flows that left the table since the last call.
+    pub fn drain_finished(&mut self) -> std::vec::Drain<'_, FlowRecord> {
+        self.finished.drain(..)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::{Reason, Verdict};
+    use etherparse::PacketBuilder;
+
+    fn tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: &str) -> Vec<u8> {
+        let mut b = PacketBuilder::ipv4(src, dst, 64).tcp(sport, dport, 1, 1000);
+        for f in flags.chars() {
+            b = match f {
+                'S' => b.syn(),
+                'A' => b.ack(1),
+                'F' => b.fin(),
+                'R' => b.rst(),
+                _ => b,
+            };
+        }
+        let mut out = Vec::new();
+        b.write(&mut out, &[]).unwrap();
+        out
+    }
+
+    const ACCEPT: Decision = Decision { verdict: Verdict::Accept, reason: Reason::NoPolicy };
+    const DROP: Decision = Decision { verdict: Verdict::Drop, reason: Reason::NoPolicy };
+
+    fn feed(t: &mut FlowTable, bytes: &[u8], secs: u64, d: Decision) -> Decision {
+        let p = Packet::parse(bytes).unwrap();
+        let k = FlowKey::of(&p).unwrap();
+        t.decide_or_insert(&p, k, Timestamp::from_secs(secs), 0, || d)
+    }
+
+    #[test]
+    fn both_directions_share_one_flow_decided_once() {
+        let mut t = FlowTable::new(FlowConfig::default());
+        let out = tcp([10, 0, 0, 2], 40000, [192, 0, 2, 1], 80, "S");
+        let back = tcp([192, 0, 2, 1], 80, [10, 0, 0, 2], 40000, "SA");
+        assert_eq!(feed(&mut t, &out, 1, ACCEPT), ACCEPT);
+        // The second packet must not ask the policy again: the closure's answer is ignored.
+        assert_eq!(feed(&mut t, &back, 1, DROP), ACCEPT);
+        assert_eq!(t.len(), 1);
+        t.keep_finished(true);
+        t.finish_all();
+        let rec: Vec<_> = t.drain_finished().collect();
+        assert_eq!(rec[0].flow.packets, 2);
+        assert_eq!(rec[0].key.endpoint(rec[0].flow.initiator), ("10.0.0.2".parse().unwrap(), 40000));
+    }
+
+    #[test]
+    fn idle_flow_expires_and_is_decided_again() {
+        let mut t = FlowTable::new(FlowConfig::default());
+        let out = tcp([10, 0, 0, 2], 40000, [192, 0, 2, 1], 80, "A");
+        feed(&mut t, &out, 0, ACCEPT);
+        assert_eq!(feed(&mut t, &out, 3600, DROP), ACCEPT, "within the timeout");
+        assert_eq!(feed(&mut t, &out, 7201, DROP), DROP, "after the timeout: a new flow");
+        assert_eq!(t.stats().expired, 1);
+    }
+
+    #[test]
+    fn closed_tcp_lingers_then_fresh_syn_starts_new_flow() {
+        let mut t = FlowTable::new(FlowConfig::default());
+        feed(&mut t, &tcp([10, 0, 0, 2], 40000, [192, 0, 2, 1], 80, "S"), 0, ACCEPT);
+        feed(&mut t, &tcp([192, 0, 2, 1], 80, [10, 0, 0, 2], 40000, "R"), 1, DROP);
+        // A late ACK stays in the closed flow.
+        assert_eq!(feed(&mut t, &tcp([10, 0, 0, 2], 40000, [192, 0, 2, 1], 80, "A"), 2, DROP), ACCEPT);
+        // A new SYN on the same ports is a new connection.
+        assert_eq!(feed(&mut t, &tcp([10, 0, 0, 2], 40000, [192, 0, 2, 1], 80, "S"), 3, DROP), DROP);
+        assert_eq!(t.stats().created, 2);
+    }
+
+    #[test]
+    fn full_table_evicts_the_longest_idle() {
+        let cfg = FlowConfig { max_flows: 16, ..FlowConfig::default() };
+        let mut t = FlowTable::new(cfg);
+        t.keep_finished(true);
+        for i in 0..40u16 {
+            feed(&mut t, &tcp([10, 0, 0, 2], 1000 + i, [192, 0, 2, 1], 80, "S"), u64::from(i), ACCEPT);
+            assert!(t.len() <= 16);
+        }
+        assert!(t.stats().evicted >= 24);
+        // The newest flow survived, the oldest did not.
+        let evicted: Vec<u16> = t.drain_finished().map(|r| r.key.endpoint(r.flow.initiator).1).collect();
+        assert!(evicted.contains(&1000) && !evicted.contains(&1039));
+    }
+}

@@ -1,0 +1,287 @@
+//! `Packet`: an L3/L4 view of one IP packet.
+//!
+//! Promise: [`Packet::parse`] never panics, whatever the bytes. It reads what the buffer holds: a packet cut
+//! short (an NFQUEUE copy range, a pcap snaplen) still yields its addresses, and its ports as soon as the
+//! first four transport bytes are there. Only a packet whose IP header itself cannot be read, or whose
+//! transport header is too short to name its ports (or ICMP type), is [`Malformed`].
+//!
+//! The IP layer (IPv4 options, IPv6 extension headers, inconsistent length fields) is parsed by etherparse's
+//! lax slices. The transport fields the filter needs sit at fixed offsets (RFC 9293 §3.1, RFC 768, RFC 792,
+//! RFC 4443 §2.1), so they are read with bounds-checked `get`, which keeps truncated headers usable.
+//! Checksums are not verified: captures taken with checksum offload carry wrong ones, and the kernel has
+//! already verified what it hands to NFQUEUE.
+
+use std::net::IpAddr;
+
+use etherparse::{IpNumber, Ipv6ExtensionSlice, LaxIpSlice, LenSource};
+
+/// Why a packet could not be read far enough to be decided on. Counted, never an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Malformed {
+    /// The IP header is missing, cut short, or not IPv4/IPv6.
+    BadIpHeader,
+    /// The transport header is too short to hold the ports (TCP/UDP) or the type (ICMP).
+    TruncatedTransport,
+}
+
+impl Malformed {
+    /// A stable lower-case name, used in reports and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Malformed::BadIpHeader => "bad-ip-header",
+            Malformed::TruncatedTransport => "truncated-transport",
+        }
+    }
+}
+
+/// The fragment header of a fragmented packet (IPv4 flags/offset, or an IPv6 Fragment extension header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fragment {
+    pub id: u32,
+    /// Offset in 8-byte units; 0 for the first fragment, which carries the transport header.
+    pub offset: u16,
+    pub more: bool,
+}
+
+/// TCP header flags the flow table cares about.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpFlags {
+    pub syn: bool,
+    pub ack: bool,
+    pub fin: bool,
+    pub rst: bool,
+}
+
+/// The transport view of a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// `flags` is `None` when the header was cut short before the flags byte.
+    Tcp { sport: u16, dport: u16, flags: Option<TcpFlags> },
+    Udp { sport: u16, dport: u16 },
+    /// ICMPv4 or ICMPv6 (see [`Packet::ip_proto`]); `ident` is the echo identifier, when the message has one.
+    Icmp { icmp_type: u8, code: u8, ident: Option<u16> },
+    /// A non-first fragment: its transport header travelled in the first fragment.
+    LaterFragment,
+    /// Any other IP protocol (GRE, ESP, 6in4, ...): no ports.
+    Other,
+}
+
+/// One parsed IP packet, borrowing the bytes it was parsed from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Packet<'a> {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// IP protocol number of the transport (after IPv6 extension headers).
+    pub ip_proto: u8,
+    pub transport: Transport,
+    pub fragment: Option<Fragment>,
+    /// Transport payload as far as it was captured (empty for non-first fragments and `Other`).
+    pub payload: &'a [u8],
+    /// Length on the wire: from the IP header's length field when it is consistent, else the bytes held.
+    pub wire_len: u32,
+}
+
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+pub const PROTO_ICMPV6: u8 = 58;
+
+impl<'a> Packet<'a> {
+    /// Parses the IPv4 or IPv6 packet at the start of `bytes`.
+    pub fn parse(bytes: &'a [u8]) -> Result<Packet<'a>, Malformed> {
+        // An error inside the IPv6 extension headers leaves `ip` usable up to that header; the payload is
+        // then the unparsed rest, and its "protocol" the header that failed, which is what we report.
+        let (ip, _ext_err) = LaxIpSlice::from_slice(bytes).map_err(|_| Malformed::BadIpHeader)?;
+        let payload = ip.payload();
+        let ip_proto = payload.ip_number.0;
+        let fragment = fragment_of(&ip);
+        let l4 = payload.payload;
+        let wire_len = match (&ip, payload.len_source) {
+            (_, LenSource::Slice) => bytes.len(),
+            (LaxIpSlice::Ipv4(v4), _) => usize::from(v4.header().total_len()),
+            (LaxIpSlice::Ipv6(v6), _) => 40 + usize::from(v6.header().payload_length()),
+        };
+
+        let later_fragment = fragment.is_some_and(|f| f.offset != 0);
+        let (transport, app) = if later_fragment {
+            (Transport::LaterFragment, &[][..])
+        } else {
+            parse_transport(payload.ip_number, l4)?
+        };
+        Ok(Packet {
+            src: ip.source_addr(),
+            dst: ip.destination_addr(),
+            ip_proto,
+            transport,
+            fragment,
+            payload: app,
+            wire_len: u32::try_from(wire_len).unwrap_or(u32::MAX),
+        })
+    }
+
+    /// Source and destination ports (TCP and UDP), else `None`.
+    pub fn ports(&self) -> Option<(u16, u16)> {
+        match self.transport {
+            Transport::Tcp { sport, dport, .. } | Transport::Udp { sport, dport } => Some((sport, dport)),
+            _ => None,
+        }
+    }
+}
+
+fn fragment_of(ip: &LaxIpSlice<'_>) -> Option<Fragment> {
+    match ip {
+        LaxIpSlice::Ipv4(v4) => {
+            let h = v4.header();
+            let offset = h.fragments_offset().value();
+            (offset != 0 || h.more_fragments()).then(|| Fragment {
+                id: u32::from(h.identification()),
+                offset,
+                more: h.more_fragments(),
+            })
+        }
+        LaxIpSlice::Ipv6(v6) => v6.extensions().clone().into_iter().find_map(|ext| match ext {
+            // RFC 8200 §4.5: an "atomic" fragment (offset 0, M clear) is a whole packet; treat it as one.
+            Ipv6ExtensionSlice::Fragment(f) if f.is_fragmenting_payload() => Some(Fragment {
+                id: f.identification(),
+                offset: f.fragment_offset().value(),
+                more: f.more_fragments(),
+            }),
+            _ => None,
+        }),
+    }
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    let s = b.get(at..at + 2)?;
+    Some(u16::from_be_bytes([s[0], s[1]]))
+}
+
+/// Reads the fixed-offset transport fields; returns the transport and its payload (as far as captured).
+fn parse_transport(proto: IpNumber, l4: &[u8]) -> Result<(Transport, &[u8]), Malformed> {
+    let ports = || Some((be16(l4, 0)?, be16(l4, 2)?));
+    match proto.0 {
+        PROTO_TCP => {
+            let (sport, dport) = ports().ok_or(Malformed::TruncatedTransport)?;
+            // RFC 9293 §3.1: data offset is the high nibble of byte 12, flags are byte 13.
+            let flags = l4.get(13).map(|&f| TcpFlags {
+                fin: f & 0x01 != 0,
+                syn: f & 0x02 != 0,
+                rst: f & 0x04 != 0,
+                ack: f & 0x10 != 0,
+            });
+            let header_len = l4.get(12).map_or(l4.len(), |&b| usize::from(b >> 4) * 4);
+            let payload = l4.get(header_len.max(20)..).unwrap_or(&[]);
+            Ok((Transport::Tcp { sport, dport, flags }, payload))
+        }
+        PROTO_UDP => {
+            let (sport, dport) = ports().ok_or(Malformed::TruncatedTransport)?;
+            Ok((Transport::Udp { sport, dport }, l4.get(8..).unwrap_or(&[])))
+        }
+        PROTO_ICMP | PROTO_ICMPV6 => {
+            let icmp_type = *l4.first().ok_or(Malformed::TruncatedTransport)?;
+            let code = l4.get(1).copied().unwrap_or(0);
+            let ident = if has_echo_ident(proto.0, icmp_type) { be16(l4, 4) } else { None };
+            Ok((Transport::Icmp { icmp_type, code, ident }, l4.get(8..).unwrap_or(&[])))
+        }
+        _ => Ok((Transport::Other, &[][..])),
+    }
+}
+
+/// Query/reply ICMP messages that carry an identifier (RFC 792 echo, timestamp, information; RFC 4443 §4
+/// echo): both directions of one exchange share it, so it keys the flow.
+pub fn has_echo_ident(ip_proto: u8, icmp_type: u8) -> bool {
+    match ip_proto {
+        PROTO_ICMP => matches!(icmp_type, 0 | 8 | 13 | 14 | 15 | 16),
+        PROTO_ICMPV6 => matches!(icmp_type, 128 | 129),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+
+    fn tcp_v4(payload: &[u8]) -> Vec<u8> {
+        let b = PacketBuilder::ipv4([10, 0, 0, 2], [93, 184, 216, 34], 64).tcp(51514, 80, 1, 1000).syn();
+        let mut out = Vec::new();
+        b.write(&mut out, payload).unwrap();
+        out
+    }
+
+    #[test]
+    fn tcp_ipv4_ports_flags_payload() {
+        let bytes = tcp_v4(b"GET / HTTP/1.1\r\n");
+        let p = Packet::parse(&bytes).unwrap();
+        assert_eq!(p.src, IpAddr::from([10, 0, 0, 2]));
+        assert_eq!(p.ports(), Some((51514, 80)));
+        match p.transport {
+            Transport::Tcp { flags: Some(f), .. } => assert!(f.syn && !f.ack),
+            t => panic!("{t:?}"),
+        }
+        assert_eq!(p.payload, b"GET / HTTP/1.1\r\n");
+    }
+
+    #[test]
+    fn truncated_tcp_keeps_ports() {
+        let bytes = tcp_v4(b"");
+        // IPv4 header (20) + the four port bytes only: ports known, flags not.
+        let p = Packet::parse(&bytes[..24]).unwrap();
+        assert_eq!(p.ports(), Some((51514, 80)));
+        assert!(matches!(p.transport, Transport::Tcp { flags: None, .. }));
+        assert_eq!(Packet::parse(&bytes[..22]), Err(Malformed::TruncatedTransport));
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        assert_eq!(Packet::parse(&[]), Err(Malformed::BadIpHeader));
+        assert_eq!(Packet::parse(&[0x45, 0, 0]), Err(Malformed::BadIpHeader));
+        assert_eq!(Packet::parse(&[0x70; 40]), Err(Malformed::BadIpHeader));
+    }
+
+    #[test]
+    fn udp_ipv6_and_icmp_echo() {
+        let mut out = Vec::new();
+        PacketBuilder::ipv6([0xfd; 16], [0xfe; 16], 64).udp(5353, 53).write(&mut out, b"q").unwrap();
+        let p = Packet::parse(&out).unwrap();
+        assert_eq!((p.ip_proto, p.ports()), (PROTO_UDP, Some((5353, 53))));
+
+        let mut out = Vec::new();
+        PacketBuilder::ipv4([1, 1, 1, 1], [2, 2, 2, 2], 64).icmpv4_echo_request(0x1234, 1).write(&mut out, b"x").unwrap();
+        let p = Packet::parse(&out).unwrap();
+        assert_eq!(p.transport, Transport::Icmp { icmp_type: 8, code: 0, ident: Some(0x1234) });
+    }
+
+    #[test]
+    fn ipv4_fragments() {
+        let mut first = tcp_v4(&[0u8; 64]);
+        // Set MF on the first fragment (flags byte 6, bit 0x20), id 7.
+        first[4..6].copy_from_slice(&7u16.to_be_bytes());
+        first[6] = 0x20;
+        let p = Packet::parse(&first).unwrap();
+        assert_eq!(p.fragment, Some(Fragment { id: 7, offset: 0, more: true }));
+        assert_eq!(p.ports(), Some((51514, 80)));
+
+        let mut later = first.clone();
+        later[6] = 0x00;
+        later[7] = 10; // offset 10 * 8 bytes, last fragment
+        let p = Packet::parse(&later).unwrap();
+        assert_eq!(p.fragment, Some(Fragment { id: 7, offset: 10, more: false }));
+        assert_eq!(p.transport, Transport::LaterFragment);
+    }
+
+    #[test]
+    fn every_prefix_and_bit_flip_is_safe() {
+        let bytes = tcp_v4(b"hello");
+        for n in 0..=bytes.len() {
+            let _ = Packet::parse(&bytes[..n]);
+        }
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut b = bytes.clone();
+                b[i] ^= 1 << bit;
+                let _ = Packet::parse(&b);
+            }
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! The policy: Shorewall-style text compiled once into an immutable value.
+//!
+//! Promises: a policy that fails to parse or compile yields every error as `FILE:LINE:COL: message` and no
+//! `Policy` (so it can never replace a working one); a compiled policy answers [`Policy::evaluate`] with a
+//! [`Decision`] whose reason cites the line that made it. The language is documented in [`parse`] and in
+//! the README.
+
+mod compile;
+pub mod parse;
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+pub use parse::{Options, PairPolicy, PolicyError, Proto, Rule, Service, ZoneSel};
+
+use crate::decision::{Decision, Reason, Verdict};
+use crate::packet::Packet;
+use compile::Compiled;
+use parse::{Parsed, IMPLICIT_ZONES};
+
+/// The name the built-in policy is cited by.
+pub const DEFAULT_POLICY_NAME: &str = "<default>";
+
+/// The built-in default policy: the article's lines, verbatim.
+pub const DEFAULT_POLICY: &str = "\
+loc net DROP
+ACCEPT loc net 13 # system time sync
+ACCEPT loc net ICMP 8 # ping & traceroute
+ACCEPT loc net 21 # FTP control
+ACCEPT loc net 22 # SSH
+ACCEPT loc net 23 # Telnet
+ACCEPT loc net 25 # outgoing email
+ACCEPT loc net 43 # old whois
+ACCEPT loc net 53 # DNS (if no name servers either in DMZ or local)
+ACCEPT loc net 63 # new whois
+ACCEPT loc net 70 # gopher
+ACCEPT loc net 79 # finger
+ACCEPT loc net 80 # HTTP world wide web
+ACCEPT loc net 109 # POP2 (should never be used, but...)
+ACCEPT loc net 110 # POP3 get email
+ACCEPT loc net 113 # identification/authorization
+ACCEPT loc net 119 # usenet (network news)
+ACCEPT loc net 123 # atomic time sync (network time protocol)
+ACCEPT loc net 143 # imap (an email alternative to POP3)
+ACCEPT loc net 443 # https:
+# probably something else
+";
+
+/// Why a policy file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{path}: cannot read the policy: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<PolicyError>),
+}
+
+/// A compiled policy.
+pub struct Policy {
+    file: String,
+    parsed: Parsed,
+    compiled: Compiled,
+}
+
+impl Policy {
+    /// Parses and compiles `text`; `file` is the name errors and citations use.
+    pub fn compile(file: &str, text: &str) -> Result<Policy, Vec<PolicyError>> {
+        let parsed = parse::parse(file, text)?;
+        let compiled = Compiled::new(&parsed)
+            .map_err(|message| vec![PolicyError { file: file.to_string(), line: 1, col: 1, message }])?;
+        Ok(Policy { file: file.to_string(), parsed, compiled })
+    }
+
+    /// The built-in default policy.
+    pub fn builtin() -> Policy {
+        match Policy::compile(DEFAULT_POLICY_NAME, DEFAULT_POLICY) {
+            Ok(p) => p,
+            // The built-in text is a constant, checked by a unit test; failing here is a bug in this crate.
+            Err(e) => unreachable!("the built-in policy does not compile: {e:?}"),
+        }
+    }
+
+    /// Reads and compiles a policy file.
+    pub fn load(path: &Path) -> Result<Policy, LoadError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: name.clone(), source })?;
+        Policy::compile(&name, &text).map_err(LoadError::Invalid)
+    }
+
+    /// Decides a new flow from its first packet (whose source is the initiator).
+    pub fn evaluate(&self, p: &Packet<'_>) -> Decision {
+        self.compiled.evaluate(&self.parsed, p)
+    }
+
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.parsed.rules
+    }
+
+    pub fn pair_policies(&self) -> &[PairPolicy] {
+        &self.parsed.pair_policies
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.parsed.options
+    }
+
+    /// `FILE:LINE` of the line behind a reason, if a line made it.
+    pub fn cite(&self, reason: Reason) -> Option<String> {
+        let line = match reason {
+            Reason::Rule(id) => self.parsed.rules.get(id as usize)?.line,
+            Reason::Policy(id) => self.parsed.pair_policies.get(id as usize)?.line,
+            _ => return None,
+        };
+        Some(format!("{}:{}", self.file, line))
+    }
+
+    /// The text of the line behind a reason, if a line made it.
+    pub fn line_text(&self, reason: Reason) -> Option<&str> {
+        match reason {
+            Reason::Rule(id) => self.parsed.rules.get(id as usize).map(|r| r.text.as_str()),
+            Reason::Policy(id) => self.parsed.pair_policies.get(id as usize).map(|p| p.text.as_str()),
+            _ => None,
+        }
+    }
+
+    /// Zone names by index (declared zones, plus the implicit catch-all `net` when not declared).
+    pub fn zone_names(&self) -> Vec<String> {
+        if self.parsed.zones.is_empty() {
+            return IMPLICIT_ZONES.iter().map(|s| s.to_string()).collect();
+        }
+        let mut names: Vec<String> = self.parsed.zones.iter().map(|z| z.name.clone()).collect();
+        if names.len() < self.compiled.zone_count() {
+            names.push("net".to_string());
+        }
+        names
+    }
+
+    /// The short summary `outgate check` prints: zones, pair policies, rule count, open ports.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let names = self.zone_names();
+        let _ = writeln!(out, "{}: valid", self.file);
+        if self.parsed.zones.is_empty() {
+            let _ = writeln!(out, "zones: loc (whoever starts a flow), net (the other end)");
+        } else {
+            let _ = writeln!(out, "zones: {} (an address in none of them is in net)", names.join(", "));
+        }
+        let _ = writeln!(out, "policies:");
+        for p in &self.parsed.pair_policies {
+            let zone = |z: ZoneSel| match z {
+                ZoneSel::All => "all".to_string(),
+                ZoneSel::Zone(i) => names.get(i).cloned().unwrap_or_default(),
+            };
+            let _ = writeln!(out, "  {} -> {} {}  ({}:{})", zone(p.src), zone(p.dst), p.verdict.name().to_uppercase(), self.file, p.line);
+        }
+        let _ = writeln!(out, "  anything else: DROP (no policy line)");
+        let narrowed = self.parsed.rules.iter().filter(|r| !r.src.nets.is_empty() || !r.dst.nets.is_empty()).count();
+        let _ = write!(out, "rules: {}", self.parsed.rules.len());
+        if narrowed > 0 {
+            let _ = write!(out, " ({narrowed} narrowed to addresses, left out of the open lists below)");
+        }
+        let _ = writeln!(out);
+        for (s, src) in names.iter().enumerate() {
+            for (d, dst) in names.iter().enumerate() {
+                if self.parsed.zones.is_empty() && (s, d) != (0, 1) {
+                    continue;
+                }
+                let _ = writeln!(out, "open {src} -> {dst}:");
+                for proto in Proto::ALL {
+                    let open: Vec<u16> = (0..=proto.max_selector())
+                        .filter(|&sel| {
+                            self.compiled.verdict_for_any_address(&self.parsed, s, d, Some((proto, sel))) == Verdict::Accept
+                        })
+                        .collect();
+                    let what = if matches!(proto, Proto::Icmp | Proto::Icmp6) { "types" } else { "ports" };
+                    let _ = writeln!(out, "  {:<6} {what} {}", proto.name(), format_ranges(&open));
+                }
+                let other = self.compiled.verdict_for_any_address(&self.parsed, s, d, None);
+                let _ = writeln!(out, "  other protocols: {}", if other == Verdict::Accept { "open" } else { "closed" });
+            }
+        }
+        out
+    }
+}
+
+/// `[13, 21, 22, 23]` -> `13, 21-23`; empty -> `none`; everything -> `all`.
+fn format_ranges(sorted: &[u16]) -> String {
+    if sorted.is_empty() {
+        return "none".into();
+    }
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        while i + 1 < sorted.len() && sorted[i + 1] == sorted[i] + 1 {
+            i += 1;
+        }
+        parts.push(if start == sorted[i] { start.to_string() } else { format!("{start}-{}", sorted[i]) });
+        i += 1;
+    }
+    parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::Packet;
+    use etherparse::PacketBuilder;
+
+    fn decide(policy: &Policy, bytes: &[u8]) -> (Verdict, Option<String>) {
+        let d = policy.evaluate(&Packet::parse(bytes).unwrap());
+        (d.verdict, policy.cite(d.reason))
+    }
+
+    fn tcp(src: [u8; 4], dst: [u8; 4], dport: u16) -> Vec<u8> {
+        let mut out = Vec::new();
+        PacketBuilder::ipv4(src, dst, 64).tcp(40000, dport, 1, 1000).syn().write(&mut out, &[]).unwrap();
+        out
+    }
+
+    fn udp(dport: u16) -> Vec<u8> {
+        let mut out = Vec::new();
+        PacketBuilder::ipv4([10, 0, 0, 2], [192, 0, 2, 1], 64).udp(40000, dport).write(&mut out, &[]).unwrap();
+        out
+    }
+
+    fn icmp(ty: u8) -> Vec<u8> {
+        let mut out = Vec::new();
+        let b = PacketBuilder::ipv4([10, 0, 0, 2], [192, 0, 2, 1], 64);
+        let b = if ty == 8 { b.icmpv4_echo_request(1, 1) } else { b.icmpv4_raw(ty, 0, [0; 4]) };
+        b.write(&mut out, &[]).unwrap();
+        out
+    }
+
+    #[test]
+    fn builtin_policy_means_what_the_article_meant() {
+        let p = Policy::builtin();
+        assert_eq!(p.rules().len(), 19);
+        let lan = [10, 0, 0, 2];
+        let web = [93, 184, 216, 34];
+        assert_eq!(decide(&p, &tcp(lan, web, 443)), (Verdict::Accept, Some("<default>:20".into())));
+        assert_eq!(decide(&p, &tcp(lan, web, 80)), (Verdict::Accept, Some("<default>:13".into())));
+        assert_eq!(decide(&p, &udp(53)), (Verdict::Accept, Some("<default>:9".into())));
+        assert_eq!(decide(&p, &udp(13)), (Verdict::Accept, Some("<default>:2".into())));
+        assert_eq!(decide(&p, &tcp(lan, web, 8080)), (Verdict::Drop, Some("<default>:1".into())));
+        assert_eq!(decide(&p, &udp(443)), (Verdict::Accept, Some("<default>:20".into())), "bare port: TCP and UDP");
+        assert_eq!(decide(&p, &icmp(8)), (Verdict::Accept, Some("<default>:3".into())));
+        assert_eq!(decide(&p, &icmp(13)).0, Verdict::Drop, "ICMP 8 is echo request only");
+    }
+
+    #[test]
+    fn first_match_wins_with_address_narrowing() {
+        let text = "policy loc net ACCEPT\nDROP loc net:192.0.2.0/24 tcp 80\nREJECT loc net tcp 80,8000:8100\n";
+        let p = Policy::compile("t", text).unwrap();
+        assert_eq!(decide(&p, &tcp([10, 0, 0, 2], [192, 0, 2, 9], 80)), (Verdict::Drop, Some("t:2".into())));
+        assert_eq!(decide(&p, &tcp([10, 0, 0, 2], [198, 51, 100, 1], 80)), (Verdict::Reject, Some("t:3".into())));
+        assert_eq!(decide(&p, &tcp([10, 0, 0, 2], [198, 51, 100, 1], 8050)), (Verdict::Reject, Some("t:3".into())));
+        assert_eq!(decide(&p, &tcp([10, 0, 0, 2], [198, 51, 100, 1], 22)), (Verdict::Accept, Some("t:1".into())));
+    }
+
+    #[test]
+    fn declared_zones_and_catch_all_net() {
+        let text = "zone lan 10.0.0.0/8\nzone dmz 172.16.0.0/12\npolicy lan net DROP\npolicy all all REJECT\n\
+                    ACCEPT lan net tcp 443\nACCEPT lan dmz all\n";
+        let p = Policy::compile("z", text).unwrap();
+        assert_eq!(p.zone_names(), vec!["lan", "dmz", "net"]);
+        assert_eq!(decide(&p, &tcp([10, 1, 1, 1], [8, 8, 8, 8], 443)).0, Verdict::Accept);
+        assert_eq!(decide(&p, &tcp([10, 1, 1, 1], [8, 8, 8, 8], 22)), (Verdict::Drop, Some("z:3".into())));
+        assert_eq!(decide(&p, &tcp([10, 1, 1, 1], [172, 16, 0, 5], 22)), (Verdict::Accept, Some("z:6".into())));
+        assert_eq!(decide(&p, &tcp([8, 8, 8, 8], [10, 1, 1, 1], 22)), (Verdict::Reject, Some("z:4".into())));
+    }
+
+    #[test]
+    fn no_policy_line_drops() {
+        let p = Policy::compile("n", "ACCEPT loc net tcp 22\n").unwrap();
+        let d = p.evaluate(&Packet::parse(&tcp([10, 0, 0, 2], [192, 0, 2, 1], 23)).unwrap());
+        assert_eq!(d, Decision { verdict: Verdict::Drop, reason: Reason::NoPolicy });
+    }
+
+    #[test]
+    fn summary_lists_open_ports() {
+        let s = Policy::builtin().summary();
+        assert!(s.contains("tcp    ports 13, 21-23, 25, 43, 53, 63, 70, 79-80, 109-110, 113, 119, 123, 143, 443"), "{s}");
+        assert!(s.contains("icmp   types 8"), "{s}");
+        assert!(s.contains("icmp6  types none"), "{s}");
+    }
+}
