@@ -30,7 +30,9 @@ impl Verdict {
 
     /// Parses a policy action keyword (case-insensitive).
     pub fn from_keyword(word: &str) -> Option<Verdict> {
-        Verdict::ALL.into_iter().find(|v| v.name().eq_ignore_ascii_case(word))
+        Verdict::ALL
+            .into_iter()
+            .find(|v| v.name().eq_ignore_ascii_case(word))
     }
 }
 

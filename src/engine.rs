@@ -36,14 +36,22 @@ impl Engine {
         let malformed = self.policy.options().malformed;
         let packet = match Packet::parse(ip) {
             Ok(p) => p,
-            Err(m) => return Decision { verdict: malformed, reason: Reason::Malformed(m) },
+            Err(m) => {
+                return Decision {
+                    verdict: malformed,
+                    reason: Reason::Malformed(m),
+                }
+            }
         };
         match FlowKey::of(&packet) {
-            Some(key) => flows.decide_or_insert(&packet, key, now, seq, || self.policy.evaluate(&packet)),
+            Some(key) => {
+                flows.decide_or_insert(&packet, key, now, seq, || self.policy.evaluate(&packet))
+            }
             // A later fragment has no ports: it follows its first fragment's flow, or is an orphan.
-            None => flows
-                .follow_fragment(&packet, now)
-                .unwrap_or(Decision { verdict: malformed, reason: Reason::OrphanFragment }),
+            None => flows.follow_fragment(&packet, now).unwrap_or(Decision {
+                verdict: malformed,
+                reason: Reason::OrphanFragment,
+            }),
         }
     }
 }

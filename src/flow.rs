@@ -43,7 +43,13 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { tcp: 3600, tcp_closed: 120, udp: 120, icmp: 30, other: 600 }
+        Timeouts {
+            tcp: 3600,
+            tcp_closed: 120,
+            udp: 120,
+            icmp: 30,
+            other: 600,
+        }
     }
 }
 
@@ -57,7 +63,10 @@ pub struct FlowConfig {
 
 impl Default for FlowConfig {
     fn default() -> Self {
-        FlowConfig { timeouts: Timeouts::default(), max_flows: 262_144 }
+        FlowConfig {
+            timeouts: Timeouts::default(),
+            max_flows: 262_144,
+        }
     }
 }
 
@@ -95,7 +104,11 @@ impl FlowKey {
         let (sport, dport) = match p.transport {
             Transport::Tcp { sport, dport, .. } | Transport::Udp { sport, dport } => (sport, dport),
             // Request and reply carry the same identifier, so both directions meet in one entry.
-            Transport::Icmp { ident: Some(id), icmp_type, .. } if has_echo_ident(p.ip_proto, icmp_type) => (id, id),
+            Transport::Icmp {
+                ident: Some(id),
+                icmp_type,
+                ..
+            } if has_echo_ident(p.ip_proto, icmp_type) => (id, id),
             Transport::Icmp { icmp_type, .. } => (u16::from(icmp_type), u16::from(icmp_type)),
             Transport::Other => (0, 0),
             Transport::LaterFragment => return None,
@@ -103,9 +116,23 @@ impl FlowKey {
         let s = (addr16(p.src), sport);
         let d = (addr16(p.dst), dport);
         Some(if s <= d {
-            (FlowKey { lo: s, hi: d, proto: p.ip_proto }, Side::Lo)
+            (
+                FlowKey {
+                    lo: s,
+                    hi: d,
+                    proto: p.ip_proto,
+                },
+                Side::Lo,
+            )
         } else {
-            (FlowKey { lo: d, hi: s, proto: p.ip_proto }, Side::Hi)
+            (
+                FlowKey {
+                    lo: d,
+                    hi: s,
+                    proto: p.ip_proto,
+                },
+                Side::Hi,
+            )
         })
     }
 
@@ -316,13 +343,19 @@ impl FlowTable {
 
     fn fragment_key(p: &Packet<'_>) -> Option<FragmentKey> {
         let f = p.fragment?;
-        Some(FragmentKey { src: addr16(p.src), dst: addr16(p.dst), id: f.id, proto: p.ip_proto })
+        Some(FragmentKey {
+            src: addr16(p.src),
+            dst: addr16(p.dst),
+            id: f.id,
+            proto: p.ip_proto,
+        })
     }
 
     fn remember_fragment(&mut self, p: &Packet<'_>, key: FlowKey, now: Timestamp) {
         if let Some(fk) = Self::fragment_key(p) {
             if self.fragments.len() < MAX_FRAGMENTS || self.fragments.contains_key(&fk) {
-                let expires = Timestamp::from_nanos(now.as_nanos().saturating_add(FRAGMENT_TIMEOUT));
+                let expires =
+                    Timestamp::from_nanos(now.as_nanos().saturating_add(FRAGMENT_TIMEOUT));
                 self.fragments.insert(fk, (key, expires));
             }
         }
@@ -360,8 +393,12 @@ impl FlowTable {
     /// Removes expired flows and fragment entries.
     pub fn sweep(&mut self, now: Timestamp) {
         self.next_sweep = Timestamp::from_nanos(now.as_nanos().saturating_add(SWEEP_INTERVAL));
-        let expired: Vec<FlowKey> =
-            self.flows.iter().filter(|(k, f)| self.is_expired(k, f, now)).map(|(k, _)| *k).collect();
+        let expired: Vec<FlowKey> = self
+            .flows
+            .iter()
+            .filter(|(k, f)| self.is_expired(k, f, now))
+            .map(|(k, _)| *k)
+            .collect();
         for key in expired {
             if let Some(flow) = self.flows.remove(&key) {
                 self.finish(key, flow);
@@ -377,7 +414,8 @@ impl FlowTable {
         if self.flows.len() < self.config.max_flows {
             return;
         }
-        let mut idle: Vec<(Timestamp, FlowKey)> = self.flows.iter().map(|(k, f)| (f.last_ts, *k)).collect();
+        let mut idle: Vec<(Timestamp, FlowKey)> =
+            self.flows.iter().map(|(k, f)| (f.last_ts, *k)).collect();
         let n = (idle.len() / 8).max(1);
         idle.select_nth_unstable(n - 1);
         for (_, key) in idle.into_iter().take(n) {
@@ -425,8 +463,14 @@ mod tests {
         out
     }
 
-    const ACCEPT: Decision = Decision { verdict: Verdict::Accept, reason: Reason::NoPolicy };
-    const DROP: Decision = Decision { verdict: Verdict::Drop, reason: Reason::NoPolicy };
+    const ACCEPT: Decision = Decision {
+        verdict: Verdict::Accept,
+        reason: Reason::NoPolicy,
+    };
+    const DROP: Decision = Decision {
+        verdict: Verdict::Drop,
+        reason: Reason::NoPolicy,
+    };
 
     fn feed(t: &mut FlowTable, bytes: &[u8], secs: u64, d: Decision) -> Decision {
         let p = Packet::parse(bytes).unwrap();
@@ -447,7 +491,10 @@ mod tests {
         t.finish_all();
         let rec: Vec<_> = t.drain_finished().collect();
         assert_eq!(rec[0].flow.packets, 2);
-        assert_eq!(rec[0].key.endpoint(rec[0].flow.initiator), ("10.0.0.2".parse().unwrap(), 40000));
+        assert_eq!(
+            rec[0].key.endpoint(rec[0].flow.initiator),
+            ("10.0.0.2".parse().unwrap(), 40000)
+        );
     }
 
     #[test]
@@ -456,34 +503,75 @@ mod tests {
         let out = tcp([10, 0, 0, 2], 40000, [192, 0, 2, 1], 80, "A");
         feed(&mut t, &out, 0, ACCEPT);
         assert_eq!(feed(&mut t, &out, 3600, DROP), ACCEPT, "within the timeout");
-        assert_eq!(feed(&mut t, &out, 7201, DROP), DROP, "after the timeout: a new flow");
+        assert_eq!(
+            feed(&mut t, &out, 7201, DROP),
+            DROP,
+            "after the timeout: a new flow"
+        );
         assert_eq!(t.stats().expired, 1);
     }
 
     #[test]
     fn closed_tcp_lingers_then_fresh_syn_starts_new_flow() {
         let mut t = FlowTable::new(FlowConfig::default());
-        feed(&mut t, &tcp([10, 0, 0, 2], 40000, [192, 0, 2, 1], 80, "S"), 0, ACCEPT);
-        feed(&mut t, &tcp([192, 0, 2, 1], 80, [10, 0, 0, 2], 40000, "R"), 1, DROP);
+        feed(
+            &mut t,
+            &tcp([10, 0, 0, 2], 40000, [192, 0, 2, 1], 80, "S"),
+            0,
+            ACCEPT,
+        );
+        feed(
+            &mut t,
+            &tcp([192, 0, 2, 1], 80, [10, 0, 0, 2], 40000, "R"),
+            1,
+            DROP,
+        );
         // A late ACK stays in the closed flow.
-        assert_eq!(feed(&mut t, &tcp([10, 0, 0, 2], 40000, [192, 0, 2, 1], 80, "A"), 2, DROP), ACCEPT);
+        assert_eq!(
+            feed(
+                &mut t,
+                &tcp([10, 0, 0, 2], 40000, [192, 0, 2, 1], 80, "A"),
+                2,
+                DROP
+            ),
+            ACCEPT
+        );
         // A new SYN on the same ports is a new connection.
-        assert_eq!(feed(&mut t, &tcp([10, 0, 0, 2], 40000, [192, 0, 2, 1], 80, "S"), 3, DROP), DROP);
+        assert_eq!(
+            feed(
+                &mut t,
+                &tcp([10, 0, 0, 2], 40000, [192, 0, 2, 1], 80, "S"),
+                3,
+                DROP
+            ),
+            DROP
+        );
         assert_eq!(t.stats().created, 2);
     }
 
     #[test]
     fn full_table_evicts_the_longest_idle() {
-        let cfg = FlowConfig { max_flows: 16, ..FlowConfig::default() };
+        let cfg = FlowConfig {
+            max_flows: 16,
+            ..FlowConfig::default()
+        };
         let mut t = FlowTable::new(cfg);
         t.keep_finished(true);
         for i in 0..40u16 {
-            feed(&mut t, &tcp([10, 0, 0, 2], 1000 + i, [192, 0, 2, 1], 80, "S"), u64::from(i), ACCEPT);
+            feed(
+                &mut t,
+                &tcp([10, 0, 0, 2], 1000 + i, [192, 0, 2, 1], 80, "S"),
+                u64::from(i),
+                ACCEPT,
+            );
             assert!(t.len() <= 16);
         }
         assert!(t.stats().evicted >= 24);
         // The newest flow survived, the oldest did not.
-        let evicted: Vec<u16> = t.drain_finished().map(|r| r.key.endpoint(r.flow.initiator).1).collect();
+        let evicted: Vec<u16> = t
+            .drain_finished()
+            .map(|r| r.key.endpoint(r.flow.initiator).1)
+            .collect();
         assert!(evicted.contains(&1000) && !evicted.contains(&1039));
     }
 }

@@ -21,6 +21,7 @@
 pub mod decision;
 pub mod engine;
 pub mod flow;
+pub mod log;
 pub mod packet;
 pub mod policy;
 pub mod replay;

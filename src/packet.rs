@@ -20,6 +20,8 @@ use etherparse::{IpNumber, Ipv6ExtensionSlice, LaxIpSlice, LenSource};
 pub enum Malformed {
     /// The IP header is missing, cut short, or not IPv4/IPv6.
     BadIpHeader,
+    /// IPv4 options whose lengths do not add up (RFC 791 §3.1); the kernel drops such packets on input.
+    BadIpOptions,
     /// The transport header is too short to hold the ports (TCP/UDP) or the type (ICMP).
     TruncatedTransport,
 }
@@ -29,6 +31,7 @@ impl Malformed {
     pub fn name(self) -> &'static str {
         match self {
             Malformed::BadIpHeader => "bad-ip-header",
+            Malformed::BadIpOptions => "bad-ip-options",
             Malformed::TruncatedTransport => "truncated-transport",
         }
     }
@@ -56,10 +59,21 @@ pub struct TcpFlags {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
     /// `flags` is `None` when the header was cut short before the flags byte.
-    Tcp { sport: u16, dport: u16, flags: Option<TcpFlags> },
-    Udp { sport: u16, dport: u16 },
+    Tcp {
+        sport: u16,
+        dport: u16,
+        flags: Option<TcpFlags>,
+    },
+    Udp {
+        sport: u16,
+        dport: u16,
+    },
     /// ICMPv4 or ICMPv6 (see [`Packet::ip_proto`]); `ident` is the echo identifier, when the message has one.
-    Icmp { icmp_type: u8, code: u8, ident: Option<u16> },
+    Icmp {
+        icmp_type: u8,
+        code: u8,
+        ident: Option<u16>,
+    },
     /// A non-first fragment: its transport header travelled in the first fragment.
     LaterFragment,
     /// Any other IP protocol (GRE, ESP, 6in4, ...): no ports.
@@ -92,6 +106,9 @@ impl<'a> Packet<'a> {
         // An error inside the IPv6 extension headers leaves `ip` usable up to that header; the payload is
         // then the unparsed rest, and its "protocol" the header that failed, which is what we report.
         let (ip, _ext_err) = LaxIpSlice::from_slice(bytes).map_err(|_| Malformed::BadIpHeader)?;
+        if let LaxIpSlice::Ipv4(v4) = &ip {
+            check_ipv4_options(v4.header().options())?;
+        }
         let payload = ip.payload();
         let ip_proto = payload.ip_number.0;
         let fragment = fragment_of(&ip);
@@ -122,10 +139,40 @@ impl<'a> Packet<'a> {
     /// Source and destination ports (TCP and UDP), else `None`.
     pub fn ports(&self) -> Option<(u16, u16)> {
         match self.transport {
-            Transport::Tcp { sport, dport, .. } | Transport::Udp { sport, dport } => Some((sport, dport)),
+            Transport::Tcp { sport, dport, .. } | Transport::Udp { sport, dport } => {
+                Some((sport, dport))
+            }
             _ => None,
         }
     }
+}
+
+/// RFC 791 §3.1: an option is End (0), No-op (1), or type, length (>= 2, covering itself), data. Options
+/// of a fixed or structured size must have it: Security (130, RFC 1108: 11), Stream ID (136: 4), the route
+/// options (7, 131, 137: 3 + 4n), Timestamp (68: at least 4) and Router Alert (148, RFC 2113: 4).
+fn check_ipv4_options(mut opts: &[u8]) -> Result<(), Malformed> {
+    while let Some(&kind) = opts.first() {
+        if kind == 0 {
+            return Ok(());
+        }
+        if kind == 1 {
+            opts = &opts[1..];
+            continue;
+        }
+        let len = usize::from(*opts.get(1).ok_or(Malformed::BadIpOptions)?);
+        let fits = match kind {
+            130 => len == 11,
+            136 | 148 => len == 4,
+            7 | 131 | 137 => len >= 3 && (len - 3) % 4 == 0,
+            68 => len >= 4,
+            _ => len >= 2,
+        };
+        if !fits || len > opts.len() {
+            return Err(Malformed::BadIpOptions);
+        }
+        opts = &opts[len..];
+    }
+    Ok(())
 }
 
 fn fragment_of(ip: &LaxIpSlice<'_>) -> Option<Fragment> {
@@ -139,15 +186,19 @@ fn fragment_of(ip: &LaxIpSlice<'_>) -> Option<Fragment> {
                 more: h.more_fragments(),
             })
         }
-        LaxIpSlice::Ipv6(v6) => v6.extensions().clone().into_iter().find_map(|ext| match ext {
-            // RFC 8200 §4.5: an "atomic" fragment (offset 0, M clear) is a whole packet; treat it as one.
-            Ipv6ExtensionSlice::Fragment(f) if f.is_fragmenting_payload() => Some(Fragment {
-                id: f.identification(),
-                offset: f.fragment_offset().value(),
-                more: f.more_fragments(),
+        LaxIpSlice::Ipv6(v6) => v6
+            .extensions()
+            .clone()
+            .into_iter()
+            .find_map(|ext| match ext {
+                // RFC 8200 §4.5: an "atomic" fragment (offset 0, M clear) is a whole packet; treat it as one.
+                Ipv6ExtensionSlice::Fragment(f) if f.is_fragmenting_payload() => Some(Fragment {
+                    id: f.identification(),
+                    offset: f.fragment_offset().value(),
+                    more: f.more_fragments(),
+                }),
+                _ => None,
             }),
-            _ => None,
-        }),
     }
 }
 
@@ -171,7 +222,14 @@ fn parse_transport(proto: IpNumber, l4: &[u8]) -> Result<(Transport, &[u8]), Mal
             });
             let header_len = l4.get(12).map_or(l4.len(), |&b| usize::from(b >> 4) * 4);
             let payload = l4.get(header_len.max(20)..).unwrap_or(&[]);
-            Ok((Transport::Tcp { sport, dport, flags }, payload))
+            Ok((
+                Transport::Tcp {
+                    sport,
+                    dport,
+                    flags,
+                },
+                payload,
+            ))
         }
         PROTO_UDP => {
             let (sport, dport) = ports().ok_or(Malformed::TruncatedTransport)?;
@@ -180,8 +238,19 @@ fn parse_transport(proto: IpNumber, l4: &[u8]) -> Result<(Transport, &[u8]), Mal
         PROTO_ICMP | PROTO_ICMPV6 => {
             let icmp_type = *l4.first().ok_or(Malformed::TruncatedTransport)?;
             let code = l4.get(1).copied().unwrap_or(0);
-            let ident = if has_echo_ident(proto.0, icmp_type) { be16(l4, 4) } else { None };
-            Ok((Transport::Icmp { icmp_type, code, ident }, l4.get(8..).unwrap_or(&[])))
+            let ident = if has_echo_ident(proto.0, icmp_type) {
+                be16(l4, 4)
+            } else {
+                None
+            };
+            Ok((
+                Transport::Icmp {
+                    icmp_type,
+                    code,
+                    ident,
+                },
+                l4.get(8..).unwrap_or(&[]),
+            ))
         }
         _ => Ok((Transport::Other, &[][..])),
     }
@@ -197,13 +266,34 @@ pub fn has_echo_ident(ip_proto: u8, icmp_type: u8) -> bool {
     }
 }
 
+/// A hash of the packet's two addresses, the same in both directions, for pinning flows to workers.
+///
+/// Only the addresses are hashed: a later fragment carries no ports, yet must reach the worker that saw its
+/// first fragment. Reads just the fixed address fields, so it is cheap enough for the dispatching thread;
+/// bytes that are not IPv4/IPv6 hash to 0 (the worker that gets them decides them as malformed).
+pub fn dispatch_hash(bytes: &[u8]) -> u64 {
+    let (a, b) = match bytes.first().map(|b| b >> 4) {
+        Some(4) => (bytes.get(12..16), bytes.get(16..20)),
+        Some(6) => (bytes.get(8..24), bytes.get(24..40)),
+        _ => (None, None),
+    };
+    let (Some(a), Some(b)) = (a, b) else { return 0 };
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    // FNV-1a: stable across runs and platforms, which keeps replay deterministic.
+    lo.iter().chain(hi).fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
+        (h ^ u64::from(x)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use etherparse::PacketBuilder;
 
     fn tcp_v4(payload: &[u8]) -> Vec<u8> {
-        let b = PacketBuilder::ipv4([10, 0, 0, 2], [93, 184, 216, 34], 64).tcp(51514, 80, 1, 1000).syn();
+        let b = PacketBuilder::ipv4([10, 0, 0, 2], [93, 184, 216, 34], 64)
+            .tcp(51514, 80, 1, 1000)
+            .syn();
         let mut out = Vec::new();
         b.write(&mut out, payload).unwrap();
         out
@@ -229,7 +319,41 @@ mod tests {
         let p = Packet::parse(&bytes[..24]).unwrap();
         assert_eq!(p.ports(), Some((51514, 80)));
         assert!(matches!(p.transport, Transport::Tcp { flags: None, .. }));
-        assert_eq!(Packet::parse(&bytes[..22]), Err(Malformed::TruncatedTransport));
+        assert_eq!(
+            Packet::parse(&bytes[..22]),
+            Err(Malformed::TruncatedTransport)
+        );
+    }
+
+    #[test]
+    fn ipv4_options_must_add_up() {
+        assert_eq!(check_ipv4_options(&[1, 1, 0, 0]), Ok(()));
+        assert_eq!(
+            check_ipv4_options(&[7, 7, 4, 0, 0, 0, 0, 0]),
+            Ok(()),
+            "record route, one slot"
+        );
+        assert_eq!(
+            check_ipv4_options(&[7, 11, 4, 0, 0, 0, 0, 0]),
+            Err(Malformed::BadIpOptions),
+            "past the header"
+        );
+        assert_eq!(
+            check_ipv4_options(&[130, 2, 0, 0]),
+            Err(Malformed::BadIpOptions),
+            "security needs 11"
+        );
+        assert_eq!(check_ipv4_options(&[148, 4, 0, 0]), Ok(()), "router alert");
+        assert_eq!(
+            check_ipv4_options(&[7, 1, 0, 0]),
+            Err(Malformed::BadIpOptions),
+            "length under 2"
+        );
+        assert_eq!(
+            check_ipv4_options(&[1, 1, 1, 7]),
+            Err(Malformed::BadIpOptions),
+            "no length byte"
+        );
     }
 
     #[test]
@@ -242,14 +366,27 @@ mod tests {
     #[test]
     fn udp_ipv6_and_icmp_echo() {
         let mut out = Vec::new();
-        PacketBuilder::ipv6([0xfd; 16], [0xfe; 16], 64).udp(5353, 53).write(&mut out, b"q").unwrap();
+        PacketBuilder::ipv6([0xfd; 16], [0xfe; 16], 64)
+            .udp(5353, 53)
+            .write(&mut out, b"q")
+            .unwrap();
         let p = Packet::parse(&out).unwrap();
         assert_eq!((p.ip_proto, p.ports()), (PROTO_UDP, Some((5353, 53))));
 
         let mut out = Vec::new();
-        PacketBuilder::ipv4([1, 1, 1, 1], [2, 2, 2, 2], 64).icmpv4_echo_request(0x1234, 1).write(&mut out, b"x").unwrap();
+        PacketBuilder::ipv4([1, 1, 1, 1], [2, 2, 2, 2], 64)
+            .icmpv4_echo_request(0x1234, 1)
+            .write(&mut out, b"x")
+            .unwrap();
         let p = Packet::parse(&out).unwrap();
-        assert_eq!(p.transport, Transport::Icmp { icmp_type: 8, code: 0, ident: Some(0x1234) });
+        assert_eq!(
+            p.transport,
+            Transport::Icmp {
+                icmp_type: 8,
+                code: 0,
+                ident: Some(0x1234)
+            }
+        );
     }
 
     #[test]
@@ -259,15 +396,41 @@ mod tests {
         first[4..6].copy_from_slice(&7u16.to_be_bytes());
         first[6] = 0x20;
         let p = Packet::parse(&first).unwrap();
-        assert_eq!(p.fragment, Some(Fragment { id: 7, offset: 0, more: true }));
+        assert_eq!(
+            p.fragment,
+            Some(Fragment {
+                id: 7,
+                offset: 0,
+                more: true
+            })
+        );
         assert_eq!(p.ports(), Some((51514, 80)));
 
         let mut later = first.clone();
         later[6] = 0x00;
         later[7] = 10; // offset 10 * 8 bytes, last fragment
         let p = Packet::parse(&later).unwrap();
-        assert_eq!(p.fragment, Some(Fragment { id: 7, offset: 10, more: false }));
+        assert_eq!(
+            p.fragment,
+            Some(Fragment {
+                id: 7,
+                offset: 10,
+                more: false
+            })
+        );
         assert_eq!(p.transport, Transport::LaterFragment);
+    }
+
+    #[test]
+    fn dispatch_hash_is_symmetric() {
+        let mut back = Vec::new();
+        PacketBuilder::ipv4([93, 184, 216, 34], [10, 0, 0, 2], 64)
+            .tcp(80, 51514, 1, 1)
+            .write(&mut back, &[])
+            .unwrap();
+        assert_eq!(dispatch_hash(&tcp_v4(b"")), dispatch_hash(&back));
+        assert_ne!(dispatch_hash(&tcp_v4(b"")), 0);
+        assert_eq!(dispatch_hash(&[0x45, 0]), 0);
     }
 
     #[test]

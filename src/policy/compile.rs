@@ -17,8 +17,12 @@ pub(super) fn classify(p: &Packet<'_>) -> Option<(Proto, u16)> {
     match (p.ip_proto, p.transport) {
         (PROTO_TCP, Transport::Tcp { dport, .. }) => Some((Proto::Tcp, dport)),
         (PROTO_UDP, Transport::Udp { dport, .. }) => Some((Proto::Udp, dport)),
-        (PROTO_ICMP, Transport::Icmp { icmp_type, .. }) => Some((Proto::Icmp, u16::from(icmp_type))),
-        (PROTO_ICMPV6, Transport::Icmp { icmp_type, .. }) => Some((Proto::Icmp6, u16::from(icmp_type))),
+        (PROTO_ICMP, Transport::Icmp { icmp_type, .. }) => {
+            Some((Proto::Icmp, u16::from(icmp_type)))
+        }
+        (PROTO_ICMPV6, Transport::Icmp { icmp_type, .. }) => {
+            Some((Proto::Icmp6, u16::from(icmp_type)))
+        }
         _ => None,
     }
 }
@@ -50,14 +54,22 @@ impl Compiled {
     pub(super) fn new(parsed: &Parsed) -> Result<Compiled, String> {
         let implicit_zones = parsed.zones.is_empty();
         // Declared zones, plus `net` as the catch-all for addresses in none of them when not declared.
-        let zone_count = if implicit_zones { 2 } else { parsed.zones.len() + usize::from(net_zone(parsed).is_none()) };
+        let zone_count = if implicit_zones {
+            2
+        } else {
+            parsed.zones.len() + usize::from(net_zone(parsed).is_none())
+        };
         let mut pairs = Vec::with_capacity(zone_count * zone_count);
         for s in 0..zone_count {
             for d in 0..zone_count {
                 pairs.push(pair_table(parsed, s, d)?);
             }
         }
-        Ok(Compiled { implicit_zones, zone_count, pairs })
+        Ok(Compiled {
+            implicit_zones,
+            zone_count,
+            pairs,
+        })
     }
 
     fn zone_of(&self, parsed: &Parsed, a: IpAddr) -> usize {
@@ -86,19 +98,33 @@ impl Compiled {
     pub(super) fn evaluate(&self, parsed: &Parsed, p: &Packet<'_>) -> Decision {
         let (s, d) = self.zones_of(parsed, p);
         let Some(pair) = self.pairs.get(s * self.zone_count + d) else {
-            return Decision { verdict: Verdict::Drop, reason: Reason::NoPolicy };
+            return Decision {
+                verdict: Verdict::Drop,
+                reason: Reason::NoPolicy,
+            };
         };
         let class = classify(p);
         let start = match class {
-            Some((proto, sel)) => pair.index[proto_slot(proto)].as_ref().and_then(|ix| ix.get(usize::from(sel))).copied(),
+            Some((proto, sel)) => pair.index[proto_slot(proto)]
+                .as_ref()
+                .and_then(|ix| ix.get(usize::from(sel)))
+                .copied(),
             None => Some(pair.other),
         };
         let start = usize::from(start.unwrap_or(0));
         if start > 0 {
             for &id in pair.rules.get(start - 1..).unwrap_or(&[]) {
-                let Some(rule) = parsed.rules.get(id as usize) else { continue };
-                if rule.src.contains(p.src) && rule.dst.contains(p.dst) && service_matches(&rule.service, class) {
-                    return Decision { verdict: rule.verdict, reason: Reason::Rule(id) };
+                let Some(rule) = parsed.rules.get(id as usize) else {
+                    continue;
+                };
+                if rule.src.contains(p.src)
+                    && rule.dst.contains(p.dst)
+                    && service_matches(&rule.service, class)
+                {
+                    return Decision {
+                        verdict: rule.verdict,
+                        reason: Reason::Rule(id),
+                    };
                 }
             }
         }
@@ -107,12 +133,22 @@ impl Compiled {
 
     /// For `check`: the verdict a selector gets in pair (s, d) from rules that apply to every address of
     /// their zones (rules narrowed to some addresses are left out of this summary).
-    pub(super) fn verdict_for_any_address(&self, parsed: &Parsed, s: usize, d: usize, class: Option<(Proto, u16)>) -> Verdict {
-        let Some(pair) = self.pairs.get(s * self.zone_count + d) else { return Verdict::Drop };
+    pub(super) fn verdict_for_any_address(
+        &self,
+        parsed: &Parsed,
+        s: usize,
+        d: usize,
+        class: Option<(Proto, u16)>,
+    ) -> Verdict {
+        let Some(pair) = self.pairs.get(s * self.zone_count + d) else {
+            return Verdict::Drop;
+        };
         pair.rules
             .iter()
             .filter_map(|&id| parsed.rules.get(id as usize))
-            .find(|r| r.src.nets.is_empty() && r.dst.nets.is_empty() && service_matches(&r.service, class))
+            .find(|r| {
+                r.src.nets.is_empty() && r.dst.nets.is_empty() && service_matches(&r.service, class)
+            })
             .map_or(pair.default.verdict, |r| r.verdict)
     }
 }
@@ -126,9 +162,11 @@ fn service_matches(service: &Service, class: Option<(Proto, u16)>) -> bool {
     match (service, class) {
         (Service::Any, _) => true,
         (Service::Of(_), None) => false,
-        (Service::Of(list), Some((proto, sel))) => list
-            .iter()
-            .any(|(p, r)| *p == proto && r.as_ref().is_none_or(|r| r.iter().any(|&(a, b)| (a..=b).contains(&sel)))),
+        (Service::Of(list), Some((proto, sel))) => list.iter().any(|(p, r)| {
+            *p == proto
+                && r.as_ref()
+                    .is_none_or(|r| r.iter().any(|&(a, b)| (a..=b).contains(&sel)))
+        }),
     }
 }
 
@@ -142,7 +180,10 @@ fn pair_table(parsed: &Parsed, s: usize, d: usize) -> Result<PairTable, String> 
         .map(|i| i as RuleId)
         .collect();
     if rules.len() >= usize::from(u16::MAX) {
-        return Err(format!("more than {} rules apply to one zone pair", u16::MAX - 1));
+        return Err(format!(
+            "more than {} rules apply to one zone pair",
+            u16::MAX - 1
+        ));
     }
     let mut index: [Option<Box<[u16]>>; 4] = Default::default();
     let mut other = 0u16;
@@ -152,7 +193,8 @@ fn pair_table(parsed: &Parsed, s: usize, d: usize) -> Result<PairTable, String> 
         let rule = &parsed.rules[id as usize];
         let mut fill = |proto: Proto, ranges: Option<&[(u16, u16)]>| {
             let len = usize::from(proto.max_selector()) + 1;
-            let table = index[proto_slot(proto)].get_or_insert_with(|| vec![0u16; len].into_boxed_slice());
+            let table =
+                index[proto_slot(proto)].get_or_insert_with(|| vec![0u16; len].into_boxed_slice());
             match ranges {
                 None => table.fill(slot_value),
                 Some(ranges) => {
@@ -182,9 +224,20 @@ fn pair_table(parsed: &Parsed, s: usize, d: usize) -> Result<PairTable, String> 
         .pair_policies
         .iter()
         .position(|p| p.src.covers(s) && p.dst.covers(d))
-        .map_or(Decision { verdict: Verdict::Drop, reason: Reason::NoPolicy }, |i| Decision {
-            verdict: parsed.pair_policies[i].verdict,
-            reason: Reason::Policy(i as u32),
-        });
-    Ok(PairTable { rules, index, other, default })
+        .map_or(
+            Decision {
+                verdict: Verdict::Drop,
+                reason: Reason::NoPolicy,
+            },
+            |i| Decision {
+                verdict: parsed.pair_policies[i].verdict,
+                reason: Reason::Policy(i as u32),
+            },
+        );
+    Ok(PairTable {
+        rules,
+        index,
+        other,
+        default,
+    })
 }

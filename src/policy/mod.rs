@@ -50,7 +50,10 @@ ACCEPT loc net 443 # https:
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("{path}: cannot read the policy: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<PolicyError>),
 }
@@ -66,9 +69,19 @@ impl Policy {
     /// Parses and compiles `text`; `file` is the name errors and citations use.
     pub fn compile(file: &str, text: &str) -> Result<Policy, Vec<PolicyError>> {
         let parsed = parse::parse(file, text)?;
-        let compiled = Compiled::new(&parsed)
-            .map_err(|message| vec![PolicyError { file: file.to_string(), line: 1, col: 1, message }])?;
-        Ok(Policy { file: file.to_string(), parsed, compiled })
+        let compiled = Compiled::new(&parsed).map_err(|message| {
+            vec![PolicyError {
+                file: file.to_string(),
+                line: 1,
+                col: 1,
+                message,
+            }]
+        })?;
+        Ok(Policy {
+            file: file.to_string(),
+            parsed,
+            compiled,
+        })
     }
 
     /// The built-in default policy.
@@ -83,7 +96,10 @@ impl Policy {
     /// Reads and compiles a policy file.
     pub fn load(path: &Path) -> Result<Policy, LoadError> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: name.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: name.clone(),
+            source,
+        })?;
         Policy::compile(&name, &text).map_err(LoadError::Invalid)
     }
 
@@ -122,7 +138,11 @@ impl Policy {
     pub fn line_text(&self, reason: Reason) -> Option<&str> {
         match reason {
             Reason::Rule(id) => self.parsed.rules.get(id as usize).map(|r| r.text.as_str()),
-            Reason::Policy(id) => self.parsed.pair_policies.get(id as usize).map(|p| p.text.as_str()),
+            Reason::Policy(id) => self
+                .parsed
+                .pair_policies
+                .get(id as usize)
+                .map(|p| p.text.as_str()),
             _ => None,
         }
     }
@@ -145,9 +165,16 @@ impl Policy {
         let names = self.zone_names();
         let _ = writeln!(out, "{}: valid", self.file);
         if self.parsed.zones.is_empty() {
-            let _ = writeln!(out, "zones: loc (whoever starts a flow), net (the other end)");
+            let _ = writeln!(
+                out,
+                "zones: loc (whoever starts a flow), net (the other end)"
+            );
         } else {
-            let _ = writeln!(out, "zones: {} (an address in none of them is in net)", names.join(", "));
+            let _ = writeln!(
+                out,
+                "zones: {} (an address in none of them is in net)",
+                names.join(", ")
+            );
         }
         let _ = writeln!(out, "policies:");
         for p in &self.parsed.pair_policies {
@@ -155,13 +182,29 @@ impl Policy {
                 ZoneSel::All => "all".to_string(),
                 ZoneSel::Zone(i) => names.get(i).cloned().unwrap_or_default(),
             };
-            let _ = writeln!(out, "  {} -> {} {}  ({}:{})", zone(p.src), zone(p.dst), p.verdict.name().to_uppercase(), self.file, p.line);
+            let _ = writeln!(
+                out,
+                "  {} -> {} {}  ({}:{})",
+                zone(p.src),
+                zone(p.dst),
+                p.verdict.name().to_uppercase(),
+                self.file,
+                p.line
+            );
         }
         let _ = writeln!(out, "  anything else: DROP (no policy line)");
-        let narrowed = self.parsed.rules.iter().filter(|r| !r.src.nets.is_empty() || !r.dst.nets.is_empty()).count();
+        let narrowed = self
+            .parsed
+            .rules
+            .iter()
+            .filter(|r| !r.src.nets.is_empty() || !r.dst.nets.is_empty())
+            .count();
         let _ = write!(out, "rules: {}", self.parsed.rules.len());
         if narrowed > 0 {
-            let _ = write!(out, " ({narrowed} narrowed to addresses, left out of the open lists below)");
+            let _ = write!(
+                out,
+                " ({narrowed} narrowed to addresses, left out of the open lists below)"
+            );
         }
         let _ = writeln!(out);
         for (s, src) in names.iter().enumerate() {
@@ -173,14 +216,33 @@ impl Policy {
                 for proto in Proto::ALL {
                     let open: Vec<u16> = (0..=proto.max_selector())
                         .filter(|&sel| {
-                            self.compiled.verdict_for_any_address(&self.parsed, s, d, Some((proto, sel))) == Verdict::Accept
+                            self.compiled.verdict_for_any_address(
+                                &self.parsed,
+                                s,
+                                d,
+                                Some((proto, sel)),
+                            ) == Verdict::Accept
                         })
                         .collect();
-                    let what = if matches!(proto, Proto::Icmp | Proto::Icmp6) { "types" } else { "ports" };
+                    let what = if matches!(proto, Proto::Icmp | Proto::Icmp6) {
+                        "types"
+                    } else {
+                        "ports"
+                    };
                     let _ = writeln!(out, "  {:<6} {what} {}", proto.name(), format_ranges(&open));
                 }
-                let other = self.compiled.verdict_for_any_address(&self.parsed, s, d, None);
-                let _ = writeln!(out, "  other protocols: {}", if other == Verdict::Accept { "open" } else { "closed" });
+                let other = self
+                    .compiled
+                    .verdict_for_any_address(&self.parsed, s, d, None);
+                let _ = writeln!(
+                    out,
+                    "  other protocols: {}",
+                    if other == Verdict::Accept {
+                        "open"
+                    } else {
+                        "closed"
+                    }
+                );
             }
         }
         out
@@ -199,7 +261,11 @@ fn format_ranges(sorted: &[u16]) -> String {
         while i + 1 < sorted.len() && sorted[i + 1] == sorted[i] + 1 {
             i += 1;
         }
-        parts.push(if start == sorted[i] { start.to_string() } else { format!("{start}-{}", sorted[i]) });
+        parts.push(if start == sorted[i] {
+            start.to_string()
+        } else {
+            format!("{start}-{}", sorted[i])
+        });
         i += 1;
     }
     parts.join(", ")
@@ -218,20 +284,31 @@ mod tests {
 
     fn tcp(src: [u8; 4], dst: [u8; 4], dport: u16) -> Vec<u8> {
         let mut out = Vec::new();
-        PacketBuilder::ipv4(src, dst, 64).tcp(40000, dport, 1, 1000).syn().write(&mut out, &[]).unwrap();
+        PacketBuilder::ipv4(src, dst, 64)
+            .tcp(40000, dport, 1, 1000)
+            .syn()
+            .write(&mut out, &[])
+            .unwrap();
         out
     }
 
     fn udp(dport: u16) -> Vec<u8> {
         let mut out = Vec::new();
-        PacketBuilder::ipv4([10, 0, 0, 2], [192, 0, 2, 1], 64).udp(40000, dport).write(&mut out, &[]).unwrap();
+        PacketBuilder::ipv4([10, 0, 0, 2], [192, 0, 2, 1], 64)
+            .udp(40000, dport)
+            .write(&mut out, &[])
+            .unwrap();
         out
     }
 
     fn icmp(ty: u8) -> Vec<u8> {
         let mut out = Vec::new();
         let b = PacketBuilder::ipv4([10, 0, 0, 2], [192, 0, 2, 1], 64);
-        let b = if ty == 8 { b.icmpv4_echo_request(1, 1) } else { b.icmpv4_raw(ty, 0, [0; 4]) };
+        let b = if ty == 8 {
+            b.icmpv4_echo_request(1, 1)
+        } else {
+            b.icmpv4_raw(ty, 0, [0; 4])
+        };
         b.write(&mut out, &[]).unwrap();
         out
     }
@@ -242,24 +319,62 @@ mod tests {
         assert_eq!(p.rules().len(), 19);
         let lan = [10, 0, 0, 2];
         let web = [93, 184, 216, 34];
-        assert_eq!(decide(&p, &tcp(lan, web, 443)), (Verdict::Accept, Some("<default>:20".into())));
-        assert_eq!(decide(&p, &tcp(lan, web, 80)), (Verdict::Accept, Some("<default>:13".into())));
-        assert_eq!(decide(&p, &udp(53)), (Verdict::Accept, Some("<default>:9".into())));
-        assert_eq!(decide(&p, &udp(13)), (Verdict::Accept, Some("<default>:2".into())));
-        assert_eq!(decide(&p, &tcp(lan, web, 8080)), (Verdict::Drop, Some("<default>:1".into())));
-        assert_eq!(decide(&p, &udp(443)), (Verdict::Accept, Some("<default>:20".into())), "bare port: TCP and UDP");
-        assert_eq!(decide(&p, &icmp(8)), (Verdict::Accept, Some("<default>:3".into())));
-        assert_eq!(decide(&p, &icmp(13)).0, Verdict::Drop, "ICMP 8 is echo request only");
+        assert_eq!(
+            decide(&p, &tcp(lan, web, 443)),
+            (Verdict::Accept, Some("<default>:20".into()))
+        );
+        assert_eq!(
+            decide(&p, &tcp(lan, web, 80)),
+            (Verdict::Accept, Some("<default>:13".into()))
+        );
+        assert_eq!(
+            decide(&p, &udp(53)),
+            (Verdict::Accept, Some("<default>:9".into()))
+        );
+        assert_eq!(
+            decide(&p, &udp(13)),
+            (Verdict::Accept, Some("<default>:2".into()))
+        );
+        assert_eq!(
+            decide(&p, &tcp(lan, web, 8080)),
+            (Verdict::Drop, Some("<default>:1".into()))
+        );
+        assert_eq!(
+            decide(&p, &udp(443)),
+            (Verdict::Accept, Some("<default>:20".into())),
+            "bare port: TCP and UDP"
+        );
+        assert_eq!(
+            decide(&p, &icmp(8)),
+            (Verdict::Accept, Some("<default>:3".into()))
+        );
+        assert_eq!(
+            decide(&p, &icmp(13)).0,
+            Verdict::Drop,
+            "ICMP 8 is echo request only"
+        );
     }
 
     #[test]
     fn first_match_wins_with_address_narrowing() {
         let text = "policy loc net ACCEPT\nDROP loc net:192.0.2.0/24 tcp 80\nREJECT loc net tcp 80,8000:8100\n";
         let p = Policy::compile("t", text).unwrap();
-        assert_eq!(decide(&p, &tcp([10, 0, 0, 2], [192, 0, 2, 9], 80)), (Verdict::Drop, Some("t:2".into())));
-        assert_eq!(decide(&p, &tcp([10, 0, 0, 2], [198, 51, 100, 1], 80)), (Verdict::Reject, Some("t:3".into())));
-        assert_eq!(decide(&p, &tcp([10, 0, 0, 2], [198, 51, 100, 1], 8050)), (Verdict::Reject, Some("t:3".into())));
-        assert_eq!(decide(&p, &tcp([10, 0, 0, 2], [198, 51, 100, 1], 22)), (Verdict::Accept, Some("t:1".into())));
+        assert_eq!(
+            decide(&p, &tcp([10, 0, 0, 2], [192, 0, 2, 9], 80)),
+            (Verdict::Drop, Some("t:2".into()))
+        );
+        assert_eq!(
+            decide(&p, &tcp([10, 0, 0, 2], [198, 51, 100, 1], 80)),
+            (Verdict::Reject, Some("t:3".into()))
+        );
+        assert_eq!(
+            decide(&p, &tcp([10, 0, 0, 2], [198, 51, 100, 1], 8050)),
+            (Verdict::Reject, Some("t:3".into()))
+        );
+        assert_eq!(
+            decide(&p, &tcp([10, 0, 0, 2], [198, 51, 100, 1], 22)),
+            (Verdict::Accept, Some("t:1".into()))
+        );
     }
 
     #[test]
@@ -268,17 +383,35 @@ mod tests {
                     ACCEPT lan net tcp 443\nACCEPT lan dmz all\n";
         let p = Policy::compile("z", text).unwrap();
         assert_eq!(p.zone_names(), vec!["lan", "dmz", "net"]);
-        assert_eq!(decide(&p, &tcp([10, 1, 1, 1], [8, 8, 8, 8], 443)).0, Verdict::Accept);
-        assert_eq!(decide(&p, &tcp([10, 1, 1, 1], [8, 8, 8, 8], 22)), (Verdict::Drop, Some("z:3".into())));
-        assert_eq!(decide(&p, &tcp([10, 1, 1, 1], [172, 16, 0, 5], 22)), (Verdict::Accept, Some("z:6".into())));
-        assert_eq!(decide(&p, &tcp([8, 8, 8, 8], [10, 1, 1, 1], 22)), (Verdict::Reject, Some("z:4".into())));
+        assert_eq!(
+            decide(&p, &tcp([10, 1, 1, 1], [8, 8, 8, 8], 443)).0,
+            Verdict::Accept
+        );
+        assert_eq!(
+            decide(&p, &tcp([10, 1, 1, 1], [8, 8, 8, 8], 22)),
+            (Verdict::Drop, Some("z:3".into()))
+        );
+        assert_eq!(
+            decide(&p, &tcp([10, 1, 1, 1], [172, 16, 0, 5], 22)),
+            (Verdict::Accept, Some("z:6".into()))
+        );
+        assert_eq!(
+            decide(&p, &tcp([8, 8, 8, 8], [10, 1, 1, 1], 22)),
+            (Verdict::Reject, Some("z:4".into()))
+        );
     }
 
     #[test]
     fn no_policy_line_drops() {
         let p = Policy::compile("n", "ACCEPT loc net tcp 22\n").unwrap();
         let d = p.evaluate(&Packet::parse(&tcp([10, 0, 0, 2], [192, 0, 2, 1], 23)).unwrap());
-        assert_eq!(d, Decision { verdict: Verdict::Drop, reason: Reason::NoPolicy });
+        assert_eq!(
+            d,
+            Decision {
+                verdict: Verdict::Drop,
+                reason: Reason::NoPolicy
+            }
+        );
     }
 
     #[test]

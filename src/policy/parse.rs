@@ -34,7 +34,11 @@ pub struct PolicyError {
 
 impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.col, self.message
+        )
     }
 }
 
@@ -60,7 +64,9 @@ impl Cidr {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr = addr.parse().map_err(|_| format!("'{s}' is not an IP address or network"))?;
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("'{s}' is not an IP address or network"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix: u8 = match prefix {
             None => max,
@@ -71,15 +77,27 @@ impl Cidr {
                 .ok_or_else(|| format!("bad prefix length '/{p}' (expected 0 to {max})"))?,
         };
         let prefix = if addr.is_ipv4() { prefix + 96 } else { prefix };
-        let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix)) };
-        Ok(Cidr { net: mapped(addr) & mask, prefix, v4: addr.is_ipv4() })
+        let mask = if prefix == 0 {
+            0
+        } else {
+            u128::MAX << (128 - u32::from(prefix))
+        };
+        Ok(Cidr {
+            net: mapped(addr) & mask,
+            prefix,
+            v4: addr.is_ipv4(),
+        })
     }
 
     pub fn contains(&self, a: IpAddr) -> bool {
         if a.is_ipv4() != self.v4 {
             return false;
         }
-        let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(self.prefix)) };
+        let mask = if self.prefix == 0 {
+            0
+        } else {
+            u128::MAX << (128 - u32::from(self.prefix))
+        };
         mapped(a) & mask == self.net
     }
 }
@@ -192,7 +210,10 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { malformed: Verdict::Drop, flows: FlowConfig::default() }
+        Options {
+            malformed: Verdict::Drop,
+            flows: FlowConfig::default(),
+        }
     }
 }
 
@@ -218,11 +239,17 @@ fn tokens(line: &str) -> Vec<Token<'_>> {
     let code = line.split('#').next().unwrap_or("");
     let mut out = Vec::new();
     let mut start: Option<usize> = None;
-    for (i, c) in code.char_indices().chain(std::iter::once((code.len(), ' '))) {
+    for (i, c) in code
+        .char_indices()
+        .chain(std::iter::once((code.len(), ' ')))
+    {
         match (c.is_whitespace(), start) {
             (true, Some(s)) => {
                 let col = code[..s].chars().count() as u32 + 1;
-                out.push(Token { text: &code[s..i], col });
+                out.push(Token {
+                    text: &code[s..i],
+                    col,
+                });
                 start = None;
             }
             (false, None) => start = Some(i),
@@ -249,7 +276,11 @@ impl LineParser<'_> {
             Some(i) => Ok(ZoneSel::Zone(i)),
             None => Err((
                 t.col,
-                format!("unknown zone '{}' (expected one of: {}, all)", t.text, self.zone_names.join(", ")),
+                format!(
+                    "unknown zone '{}' (expected one of: {}, all)",
+                    t.text,
+                    self.zone_names.join(", ")
+                ),
             )),
         }
     }
@@ -257,25 +288,40 @@ impl LineParser<'_> {
     fn endpoint(&self, t: &Token<'_>) -> Result<Endpoint, Fail> {
         let (zone, nets) = match t.text.split_once(':') {
             // An IPv6 address has colons too: only the first colon after a zone name splits.
-            Some((z, nets)) if !z.is_empty() && !z.contains(['.', '/']) && z.parse::<u16>().is_err() => {
+            Some((z, nets))
+                if !z.is_empty() && !z.contains(['.', '/']) && z.parse::<u16>().is_err() =>
+            {
                 (z, Some(nets))
             }
             _ => (t.text, None),
         };
-        let zone = self.zone(&Token { text: zone, col: t.col })?;
+        let zone = self.zone(&Token {
+            text: zone,
+            col: t.col,
+        })?;
         let nets = match nets {
             None => Vec::new(),
             Some(list) => {
                 let col = t.col + t.text.find(':').unwrap_or(0) as u32 + 1;
-                list.split(',').map(Cidr::parse).collect::<Result<_, _>>().map_err(|e| (col, e))?
+                list.split(',')
+                    .map(Cidr::parse)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| (col, e))?
             }
         };
         Ok(Endpoint { zone, nets })
     }
 
     fn verdict(&self, t: &Token<'_>) -> Result<Verdict, Fail> {
-        Verdict::from_keyword(t.text)
-            .ok_or_else(|| (t.col, format!("unknown action '{}' (expected ACCEPT, DROP or REJECT)", t.text)))
+        Verdict::from_keyword(t.text).ok_or_else(|| {
+            (
+                t.col,
+                format!(
+                    "unknown action '{}' (expected ACCEPT, DROP or REJECT)",
+                    t.text
+                ),
+            )
+        })
     }
 
     /// `zone NAME CIDR[,CIDR...]` (the name itself was collected in the first pass).
@@ -284,11 +330,31 @@ impl LineParser<'_> {
             let col = toks.get(3).map_or(toks[0].col, |t| t.col);
             return Err((col, "expected 'zone NAME CIDR[,CIDR...]'".into()));
         };
-        if name.text.eq_ignore_ascii_case("all") || !name.text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-            return Err((name.col, format!("'{}' cannot name a zone (letters, digits, '-' and '_'; not 'all')", name.text)));
+        if name.text.eq_ignore_ascii_case("all")
+            || !name
+                .text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err((
+                name.col,
+                format!(
+                    "'{}' cannot name a zone (letters, digits, '-' and '_'; not 'all')",
+                    name.text
+                ),
+            ));
         }
-        let nets = nets.text.split(',').map(Cidr::parse).collect::<Result<_, _>>().map_err(|e| (nets.col, e))?;
-        Ok(Zone { name: name.text.to_string(), nets, line: self.line })
+        let nets = nets
+            .text
+            .split(',')
+            .map(Cidr::parse)
+            .collect::<Result<_, _>>()
+            .map_err(|e| (nets.col, e))?;
+        Ok(Zone {
+            name: name.text.to_string(),
+            nets,
+            line: self.line,
+        })
     }
 
     /// `[policy] SRC DST ACTION`.
@@ -298,7 +364,10 @@ impl LineParser<'_> {
             return Err((col, "expected 'policy SRC DST ACTION'".into()));
         };
         if let Some(extra) = rest.first() {
-            return Err((extra.col, format!("unexpected '{}' after the policy's action", extra.text)));
+            return Err((
+                extra.col,
+                format!("unexpected '{}' after the policy's action", extra.text),
+            ));
         }
         Ok(PairPolicy {
             line: self.line,
@@ -317,41 +386,79 @@ impl LineParser<'_> {
         };
         let (verdict, macro_service) = match action.text.split_once('(') {
             Some((name, inner)) => {
-                let inner = inner.strip_suffix(')').ok_or((action.col, format!("missing ')' in '{}'", action.text)))?;
-                let v = self.verdict(&Token { text: inner, col: action.col + name.len() as u32 + 1 })?;
+                let inner = inner
+                    .strip_suffix(')')
+                    .ok_or((action.col, format!("missing ')' in '{}'", action.text)))?;
+                let v = self.verdict(&Token {
+                    text: inner,
+                    col: action.col + name.len() as u32 + 1,
+                })?;
                 let service = macro_service(name).ok_or_else(|| {
-                    (action.col, format!("unknown macro '{name}' (expected one of: {})", MACROS.join(", ")))
+                    (
+                        action.col,
+                        format!(
+                            "unknown macro '{name}' (expected one of: {})",
+                            MACROS.join(", ")
+                        ),
+                    )
                 })?;
                 (v, Some(service))
             }
             None => (self.verdict(action)?, None),
         };
         let (src, dst) = (self.endpoint(src)?, self.endpoint(dst)?);
-        let positional: Vec<&Token<'_>> = rest.iter().take_while(|t| !t.text.contains('=')).collect();
+        let positional: Vec<&Token<'_>> =
+            rest.iter().take_while(|t| !t.text.contains('=')).collect();
         if let Some(term) = rest.get(positional.len()) {
             let key = term.text.split('=').next().unwrap_or("");
-            return Err((term.col, format!("unknown match term '{key}=' (no payload match terms are supported yet)")));
+            return Err((
+                term.col,
+                format!("unknown match term '{key}=' (no payload match terms are supported yet)"),
+            ));
         }
         let service = match (macro_service, positional.as_slice()) {
             (Some(s), []) => s,
             (Some(_), [t, ..]) => {
-                return Err((t.col, format!("a macro sets protocol and port itself; remove '{}'", t.text)))
+                return Err((
+                    t.col,
+                    format!("a macro sets protocol and port itself; remove '{}'", t.text),
+                ))
             }
             (None, []) => Service::Any,
             (None, [proto]) => proto_only(proto)?,
             (None, [proto, ports]) => proto_ports(proto, ports)?,
             (None, [_, _, extra, ..]) => {
-                return Err((extra.col, format!("unexpected '{}' after the port column", extra.text)))
+                return Err((
+                    extra.col,
+                    format!("unexpected '{}' after the port column", extra.text),
+                ))
             }
         };
-        Ok(Rule { line: self.line, text: self.text.trim().to_string(), verdict, src, dst, service })
+        Ok(Rule {
+            line: self.line,
+            text: self.text.trim().to_string(),
+            verdict,
+            src,
+            dst,
+            service,
+        })
     }
 
     fn option_line(&self, toks: &[Token<'_>], options: &mut Options) -> Result<(), Fail> {
-        let name = toks.get(1).ok_or((toks[0].col, "expected 'option NAME VALUE'".to_string()))?;
-        let value = |i: usize| toks.get(i).ok_or((name.col, format!("option '{}' needs a value", name.text)));
+        let name = toks
+            .get(1)
+            .ok_or((toks[0].col, "expected 'option NAME VALUE'".to_string()))?;
+        let value = |i: usize| {
+            toks.get(i)
+                .ok_or((name.col, format!("option '{}' needs a value", name.text)))
+        };
         let number = |t: &Token<'_>| -> Result<u64, Fail> {
-            t.text.parse().map_err(|_| (t.col, format!("expected a whole number, found '{}'", t.text)))
+            t.text.parse().map_err(|_| {
+                (
+                    t.col,
+                    format!("expected a whole number, found '{}'", t.text),
+                )
+            })
         };
         let expected_len = match name.text.to_ascii_lowercase().as_str() {
             "malformed" => {
@@ -361,8 +468,10 @@ impl LineParser<'_> {
             "max-flows" => {
                 let t = value(2)?;
                 let n = number(t)?;
-                options.flows.max_flows =
-                    usize::try_from(n).ok().filter(|&n| n > 0).ok_or((t.col, "max-flows must be at least 1".to_string()))?;
+                options.flows.max_flows = usize::try_from(n)
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or((t.col, "max-flows must be at least 1".to_string()))?;
                 3
             }
             "timeout" => {
@@ -386,11 +495,17 @@ impl LineParser<'_> {
                 4
             }
             other => {
-                return Err((name.col, format!("unknown option '{other}' (expected malformed, timeout or max-flows)")))
+                return Err((
+                    name.col,
+                    format!("unknown option '{other}' (expected malformed, timeout or max-flows)"),
+                ))
             }
         };
         match toks.get(expected_len) {
-            Some(extra) => Err((extra.col, format!("unexpected '{}' after the option's value", extra.text))),
+            Some(extra) => Err((
+                extra.col,
+                format!("unexpected '{}' after the option's value", extra.text),
+            )),
             None => Ok(()),
         }
     }
@@ -425,7 +540,9 @@ fn proto_keyword(t: &Token<'_>) -> Option<Option<Proto>> {
 }
 
 fn looks_like_ports(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || matches!(c, ',' | ':' | '-'))
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, ',' | ':' | '-'))
 }
 
 /// PROTO alone: a protocol keyword, or the article's bare port spec (TCP and UDP).
@@ -435,26 +552,52 @@ fn proto_only(t: &Token<'_>) -> Result<Service, Fail> {
         Some(Some(p)) => Ok(Service::Of(vec![(p, None)])),
         None if looks_like_ports(t.text) => {
             let r = ranges(t, Proto::Tcp)?;
-            Ok(Service::Of(vec![(Proto::Tcp, Some(r.clone())), (Proto::Udp, Some(r))]))
+            Ok(Service::Of(vec![
+                (Proto::Tcp, Some(r.clone())),
+                (Proto::Udp, Some(r)),
+            ]))
         }
-        None => Err((t.col, format!("unknown protocol '{}' (expected tcp, udp, icmp, icmp6, all or a port)", t.text))),
+        None => Err((
+            t.col,
+            format!(
+                "unknown protocol '{}' (expected tcp, udp, icmp, icmp6, all or a port)",
+                t.text
+            ),
+        )),
     }
 }
 
 fn proto_ports(proto: &Token<'_>, ports: &Token<'_>) -> Result<Service, Fail> {
     match proto_keyword(proto) {
         Some(Some(p)) => Ok(Service::Of(vec![(p, Some(ranges(ports, p)?))])),
-        Some(None) => Err((ports.col, "a port or type needs a protocol: tcp, udp, icmp or icmp6".into())),
-        None if looks_like_ports(proto.text) => {
-            Err((ports.col, format!("'{}' is already a port; expected nothing after it", proto.text)))
-        }
-        None => Err((proto.col, format!("unknown protocol '{}' (expected tcp, udp, icmp, icmp6 or all)", proto.text))),
+        Some(None) => Err((
+            ports.col,
+            "a port or type needs a protocol: tcp, udp, icmp or icmp6".into(),
+        )),
+        None if looks_like_ports(proto.text) => Err((
+            ports.col,
+            format!(
+                "'{}' is already a port; expected nothing after it",
+                proto.text
+            ),
+        )),
+        None => Err((
+            proto.col,
+            format!(
+                "unknown protocol '{}' (expected tcp, udp, icmp, icmp6 or all)",
+                proto.text
+            ),
+        )),
     }
 }
 
 /// `N`, `N,M`, `N:M` (Shorewall's range) or `N-M`; for ICMP also `echo-request` / `echo-reply`.
 fn ranges(t: &Token<'_>, proto: Proto) -> Result<Ranges, Fail> {
-    let what = if matches!(proto, Proto::Icmp | Proto::Icmp6) { "ICMP type" } else { "port" };
+    let what = if matches!(proto, Proto::Icmp | Proto::Icmp6) {
+        "ICMP type"
+    } else {
+        "port"
+    };
     let max = proto.max_selector();
     let number = |s: &str| -> Result<u16, Fail> {
         let named = match (proto, s.to_ascii_lowercase().as_str()) {
@@ -485,7 +628,12 @@ fn ranges(t: &Token<'_>, proto: Proto) -> Result<Ranges, Fail> {
 pub fn parse(file: &str, text: &str) -> Result<Parsed, Vec<PolicyError>> {
     let mut errors = Vec::new();
     let mut err = |line: u32, (col, message): Fail| {
-        errors.push(PolicyError { file: file.to_string(), line, col, message });
+        errors.push(PolicyError {
+            file: file.to_string(),
+            line,
+            col,
+            message,
+        });
     };
     let lines: Vec<(u32, &str, Vec<Token<'_>>)> = text
         .lines()
@@ -500,7 +648,10 @@ pub fn parse(file: &str, text: &str) -> Result<Parsed, Vec<PolicyError>> {
     for (n, _, toks) in &lines {
         if let (true, Some(name)) = (is_kw(&toks[0], "zone"), toks.get(1)) {
             if zone_names.iter().any(|z| z == name.text) {
-                err(*n, (name.col, format!("zone '{}' is declared twice", name.text)));
+                err(
+                    *n,
+                    (name.col, format!("zone '{}' is declared twice", name.text)),
+                );
             } else {
                 zone_names.push(name.text.to_string());
             }
@@ -515,17 +666,25 @@ pub fn parse(file: &str, text: &str) -> Result<Parsed, Vec<PolicyError>> {
 
     let mut parsed = Parsed::default();
     for (n, text, toks) in &lines {
-        let lp = LineParser { line: *n, text, zone_names: &zone_names };
+        let lp = LineParser {
+            line: *n,
+            text,
+            zone_names: &zone_names,
+        };
         let first = &toks[0];
         let result = if is_kw(first, "zone") {
             lp.zone_line(toks).map(|z| parsed.zones.push(z))
         } else if is_kw(first, "policy") {
-            lp.policy_line(&toks[1..]).map(|p| parsed.pair_policies.push(p))
+            lp.policy_line(&toks[1..])
+                .map(|p| parsed.pair_policies.push(p))
         } else if is_kw(first, "option") {
             lp.option_line(toks, &mut parsed.options)
         } else if Verdict::from_keyword(first.text).is_some() || first.text.contains('(') {
             lp.rule_line(toks).map(|r| parsed.rules.push(r))
-        } else if toks.get(2).is_some_and(|t| Verdict::from_keyword(t.text).is_some()) {
+        } else if toks
+            .get(2)
+            .is_some_and(|t| Verdict::from_keyword(t.text).is_some())
+        {
             lp.policy_line(toks).map(|p| parsed.pair_policies.push(p))
         } else {
             Err((
@@ -557,13 +716,23 @@ mod tests {
 
     #[test]
     fn article_lines_parse() {
-        let p = parse("p", "loc net DROP\nACCEPT loc net 13 # time\nACCEPT loc net ICMP 8 # ping\n").unwrap();
+        let p = parse(
+            "p",
+            "loc net DROP\nACCEPT loc net 13 # time\nACCEPT loc net ICMP 8 # ping\n",
+        )
+        .unwrap();
         assert_eq!(p.pair_policies[0].verdict, Verdict::Drop);
         assert_eq!(
             p.rules[0].service,
-            Service::Of(vec![(Proto::Tcp, Some(vec![(13, 13)])), (Proto::Udp, Some(vec![(13, 13)]))])
+            Service::Of(vec![
+                (Proto::Tcp, Some(vec![(13, 13)])),
+                (Proto::Udp, Some(vec![(13, 13)]))
+            ])
         );
-        assert_eq!(p.rules[1].service, Service::Of(vec![(Proto::Icmp, Some(vec![(8, 8)]))]));
+        assert_eq!(
+            p.rules[1].service,
+            Service::Of(vec![(Proto::Icmp, Some(vec![(8, 8)]))])
+        );
         assert_eq!(p.rules[1].text, "ACCEPT loc net ICMP 8 # ping");
     }
 
@@ -580,32 +749,61 @@ mod tests {
         assert_eq!(p.rules[0].dst.nets.len(), 2);
         assert!(p.rules[0].dst.contains("2001:db8::1".parse().unwrap()));
         assert!(!p.rules[0].dst.contains("192.0.3.1".parse().unwrap()));
-        assert_eq!(p.rules[0].service, Service::Of(vec![(Proto::Tcp, Some(vec![(80, 80), (443, 443), (6000, 6010)]))]));
+        assert_eq!(
+            p.rules[0].service,
+            Service::Of(vec![(
+                Proto::Tcp,
+                Some(vec![(80, 80), (443, 443), (6000, 6010)])
+            )])
+        );
         assert_eq!(p.rules[1].dst.zone, ZoneSel::All);
         assert_eq!(p.options.malformed, Verdict::Accept);
-        assert_eq!((p.options.flows.timeouts.udp, p.options.flows.max_flows), (30, 1000));
+        assert_eq!(
+            (p.options.flows.timeouts.udp, p.options.flows.max_flows),
+            (30, 1000)
+        );
     }
 
     #[test]
     fn errors_name_line_and_column() {
         let e = one_error("loc net DROP\nACCEPT loc lan 80\n");
         assert_eq!((e.line, e.col), (2, 12));
-        assert_eq!(e.to_string(), "p.rules:2:12: unknown zone 'lan' (expected one of: loc, net, all)");
+        assert_eq!(
+            e.to_string(),
+            "p.rules:2:12: unknown zone 'lan' (expected one of: loc, net, all)"
+        );
         assert_eq!(one_error("ACCEPT loc net tcp 70000").col, 20);
-        assert!(one_error("ACCEPT loc net tcp 90:80").message.contains("backwards"));
-        assert!(one_error("ALLOW loc net 80").message.contains("does not start a statement"));
-        assert!(one_error("ACCEPT loc net tcp 80 host=numeric").message.contains("unknown match term 'host='"));
-        assert!(one_error("SSH(ACCEPT) loc net tcp").message.contains("macro sets protocol"));
-        assert!(one_error("Telnet(ACCEPT) loc net").message.contains("unknown macro"));
+        assert!(one_error("ACCEPT loc net tcp 90:80")
+            .message
+            .contains("backwards"));
+        assert!(one_error("ALLOW loc net 80")
+            .message
+            .contains("does not start a statement"));
+        assert!(one_error("ACCEPT loc net tcp 80 host=numeric")
+            .message
+            .contains("unknown match term 'host='"));
+        assert!(one_error("SSH(ACCEPT) loc net tcp")
+            .message
+            .contains("macro sets protocol"));
+        assert!(one_error("Telnet(ACCEPT) loc net")
+            .message
+            .contains("unknown macro"));
         assert!(one_error("zone lan 10.0.0.0/33").message.contains("prefix"));
-        assert!(one_error("loc net DROP info").message.contains("unexpected 'info'"));
-        assert!(one_error("option timeout tcp soon").message.contains("whole number"));
+        assert!(one_error("loc net DROP info")
+            .message
+            .contains("unexpected 'info'"));
+        assert!(one_error("option timeout tcp soon")
+            .message
+            .contains("whole number"));
     }
 
     #[test]
     fn every_error_is_reported() {
         let errs = parse("p", "ACCEPT loc lan 80\nACCEPT loc net bogus\nnonsense\n").unwrap_err();
-        assert_eq!(errs.iter().map(|e| e.line).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(
+            errs.iter().map(|e| e.line).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
     }
 
     #[test]
@@ -620,9 +818,17 @@ mod tests {
         assert!(c.contains("10.1.2.3".parse().unwrap()));
         assert!(!c.contains("10.2.0.1".parse().unwrap()));
         assert!(!c.contains("::a01:203".parse().unwrap()));
-        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
-        assert!(!Cidr::parse("0.0.0.0/0").unwrap().contains("2001:db8::1".parse().unwrap()));
-        assert!(Cidr::parse("::/0").unwrap().contains("2001:db8::1".parse().unwrap()));
-        assert!(!Cidr::parse("::/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+        assert!(!Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("2001:db8::1".parse().unwrap()));
+        assert!(Cidr::parse("::/0")
+            .unwrap()
+            .contains("2001:db8::1".parse().unwrap()));
+        assert!(!Cidr::parse("::/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
     }
 }

@@ -1,0 +1,138 @@
+//! Flow log lines: one JSON object per flow, the same keys in replay (`--flows`) and, later, live (`--log`).
+//!
+//! The keys are a contract other tools read: `proto`, `src`, `dst` (`ip:port`, `[ipv6]:port`; addresses
+//! alone for ICMP and portless protocols), `icmp_type` (ICMP only), `verdict`, `rule` (`FILE:LINE` or null),
+//! `reason`, `packets`, `bytes`, `first_ts` (RFC 3339, UTC, nanoseconds).
+
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
+
+use serde::Serialize;
+
+use crate::flow::FlowRecord;
+use crate::packet::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use crate::policy::Policy;
+use crate::Timestamp;
+
+/// One flow, as logged.
+#[derive(Debug, Serialize)]
+pub struct FlowLine {
+    pub proto: Cow<'static, str>,
+    pub src: String,
+    pub dst: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icmp_type: Option<u8>,
+    pub verdict: &'static str,
+    pub rule: Option<String>,
+    pub reason: &'static str,
+    pub packets: u64,
+    pub bytes: u64,
+    pub first_ts: String,
+}
+
+/// The name of an IP protocol as logs show it: `tcp`, `udp`, `icmp`, `icmp6`, a few tunnels by name,
+/// else `ip-N`.
+pub fn proto_name(proto: u8) -> Cow<'static, str> {
+    Cow::Borrowed(match proto {
+        PROTO_TCP => "tcp",
+        PROTO_UDP => "udp",
+        PROTO_ICMP => "icmp",
+        PROTO_ICMPV6 => "icmp6",
+        4 => "ipip",
+        41 => "ipv6-in-ip",
+        47 => "gre",
+        50 => "esp",
+        51 => "ah",
+        132 => "sctp",
+        n => return Cow::Owned(format!("ip-{n}")),
+    })
+}
+
+fn endpoint(addr: IpAddr, port: u16, with_port: bool) -> String {
+    if with_port {
+        SocketAddr::new(addr, port).to_string()
+    } else {
+        addr.to_string()
+    }
+}
+
+impl FlowLine {
+    pub fn new(policy: &Policy, rec: &FlowRecord) -> FlowLine {
+        let proto = rec.key.proto();
+        let with_port = matches!(proto, PROTO_TCP | PROTO_UDP);
+        let (src, sport) = rec.key.endpoint(rec.flow.initiator);
+        let (dst, dport) = rec.key.endpoint(rec.flow.initiator.other());
+        let decision = rec.flow.decision;
+        FlowLine {
+            proto: proto_name(proto),
+            src: endpoint(src, sport, with_port),
+            dst: endpoint(dst, dport, with_port),
+            icmp_type: rec.flow.icmp_type,
+            verdict: decision.verdict.name(),
+            rule: policy.cite(decision.reason),
+            reason: decision.reason.kind(),
+            packets: rec.flow.packets,
+            bytes: rec.flow.bytes,
+            first_ts: rfc3339(rec.flow.first_ts),
+        }
+    }
+}
+
+/// `2024-05-01T12:00:00.123456789Z`.
+pub fn rfc3339(ts: Timestamp) -> String {
+    let nanos = ts.as_nanos();
+    let secs = nanos / 1_000_000_000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        nanos % 1_000_000_000
+    )
+}
+
+/// Days since 1970-01-01 -> (year, month, day) in the proleptic Gregorian calendar (Howard Hinnant's
+/// `civil_from_days`, for non-negative days).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_format_as_rfc3339() {
+        assert_eq!(
+            rfc3339(Timestamp::from_nanos(0)),
+            "1970-01-01T00:00:00.000000000Z"
+        );
+        // 2000-02-29 (a leap day) 12:34:56.5
+        assert_eq!(
+            rfc3339(Timestamp::from_nanos(951_827_696_500_000_000)),
+            "2000-02-29T12:34:56.500000000Z"
+        );
+        assert_eq!(
+            rfc3339(Timestamp::from_secs(1_700_000_000)),
+            "2023-11-14T22:13:20.000000000Z"
+        );
+    }
+
+    #[test]
+    fn proto_names() {
+        assert_eq!(proto_name(6), "tcp");
+        assert_eq!(proto_name(47), "gre");
+        assert_eq!(proto_name(99), "ip-99");
+    }
+}

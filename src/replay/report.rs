@@ -1,0 +1,350 @@
+//! Replay results: counters merged from the workers, printed as a table or one JSON object.
+//!
+//! The JSON schema is documented in the README ("Replay output"); keys are only ever added.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::link::{LinkError, LinkType};
+use super::ReplayConfig;
+use crate::flow::{FlowRecord, FlowStats};
+use crate::{Decision, Policy, Reason, Verdict};
+
+/// Packets and flows of one reason (a rule line, a policy line, ...).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Hits {
+    pub flows: u64,
+    pub packets: u64,
+}
+
+/// Everything counted during a replay; workers each keep one and they are merged at the end.
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
+    /// Capture records read.
+    pub records: u64,
+    /// Packets per verdict, indexed like [`Verdict::ALL`].
+    pub packets: [u64; 3],
+    /// Flows per verdict.
+    pub flows: [u64; 3],
+    /// Packets decided as malformed, by kind (`bad-ip-header`, `truncated-transport`, `orphan-fragment`).
+    pub malformed: BTreeMap<&'static str, u64>,
+    /// Records that carried no IP packet, by cause; they get no verdict.
+    pub unsupported: BTreeMap<String, u64>,
+    pub hits: HashMap<Reason, Hits>,
+    pub flow_table: FlowStats,
+}
+
+fn slot(v: Verdict) -> usize {
+    Verdict::ALL.iter().position(|&x| x == v).unwrap_or(0)
+}
+
+impl Counters {
+    pub fn count_packet(&mut self, d: Decision) {
+        self.packets[slot(d.verdict)] += 1;
+        match d.reason {
+            Reason::Malformed(m) => *self.malformed.entry(m.name()).or_default() += 1,
+            Reason::OrphanFragment => *self.malformed.entry("orphan-fragment").or_default() += 1,
+            r => self.hits.entry(r).or_default().packets += 1,
+        }
+    }
+
+    pub fn count_flow(&mut self, rec: &FlowRecord) {
+        self.flows[slot(rec.flow.decision.verdict)] += 1;
+        self.hits.entry(rec.flow.decision.reason).or_default().flows += 1;
+    }
+
+    pub fn count_unsupported(&mut self, e: LinkError, link: LinkType) {
+        let key = match e {
+            LinkError::NotIp => "not-ip".to_string(),
+            LinkError::Truncated => "truncated-link-header".to_string(),
+            LinkError::UnsupportedLinkType => format!("link-type-{link}"),
+        };
+        *self.unsupported.entry(key).or_default() += 1;
+    }
+
+    pub fn merge(&mut self, o: &Counters) {
+        self.records += o.records;
+        for i in 0..3 {
+            self.packets[i] += o.packets[i];
+            self.flows[i] += o.flows[i];
+        }
+        for (k, v) in &o.malformed {
+            *self.malformed.entry(k).or_default() += v;
+        }
+        for (k, v) in &o.unsupported {
+            *self.unsupported.entry(k.clone()).or_default() += v;
+        }
+        for (r, h) in &o.hits {
+            let e = self.hits.entry(*r).or_default();
+            e.flows += h.flows;
+            e.packets += h.packets;
+        }
+        let (a, b) = (&mut self.flow_table, &o.flow_table);
+        a.created += b.created;
+        a.expired += b.expired;
+        a.evicted += b.evicted;
+        a.orphan_fragments += b.orphan_fragments;
+    }
+
+    /// Packets that got a verdict.
+    pub fn decided(&self) -> u64 {
+        self.packets.iter().sum()
+    }
+}
+
+/// The outcome of a replay.
+pub struct ReplayReport {
+    pub captures: Vec<String>,
+    pub workers: usize,
+    pub counters: Counters,
+    /// Every flow, in first-packet order (when asked for).
+    pub flows: Vec<FlowRecord>,
+    /// Captures that ended in a bad record: `FILE: record N: ...`.
+    pub errors: Vec<String>,
+    pub elapsed: Duration,
+}
+
+/// One row of the rule-hits list.
+struct HitRow<'a> {
+    cite: String,
+    kind: &'static str,
+    text: &'a str,
+    verdict: Verdict,
+    hits: Hits,
+}
+
+impl ReplayReport {
+    pub(super) fn new(cfg: &ReplayConfig, workers: usize) -> ReplayReport {
+        ReplayReport {
+            captures: cfg
+                .captures
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+            workers,
+            counters: Counters::default(),
+            flows: Vec::new(),
+            errors: Vec::new(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    pub fn packets_per_second(&self) -> f64 {
+        self.counters.records as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Every rule and policy line in file order, then the implicit fallback when it was used.
+    fn hit_rows<'a>(&self, policy: &'a Policy) -> Vec<HitRow<'a>> {
+        let hits = |r: Reason| self.counters.hits.get(&r).copied().unwrap_or_default();
+        let mut rows: Vec<(u32, HitRow<'a>)> = Vec::new();
+        for (i, rule) in policy.rules().iter().enumerate() {
+            let r = Reason::Rule(i as u32);
+            let row = HitRow {
+                cite: policy.cite(r).unwrap_or_default(),
+                kind: "rule",
+                text: &rule.text,
+                verdict: rule.verdict,
+                hits: hits(r),
+            };
+            rows.push((rule.line, row));
+        }
+        for (i, p) in policy.pair_policies().iter().enumerate() {
+            let r = Reason::Policy(i as u32);
+            let row = HitRow {
+                cite: policy.cite(r).unwrap_or_default(),
+                kind: "policy",
+                text: &p.text,
+                verdict: p.verdict,
+                hits: hits(r),
+            };
+            rows.push((p.line, row));
+        }
+        rows.sort_by_key(|(line, _)| *line);
+        let mut rows: Vec<HitRow<'a>> = rows.into_iter().map(|(_, r)| r).collect();
+        let fallback = hits(Reason::NoPolicy);
+        if fallback != Hits::default() {
+            let text = "(no policy line covers the zone pair)";
+            rows.push(HitRow {
+                cite: "-".into(),
+                kind: "no-policy",
+                text,
+                verdict: Verdict::Drop,
+                hits: fallback,
+            });
+        }
+        rows
+    }
+
+    /// The human-readable report.
+    pub fn table(&self, policy: &Policy) -> String {
+        let c = &self.counters;
+        let mut out = String::new();
+        let captures = if self.captures.len() == 1 {
+            "1 capture".to_string()
+        } else {
+            format!("{} captures", self.captures.len())
+        };
+        let _ = writeln!(
+            out,
+            "replay: {captures}, policy {}, {} worker(s)\n",
+            policy.file(),
+            self.workers
+        );
+        let unsupported: u64 = c.unsupported.values().sum();
+        let malformed: u64 = c.malformed.values().sum();
+        let _ = writeln!(out, "records        {:>12}", c.records);
+        let _ = writeln!(out, "ip packets     {:>12}", c.decided());
+        let _ = writeln!(
+            out,
+            "unsupported    {:>12}{}",
+            unsupported,
+            breakdown(c.unsupported.iter().map(|(k, v)| (k.as_str(), *v)))
+        );
+        let _ = writeln!(
+            out,
+            "malformed      {:>12}{}{}",
+            malformed,
+            breakdown(c.malformed.iter().map(|(k, v)| (*k, *v))),
+            if malformed > 0 {
+                format!("  -> {}", policy.options().malformed.name())
+            } else {
+                String::new()
+            }
+        );
+        let _ = writeln!(out, "flows          {:>12}", c.flows.iter().sum::<u64>());
+        if c.flow_table.evicted > 0 {
+            let _ = writeln!(
+                out,
+                "flows evicted  {:>12}  (the flow table was full: raise `option max-flows`)",
+                c.flow_table.evicted
+            );
+        }
+        let _ = writeln!(out, "\nverdict             packets        flows");
+        for v in Verdict::ALL {
+            let _ = writeln!(
+                out,
+                "{:<10} {:>16} {:>12}",
+                v.name(),
+                c.packets[slot(v)],
+                c.flows[slot(v)]
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\nrule hits (first match wins)       flows      packets  line"
+        );
+        for row in self.hit_rows(policy) {
+            let _ = writeln!(
+                out,
+                "  {:<30} {:>9} {:>12}  {}",
+                row.cite, row.hits.flows, row.hits.packets, row.text
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\nelapsed {:.3} s, {:.0} packets/s",
+            self.elapsed.as_secs_f64(),
+            self.packets_per_second()
+        );
+        out
+    }
+
+    /// The same as one JSON object (schema in the README).
+    pub fn json(&self, policy: &Policy) -> Value {
+        let c = &self.counters;
+        let per_verdict = |a: &[u64; 3]| -> Value {
+            Verdict::ALL
+                .iter()
+                .map(|v| (v.name().to_string(), json!(a[slot(*v)])))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        };
+        let mut packets = per_verdict(&c.packets);
+        packets["decided"] = json!(c.decided());
+        let mut flows = per_verdict(&c.flows);
+        flows["total"] = json!(c.flows.iter().sum::<u64>());
+        flows["expired"] = json!(c.flow_table.expired);
+        flows["evicted"] = json!(c.flow_table.evicted);
+        let mut unsupported: serde_json::Map<String, Value> = c
+            .unsupported
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
+        unsupported.insert("total".into(), json!(c.unsupported.values().sum::<u64>()));
+        let mut malformed: serde_json::Map<String, Value> = c
+            .malformed
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        malformed.insert("total".into(), json!(c.malformed.values().sum::<u64>()));
+        malformed.insert("verdict".into(), json!(policy.options().malformed.name()));
+        let rules: Vec<Value> = self
+            .hit_rows(policy)
+            .into_iter()
+            .map(|r| {
+                json!({"rule": r.cite, "kind": r.kind, "text": r.text, "verdict": r.verdict.name(),
+                       "flows": r.hits.flows, "packets": r.hits.packets})
+            })
+            .collect();
+        json!({
+            "captures": self.captures,
+            "policy": policy.file(),
+            "workers": self.workers,
+            "records": c.records,
+            "packets": packets,
+            "flows": flows,
+            "unsupported": unsupported,
+            "malformed": malformed,
+            "rules": rules,
+            "errors": self.errors,
+            "elapsed_s": self.elapsed.as_secs_f64(),
+            "packets_per_s": self.packets_per_second(),
+        })
+    }
+}
+
+fn breakdown<'a>(items: impl Iterator<Item = (&'a str, u64)>) -> String {
+    let parts: Vec<String> = items.map(|(k, v)| format!("{k} {v}")).collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("  ({})", parts.join(", "))
+    }
+}
+
+/// A progress line on stderr for long replays, only when stderr is a terminal.
+pub(super) struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    pub(super) fn new(wanted: bool) -> Progress {
+        if !wanted || !std::io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {human_pos} packets, {per_sec}, {elapsed}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        Progress(Some(bar))
+    }
+
+    pub(super) fn tick(&self, seq: u64) {
+        if let Some(bar) = &self.0 {
+            if seq.is_multiple_of(65_536) {
+                bar.set_position(seq);
+            }
+        }
+    }
+
+    pub(super) fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}

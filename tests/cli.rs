@@ -1,0 +1,248 @@
+//! The real `outgate` binary, run as a user would: exit codes, messages, outputs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn outgate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_outgate"))
+        .args(args)
+        .output()
+        .expect("run outgate")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn real(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/pcaps-real")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn check_default_policy_summarises_it() {
+    let o = outgate(&["check"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    assert!(s.contains("<default>: valid"), "{s}");
+    assert!(s.contains("loc -> net DROP  (<default>:1)"), "{s}");
+    assert!(s.contains("rules: 19"), "{s}");
+    assert!(
+        s.contains(
+            "tcp    ports 13, 21-23, 25, 43, 53, 63, 70, 79-80, 109-110, 113, 119, 123, 143, 443"
+        ),
+        "{s}"
+    );
+}
+
+#[test]
+fn printed_default_compiles_to_the_same_policy() {
+    let o = outgate(&["check", "--print-default"]);
+    assert!(o.status.success());
+    let text = stdout(&o);
+    assert!(
+        text.starts_with("loc net DROP\nACCEPT loc net 13 # system time sync\n"),
+        "{text}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "policy.rules", &text);
+    let o = outgate(&["check", "--policy", p.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let builtin = stdout(&outgate(&["check"])).replace("<default>", "F");
+    assert_eq!(stdout(&o).replace(p.to_str().unwrap(), "F"), builtin);
+}
+
+#[test]
+fn broken_policy_lists_every_error_with_file_line_col() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "policy loc net DROP\nACCEPT loc lan 80\nACCEPT loc net tcp 99999\nPERMIT loc net 22\nACCEPT loc net 443 # fine\n";
+    let p = write(dir.path(), "bad.rules", text);
+    let path = p.to_str().unwrap();
+    let o = outgate(&["check", "--policy", path]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains(&format!("{path}:2:12: unknown zone 'lan'")),
+        "{e}"
+    );
+    assert!(e.contains(&format!("{path}:3:20: bad port '99999'")), "{e}");
+    assert!(
+        e.contains(&format!("{path}:4:1: 'PERMIT' does not start a statement")),
+        "{e}"
+    );
+    assert!(e.contains("3 error(s)"), "{e}");
+    assert!(stdout(&o).is_empty());
+}
+
+#[test]
+fn missing_policy_file_is_one_clear_line() {
+    let o = outgate(&["check", "--policy", "/nonexistent/policy.rules"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("/nonexistent/policy.rules: cannot read the policy"));
+}
+
+#[test]
+fn replay_table_announces_the_default_policy() {
+    let o = outgate(&[
+        "replay",
+        "--workers",
+        "2",
+        &real("http_get_hostname_google.pcapng"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("using the built-in default policy"));
+    let s = stdout(&o);
+    assert!(s.contains("records                  10"), "{s}");
+    let accept = s.lines().find(|l| l.starts_with("accept")).unwrap();
+    assert_eq!(
+        accept.split_whitespace().collect::<Vec<_>>(),
+        ["accept", "10", "1"],
+        "{s}"
+    );
+    let http = s.lines().find(|l| l.contains("<default>:13")).unwrap();
+    assert!(
+        http.contains("ACCEPT loc net 80 # HTTP world wide web"),
+        "{http}"
+    );
+}
+
+#[test]
+fn replay_json_and_flow_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows.jsonl");
+    let o = outgate(&[
+        "replay",
+        "--format",
+        "json",
+        "--flows",
+        flows.to_str().unwrap(),
+        &real("dns_udp.pcap"),
+        &real("tls12_sni_curl.pcap"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
+    assert_eq!(v["records"], 111);
+    assert_eq!(v["packets"]["accept"], 111);
+    assert_eq!(v["flows"]["total"], 2);
+    assert_eq!(v["captures"].as_array().unwrap().len(), 2);
+    let rules = v["rules"].as_array().unwrap();
+    let https = rules.iter().find(|r| r["rule"] == "<default>:20").unwrap();
+    assert_eq!(
+        (https["flows"].as_u64(), https["verdict"].as_str()),
+        (Some(1), Some("accept"))
+    );
+
+    let text = std::fs::read_to_string(&flows).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for key in [
+        "proto", "src", "dst", "verdict", "rule", "reason", "packets", "bytes", "first_ts",
+    ] {
+        assert!(lines[0].get(key).is_some(), "missing {key}: {}", lines[0]);
+    }
+    assert_eq!(lines[0]["proto"], "udp");
+    assert_eq!(
+        lines[0]["dst"].as_str().unwrap().rsplit(':').next(),
+        Some("53")
+    );
+    assert_eq!(lines[1]["rule"], "<default>:20");
+    assert!(lines[0]["first_ts"].as_str().unwrap().ends_with('Z'));
+}
+
+#[test]
+fn write_accepted_and_dropped_split_the_capture() {
+    let dir = tempfile::tempdir().unwrap();
+    let (acc, drop) = (dir.path().join("acc.pcap"), dir.path().join("drop.pcap"));
+    let cap = real("ssh_port22_and_8000.pcapng");
+    let o = outgate(&[
+        "replay",
+        "--format",
+        "json",
+        "--write-accepted",
+        acc.to_str().unwrap(),
+        "--write-dropped",
+        drop.to_str().unwrap(),
+        &cap,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let all: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let count = |p: &Path| -> Value {
+        let o = outgate(&["replay", "--format", "json", p.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_str(&stdout(&o)).unwrap()
+    };
+    let (a, d) = (count(&acc), count(&drop));
+    assert_eq!(a["records"], all["packets"]["accept"]);
+    assert_eq!(d["records"], all["packets"]["drop"]);
+    assert!(a["records"].as_u64().unwrap() > 0 && d["records"].as_u64().unwrap() > 0);
+    // Replayed again, the accepted file is all accepted and the dropped file all dropped.
+    assert_eq!(a["packets"]["accept"], a["records"]);
+    assert_eq!(d["packets"]["drop"], d["records"]);
+}
+
+#[test]
+fn corrupt_capture_prints_what_was_read_and_fails() {
+    let o = outgate(&["replay", &real("truncated_file_mid_packet.pcap")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("records"),
+        "the report is still printed"
+    );
+    let e = stderr(&o);
+    assert!(
+        e.contains("truncated_file_mid_packet.pcap: record 2"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unreadable_and_non_capture_files_are_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = write(dir.path(), "notes.txt", "this is not a capture\n");
+    for (path, what) in [
+        ("/nonexistent.pcap", "/nonexistent.pcap"),
+        (text.to_str().unwrap(), "not a pcap or pcapng"),
+    ] {
+        let o = outgate(&["replay", path]);
+        assert_eq!(o.status.code(), Some(1), "{path}");
+        let e = stderr(&o);
+        let errors: Vec<&str> = e
+            .lines()
+            .filter(|l| !l.contains("built-in default policy"))
+            .collect();
+        assert_eq!(errors.len(), 1, "{e}");
+        assert!(errors[0].contains(what), "{e}");
+        assert!(stdout(&o).is_empty());
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(outgate(&["replay"]).status.code(), Some(2));
+    assert_eq!(
+        outgate(&["replay", "--workers", "0", "x.pcap"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(outgate(&["frobnicate"]).status.code(), Some(2));
+}
