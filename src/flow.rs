@@ -13,14 +13,13 @@
 //!   verdict lives on in the conntrack mark); in replay its later packets start a new flow.
 //! - One table per worker, owned by it: workers never share or wait on each other.
 
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 
 use ahash::RandomState;
 
 use crate::decision::Decision;
-use crate::packet::{has_echo_ident, Packet, Transport};
+use crate::packet::{has_echo_ident, Packet, TcpFlags, Transport};
 use crate::Timestamp;
 
 const NANOS: u64 = 1_000_000_000;
@@ -181,6 +180,36 @@ impl Flow {
     fn tcp_closed(&self) -> bool {
         self.rst || (self.fin_lo && self.fin_hi)
     }
+
+    /// Idle time after which the flow is over, in nanoseconds.
+    fn timeout(&self, t: &Timeouts, proto: u8) -> u64 {
+        let secs = match proto {
+            6 if self.tcp_closed() => t.tcp_closed,
+            6 => t.tcp,
+            17 => t.udp,
+            1 | 58 => t.icmp,
+            _ => t.other,
+        };
+        secs.saturating_mul(NANOS)
+    }
+
+    fn is_expired(&self, t: &Timeouts, proto: u8, now: Timestamp) -> bool {
+        now.as_nanos().saturating_sub(self.last_ts.as_nanos()) > self.timeout(t, proto)
+    }
+
+    fn count(&mut self, p: &Packet<'_>, now: Timestamp) {
+        self.last_ts = now;
+        self.packets += 1;
+        self.bytes += u64::from(p.wire_len);
+    }
+
+    fn note_close(&mut self, side: Side, flags: TcpFlags) {
+        self.rst |= flags.rst;
+        match side {
+            Side::Lo => self.fin_lo |= flags.fin,
+            Side::Hi => self.fin_hi |= flags.fin,
+        }
+    }
 }
 
 /// A flow that left the table, handed to the caller when [`FlowTable::keep_finished`] is on.
@@ -251,24 +280,8 @@ impl FlowTable {
         self.stats
     }
 
-    fn timeout(&self, key: &FlowKey, flow: &Flow) -> u64 {
-        let t = &self.config.timeouts;
-        let secs = match key.proto {
-            6 if flow.tcp_closed() => t.tcp_closed,
-            6 => t.tcp,
-            17 => t.udp,
-            1 | 58 => t.icmp,
-            _ => t.other,
-        };
-        secs.saturating_mul(NANOS)
-    }
-
-    fn is_expired(&self, key: &FlowKey, flow: &Flow, now: Timestamp) -> bool {
-        now.as_nanos().saturating_sub(flow.last_ts.as_nanos()) > self.timeout(key, flow)
-    }
-
     /// The hot path: counts the packet on its flow and returns the flow's decision, or, for a new flow,
-    /// asks `decide_new` (the policy) and remembers the answer.
+    /// asks `decide_new` (the policy) and remembers the answer. A known flow costs one hash lookup.
     pub fn decide_or_insert(
         &mut self,
         p: &Packet<'_>,
@@ -282,62 +295,49 @@ impl FlowTable {
         }
         let flags = match p.transport {
             Transport::Tcp { flags, .. } => flags.unwrap_or_default(),
-            _ => Default::default(),
+            _ => TcpFlags::default(),
         };
-        if let Some(flow) = self.flows.get(&key) {
+        if p.fragment.is_some_and(|f| f.offset == 0 && f.more) {
+            self.remember_fragment(p, key, now);
+        }
+        let timeouts = self.config.timeouts;
+        if let Some(flow) = self.flows.get_mut(&key) {
             let fresh_syn = flags.syn && !flags.ack && flow.tcp_closed();
-            if fresh_syn || self.is_expired(&key, flow, now) {
-                let old = *flow;
-                self.flows.remove(&key);
+            if !fresh_syn && !flow.is_expired(&timeouts, key.proto, now) {
+                flow.count(p, now);
+                flow.note_close(side, flags);
+                return flow.decision;
+            }
+            // The old flow is over: report it, and decide the packet as the first of a new one.
+            if let Some(old) = self.flows.remove(&key) {
                 self.finish(key, old);
                 self.stats.expired += 1;
             }
         } else if self.flows.len() >= self.config.max_flows {
             self.make_room(now);
         }
-        let decision = match self.flows.entry(key) {
-            Entry::Occupied(mut e) => {
-                let flow = e.get_mut();
-                flow.last_ts = now;
-                flow.packets += 1;
-                flow.bytes += u64::from(p.wire_len);
-                flow.decision
-            }
-            Entry::Vacant(e) => {
-                let decision = decide_new();
-                let icmp_type = match p.transport {
-                    Transport::Icmp { icmp_type, .. } => Some(icmp_type),
-                    _ => None,
-                };
-                e.insert(Flow {
-                    decision,
-                    initiator: side,
-                    first_seq: seq,
-                    first_ts: now,
-                    last_ts: now,
-                    packets: 1,
-                    bytes: u64::from(p.wire_len),
-                    icmp_type,
-                    fin_lo: false,
-                    fin_hi: false,
-                    rst: false,
-                });
-                self.stats.created += 1;
-                decision
-            }
+        let decision = decide_new();
+        let icmp_type = match p.transport {
+            Transport::Icmp { icmp_type, .. } => Some(icmp_type),
+            _ => None,
         };
-        if flags.fin || flags.rst {
-            if let Some(flow) = self.flows.get_mut(&key) {
-                flow.rst |= flags.rst;
-                match side {
-                    Side::Lo => flow.fin_lo |= flags.fin,
-                    Side::Hi => flow.fin_hi |= flags.fin,
-                }
-            }
-        }
-        if p.fragment.is_some_and(|f| f.offset == 0 && f.more) {
-            self.remember_fragment(p, key, now);
-        }
+        let mut flow = Flow {
+            decision,
+            initiator: side,
+            first_seq: seq,
+            first_ts: now,
+            last_ts: now,
+            packets: 0,
+            bytes: 0,
+            icmp_type,
+            fin_lo: false,
+            fin_hi: false,
+            rst: false,
+        };
+        flow.count(p, now);
+        flow.note_close(side, flags);
+        self.flows.insert(key, flow);
+        self.stats.created += 1;
         decision
     }
 
@@ -372,9 +372,7 @@ impl FlowTable {
             .and_then(|key| self.flows.get_mut(&key));
         match found {
             Some(flow) => {
-                flow.last_ts = now;
-                flow.packets += 1;
-                flow.bytes += u64::from(p.wire_len);
+                flow.count(p, now);
                 Some(flow.decision)
             }
             None => {
@@ -393,10 +391,11 @@ impl FlowTable {
     /// Removes expired flows and fragment entries.
     pub fn sweep(&mut self, now: Timestamp) {
         self.next_sweep = Timestamp::from_nanos(now.as_nanos().saturating_add(SWEEP_INTERVAL));
+        let t = self.config.timeouts;
         let expired: Vec<FlowKey> = self
             .flows
             .iter()
-            .filter(|(k, f)| self.is_expired(k, f, now))
+            .filter(|(k, f)| f.is_expired(&t, k.proto, now))
             .map(|(k, _)| *k)
             .collect();
         for key in expired {
