@@ -5,11 +5,11 @@
 //! policy once. No IO, no clock, no threads: time is an argument, and the flow table belongs to the caller
 //! (one per worker), so the engine itself is immutable and shared by every worker.
 
+use crate::Timestamp;
 use crate::decision::{Decision, Reason};
 use crate::flow::{FlowKey, FlowTable};
 use crate::packet::Packet;
 use crate::policy::Policy;
-use crate::Timestamp;
 
 /// The compiled policy plus the decision procedure around it.
 pub struct Engine {
@@ -40,7 +40,7 @@ impl Engine {
                 return Decision {
                     verdict: malformed,
                     reason: Reason::Malformed(m),
-                }
+                };
             }
         };
         match FlowKey::of(&packet) {

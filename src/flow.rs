@@ -18,9 +18,9 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use ahash::RandomState;
 
-use crate::decision::Decision;
-use crate::packet::{has_echo_ident, Packet, TcpFlags, Transport};
 use crate::Timestamp;
+use crate::decision::Decision;
+use crate::packet::{Packet, TcpFlags, Transport, has_echo_ident};
 
 const NANOS: u64 = 1_000_000_000;
 /// How long the first fragment of a datagram tells where its later fragments belong (Linux ipfrag_time).
@@ -75,6 +75,9 @@ pub struct FlowKey {
     lo: ([u8; 16], u16),
     hi: ([u8; 16], u16),
     proto: u8,
+    /// For ICMP query/reply exchanges, the request type (echo, timestamp, ...), so that two exchanges
+    /// with the same identifier stay apart; 0 otherwise.
+    exchange: u8,
 }
 
 /// Which end of a [`FlowKey`] sent a packet.
@@ -100,26 +103,32 @@ impl FlowKey {
     /// The key of a packet and the side that sent it. `None` for a later fragment (no transport header):
     /// see [`FlowTable::follow_fragment`].
     pub fn of(p: &Packet<'_>) -> Option<(FlowKey, Side)> {
-        let (sport, dport) = match p.transport {
-            Transport::Tcp { sport, dport, .. } | Transport::Udp { sport, dport } => (sport, dport),
+        let (sport, dport, exchange) = match p.transport {
+            Transport::Tcp { sport, dport, .. } | Transport::Udp { sport, dport } => {
+                (sport, dport, 0)
+            }
             // Request and reply carry the same identifier, so both directions meet in one entry.
             Transport::Icmp {
                 ident: Some(id),
                 icmp_type,
                 ..
-            } if has_echo_ident(p.ip_proto, icmp_type) => (id, id),
-            Transport::Icmp { icmp_type, .. } => (u16::from(icmp_type), u16::from(icmp_type)),
-            Transport::Other => (0, 0),
+            } if has_echo_ident(p.ip_proto, icmp_type) => {
+                (id, id, request_type(p.ip_proto, icmp_type))
+            }
+            Transport::Icmp { icmp_type, .. } => (u16::from(icmp_type), u16::from(icmp_type), 0),
+            Transport::Other => (0, 0, 0),
             Transport::LaterFragment => return None,
         };
         let s = (addr16(p.src), sport);
         let d = (addr16(p.dst), dport);
+        let proto = p.ip_proto;
         Some(if s <= d {
             (
                 FlowKey {
                     lo: s,
                     hi: d,
-                    proto: p.ip_proto,
+                    proto,
+                    exchange,
                 },
                 Side::Lo,
             )
@@ -128,7 +137,8 @@ impl FlowKey {
                 FlowKey {
                     lo: d,
                     hi: s,
-                    proto: p.ip_proto,
+                    proto,
+                    exchange,
                 },
                 Side::Hi,
             )
@@ -146,6 +156,18 @@ impl FlowKey {
             Side::Hi => self.hi,
         };
         (addr_of(a), port)
+    }
+}
+
+/// The request type of an ICMP query/reply pair (RFC 792: echo 8/0, timestamp 13/14, information 15/16;
+/// RFC 4443: echo 128/129).
+fn request_type(ip_proto: u8, icmp_type: u8) -> u8 {
+    match (ip_proto, icmp_type) {
+        (1, 0) => 8,
+        (1, 14) => 13,
+        (1, 16) => 15,
+        (58, 129) => 128,
+        (_, t) => t,
     }
 }
 
@@ -244,6 +266,8 @@ pub struct FlowTable {
     next_sweep: Timestamp,
     keep_finished: bool,
     finished: Vec<FlowRecord>,
+    keep_created: bool,
+    created: Vec<FlowRecord>,
     stats: FlowStats,
 }
 
@@ -258,6 +282,8 @@ impl FlowTable {
             next_sweep: Timestamp::default(),
             keep_finished: false,
             finished: Vec::new(),
+            keep_created: false,
+            created: Vec::new(),
             stats: FlowStats::default(),
         }
     }
@@ -266,6 +292,17 @@ impl FlowTable {
     /// for [`FlowTable::drain_finished`]; replay uses this to report every flow.
     pub fn keep_finished(&mut self, keep: bool) {
         self.keep_finished = keep;
+    }
+
+    /// When on, every new flow is also kept, as decided on its first packet, for
+    /// [`FlowTable::drain_created`]; the live daemon logs flows this way, at their decision.
+    pub fn keep_created(&mut self, keep: bool) {
+        self.keep_created = keep;
+    }
+
+    /// Flows created since the last call.
+    pub fn drain_created(&mut self) -> std::vec::Drain<'_, FlowRecord> {
+        self.created.drain(..)
     }
 
     pub fn len(&self) -> usize {
@@ -336,6 +373,9 @@ impl FlowTable {
         };
         flow.count(p, now);
         flow.note_close(side, flags);
+        if self.keep_created {
+            self.created.push(FlowRecord { key, flow });
+        }
         self.flows.insert(key, flow);
         self.stats.created += 1;
         decision
@@ -352,12 +392,11 @@ impl FlowTable {
     }
 
     fn remember_fragment(&mut self, p: &Packet<'_>, key: FlowKey, now: Timestamp) {
-        if let Some(fk) = Self::fragment_key(p) {
-            if self.fragments.len() < MAX_FRAGMENTS || self.fragments.contains_key(&fk) {
-                let expires =
-                    Timestamp::from_nanos(now.as_nanos().saturating_add(FRAGMENT_TIMEOUT));
-                self.fragments.insert(fk, (key, expires));
-            }
+        if let Some(fk) = Self::fragment_key(p)
+            && (self.fragments.len() < MAX_FRAGMENTS || self.fragments.contains_key(&fk))
+        {
+            let expires = Timestamp::from_nanos(now.as_nanos().saturating_add(FRAGMENT_TIMEOUT));
+            self.fragments.insert(fk, (key, expires));
         }
     }
 

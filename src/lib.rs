@@ -17,14 +17,19 @@
 //! - Replay gives the same verdicts whatever the worker count: flows are pinned to workers by hash, and
 //!   time is the capture's.
 //! - Memory is bounded: the flow table has a maximum and evicts the longest-idle flows at it.
+//! - No `unsafe` outside [`nfqueue::queue`], the netlink socket.
+
+#![deny(unsafe_code)]
 
 pub mod decision;
 pub mod engine;
 pub mod flow;
 pub mod log;
+pub mod nfqueue;
 pub mod packet;
 pub mod policy;
 pub mod replay;
+pub mod rules;
 
 pub use decision::{Decision, Reason, Verdict};
 pub use engine::Engine;

@@ -9,10 +9,10 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::Serialize;
 
+use crate::Timestamp;
 use crate::flow::FlowRecord;
 use crate::packet::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::policy::Policy;
-use crate::Timestamp;
 
 /// One flow, as logged.
 #[derive(Debug, Serialize)]

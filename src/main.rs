@@ -9,9 +9,17 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
 use outgate::log::FlowLine;
-use outgate::policy::{LoadError, DEFAULT_POLICY};
-use outgate::replay::{replay, ReplayConfig};
+use outgate::nfqueue::{self, LogTarget, RunConfig};
+use outgate::policy::{DEFAULT_POLICY, LoadError};
+use outgate::replay::{ReplayConfig, replay};
+use outgate::rules::QueueRange;
 use outgate::{Engine, Policy};
 
 const ABOUT: &str = "Outbound packet filter: default-deny egress that stays practical.";
@@ -78,6 +86,41 @@ enum Command {
         #[arg(required = true, value_name = "CAPTURE")]
         captures: Vec<PathBuf>,
     },
+    /// Run the live filter: decide the packets the kernel ruleset queues (see `outgate rules`).
+    ///
+    /// One worker thread per queue. Decided flows are handed back to the kernel with a mark that the
+    /// ruleset saves in the conntrack entry, so their later packets never reach userspace. Stops on
+    /// SIGTERM or SIGINT after answering every packet it holds. Needs root (CAP_NET_ADMIN).
+    ///
+    /// Fail-closed is the default: when the daemon is not running or its queue is full, outbound traffic
+    /// stops. With --fail-open it flows unfiltered instead (the ruleset must be made with the same choice).
+    Run {
+        /// Policy file (default: the built-in policy, which is announced on stderr).
+        #[arg(short, long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Queue numbers to bind, one worker each: `0` or a range `0-3`. Use as many as cores that
+        /// should filter; the ruleset spreads flows over them.
+        #[arg(long, value_name = "N|A-B", default_value = "0")]
+        queues: QueueRange,
+        /// Let traffic pass unfiltered when the queue is full (and, in the ruleset, when no daemon runs).
+        #[arg(long, conflicts_with = "fail_closed")]
+        fail_open: bool,
+        /// Drop traffic when the queue is full or no daemon runs (the default).
+        #[arg(long)]
+        fail_closed: bool,
+        /// Write one JSON line per decided flow to FILE (`-` for stdout); same keys as replay's --flows.
+        #[arg(long, value_name = "FILE")]
+        log: Option<String>,
+        /// Serve Prometheus metrics over HTTP on ADDR, e.g. 127.0.0.1:9717.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
+        /// Packets the kernel may hold per queue waiting for a verdict.
+        #[arg(long, value_name = "N", default_value_t = 16_384)]
+        queue_maxlen: u32,
+        /// Socket receive buffer per queue, in MiB (the default loses nothing in BENCHMARKS.md's blast).
+        #[arg(long, value_name = "MIB", default_value_t = 64)]
+        rcvbuf_mib: usize,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -115,6 +158,33 @@ fn main() -> ExitCode {
                 progress: true,
             };
             run_replay(policy, cfg, format, flows)
+        }
+        Command::Run {
+            policy,
+            queues,
+            fail_open,
+            fail_closed: _,
+            log,
+            metrics,
+            queue_maxlen,
+            rcvbuf_mib,
+        } => {
+            let cfg = RunConfig {
+                queues: (queues.first..=queues.last).collect(),
+                fail_open,
+                queue_maxlen,
+                rcvbuf: rcvbuf_mib << 20,
+                log: log.map(|l| {
+                    if l == "-" {
+                        LogTarget::Stdout
+                    } else {
+                        LogTarget::File(l.into())
+                    }
+                }),
+                metrics,
+                ..RunConfig::default()
+            };
+            run_live(policy, cfg)
         }
     };
     match result {
@@ -172,6 +242,48 @@ fn check(policy: Option<PathBuf>, print_default: bool) -> Result<ExitCode, Strin
     }
 }
 
+fn run_live(policy: Option<PathBuf>, cfg: RunConfig) -> Result<ExitCode, String> {
+    if policy.is_none() {
+        eprintln!(
+            "outgate: no --policy given: using the built-in default policy (see `outgate check --print-default`)"
+        );
+    }
+    let engine = Arc::new(Engine::new(load_policy(policy)?));
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGTERM, SIGINT] {
+        signal_hook::flag::register(signal, stop.clone())
+            .map_err(|e| format!("cannot handle signals: {e}"))?;
+    }
+    // Until reload exists, SIGHUP must not kill the filter (systemd's ExecReload sends it).
+    let mut hup = Signals::new([SIGHUP]).map_err(|e| format!("cannot handle signals: {e}"))?;
+    std::thread::spawn(move || {
+        for _ in hup.forever() {
+            eprintln!(
+                "outgate: SIGHUP: reloading is not supported yet; the policy in use is unchanged"
+            );
+        }
+    });
+    let queues = cfg.queues.clone();
+    let mode = if cfg.fail_open {
+        "fail-open"
+    } else {
+        "fail-closed"
+    };
+    let summary = nfqueue::run(engine.clone(), &cfg, stop, || {
+        eprintln!(
+            "outgate: filtering on NFQUEUE {queues:?} ({mode}), policy {}",
+            engine.policy().file()
+        );
+        nfqueue::notify_ready();
+    })
+    .map_err(|e| e.to_string())?;
+    eprintln!(
+        "outgate: stopped after {} packets, {} flows decided",
+        summary.packets, summary.flows
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run_replay(
     policy: Option<PathBuf>,
     cfg: ReplayConfig,
@@ -179,7 +291,9 @@ fn run_replay(
     flows: Option<PathBuf>,
 ) -> Result<ExitCode, String> {
     if policy.is_none() {
-        eprintln!("outgate: no --policy given: using the built-in default policy (see `outgate check --print-default`)");
+        eprintln!(
+            "outgate: no --policy given: using the built-in default policy (see `outgate check --print-default`)"
+        );
     }
     let engine = Engine::new(load_policy(policy)?);
     // Create the flow log before the replay, so an unwritable path fails fast.

@@ -13,7 +13,7 @@
 
 use std::net::IpAddr;
 
-use etherparse::{IpNumber, Ipv6ExtensionSlice, LaxIpSlice, LenSource};
+use etherparse::{IpNumber, Ipv6ExtensionSlice, LaxIpSlice};
 
 /// Why a packet could not be read far enough to be decided on. Counted, never an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -113,12 +113,23 @@ impl<'a> Packet<'a> {
         let ip_proto = payload.ip_number.0;
         let fragment = fragment_of(&ip);
         let l4 = payload.payload;
-        let wire_len = match (&ip, payload.len_source) {
-            (_, LenSource::Slice) => bytes.len(),
-            (LaxIpSlice::Ipv4(v4), _) => usize::from(v4.header().total_len()),
-            (LaxIpSlice::Ipv6(v6), _) => 40 + usize::from(v6.header().payload_length()),
+        // The length on the wire is what the header claims when the claim is plausible: a capture cut at
+        // its snaplen (or a short NFQUEUE copy range) holds fewer bytes than went out.
+        let wire_len = match &ip {
+            LaxIpSlice::Ipv4(v4) => {
+                let h = v4.header();
+                let claimed = usize::from(h.total_len());
+                if claimed >= h.slice().len() {
+                    claimed
+                } else {
+                    bytes.len()
+                }
+            }
+            LaxIpSlice::Ipv6(v6) => match v6.header().payload_length() {
+                0 => bytes.len(), // a jumbogram or an unset field
+                n => 40 + usize::from(n),
+            },
         };
-
         let later_fragment = fragment.is_some_and(|f| f.offset != 0);
         let (transport, app) = if later_fragment {
             (Transport::LaterFragment, &[][..])

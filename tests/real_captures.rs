@@ -10,7 +10,7 @@ use outgate::log::FlowLine;
 use outgate::policy::DEFAULT_POLICY;
 use outgate::replay::capture::CaptureReader;
 use outgate::replay::link::network_layer;
-use outgate::replay::{replay, ReplayConfig, ReplayReport};
+use outgate::replay::{ReplayConfig, ReplayReport, replay};
 use outgate::{Engine, Policy, Timestamp};
 
 fn real_dir() -> PathBuf {

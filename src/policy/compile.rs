@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use super::parse::{Parsed, Proto, Rule, Service};
 use crate::decision::{Decision, Reason, RuleId, Verdict};
-use crate::packet::{Packet, Transport, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use crate::packet::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Packet, Transport};
 
 /// The flow's protocol class and selector (destination port, or ICMP type); `None` for other protocols.
 pub(super) fn classify(p: &Packet<'_>) -> Option<(Proto, u16)> {

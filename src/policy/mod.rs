@@ -16,7 +16,7 @@ pub use parse::{Options, PairPolicy, PolicyError, Proto, Rule, Service, ZoneSel}
 use crate::decision::{Decision, Reason, Verdict};
 use crate::packet::Packet;
 use compile::Compiled;
-use parse::{Parsed, IMPLICIT_ZONES};
+use parse::{IMPLICIT_ZONES, Parsed};
 
 /// The name the built-in policy is cited by.
 pub const DEFAULT_POLICY_NAME: &str = "<default>";

@@ -422,7 +422,7 @@ impl LineParser<'_> {
                 return Err((
                     t.col,
                     format!("a macro sets protocol and port itself; remove '{}'", t.text),
-                ))
+                ));
             }
             (None, []) => Service::Any,
             (None, [proto]) => proto_only(proto)?,
@@ -431,7 +431,7 @@ impl LineParser<'_> {
                 return Err((
                     extra.col,
                     format!("unexpected '{}' after the port column", extra.text),
-                ))
+                ));
             }
         };
         Ok(Rule {
@@ -487,8 +487,10 @@ impl LineParser<'_> {
                     other => {
                         return Err((
                             proto.col,
-                            format!("unknown timeout '{other}' (expected tcp, tcp-closed, udp, icmp or other)"),
-                        ))
+                            format!(
+                                "unknown timeout '{other}' (expected tcp, tcp-closed, udp, icmp or other)"
+                            ),
+                        ));
                     }
                 };
                 *slot = secs;
@@ -498,7 +500,7 @@ impl LineParser<'_> {
                 return Err((
                     name.col,
                     format!("unknown option '{other}' (expected malformed, timeout or max-flows)"),
-                ))
+                ));
             }
         };
         match toks.get(expected_len) {
@@ -689,7 +691,10 @@ pub fn parse(file: &str, text: &str) -> Result<Parsed, Vec<PolicyError>> {
         } else {
             Err((
                 first.col,
-                format!("'{}' does not start a statement (expected ACCEPT, DROP, REJECT, a macro, policy, zone or option)", first.text),
+                format!(
+                    "'{}' does not start a statement (expected ACCEPT, DROP, REJECT, a macro, policy, zone or option)",
+                    first.text
+                ),
             ))
         };
         if let Err(e) = result {
@@ -773,28 +778,42 @@ mod tests {
             "p.rules:2:12: unknown zone 'lan' (expected one of: loc, net, all)"
         );
         assert_eq!(one_error("ACCEPT loc net tcp 70000").col, 20);
-        assert!(one_error("ACCEPT loc net tcp 90:80")
-            .message
-            .contains("backwards"));
-        assert!(one_error("ALLOW loc net 80")
-            .message
-            .contains("does not start a statement"));
-        assert!(one_error("ACCEPT loc net tcp 80 host=numeric")
-            .message
-            .contains("unknown match term 'host='"));
-        assert!(one_error("SSH(ACCEPT) loc net tcp")
-            .message
-            .contains("macro sets protocol"));
-        assert!(one_error("Telnet(ACCEPT) loc net")
-            .message
-            .contains("unknown macro"));
+        assert!(
+            one_error("ACCEPT loc net tcp 90:80")
+                .message
+                .contains("backwards")
+        );
+        assert!(
+            one_error("ALLOW loc net 80")
+                .message
+                .contains("does not start a statement")
+        );
+        assert!(
+            one_error("ACCEPT loc net tcp 80 host=numeric")
+                .message
+                .contains("unknown match term 'host='")
+        );
+        assert!(
+            one_error("SSH(ACCEPT) loc net tcp")
+                .message
+                .contains("macro sets protocol")
+        );
+        assert!(
+            one_error("Telnet(ACCEPT) loc net")
+                .message
+                .contains("unknown macro")
+        );
         assert!(one_error("zone lan 10.0.0.0/33").message.contains("prefix"));
-        assert!(one_error("loc net DROP info")
-            .message
-            .contains("unexpected 'info'"));
-        assert!(one_error("option timeout tcp soon")
-            .message
-            .contains("whole number"));
+        assert!(
+            one_error("loc net DROP info")
+                .message
+                .contains("unexpected 'info'")
+        );
+        assert!(
+            one_error("option timeout tcp soon")
+                .message
+                .contains("whole number")
+        );
     }
 
     #[test]
@@ -818,17 +837,25 @@ mod tests {
         assert!(c.contains("10.1.2.3".parse().unwrap()));
         assert!(!c.contains("10.2.0.1".parse().unwrap()));
         assert!(!c.contains("::a01:203".parse().unwrap()));
-        assert!(Cidr::parse("0.0.0.0/0")
-            .unwrap()
-            .contains("8.8.8.8".parse().unwrap()));
-        assert!(!Cidr::parse("0.0.0.0/0")
-            .unwrap()
-            .contains("2001:db8::1".parse().unwrap()));
-        assert!(Cidr::parse("::/0")
-            .unwrap()
-            .contains("2001:db8::1".parse().unwrap()));
-        assert!(!Cidr::parse("::/0")
-            .unwrap()
-            .contains("8.8.8.8".parse().unwrap()));
+        assert!(
+            Cidr::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        assert!(
+            !Cidr::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("2001:db8::1".parse().unwrap())
+        );
+        assert!(
+            Cidr::parse("::/0")
+                .unwrap()
+                .contains("2001:db8::1".parse().unwrap())
+        );
+        assert!(
+            !Cidr::parse("::/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
     }
 }

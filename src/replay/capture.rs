@@ -724,24 +724,37 @@ mod tests {
         pcap_record(&mut cut, false, [0, 0, u32::MAX, u32::MAX], &[0; 10]);
         assert_eq!(
             read_bytes(&cut).unwrap()[1],
-            Err(format!("record 2: truncated in the middle of a packet record (needed {} bytes, file ends after 10)", u32::MAX))
+            Err(format!(
+                "record 2: truncated in the middle of a packet record (needed {} bytes, file ends after 10)",
+                u32::MAX
+            ))
         );
         // A length over the limit in a file that does hold that much.
         let mut big = bytes.clone();
         let len = MAX_PACKET_LEN as u32 + 1;
         pcap_record(&mut big, false, [0, 0, len, len], &vec![0; len as usize]);
         let items = read_bytes(&big).unwrap();
-        assert_eq!(items[1], Err(format!("record 2: a packet record of {len} bytes exceeds the 262144-byte limit (at byte 42)")));
+        assert_eq!(
+            items[1],
+            Err(format!(
+                "record 2: a packet record of {len} bytes exceeds the 262144-byte limit (at byte 42)"
+            ))
+        );
         assert_eq!(items.len(), 2, "nothing is read after a framing error");
         // The file header itself.
         let err = read_bytes(&bytes[..20]).unwrap_err();
-        assert_eq!(err.to_string(), "record 1: truncated in the middle of the file header (needed 24 bytes, file ends after 20)");
+        assert_eq!(
+            err.to_string(),
+            "record 1: truncated in the middle of the file header (needed 24 bytes, file ends after 20)"
+        );
         let mut bad_version = bytes.clone();
         bad_version[4] = 3;
-        assert!(read_bytes(&bad_version)
-            .unwrap_err()
-            .to_string()
-            .contains("unsupported pcap version 3.4"));
+        assert!(
+            read_bytes(&bad_version)
+                .unwrap_err()
+                .to_string()
+                .contains("unsupported pcap version 3.4")
+        );
     }
 
     #[test]
@@ -749,9 +762,10 @@ mod tests {
         for bytes in [&b""[..], b"abc", b"GET / HTTP/1.1\r\n"] {
             let err = read_bytes(bytes).unwrap_err();
             assert!(matches!(err, CaptureError::NotACapture { .. }), "{err}");
-            assert!(err
-                .to_string()
-                .ends_with(": not a pcap or pcapng capture file"));
+            assert!(
+                err.to_string()
+                    .ends_with(": not a pcap or pcapng capture file")
+            );
             assert_eq!(err.record(), None);
         }
         let err = CaptureReader::open(Path::new("/nonexistent/x.pcap"))
@@ -929,17 +943,21 @@ mod tests {
         huge.epb(0, 0, b"", 0);
         let at = huge.out.len() - 32 + 4;
         huge.out[at..at + 4].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
-        assert!(read_bytes(&huge.out).unwrap()[0]
-            .as_ref()
-            .unwrap_err()
-            .contains("(needed 4294967272 bytes, file ends after 24)"));
+        assert!(
+            read_bytes(&huge.out).unwrap()[0]
+                .as_ref()
+                .unwrap_err()
+                .contains("(needed 4294967272 bytes, file ends after 24)")
+        );
         // Bad options in an IDB, wrong if_tsresol size.
         let mut bad = ng(false);
         bad.idb(1, 0, &[(9, &[6, 6])]).epb(0, 0, b"", 0);
-        assert!(read_bytes(&bad.out).unwrap()[0]
-            .as_ref()
-            .unwrap_err()
-            .contains("malformed interface description block"));
+        assert!(
+            read_bytes(&bad.out).unwrap()[0]
+                .as_ref()
+                .unwrap_err()
+                .contains("malformed interface description block")
+        );
     }
 
     #[test]
@@ -1016,7 +1034,9 @@ mod tests {
             if name == "truncated_file_mid_packet.pcap" {
                 assert_eq!(
                     errors,
-                    ["record 2: truncated in the middle of a packet record header (needed 16 bytes, file ends after 2)"]
+                    [
+                        "record 2: truncated in the middle of a packet record header (needed 16 bytes, file ends after 2)"
+                    ]
                 );
                 assert!(items.last().unwrap().is_err());
             } else {

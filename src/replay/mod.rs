@@ -17,7 +17,7 @@ pub mod writer;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
 use crate::flow::FlowRecord;
 use crate::packet::dispatch_hash;

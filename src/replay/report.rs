@@ -7,10 +7,10 @@ use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use super::link::{LinkError, LinkType};
 use super::ReplayConfig;
+use super::link::{LinkError, LinkType};
 use crate::flow::{FlowRecord, FlowStats};
 use crate::{Decision, Policy, Reason, Verdict};
 
@@ -335,10 +335,10 @@ impl Progress {
     }
 
     pub(super) fn tick(&self, seq: u64) {
-        if let Some(bar) = &self.0 {
-            if seq.is_multiple_of(65_536) {
-                bar.set_position(seq);
-            }
+        if let Some(bar) = &self.0
+            && seq.is_multiple_of(65_536)
+        {
+            bar.set_position(seq);
         }
     }
 

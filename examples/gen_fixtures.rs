@@ -1,0 +1,1772 @@
+//! Deterministic generator for outgate's test captures.
+//!
+//! ```text
+//! cargo run --example gen_fixtures -- OUT_DIR
+//! cargo run --release --example gen_fixtures -- --bench [N] FILE
+//! ```
+//!
+//! The first form writes the fixture captures described in `pcaps/README.md`
+//! into OUT_DIR. The second writes a synthetic office-traffic capture of N
+//! packets (default 1,000,000) for throughput benchmarks.
+//!
+//! Every run produces the same bytes: timestamps are fixed (starting at
+//! 2024-03-01T09:00:00Z) and the only randomness is a fixed-seed xorshift.
+
+use std::borrow::Cow;
+use std::error::Error;
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use etherparse::icmpv4::TimestampMessage;
+use etherparse::{
+    ArpHardwareId, ArpOperation, ArpPacket, EtherType, Ethernet2Header, IcmpEchoHeader, Icmpv4Type,
+    Icmpv6Type, IpFragOffset, IpHeaders, IpNumber, Ipv4Header, Ipv6FragmentHeader, Ipv6Header,
+    LinuxSllPacketType, PacketBuilder, TcpHeader, TcpOptionElement, UdpHeader, VlanId,
+};
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+use pcap_file::pcapng::PcapNgWriter;
+use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+use pcap_file::pcapng::blocks::interface_description::{
+    InterfaceDescriptionBlock, InterfaceDescriptionOption,
+};
+use pcap_file::pcapng::blocks::section_header::SectionHeaderBlock;
+use pcap_file::{DataLink, Endianness, TsResolution};
+
+type Res<T> = Result<T, Box<dyn Error>>;
+
+/// 2024-03-01T09:00:00Z in nanoseconds since the Unix epoch.
+const T0: u64 = 1_709_283_600 * SEC;
+const US: u64 = 1_000;
+const MS: u64 = 1_000_000;
+const SEC: u64 = 1_000_000_000;
+
+const SNAPLEN: u32 = 65_535;
+const BENCH_DEFAULT_PACKETS: u64 = 1_000_000;
+
+const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+const GW_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+
+const C4: IpAddr = ip4(10, 0, 0, 2);
+const C6: IpAddr = IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2));
+
+// TCP flag bits, as on the wire.
+const FIN: u8 = 0x01;
+const SYN: u8 = 0x02;
+const RST: u8 = 0x04;
+const PSH: u8 = 0x08;
+const ACK: u8 = 0x10;
+
+const fn ip4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+}
+
+/// 2001:db8::`last`
+const fn doc6(last: u16) -> IpAddr {
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0x0db8, 0, 0, 0, 0, 0, last))
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("gen_fixtures: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Res<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [flag, file] if flag == "--bench" => bench(BENCH_DEFAULT_PACKETS, Path::new(file)),
+        [flag, n, file] if flag == "--bench" => bench(parse_count(n)?, Path::new(file)),
+        [dir] if !dir.starts_with('-') => fixtures(Path::new(dir)),
+        _ => Err("usage: gen_fixtures OUT_DIR | gen_fixtures --bench [N] FILE".into()),
+    }
+}
+
+fn parse_count(s: &str) -> Res<u64> {
+    let digits: String = s.chars().filter(|c| *c != '_' && *c != ',').collect();
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("bad packet count {s:?}"))?;
+    if n == 0 {
+        return Err("packet count must be positive".into());
+    }
+    Ok(n)
+}
+
+fn fixtures(dir: &Path) -> Res<()> {
+    fs::create_dir_all(dir)?;
+    type Gen = fn(&Path) -> Res<usize>;
+    let all: [(&str, Gen); 7] = [
+        ("office_mix.pcap", office_mix),
+        ("fragments.pcap", fragments),
+        ("malformed.pcap", malformed),
+        ("links.pcapng", links),
+        ("sll2_bigendian_nsec.pcap", sll2_bigendian_nsec),
+        ("zones.pcap", zones),
+        ("expiry.pcap", expiry),
+    ];
+    for (name, generate) in all {
+        let path = dir.join(name);
+        let count = generate(&path)?;
+        println!("{:<40} {count:>3} packets", path.display());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Packet construction
+// ---------------------------------------------------------------------------
+
+/// Link layer a packet is framed in.
+#[derive(Clone, Copy, Debug)]
+enum Link {
+    Eth,
+    /// 802.1Q tag with this VLAN id.
+    Vlan(u16),
+    /// 802.1ad outer tag (0x88a8) and 802.1Q inner tag.
+    QinQ(u16, u16),
+    /// Linux cooked capture v1 (16 bytes).
+    Sll,
+    /// Linux cooked capture v2 (20 bytes).
+    Sll2,
+    /// No link header at all.
+    Raw,
+    /// BSD loopback: 4-byte address family in host (little) endian.
+    Null,
+}
+
+/// Which side sends: the LAN client (`Out`) or a remote server (`In`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dir {
+    Out,
+    In,
+}
+
+impl Dir {
+    /// (source MAC, destination MAC) for a frame going this way.
+    fn macs(self) -> ([u8; 6], [u8; 6]) {
+        match self {
+            Dir::Out => (CLIENT_MAC, GW_MAC),
+            Dir::In => (GW_MAC, CLIENT_MAC),
+        }
+    }
+
+    fn ttl(self) -> u8 {
+        match self {
+            Dir::Out => 64,
+            Dir::In => 57,
+        }
+    }
+}
+
+/// Transport layer of a packet; its payload is passed separately.
+enum L4 {
+    Tcp(TcpHeader),
+    Udp(u16, u16),
+    Icmp4(Icmpv4Type),
+    Icmp6(Icmpv6Type),
+    /// No transport header known to etherparse: the payload follows the IP
+    /// header directly and the IP protocol is this number.
+    Proto(IpNumber),
+}
+
+/// Link and network parameters of one packet.
+struct Hdr {
+    link: Link,
+    dir: Dir,
+    macs: ([u8; 6], [u8; 6]),
+    src: IpAddr,
+    dst: IpAddr,
+    ip_id: u16,
+}
+
+/// Appends one complete frame (link header onwards) to `out`.
+fn build(out: &mut Vec<u8>, h: &Hdr, l4: L4, payload: &[u8]) -> Res<()> {
+    let ttl = h.dir.ttl();
+    let ip = match (h.src, h.dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => IpHeaders::Ipv4(
+            Ipv4Header {
+                source: s.octets(),
+                destination: d.octets(),
+                time_to_live: ttl,
+                identification: h.ip_id,
+                dont_fragment: true,
+                ..Default::default()
+            },
+            Default::default(),
+        ),
+        (IpAddr::V6(s), IpAddr::V6(d)) => IpHeaders::Ipv6(
+            Ipv6Header {
+                source: s.octets(),
+                destination: d.octets(),
+                hop_limit: ttl,
+                ..Default::default()
+            },
+            Default::default(),
+        ),
+        _ => return Err("source and destination address families differ".into()),
+    };
+    let (smac, dmac) = h.macs;
+    let step = match h.link {
+        Link::Eth => PacketBuilder::ethernet2(smac, dmac).ip(ip),
+        Link::Vlan(id) => PacketBuilder::ethernet2(smac, dmac)
+            .single_vlan(VlanId::try_new(id)?)
+            .ip(ip),
+        Link::QinQ(outer, inner) => PacketBuilder::ethernet2(smac, dmac)
+            .double_vlan(VlanId::try_new(outer)?, VlanId::try_new(inner)?)
+            .ip(ip),
+        Link::Sll => {
+            let ptype = match h.dir {
+                Dir::Out => LinuxSllPacketType::OUTGOING,
+                Dir::In => LinuxSllPacketType::HOST,
+            };
+            let mut addr = [0u8; 8];
+            addr[..6].copy_from_slice(&smac);
+            PacketBuilder::linux_sll(ptype, 6, addr).ip(ip)
+        }
+        Link::Sll2 => {
+            out.extend_from_slice(&sll2_header(h.dir, h.src.is_ipv6(), smac));
+            PacketBuilder::ip(ip)
+        }
+        Link::Null => {
+            // AF_INET is 2 everywhere; 24 is the BSD AF_INET6 value.
+            let family: u32 = if h.src.is_ipv6() { 24 } else { 2 };
+            out.extend_from_slice(&family.to_le_bytes());
+            PacketBuilder::ip(ip)
+        }
+        Link::Raw => PacketBuilder::ip(ip),
+    };
+    match l4 {
+        L4::Tcp(t) => step.tcp_header(t).write(out, payload)?,
+        L4::Udp(s, d) => step.udp(s, d).write(out, payload)?,
+        L4::Icmp4(t) => step.icmpv4(t).write(out, payload)?,
+        L4::Icmp6(t) => step.icmpv6(t).write(out, payload)?,
+        L4::Proto(n) => step.write(out, n, payload)?,
+    }
+    Ok(())
+}
+
+/// LINUX_SLL2 header: protocol, reserved, ifindex, ARPHRD, packet type,
+/// address length, 8 address bytes (all multi-byte fields big-endian).
+fn sll2_header(dir: Dir, v6: bool, sender: [u8; 6]) -> [u8; 20] {
+    let mut h = [0u8; 20];
+    let proto: u16 = if v6 { 0x86dd } else { 0x0800 };
+    h[0..2].copy_from_slice(&proto.to_be_bytes());
+    h[4..8].copy_from_slice(&2u32.to_be_bytes()); // ifindex 2 (eth0)
+    h[8..10].copy_from_slice(&1u16.to_be_bytes()); // ARPHRD_ETHER
+    h[10] = match dir {
+        Dir::Out => 4, // PACKET_OUTGOING
+        Dir::In => 0,  // PACKET_HOST
+    };
+    h[11] = 6;
+    h[12..18].copy_from_slice(&sender);
+    h
+}
+
+/// Ethernet II frame around an already built network-layer packet.
+fn eth_frame(dir: Dir, ether_type: EtherType, net: &[u8]) -> Vec<u8> {
+    let (source, destination) = dir.macs();
+    let eth = Ethernet2Header {
+        source,
+        destination,
+        ether_type,
+    };
+    let mut out = Vec::with_capacity(Ethernet2Header::LEN + net.len());
+    out.extend_from_slice(&eth.to_bytes());
+    out.extend_from_slice(net);
+    out
+}
+
+/// A TCP header with realistic windows and, on SYNs, Linux-like options.
+fn tcp_header(
+    ports: (u16, u16),
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    dir: Dir,
+    v6: bool,
+) -> Res<TcpHeader> {
+    let syn = flags & SYN != 0;
+    let window = match (syn, dir) {
+        (true, Dir::Out) => 64_240,
+        (true, Dir::In) => 65_160,
+        (false, Dir::Out) => 502,
+        (false, Dir::In) => 509,
+    };
+    let mut t = TcpHeader::new(ports.0, ports.1, seq, window);
+    t.fin = flags & FIN != 0;
+    t.syn = syn;
+    t.rst = flags & RST != 0;
+    t.psh = flags & PSH != 0;
+    t.ack = flags & ACK != 0;
+    if t.ack {
+        t.acknowledgment_number = ack;
+    }
+    if syn {
+        t.set_options(&[
+            TcpOptionElement::MaximumSegmentSize(if v6 { 1440 } else { 1460 }),
+            TcpOptionElement::Noop,
+            TcpOptionElement::Noop,
+            TcpOptionElement::SelectiveAcknowledgementPermitted,
+            TcpOptionElement::Noop,
+            TcpOptionElement::WindowScale(7),
+        ])?;
+    }
+    Ok(t)
+}
+
+/// Hands out IPv4 identification values, separately per direction.
+struct Net {
+    out_id: u16,
+    in_id: u16,
+}
+
+impl Net {
+    fn new() -> Net {
+        Net {
+            out_id: 0x1c40,
+            in_id: 0x8a10,
+        }
+    }
+
+    fn next_id(&mut self, dir: Dir) -> u16 {
+        let id = match dir {
+            Dir::Out => &mut self.out_id,
+            Dir::In => &mut self.in_id,
+        };
+        *id = id.wrapping_add(1);
+        *id
+    }
+
+    fn pkt(
+        &mut self,
+        link: Link,
+        dir: Dir,
+        src: IpAddr,
+        dst: IpAddr,
+        l4: L4,
+        payload: &[u8],
+    ) -> Res<Vec<u8>> {
+        let h = Hdr {
+            link,
+            dir,
+            macs: dir.macs(),
+            src,
+            dst,
+            ip_id: self.next_id(dir),
+        };
+        let mut out = Vec::with_capacity(128 + payload.len());
+        build(&mut out, &h, l4, payload)?;
+        Ok(out)
+    }
+
+    fn udp(&mut self, dir: Dir, src: (IpAddr, u16), dst: (IpAddr, u16), p: &[u8]) -> Res<Vec<u8>> {
+        self.pkt(Link::Eth, dir, src.0, dst.0, L4::Udp(src.1, dst.1), p)
+    }
+}
+
+/// One TCP connection; tracks the next sequence number of each side.
+struct Tcp {
+    link: Link,
+    client: (IpAddr, u16),
+    server: (IpAddr, u16),
+    c_nxt: u32,
+    s_nxt: u32,
+}
+
+impl Tcp {
+    fn new(client: (IpAddr, u16), server: (IpAddr, u16), c_isn: u32, s_isn: u32) -> Tcp {
+        Tcp {
+            link: Link::Eth,
+            client,
+            server,
+            c_nxt: c_isn,
+            s_nxt: s_isn,
+        }
+    }
+
+    /// Builds the next segment sent by `dir`; SYN, FIN and payload advance
+    /// that side's sequence number, and ACK acknowledges everything the
+    /// other side has sent so far.
+    fn seg(&mut self, net: &mut Net, dir: Dir, flags: u8, payload: &[u8]) -> Res<Vec<u8>> {
+        let (src, dst, seq, ack) = match dir {
+            Dir::Out => (self.client, self.server, self.c_nxt, self.s_nxt),
+            Dir::In => (self.server, self.client, self.s_nxt, self.c_nxt),
+        };
+        let v6 = src.0.is_ipv6();
+        let t = tcp_header((src.1, dst.1), seq, ack, flags, dir, v6)?;
+        let advance =
+            payload.len() as u32 + u32::from(flags & SYN != 0) + u32::from(flags & FIN != 0);
+        match dir {
+            Dir::Out => self.c_nxt = self.c_nxt.wrapping_add(advance),
+            Dir::In => self.s_nxt = self.s_nxt.wrapping_add(advance),
+        }
+        net.pkt(self.link, dir, src.0, dst.0, L4::Tcp(t), payload)
+    }
+
+    /// A retransmission of the client's SYN (same sequence number).
+    fn syn_again(&mut self, net: &mut Net) -> Res<Vec<u8>> {
+        self.c_nxt = self.c_nxt.wrapping_sub(1);
+        self.seg(net, Dir::Out, SYN, &[])
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Payloads
+// ---------------------------------------------------------------------------
+
+/// xorshift64 with a fixed seed: the only source of "randomness".
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// Uniform in `lo..=hi`.
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi - lo + 1)
+    }
+}
+
+fn filler(len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ seed.wrapping_mul(0x2545_f491_4f6c_dd1d));
+    (0..len).map(|_| (rng.next() >> 32) as u8).collect()
+}
+
+/// TLS application-data record of `len` bytes in total (5-byte header).
+fn tls_app_data(out: &mut Vec<u8>, len: usize, opaque: &[u8]) {
+    out.extend_from_slice(&[0x17, 0x03, 0x03]);
+    out.extend_from_slice(&((len - 5) as u16).to_be_bytes());
+    out.extend_from_slice(&opaque[..len - 5]);
+}
+
+fn tls_ext(out: &mut Vec<u8>, kind: u16, body: &[u8]) {
+    out.extend_from_slice(&kind.to_be_bytes());
+    out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    out.extend_from_slice(body);
+}
+
+/// Wraps a handshake message body into a handshake header and a record.
+fn tls_handshake_record(msg_type: u8, record_version: u8, body: &[u8]) -> Vec<u8> {
+    let hs_len = (body.len() as u32).to_be_bytes();
+    let mut r = vec![0x16, 0x03, record_version];
+    r.extend_from_slice(&((body.len() + 4) as u16).to_be_bytes());
+    r.push(msg_type);
+    r.extend_from_slice(&hs_len[1..]);
+    r.extend_from_slice(body);
+    r
+}
+
+/// A TLS 1.3 ClientHello (as a browser sends it) for `sni`, padded to a
+/// 517-byte record like BoringSSL does.
+fn tls_client_hello(sni: &str, seed: u64) -> Vec<u8> {
+    const RECORD_LEN: usize = 517;
+    let rnd = filler(96, seed);
+    let mut exts = Vec::with_capacity(512);
+    let mut name = Vec::with_capacity(sni.len() + 5);
+    name.extend_from_slice(&((sni.len() + 3) as u16).to_be_bytes());
+    name.push(0); // host_name
+    name.extend_from_slice(&(sni.len() as u16).to_be_bytes());
+    name.extend_from_slice(sni.as_bytes());
+    tls_ext(&mut exts, 0x0000, &name);
+    tls_ext(&mut exts, 0x000a, &[0, 6, 0, 0x1d, 0, 0x17, 0, 0x18]); // groups
+    tls_ext(&mut exts, 0x000b, &[1, 0]); // ec_point_formats
+    let sigalgs = [0, 16, 4, 3, 8, 4, 4, 1, 5, 3, 8, 5, 5, 1, 8, 6, 6, 1];
+    tls_ext(&mut exts, 0x000d, &sigalgs);
+    tls_ext(&mut exts, 0x0010, b"\x00\x0c\x02h2\x08http/1.1"); // ALPN
+    tls_ext(&mut exts, 0x002b, &[4, 3, 4, 3, 3]); // supported_versions
+    tls_ext(&mut exts, 0x002d, &[1, 1]); // psk_key_exchange_modes
+    let mut share = vec![0, 36, 0, 0x1d, 0, 32];
+    share.extend_from_slice(&rnd[64..96]);
+    tls_ext(&mut exts, 0x0033, &share);
+
+    let mut body = vec![0x03, 0x03];
+    body.extend_from_slice(&rnd[..32]); // random
+    body.push(32);
+    body.extend_from_slice(&rnd[32..64]); // legacy session id
+    let suites = [
+        0x1301u16, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8,
+    ];
+    body.extend_from_slice(&((suites.len() * 2) as u16).to_be_bytes());
+    for suite in suites {
+        body.extend_from_slice(&suite.to_be_bytes());
+    }
+    body.extend_from_slice(&[1, 0]); // compression: null
+    // 5 (record) + 4 (handshake) + body + 2 (extensions length) + extensions
+    let unpadded = 5 + 4 + body.len() + 2 + exts.len();
+    if unpadded + 4 <= RECORD_LEN {
+        tls_ext(&mut exts, 0x0015, &vec![0; RECORD_LEN - unpadded - 4]);
+    }
+    body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
+    body.extend_from_slice(&exts);
+    tls_handshake_record(1, 0x01, &body)
+}
+
+/// The server's first flight of `len` bytes: ServerHello, ChangeCipherSpec
+/// and one application-data record carrying the encrypted rest.
+fn tls_server_flight(out: &mut Vec<u8>, len: usize, seed: u64, opaque: &[u8]) {
+    let rnd = filler(96, seed);
+    let mut exts = Vec::with_capacity(48);
+    tls_ext(&mut exts, 0x002b, &[3, 4]);
+    let mut share = vec![0, 0x1d, 0, 32];
+    share.extend_from_slice(&rnd[64..96]);
+    tls_ext(&mut exts, 0x0033, &share);
+    let mut body = vec![0x03, 0x03];
+    body.extend_from_slice(&rnd[..32]);
+    body.push(32);
+    body.extend_from_slice(&rnd[32..64]);
+    body.extend_from_slice(&[0x13, 0x01, 0]); // TLS_AES_128_GCM_SHA256, null
+    body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
+    body.extend_from_slice(&exts);
+    let start = out.len();
+    out.extend_from_slice(&tls_handshake_record(2, 0x03, &body));
+    out.extend_from_slice(&[0x14, 0x03, 0x03, 0x00, 0x01, 0x01]);
+    let used = out.len() - start;
+    tls_app_data(out, len.max(used + 64) - used, opaque);
+}
+
+fn dns_name(out: &mut Vec<u8>, name: &str) {
+    for label in name.split('.') {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+}
+
+/// EDNS(0) OPT pseudo-record advertising a 4096-byte UDP payload size.
+const EDNS_OPT: [u8; 11] = [0, 0, 41, 0x10, 0x00, 0, 0, 0, 0, 0, 0];
+
+fn dns_query(id: u16, name: &str, qtype: u16, edns: bool) -> Vec<u8> {
+    let mut q = Vec::with_capacity(64);
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&0x0100u16.to_be_bytes()); // standard query, RD
+    q.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, u8::from(edns)]);
+    dns_name(&mut q, name);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&1u16.to_be_bytes()); // IN
+    if edns {
+        q.extend_from_slice(&EDNS_OPT);
+    }
+    q
+}
+
+/// Response to `query` (which holds one question) with one answer record
+/// of the queried type, pointing back at the question's name.
+fn dns_response(query: &[u8], ttl: u32, rdata: &[u8]) -> Vec<u8> {
+    let edns = query[11] == 1;
+    let qend = 12 + query[12..].iter().position(|b| *b == 0).unwrap_or(0) + 1 + 4;
+    let mut r = Vec::with_capacity(qend + 16 + rdata.len() + EDNS_OPT.len());
+    r.extend_from_slice(&query[0..2]);
+    r.extend_from_slice(&0x8180u16.to_be_bytes()); // response, RD, RA, NOERROR
+    r.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, u8::from(edns)]);
+    r.extend_from_slice(&query[12..qend]);
+    r.extend_from_slice(&0xc00cu16.to_be_bytes());
+    r.extend_from_slice(&query[qend - 4..qend]); // type + class
+    r.extend_from_slice(&ttl.to_be_bytes());
+    r.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    r.extend_from_slice(rdata);
+    if edns {
+        r.extend_from_slice(&EDNS_OPT);
+    }
+    r
+}
+
+/// A TXT answer to `query` whose DNS message is exactly `total` bytes long.
+fn dns_big_txt_response(query: &[u8], total: usize) -> Vec<u8> {
+    let overhead = dns_response(query, 0, &[]).len();
+    let mut remaining = total - overhead;
+    let text = b"v=outgate-fixture; padding to make the answer exceed one MTU; ";
+    let mut rdata = Vec::with_capacity(remaining);
+    while remaining > 0 {
+        let n = (remaining - 1).min(255);
+        rdata.push(n as u8);
+        rdata.extend(text.iter().cycle().take(n));
+        remaining -= n + 1;
+    }
+    dns_response(query, 300, &rdata)
+}
+
+/// NTP timestamp (seconds since 1900 + 32-bit fraction) of a Unix time in ns.
+fn ntp_time(ns: u64) -> [u8; 8] {
+    let secs = ns / SEC + 2_208_988_800;
+    let frac = ((ns % SEC) << 32) / SEC;
+    let mut out = [0u8; 8];
+    out[..4].copy_from_slice(&(secs as u32).to_be_bytes());
+    out[4..].copy_from_slice(&(frac as u32).to_be_bytes());
+    out
+}
+
+/// NTPv4 client request (mode 3) sent at `sent`.
+fn ntp_request(sent: u64) -> [u8; 48] {
+    let mut p = [0u8; 48];
+    p[0] = 0x23; // LI 0, VN 4, mode 3
+    p[2] = 6; // poll
+    p[3] = 0xe9; // precision 2^-23
+    p[40..48].copy_from_slice(&ntp_time(sent));
+    p
+}
+
+/// NTPv4 server reply (mode 4) to `request`, received at `rx` and sent at `tx`.
+fn ntp_reply(request: &[u8; 48], rx: u64, tx: u64) -> [u8; 48] {
+    let mut p = [0u8; 48];
+    p[0] = 0x24; // LI 0, VN 4, mode 4
+    p[1] = 2; // stratum
+    p[2] = request[2];
+    p[3] = 0xe7;
+    p[4..8].copy_from_slice(&0x0000_0120u32.to_be_bytes()); // root delay
+    p[8..12].copy_from_slice(&0x0000_0210u32.to_be_bytes()); // root dispersion
+    p[12..16].copy_from_slice(&[192, 0, 2, 1]); // reference id: upstream server
+    p[16..24].copy_from_slice(&ntp_time(rx - 64 * SEC));
+    p[24..32].copy_from_slice(&request[40..48]);
+    p[32..40].copy_from_slice(&ntp_time(rx));
+    p[40..48].copy_from_slice(&ntp_time(tx));
+    p
+}
+
+/// 56 bytes like Linux ping: a timeval, then 0x10, 0x11, ...
+fn ping_payload(ts: u64) -> Vec<u8> {
+    let mut p = Vec::with_capacity(56);
+    p.extend_from_slice(&(ts / SEC).to_le_bytes());
+    p.extend_from_slice(&((ts % SEC) / US).to_le_bytes());
+    p.extend((0x10u8..).take(40));
+    p
+}
+
+fn echo4(request: bool, id: u16, seq: u16) -> L4 {
+    let h = IcmpEchoHeader { id, seq };
+    L4::Icmp4(if request {
+        Icmpv4Type::EchoRequest(h)
+    } else {
+        Icmpv4Type::EchoReply(h)
+    })
+}
+
+fn arp_who_has(target: [u8; 4]) -> Res<Vec<u8>> {
+    let arp = ArpPacket::new(
+        ArpHardwareId::ETHERNET,
+        EtherType::IPV4,
+        ArpOperation::REQUEST,
+        &CLIENT_MAC,
+        &[10, 0, 0, 2],
+        &[0; 6],
+        &target,
+    )?;
+    let mut out = Vec::with_capacity(42);
+    PacketBuilder::ethernet2(CLIENT_MAC, [0xff; 6])
+        .arp(arp)
+        .write(&mut out)?;
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------
+// Capture files
+// ---------------------------------------------------------------------------
+
+struct Rec {
+    ts: u64,
+    iface: u32,
+    orig_len: u32,
+    data: Vec<u8>,
+}
+
+/// Packets of one capture, each with an absolute timestamp in ns.
+#[derive(Default)]
+struct Cap {
+    recs: Vec<Rec>,
+}
+
+impl Cap {
+    fn add(&mut self, ts: u64, data: Vec<u8>) {
+        self.add_on(0, ts, data);
+    }
+
+    fn add_on(&mut self, iface: u32, ts: u64, data: Vec<u8>) {
+        let orig_len = data.len() as u32;
+        self.recs.push(Rec {
+            ts,
+            iface,
+            orig_len,
+            data,
+        });
+    }
+
+    /// Records only the first `keep` bytes; orig_len stays the full length.
+    fn add_cut(&mut self, ts: u64, mut data: Vec<u8>, keep: usize) {
+        let orig_len = data.len() as u32;
+        data.truncate(keep);
+        self.recs.push(Rec {
+            ts,
+            iface: 0,
+            orig_len,
+            data,
+        });
+    }
+
+    /// Puts packets in time order (stable: equal times keep insertion order).
+    fn sort(&mut self) {
+        self.recs.sort_by_key(|r| r.ts);
+    }
+}
+
+fn pcap_header(datalink: DataLink, endianness: Endianness, res: TsResolution) -> PcapHeader {
+    PcapHeader {
+        snaplen: SNAPLEN,
+        datalink,
+        ts_resolution: res,
+        endianness,
+        ..Default::default()
+    }
+}
+
+fn write_pcap(path: &Path, header: PcapHeader, cap: &Cap) -> Res<usize> {
+    let mut w = PcapWriter::with_header(BufWriter::new(File::create(path)?), header)?;
+    for r in &cap.recs {
+        if header.ts_resolution == TsResolution::MicroSecond && r.ts % US != 0 {
+            return Err(format!("{}: timestamp {} is not whole µs", path.display(), r.ts).into());
+        }
+        let pkt = PcapPacket::new(Duration::from_nanos(r.ts), r.orig_len, &r.data);
+        w.write_packet(&pkt)?;
+    }
+    w.into_writer().flush()?;
+    Ok(cap.recs.len())
+}
+
+fn write_eth_pcap(path: &Path, cap: &Cap) -> Res<usize> {
+    let header = pcap_header(
+        DataLink::ETHERNET,
+        Endianness::Little,
+        TsResolution::MicroSecond,
+    );
+    write_pcap(path, header, cap)
+}
+
+// ---------------------------------------------------------------------------
+// The fixtures
+// ---------------------------------------------------------------------------
+
+fn at(ms: u64) -> u64 {
+    T0 + ms * MS
+}
+
+/// A LAN client's morning: complete flows in both directions, interleaved.
+fn office_mix(path: &Path) -> Res<usize> {
+    use Dir::{In, Out};
+    let mut net = Net::new();
+    let mut cap = Cap::default();
+
+    // ARP for the gateway.
+    cap.add(at(0), arp_who_has([10, 0, 0, 1])?);
+
+    // DNS: example.org A -> 192.0.2.11.
+    let dns4 = (ip4(192, 0, 2, 53), 53);
+    let q = dns_query(0x1a2b, "example.org", 1, false);
+    cap.add(at(5), net.udp(Out, (C4, 50001), dns4, &q)?);
+    let r = dns_response(&q, 3600, &[192, 0, 2, 11]);
+    cap.add(at(19), net.udp(In, dns4, (C4, 50001), &r)?);
+
+    // HTTPS 40001 -> 192.0.2.10:443, closed 2.4 s later: 10 packets.
+    let mut t = Tcp::new(
+        (C4, 40001),
+        (ip4(192, 0, 2, 10), 443),
+        0x3b9a_0001,
+        0x7c01_0000,
+    );
+    cap.add(at(30), t.seg(&mut net, Out, SYN, &[])?);
+    cap.add(at(48), t.seg(&mut net, In, SYN | ACK, &[])?);
+    cap.add(at(49), t.seg(&mut net, Out, ACK, &[])?);
+    let hello = tls_client_hello("www.example.com", 1);
+    cap.add(at(50), t.seg(&mut net, Out, PSH | ACK, &hello)?);
+    let mut flight = Vec::new();
+    tls_server_flight(&mut flight, 1400, 2, &filler(1400, 2));
+    cap.add(at(70), t.seg(&mut net, In, ACK, &flight)?);
+    let mut fin = vec![0x14, 0x03, 0x03, 0x00, 0x01, 0x01]; // ChangeCipherSpec
+    tls_app_data(&mut fin, 120, &filler(120, 3));
+    cap.add(at(75), t.seg(&mut net, Out, PSH | ACK, &fin)?);
+    let mut data = Vec::new();
+    tls_app_data(&mut data, 900, &filler(900, 4));
+    cap.add(at(95), t.seg(&mut net, In, PSH | ACK, &data)?);
+    cap.add(at(2450), t.seg(&mut net, Out, FIN | ACK, &[])?);
+    cap.add(at(2468), t.seg(&mut net, In, FIN | ACK, &[])?);
+    cap.add(at(2469), t.seg(&mut net, Out, ACK, &[])?);
+
+    // NTP.
+    let ntp = (ip4(192, 0, 2, 123), 123);
+    let req = ntp_request(at(60));
+    cap.add(at(60), net.udp(Out, (C4, 50002), ntp, &req)?);
+    let rep = ntp_reply(&req, at(70) + 250 * US, at(70) + 300 * US);
+    cap.add(at(81), net.udp(In, ntp, (C4, 50002), &rep)?);
+
+    // HTTP 40002 -> 192.0.2.11:80: 8 packets.
+    let mut t = Tcp::new(
+        (C4, 40002),
+        (ip4(192, 0, 2, 11), 80),
+        0x5a17_2000,
+        0x0e44_9000,
+    );
+    let body = "<html><body>outgate fixture</body></html>\n";
+    let resp = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    cap.add(at(110), t.seg(&mut net, Out, SYN, &[])?);
+    cap.add(at(126), t.seg(&mut net, In, SYN | ACK, &[])?);
+    cap.add(at(127), t.seg(&mut net, Out, ACK, &[])?);
+    let get = b"GET / HTTP/1.1\r\nHost: example.org\r\n\r\n";
+    cap.add(at(128), t.seg(&mut net, Out, PSH | ACK, get)?);
+    cap.add(at(150), t.seg(&mut net, In, PSH | ACK, resp.as_bytes())?);
+    cap.add(at(160), t.seg(&mut net, Out, FIN | ACK, &[])?);
+    cap.add(at(176), t.seg(&mut net, In, FIN | ACK, &[])?);
+    cap.add(at(177), t.seg(&mut net, Out, ACK, &[])?);
+
+    // Ping 192.0.2.1, three echoes one second apart, each answered.
+    let gw = ip4(192, 0, 2, 1);
+    for seq in 1..=3u16 {
+        let sent = at(200 + 1000 * u64::from(seq - 1));
+        let p = ping_payload(sent);
+        cap.add(
+            sent,
+            net.pkt(Link::Eth, Out, C4, gw, echo4(true, 0x1234, seq), &p)?,
+        );
+        let back = sent + (13 + u64::from(seq)) * MS;
+        cap.add(
+            back,
+            net.pkt(Link::Eth, In, gw, C4, echo4(false, 0x1234, seq), &p)?,
+        );
+    }
+
+    // 40003 -> 198.51.100.7:8080: SYN at 0 s, +1 s, +3 s, never answered.
+    let mut t = Tcp::new((C4, 40003), (ip4(198, 51, 100, 7), 8080), 0x1111_0000, 0);
+    cap.add(at(300), t.seg(&mut net, Out, SYN, &[])?);
+    cap.add(at(1300), t.syn_again(&mut net)?);
+    cap.add(at(3300), t.syn_again(&mut net)?);
+
+    // 40004 -> 198.51.100.8:6881: refused with RST/ACK.
+    let mut t = Tcp::new((C4, 40004), (ip4(198, 51, 100, 8), 6881), 0x2222_0000, 0);
+    cap.add(at(350), t.seg(&mut net, Out, SYN, &[])?);
+    cap.add(at(368), t.seg(&mut net, In, RST | ACK, &[])?);
+
+    // OpenVPN P_CONTROL_HARD_RESET_CLIENT_V2, retried every 2 s, unanswered.
+    let mut ovpn = vec![0x38];
+    ovpn.extend_from_slice(&[0x5e, 0xc1, 0x0d, 0x7a, 0x42, 0x99, 0x13, 0x08]); // session id
+    ovpn.extend_from_slice(&[0, 0, 0, 0, 0]); // no acks, packet-id 0
+    for k in 0..3u64 {
+        let p = net.udp(Out, (C4, 50003), (ip4(203, 0, 113, 9), 1194), &ovpn)?;
+        cap.add(at(400 + 2000 * k), p);
+    }
+
+    // ICMP timestamp request, no reply.
+    let ts_msg = TimestampMessage {
+        id: 0x1234,
+        seq: 1,
+        originate_timestamp: (9 * 3600 * 1000 + 450) as u32, // ms since midnight UT
+        receive_timestamp: 0,
+        transmit_timestamp: 0,
+    };
+    let l4 = L4::Icmp4(Icmpv4Type::TimestampRequest(ts_msg));
+    cap.add(at(450), net.pkt(Link::Eth, Out, C4, gw, l4, &[])?);
+
+    // IPv6 DNS: example.org AAAA -> 2001:db8::10.
+    let dns6 = (doc6(0x53), 53);
+    let q = dns_query(0x6b2c, "example.org", 28, false);
+    cap.add(at(500), net.udp(Out, (C6, 50010), dns6, &q)?);
+    let aaaa = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10).octets();
+    let r = dns_response(&q, 3600, &aaaa);
+    cap.add(at(517), net.udp(In, dns6, (C6, 50010), &r)?);
+
+    // IPv6 HTTPS [fd00::2]:40010 -> [2001:db8::10]:443: 8 packets.
+    let mut t = Tcp::new((C6, 40010), (doc6(0x10), 443), 0x6000_0001, 0x9000_0001);
+    cap.add(at(520), t.seg(&mut net, Out, SYN, &[])?);
+    cap.add(at(540), t.seg(&mut net, In, SYN | ACK, &[])?);
+    cap.add(at(541), t.seg(&mut net, Out, ACK, &[])?);
+    let hello = tls_client_hello("example.net", 5);
+    cap.add(at(542), t.seg(&mut net, Out, PSH | ACK, &hello)?);
+    let mut flight = Vec::new();
+    tls_server_flight(&mut flight, 1200, 6, &filler(1200, 6));
+    cap.add(at(562), t.seg(&mut net, In, PSH | ACK, &flight)?);
+    cap.add(at(1700), t.seg(&mut net, Out, FIN | ACK, &[])?);
+    cap.add(at(1720), t.seg(&mut net, In, FIN | ACK, &[])?);
+    cap.add(at(1721), t.seg(&mut net, Out, ACK, &[])?);
+
+    // IPv6 SYN to [2001:db8::22]:2222, unanswered.
+    let mut t = Tcp::new((C6, 40011), (doc6(0x22), 2222), 0x7000_0001, 0);
+    cap.add(at(600), t.seg(&mut net, Out, SYN, &[])?);
+
+    cap.sort();
+    write_eth_pcap(path, &cap)
+}
+
+/// Splits an IPv4 payload into fragments of at most `chunk` bytes (a
+/// multiple of 8) and returns each as a raw IPv4 packet.
+fn ipv4_fragments(
+    base: &Ipv4Header,
+    datagram: &[u8],
+    first_offset: u16,
+    chunk: usize,
+    last_is_final: bool,
+) -> Res<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    let pieces: Vec<&[u8]> = datagram.chunks(chunk).collect();
+    for (i, piece) in pieces.iter().enumerate() {
+        let mut h = base.clone();
+        let offset = first_offset + (i * chunk / 8) as u16;
+        h.fragment_offset = IpFragOffset::try_new(offset)?;
+        h.more_fragments = i + 1 < pieces.len() || !last_is_final;
+        h.dont_fragment = false;
+        h.set_payload_len(piece.len())?;
+        h.header_checksum = h.calc_header_checksum();
+        let mut p = h.to_bytes().to_vec();
+        p.extend_from_slice(piece);
+        out.push(p);
+    }
+    Ok(out)
+}
+
+/// Same for IPv6, with a Fragment extension header in every piece.
+fn ipv6_fragments(base: &Ipv6Header, id: u32, datagram: &[u8], chunk: usize) -> Res<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    let pieces: Vec<&[u8]> = datagram.chunks(chunk).collect();
+    for (i, piece) in pieces.iter().enumerate() {
+        let mut h = base.clone();
+        h.next_header = IpNumber::IPV6_FRAGMENTATION_HEADER;
+        h.set_payload_length(Ipv6FragmentHeader::LEN + piece.len())?;
+        let offset = IpFragOffset::try_new((i * chunk / 8) as u16)?;
+        let frag = Ipv6FragmentHeader::new(IpNumber::UDP, offset, i + 1 < pieces.len(), id);
+        let mut p = h.to_bytes().to_vec();
+        p.extend_from_slice(&frag.to_bytes());
+        p.extend_from_slice(piece);
+        out.push(p);
+    }
+    Ok(out)
+}
+
+fn udp_datagram4(h: &Ipv4Header, sport: u16, dport: u16, payload: &[u8]) -> Res<Vec<u8>> {
+    let udp = UdpHeader::with_ipv4_checksum(sport, dport, h, payload)?;
+    let mut d = udp.to_bytes().to_vec();
+    d.extend_from_slice(payload);
+    Ok(d)
+}
+
+fn v4_octets(a: IpAddr) -> [u8; 4] {
+    match a {
+        IpAddr::V4(a) => a.octets(),
+        IpAddr::V6(_) => unreachable!("IPv4 address expected"),
+    }
+}
+
+fn v6_octets(a: IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V6(a) => a.octets(),
+        IpAddr::V4(_) => unreachable!("IPv6 address expected"),
+    }
+}
+
+fn ipv4_base(src: IpAddr, dst: IpAddr, id: u16, ttl: u8) -> Ipv4Header {
+    Ipv4Header {
+        source: v4_octets(src),
+        destination: v4_octets(dst),
+        identification: id,
+        time_to_live: ttl,
+        protocol: IpNumber::UDP,
+        ..Default::default()
+    }
+}
+
+/// IPv4 and IPv6 UDP fragments, an orphan fragment, and a fragmented
+/// datagram from the client to a blocked port.
+fn fragments(path: &Path) -> Res<usize> {
+    use Dir::{In, Out};
+    let mut net = Net::new();
+    let mut cap = Cap::default();
+
+    // IPv4: TXT query with EDNS, 1800-byte UDP answer in two fragments.
+    let dns4 = ip4(192, 0, 2, 53);
+    let q = dns_query(0x4e21, "example.org", 16, true);
+    cap.add(at(0), net.udp(Out, (C4, 50020), (dns4, 53), &q)?);
+    let answer = dns_big_txt_response(&q, 1800 - UdpHeader::LEN);
+    let base = ipv4_base(dns4, C4, 0x7a11, In.ttl());
+    let datagram = udp_datagram4(&base, 53, 50020, &answer)?;
+    for (k, p) in ipv4_fragments(&base, &datagram, 0, 1480, true)?
+        .iter()
+        .enumerate()
+    {
+        cap.add(
+            at(20) + k as u64 * 60 * US,
+            eth_frame(In, EtherType::IPV4, p),
+        );
+    }
+
+    // IPv6: same exchange, fragmented with Fragment headers (1448 + 352).
+    let dns6 = doc6(0x53);
+    let q = dns_query(0x4e22, "example.org", 16, true);
+    cap.add(at(100), net.udp(Out, (C6, 50021), (dns6, 53), &q)?);
+    let answer = dns_big_txt_response(&q, 1800 - UdpHeader::LEN);
+    let base = Ipv6Header {
+        source: v6_octets(dns6),
+        destination: v6_octets(C6),
+        hop_limit: In.ttl(),
+        next_header: IpNumber::UDP,
+        ..Default::default()
+    };
+    let udp = UdpHeader::with_ipv6_checksum(53, 50021, &base, &answer)?;
+    let mut datagram = udp.to_bytes().to_vec();
+    datagram.extend_from_slice(&answer);
+    for (k, p) in ipv6_fragments(&base, 0x5eed_0001, &datagram, 1448)?
+        .iter()
+        .enumerate()
+    {
+        cap.add(
+            at(118) + k as u64 * 60 * US,
+            eth_frame(In, EtherType::IPV6, p),
+        );
+    }
+
+    // Orphan: a last fragment (offset 100 = byte 800) of a datagram never seen.
+    let base = ipv4_base(ip4(198, 51, 100, 99), C4, 0xbeef, In.ttl());
+    let tail = filler(200, 7);
+    let p = ipv4_fragments(&base, &tail, 100, 1480, true)?;
+    cap.add(at(300), eth_frame(In, EtherType::IPV4, &p[0]));
+
+    // Client -> 198.51.100.5:9999, 2000-byte UDP datagram in two fragments.
+    let blocked = ip4(198, 51, 100, 5);
+    let base = ipv4_base(C4, blocked, 0x3f01, Out.ttl());
+    let datagram = udp_datagram4(&base, 50022, 9999, &filler(1992, 8))?;
+    for (k, p) in ipv4_fragments(&base, &datagram, 0, 1480, true)?
+        .iter()
+        .enumerate()
+    {
+        cap.add(
+            at(400) + k as u64 * 20 * US,
+            eth_frame(Out, EtherType::IPV4, p),
+        );
+    }
+
+    write_eth_pcap(path, &cap)
+}
+
+/// RFC 1071 Internet checksum.
+fn inet_checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// A valid SYN followed by frames whose IP part is broken in various ways.
+fn malformed(path: &Path) -> Res<usize> {
+    use Dir::Out;
+    let mut net = Net::new();
+    let mut cap = Cap::default();
+    let web = ip4(192, 0, 2, 10);
+
+    let mut t = Tcp::new((C4, 40030), (web, 443), 0x0abc_0001, 0);
+    cap.add(at(0), t.seg(&mut net, Out, SYN, &[])?);
+
+    // (a) IPv4 header cut short after 10 bytes.
+    let mut h = ipv4_base(C4, web, 0x2001, 64);
+    h.protocol = IpNumber::TCP;
+    h.dont_fragment = true;
+    h.set_payload_len(20)?;
+    h.header_checksum = h.calc_header_checksum();
+    let full = h.to_bytes();
+    cap.add(at(10), eth_frame(Out, EtherType::IPV4, &full[..10]));
+
+    // (b) version nibble 7 on an otherwise sane UDP packet.
+    let mut p = net.pkt(Link::Raw, Out, C4, web, L4::Udp(50030, 53), &filler(16, 9))?;
+    p[0] = 0x75;
+    cap.add(at(20), eth_frame(Out, EtherType::IPV4, &p));
+
+    // (c) IPv4 says TCP but carries only 2 bytes of it.
+    let mut h = ipv4_base(C4, web, 0x2003, 64);
+    h.protocol = IpNumber::TCP;
+    h.dont_fragment = true;
+    h.set_payload_len(2)?;
+    h.header_checksum = h.calc_header_checksum();
+    let mut p = h.to_bytes().to_vec();
+    p.extend_from_slice(&40031u16.to_be_bytes());
+    cap.add(at(30), eth_frame(Out, EtherType::IPV4, &p));
+
+    // (d) IPv6 says UDP but carries only 3 bytes of it.
+    let h6 = Ipv6Header {
+        source: v6_octets(C6),
+        destination: v6_octets(doc6(0x53)),
+        hop_limit: 64,
+        next_header: IpNumber::UDP,
+        payload_length: 3,
+        ..Default::default()
+    };
+    let mut p = h6.to_bytes().to_vec();
+    p.extend_from_slice(&50031u16.to_be_bytes());
+    p.push(0);
+    cap.add(at(40), eth_frame(Out, EtherType::IPV6, &p));
+
+    // (e) SYN to port 25 captured with a short snaplen: only the ports made it.
+    let mut t = Tcp::new((C4, 40032), (ip4(192, 0, 2, 25), 25), 0x0abc_0005, 0);
+    let syn = t.seg(&mut net, Out, SYN, &[])?;
+    cap.add_cut(at(50), syn, Ethernet2Header::LEN + Ipv4Header::MIN_LEN + 4);
+
+    // (f) IHL = 15 (60-byte header claimed) but only 20 bytes present.
+    let mut h = ipv4_base(C4, web, 0x2006, 64);
+    h.protocol = IpNumber::TCP;
+    h.dont_fragment = true;
+    h.total_len = 60;
+    let mut p = h.to_bytes().to_vec();
+    p[0] = 0x4f;
+    p[10..12].copy_from_slice(&[0, 0]);
+    let sum = inet_checksum(&p);
+    p[10..12].copy_from_slice(&sum.to_be_bytes());
+    cap.add(at(60), eth_frame(Out, EtherType::IPV4, &p));
+
+    write_eth_pcap(path, &cap)
+}
+
+/// LLDP frame: chassis id (MAC), port id (interface name), TTL, end.
+fn lldp_frame() -> Vec<u8> {
+    let mut tlvs = Vec::new();
+    let mut tlv = |kind: u16, value: &[u8]| {
+        tlvs.extend_from_slice(&((kind << 9) | value.len() as u16).to_be_bytes());
+        tlvs.extend_from_slice(value);
+    };
+    let mut chassis = vec![4]; // subtype: MAC address
+    chassis.extend_from_slice(&GW_MAC);
+    tlv(1, &chassis);
+    tlv(2, b"\x05ge-0/0/1"); // subtype: interface name
+    tlv(3, &120u16.to_be_bytes());
+    tlv(0, &[]);
+    let eth = Ethernet2Header {
+        source: GW_MAC,
+        destination: [0x01, 0x80, 0xc2, 0x00, 0x00, 0x0e],
+        ether_type: EtherType(0x88cc),
+    };
+    let mut out = eth.to_bytes().to_vec();
+    out.extend_from_slice(&tlvs);
+    out
+}
+
+/// pcapng with four interfaces of different link types and resolutions.
+fn links(path: &Path) -> Res<usize> {
+    use Dir::{In, Out};
+    let mut net = Net::new();
+    let mut cap = Cap::default();
+
+    // IDB0 (Ethernet, ns): SYN in VLAN 10, SYN-ACK in QinQ 100/10.
+    let mut t = Tcp::new(
+        (C4, 40040),
+        (ip4(192, 0, 2, 10), 443),
+        0x0400_4000,
+        0x0800_8000,
+    );
+    t.link = Link::Vlan(10);
+    cap.add_on(0, at(0) + 123, t.seg(&mut net, Out, SYN, &[])?);
+    t.link = Link::QinQ(100, 10);
+    cap.add_on(0, at(15) + 456, t.seg(&mut net, In, SYN | ACK, &[])?);
+
+    // IDB1 (Linux SLL, µs): outgoing DNS query.
+    let q = dns_query(0x5011, "example.org", 1, false);
+    let l4 = L4::Udp(50040, 53);
+    let p = net.pkt(Link::Sll, Out, C4, ip4(192, 0, 2, 53), l4, &q)?;
+    cap.add_on(1, at(30), p);
+
+    // IDB2 (raw IP, µs): IPv6 SYN.
+    let mut t = Tcp::new((C6, 40041), (doc6(0x80), 80), 0x0a00_0001, 0);
+    t.link = Link::Raw;
+    cap.add_on(2, at(45), t.seg(&mut net, Out, SYN, &[])?);
+
+    // IDB3 (BSD loopback, µs): ping 127.0.0.2.
+    let lo = (ip4(127, 0, 0, 1), ip4(127, 0, 0, 2));
+    let p = net.pkt(
+        Link::Null,
+        Out,
+        lo.0,
+        lo.1,
+        echo4(true, 7, 1),
+        &ping_payload(at(60)),
+    )?;
+    cap.add_on(3, at(60), p);
+
+    // IDB0 again: LLDP.
+    cap.add_on(0, at(75) + 789, lldp_frame());
+
+    let shb = SectionHeaderBlock {
+        endianness: Endianness::Little,
+        ..Default::default()
+    };
+    let mut w = PcapNgWriter::with_section_header(BufWriter::new(File::create(path)?), shb)?;
+    let idbs = [
+        (DataLink::ETHERNET, "eth0", true),
+        (DataLink::LINUX_SLL, "any", false),
+        (DataLink::RAW, "tun0", false),
+        (DataLink::NULL, "lo0", false),
+    ];
+    for (linktype, name, nanos) in idbs {
+        let mut options = vec![InterfaceDescriptionOption::IfName(Cow::Borrowed(name))];
+        if nanos {
+            options.push(InterfaceDescriptionOption::IfTsResol(9));
+        }
+        w.write_pcapng_block(InterfaceDescriptionBlock {
+            linktype,
+            snaplen: SNAPLEN,
+            options,
+        })?;
+    }
+    for r in &cap.recs {
+        // pcap-file 2.0.0 writes `timestamp.as_nanos()` as the raw tick
+        // count, whatever if_tsresol says: hand it ticks, not a real Duration.
+        let ticks = if idbs[r.iface as usize].2 {
+            r.ts
+        } else if r.ts % US == 0 {
+            r.ts / US
+        } else {
+            return Err("sub-µs timestamp on a µs interface".into());
+        };
+        w.write_pcapng_block(EnhancedPacketBlock {
+            interface_id: r.iface,
+            timestamp: Duration::from_nanos(ticks),
+            original_len: r.orig_len,
+            data: Cow::Borrowed(&r.data),
+            options: vec![],
+        })?;
+    }
+    w.into_inner().flush()?;
+    Ok(cap.recs.len())
+}
+
+/// Classic pcap, big-endian, nanosecond timestamps, LINUX_SLL2 frames.
+fn sll2_bigendian_nsec(path: &Path) -> Res<usize> {
+    use Dir::{In, Out};
+    let mut net = Net::new();
+    let mut cap = Cap::default();
+    let srv = ip4(192, 0, 2, 10);
+
+    let mut t = Tcp::new((C4, 40050), (srv, 22), 0x5050_0001, 0x2222_0001);
+    t.link = Link::Sll2;
+    cap.add(at(0) + 101, t.seg(&mut net, Out, SYN, &[])?);
+    cap.add(at(12) + 202, t.seg(&mut net, In, SYN | ACK, &[])?);
+    cap.add(at(12) + 303_404, t.seg(&mut net, Out, ACK, &[])?);
+
+    let sip = b"OPTIONS sip:192.0.2.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:50050\r\nMax-Forwards: 70\r\nCall-ID: fixture@10.0.0.2\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    let p = net.pkt(Link::Sll2, Out, C4, srv, L4::Udp(50050, 5060), sip)?;
+    cap.add(at(40) + 505, p);
+
+    let header = pcap_header(
+        DataLink::LINUX_SLL2,
+        Endianness::Big,
+        TsResolution::NanoSecond,
+    );
+    write_pcap(path, header, &cap)
+}
+
+/// One packet per zone pair / protocol for zone-based policies.
+fn zones(path: &Path) -> Res<usize> {
+    use Dir::{In, Out};
+    let mut net = Net::new();
+    // Packets go out 10 ms apart, in this order.
+    let mut pkts: Vec<Vec<u8>> = Vec::new();
+
+    let syns = [
+        (40060, ip4(172, 16, 0, 5), 22),
+        (40061, ip4(192, 0, 2, 10), 443),
+        (40062, ip4(192, 0, 2, 66), 80),
+        (40063, ip4(198, 51, 100, 20), 80),
+        (40064, ip4(198, 51, 100, 20), 25),
+    ];
+    for (i, (cport, dst, dport)) in syns.into_iter().enumerate() {
+        let mut t = Tcp::new(
+            (C4, cport),
+            (dst, dport),
+            0x6000_0000 + i as u32 * 0x1000,
+            0,
+        );
+        pkts.push(t.seg(&mut net, Out, SYN, &[])?);
+    }
+
+    let host = ip4(198, 51, 100, 20);
+    let q = dns_query(0x2020, "example.org", 1, false);
+    pkts.push(net.udp(Out, (C4, 50060), (host, 53), &q)?);
+    let p = ping_payload(at(10 * pkts.len() as u64));
+    pkts.push(net.pkt(Link::Eth, Out, C4, host, echo4(true, 0x0600, 1), &p)?);
+
+    let echo6 = L4::Icmp6(Icmpv6Type::EchoRequest(IcmpEchoHeader {
+        id: 0x0601,
+        seq: 1,
+    }));
+    pkts.push(net.pkt(Link::Eth, Out, C6, doc6(1), echo6, &p)?);
+
+    // GRE carrying a small IPv4 ICMP packet.
+    let mut gre = vec![0x00, 0x00, 0x08, 0x00];
+    PacketBuilder::ipv4([10, 200, 0, 1], [10, 200, 0, 2], 64)
+        .icmpv4_echo_request(1, 1)
+        .write(&mut gre, &filler(32, 10))?;
+    let outer = L4::Proto(IpNumber::GRE);
+    pkts.push(net.pkt(Link::Eth, Out, C4, ip4(198, 51, 100, 30), outer, &gre)?);
+
+    // Inbound SSH attempt from the net.
+    let mut t = Tcp::new((C4, 22), (ip4(192, 0, 2, 77), 40065), 0, 0x7700_0001);
+    pkts.push(t.seg(&mut net, In, SYN, &[])?);
+
+    let mut cap = Cap::default();
+    for (i, p) in pkts.into_iter().enumerate() {
+        cap.add(at(10 * i as u64), p);
+    }
+    write_eth_pcap(path, &cap)
+}
+
+/// Flow timeouts and TCP teardown: UDP gaps of 10 s and 190 s, a reset
+/// connection with a late packet, and a new SYN on the same 4-tuple.
+fn expiry(path: &Path) -> Res<usize> {
+    use Dir::{In, Out};
+    let mut net = Net::new();
+    let mut cap = Cap::default();
+
+    let udp = (ip4(192, 0, 2, 99), 5000);
+    for (k, sec) in [0u64, 10, 200].into_iter().enumerate() {
+        let p = filler(64, 20 + k as u64);
+        cap.add(T0 + sec * SEC, net.udp(Out, (C4, 50070), udp, &p)?);
+    }
+
+    let srv = (ip4(192, 0, 2, 10), 443);
+    let mut t = Tcp::new((C4, 40070), srv, 0x7070_0001, 0x0707_0001);
+    cap.add(at(1), t.seg(&mut net, Out, SYN, &[])?);
+    cap.add(at(15), t.seg(&mut net, In, SYN | ACK, &[])?);
+    cap.add(at(16), t.seg(&mut net, Out, ACK, &[])?);
+    cap.add(at(1000), t.seg(&mut net, Out, RST | ACK, &[])?);
+    cap.add(at(1100), t.seg(&mut net, In, ACK, &[])?);
+    let mut t = Tcp::new((C4, 40070), srv, 0x7171_0001, 0);
+    cap.add(at(5000), t.seg(&mut net, Out, SYN, &[])?);
+
+    cap.sort();
+    write_eth_pcap(path, &cap)
+}
+
+// ---------------------------------------------------------------------------
+// Benchmark capture
+// ---------------------------------------------------------------------------
+
+const BENCH_MAX_FLOWS: u64 = 10_000;
+const BENCH_SERVERS: u64 = 2_000;
+const BENCH_NAMES: [&str; 16] = [
+    "www.example.com",
+    "cdn.example.net",
+    "mail.example.org",
+    "api.example.com",
+    "update.example.net",
+    "docs.example.org",
+    "static.example.com",
+    "login.example.net",
+    "video.example.org",
+    "files.example.com",
+    "chat.example.net",
+    "news.example.org",
+    "img.example.com",
+    "sync.example.net",
+    "calendar.example.org",
+    "telemetry.example.com",
+];
+
+/// What a benchmark flow carries; decides its port and its first payloads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum App {
+    Https,
+    Http,
+    Dns,
+    Ntp,
+    Ssh,
+    HttpProxy,
+    Rdp,
+    BitTorrent,
+    OpenVpn,
+}
+
+/// One synthetic flow of the benchmark capture.
+struct BenchFlow {
+    app: App,
+    client: IpAddr,
+    client_mac: [u8; 6],
+    server: IpAddr,
+    cport: u16,
+    sport: u16,
+    /// Index into BENCH_NAMES (SNI / Host).
+    name: usize,
+    /// Packets sent so far and in total.
+    step: u32,
+    total: u32,
+    /// Percentage of data packets (after the first exchange) sent by the server.
+    server_share: u64,
+    c_len: (u64, u64),
+    s_len: (u64, u64),
+    c_nxt: u32,
+    s_nxt: u32,
+}
+
+/// Server `i` of 198.18.0.0/15: 250 hosts (last octet 2..=251) in each of
+/// 198.18.{0,64,128,192} and 198.19.{0,64,128,192}.
+fn bench_server(i: u64) -> IpAddr {
+    let block = i / 250;
+    ip4(
+        198,
+        18 + (block / 4) as u8,
+        ((block % 4) * 64) as u8,
+        (i % 250 + 2) as u8,
+    )
+}
+
+fn new_bench_flow(rng: &mut Rng, serial: u64) -> BenchFlow {
+    // Half the flows go to 100 popular servers, the rest anywhere.
+    let server = if rng.below(2) == 0 {
+        rng.below(100)
+    } else {
+        rng.below(BENCH_SERVERS)
+    };
+    let (a, b) = (rng.below(256) as u8, rng.range(1, 254) as u8);
+    // (app, port, packets: data packets for TCP / all packets for UDP,
+    //  server share %, client sizes, server sizes)
+    let (app, sport, n, share, c_len, s_len) = match rng.below(100) {
+        0..=49 => (
+            App::Https,
+            443,
+            rng.range(8, 44),
+            70,
+            (60, 600),
+            (200, 1400),
+        ),
+        50..=69 => (App::Http, 80, rng.range(2, 20), 75, (0, 0), (60, 1400)),
+        70..=79 => (App::Dns, 53, 2, 50, (0, 0), (0, 0)),
+        80..=81 => (App::Ntp, 123, 2, 50, (0, 0), (0, 0)),
+        82..=84 => (App::Ssh, 22, rng.range(10, 60), 50, (60, 200), (60, 300)),
+        _ => match rng.below(4) {
+            0 => (
+                App::HttpProxy,
+                8080,
+                rng.range(2, 10),
+                75,
+                (0, 0),
+                (60, 1400),
+            ),
+            1 => (App::Rdp, 3389, rng.range(4, 20), 50, (60, 300), (60, 1400)),
+            2 => (
+                App::BitTorrent,
+                6881,
+                rng.range(2, 12),
+                50,
+                (60, 1400),
+                (60, 1400),
+            ),
+            _ => (
+                App::OpenVpn,
+                1194,
+                rng.range(3, 9),
+                50,
+                (60, 300),
+                (60, 1400),
+            ),
+        },
+    };
+    let udp = matches!(app, App::Dns | App::Ntp | App::OpenVpn);
+    let total = if udp { n } else { n + 6 };
+    BenchFlow {
+        app,
+        client: ip4(10, 0, a, b),
+        client_mac: [0x02, 0x00, 10, 0, a, b],
+        server: bench_server(server),
+        cport: 32_768 + (serial % 28_232) as u16,
+        sport,
+        name: rng.below(BENCH_NAMES.len() as u64) as usize,
+        step: 0,
+        total: total as u32,
+        server_share: share,
+        c_len,
+        s_len,
+        c_nxt: rng.next() as u32,
+        s_nxt: rng.next() as u32,
+    }
+}
+
+/// Payloads built once and reused by every benchmark packet.
+struct BenchPayloads {
+    filler: Vec<u8>,
+    client_hellos: Vec<Vec<u8>>,
+    http_gets: Vec<Vec<u8>>,
+    proxy_gets: Vec<Vec<u8>>,
+    http_head: Vec<u8>,
+    dns_q: Vec<u8>,
+    dns_r: Vec<u8>,
+    ntp_q: [u8; 48],
+    ntp_r: [u8; 48],
+    ssh_client: Vec<u8>,
+    ssh_server: Vec<u8>,
+    rdp_request: Vec<u8>,
+    rdp_confirm: Vec<u8>,
+    bt_handshake: Vec<u8>,
+    ovpn_client: Vec<u8>,
+    ovpn_server: Vec<u8>,
+}
+
+impl BenchPayloads {
+    fn new() -> BenchPayloads {
+        let http_get = |host: &str| {
+            format!(
+                "GET /index.html HTTP/1.1\r\nHost: {host}\r\nUser-Agent: Mozilla/5.0\r\nAccept: */*\r\n\r\n"
+            )
+            .into_bytes()
+        };
+        let proxy_get = |host: &str| {
+            format!("GET http://{host}/ HTTP/1.1\r\nHost: {host}\r\nProxy-Connection: keep-alive\r\n\r\n")
+                .into_bytes()
+        };
+        let q = dns_query(0xbe7c, "www.example.com", 1, false);
+        let ntp_q = ntp_request(T0);
+        let mut bt = b"\x13BitTorrent protocol".to_vec();
+        bt.extend_from_slice(&[0, 0, 0, 0, 0, 0x10, 0, 0x05]); // reserved bits
+        bt.extend_from_slice(&filler(20, 50)); // info hash
+        bt.extend_from_slice(b"-qB4630-");
+        bt.extend_from_slice(&filler(12, 51)); // peer id
+        let cookie = b"Cookie: mstshash=user\r\n";
+        let mut rdp = vec![0x03, 0x00, 0x00, (11 + cookie.len() + 8) as u8];
+        rdp.extend_from_slice(&[(6 + cookie.len() + 8) as u8, 0xe0, 0, 0, 0, 0, 0]);
+        rdp.extend_from_slice(cookie);
+        rdp.extend_from_slice(&[0x01, 0x00, 0x08, 0x00, 0x03, 0x00, 0x00, 0x00]);
+        let mut ovpn_client = vec![0x38];
+        ovpn_client.extend_from_slice(&filler(8, 52));
+        ovpn_client.extend_from_slice(&[0, 0, 0, 0, 0]);
+        let mut ovpn_server = vec![0x40];
+        ovpn_server.extend_from_slice(&filler(8, 53));
+        ovpn_server.push(1);
+        ovpn_server.extend_from_slice(&[0, 0, 0, 0]);
+        ovpn_server.extend_from_slice(&ovpn_client[1..9]);
+        ovpn_server.extend_from_slice(&[0, 0, 0, 0]);
+        BenchPayloads {
+            filler: filler(1400, 42),
+            client_hellos: (0..BENCH_NAMES.len())
+                .map(|i| tls_client_hello(BENCH_NAMES[i], 100 + i as u64))
+                .collect(),
+            http_gets: BENCH_NAMES.iter().map(|h| http_get(h)).collect(),
+            proxy_gets: BENCH_NAMES.iter().map(|h| proxy_get(h)).collect(),
+            http_head: b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n".to_vec(),
+            dns_r: dns_response(&q, 300, &[198, 18, 0, 2]),
+            dns_q: q,
+            ntp_r: ntp_reply(&ntp_q, T0 + 5 * MS, T0 + 5 * MS + 40 * US),
+            ntp_q,
+            ssh_client: b"SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13\r\n".to_vec(),
+            ssh_server: b"SSH-2.0-OpenSSH_8.9p1 Debian-3\r\n".to_vec(),
+            rdp_request: rdp,
+            rdp_confirm: vec![3, 0, 0, 19, 14, 0xd0, 0, 0, 0x12, 0x34, 0, 2, 0, 8, 0, 0, 0, 0, 0],
+            bt_handshake: bt,
+            ovpn_client,
+            ovpn_server,
+        }
+    }
+}
+
+impl BenchFlow {
+    /// Direction, TCP flags and payload of packet `k` of a TCP flow. The
+    /// client speaks first (k = 3), the server answers (k = 4), then data
+    /// flows both ways; payloads that need building go to `scratch`.
+    fn tcp_step<'a>(
+        &self,
+        k: u32,
+        rng: &mut Rng,
+        pl: &'a BenchPayloads,
+        scratch: &'a mut Vec<u8>,
+    ) -> (Dir, u8, &'a [u8]) {
+        let data = self.total - 6;
+        let none: &[u8] = &[];
+        match k {
+            0 => return (Dir::Out, SYN, none),
+            1 => return (Dir::In, SYN | ACK, none),
+            2 => return (Dir::Out, ACK, none),
+            k if k == 3 + data => return (Dir::Out, FIN | ACK, none),
+            k if k == 4 + data => return (Dir::In, FIN | ACK, none),
+            k if k > 4 + data => return (Dir::Out, ACK, none),
+            _ => {}
+        }
+        let push = PSH | ACK;
+        if k == 3 {
+            let first: &[u8] = match self.app {
+                App::Https => &pl.client_hellos[self.name],
+                App::Http => &pl.http_gets[self.name],
+                App::HttpProxy => &pl.proxy_gets[self.name],
+                App::Ssh => &pl.ssh_client,
+                App::Rdp => &pl.rdp_request,
+                App::BitTorrent => &pl.bt_handshake,
+                App::Dns | App::Ntp | App::OpenVpn => none,
+            };
+            return (Dir::Out, push, first);
+        }
+        let dir = if k == 4 || rng.below(100) < self.server_share {
+            Dir::In
+        } else {
+            Dir::Out
+        };
+        let web = matches!(self.app, App::Http | App::HttpProxy);
+        if dir == Dir::Out && web {
+            return (Dir::Out, ACK, none); // HTTP clients only acknowledge
+        }
+        let (lo, hi) = if dir == Dir::Out {
+            self.c_len
+        } else {
+            self.s_len
+        };
+        let len = rng.range(lo, hi) as usize;
+        scratch.clear();
+        match (self.app, k) {
+            (App::Https, 4) => tls_server_flight(scratch, len, u64::from(k), &pl.filler),
+            (App::Https, _) => tls_app_data(scratch, len, &pl.filler),
+            (App::Http | App::HttpProxy, 4) => {
+                scratch.extend_from_slice(&pl.http_head);
+                let body = len.saturating_sub(pl.http_head.len());
+                scratch.extend_from_slice(&pl.filler[..body]);
+            }
+            (App::Ssh, 4) => return (dir, push, &pl.ssh_server),
+            (App::Rdp, 4) => return (dir, push, &pl.rdp_confirm),
+            (App::BitTorrent, 4) => return (dir, push, &pl.bt_handshake),
+            _ => return (dir, push, &pl.filler[..len]),
+        }
+        (dir, push, scratch)
+    }
+
+    /// Direction and payload of packet `k` of a UDP flow (client first,
+    /// then strictly alternating).
+    fn udp_step<'a>(&self, k: u32, rng: &mut Rng, pl: &'a BenchPayloads) -> (Dir, &'a [u8]) {
+        let dir = if k & 1 == 0 { Dir::Out } else { Dir::In };
+        let payload: &[u8] = match (self.app, dir, k) {
+            (App::Dns, Dir::Out, _) => &pl.dns_q,
+            (App::Dns, Dir::In, _) => &pl.dns_r,
+            (App::Ntp, Dir::Out, _) => &pl.ntp_q,
+            (App::Ntp, Dir::In, _) => &pl.ntp_r,
+            (_, Dir::Out, 0) => &pl.ovpn_client,
+            (_, Dir::In, 1) => &pl.ovpn_server,
+            (_, Dir::Out, _) => &pl.filler[..rng.range(self.c_len.0, self.c_len.1) as usize],
+            (_, Dir::In, _) => &pl.filler[..rng.range(self.s_len.0, self.s_len.1) as usize],
+        };
+        (dir, payload)
+    }
+
+    /// Appends this flow's next frame to `out`.
+    fn next_packet(
+        &mut self,
+        out: &mut Vec<u8>,
+        rng: &mut Rng,
+        ip_id: u16,
+        pl: &BenchPayloads,
+        scratch: &mut Vec<u8>,
+    ) -> Res<()> {
+        let k = self.step;
+        self.step += 1;
+        let udp = matches!(self.app, App::Dns | App::Ntp | App::OpenVpn);
+        let (dir, flags, payload) = if udp {
+            let (dir, payload) = self.udp_step(k, rng, pl);
+            (dir, 0, payload)
+        } else {
+            self.tcp_step(k, rng, pl, scratch)
+        };
+        let (src, dst, macs, sp, dp) = match dir {
+            Dir::Out => (
+                self.client,
+                self.server,
+                (self.client_mac, GW_MAC),
+                self.cport,
+                self.sport,
+            ),
+            Dir::In => (
+                self.server,
+                self.client,
+                (GW_MAC, self.client_mac),
+                self.sport,
+                self.cport,
+            ),
+        };
+        let h = Hdr {
+            link: Link::Eth,
+            dir,
+            macs,
+            src,
+            dst,
+            ip_id,
+        };
+        if udp {
+            return build(out, &h, L4::Udp(sp, dp), payload);
+        }
+        let (seq, ack) = match dir {
+            Dir::Out => (self.c_nxt, self.s_nxt),
+            Dir::In => (self.s_nxt, self.c_nxt),
+        };
+        let t = tcp_header((sp, dp), seq, ack, flags, dir, false)?;
+        let advance = payload.len() as u32 + u32::from(flags & (SYN | FIN) != 0);
+        match dir {
+            Dir::Out => self.c_nxt = self.c_nxt.wrapping_add(advance),
+            Dir::In => self.s_nxt = self.s_nxt.wrapping_add(advance),
+        }
+        build(out, &h, L4::Tcp(t), payload)
+    }
+
+    fn done(&self) -> bool {
+        self.step >= self.total
+    }
+}
+
+fn bench(packets: u64, path: &Path) -> Res<()> {
+    let started = Instant::now();
+    let mut rng = Rng(0x6f75_7467_6174_6521); // "outgate!"
+    let pl = BenchPayloads::new();
+    let header = pcap_header(
+        DataLink::ETHERNET,
+        Endianness::Little,
+        TsResolution::MicroSecond,
+    );
+    let file = BufWriter::with_capacity(1 << 20, File::create(path)?);
+    let mut w = PcapWriter::with_header(file, header)?;
+
+    let target = (packets / 20).clamp(1, BENCH_MAX_FLOWS) as usize;
+    let mut flows: Vec<BenchFlow> = Vec::with_capacity(target);
+    let mut started_flows = 0u64;
+    let mut buf = Vec::with_capacity(2048);
+    let mut scratch = Vec::with_capacity(2048);
+    let mut ts = T0;
+    let mut bytes = 0u64;
+    for i in 0..packets {
+        // Ramp up to `target` concurrent flows, one new flow per 2 packets;
+        // after that a finished flow is replaced by a new one.
+        if flows.len() < target && (i & 1 == 0 || flows.is_empty()) {
+            flows.push(new_bench_flow(&mut rng, started_flows));
+            started_flows += 1;
+        }
+        let idx = rng.below(flows.len() as u64) as usize;
+        buf.clear();
+        flows[idx].next_packet(&mut buf, &mut rng, i as u16, &pl, &mut scratch)?;
+        if flows[idx].done() {
+            flows[idx] = new_bench_flow(&mut rng, started_flows);
+            started_flows += 1;
+        }
+        ts += rng.range(5, 100) * US;
+        let len = buf.len() as u32;
+        w.write_packet(&PcapPacket::new(Duration::from_nanos(ts), len, &buf))?;
+        bytes += buf.len() as u64;
+    }
+    w.into_writer().flush()?;
+    println!(
+        "{}: {packets} packets, {started_flows} flows started ({:.1} packets per new flow), \
+         {:.1} MB of frames, {:.1} s of traffic, generated in {:.2?}",
+        path.display(),
+        packets as f64 / started_flows as f64,
+        bytes as f64 / 1e6,
+        (ts - T0) as f64 / SEC as f64,
+        started.elapsed()
+    );
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! One queue's worker: receive a batch, decide each packet, give every packet exactly one verdict.
+//!
+//! A decided flow's packet gets NF_REPEAT with outgate's mark bits set to the verdict; the ruleset saves
+//! them into the conntrack mark and acts on them, so the flow's later packets stay in the kernel. A
+//! malformed packet or orphan fragment gets a plain NF_ACCEPT/NF_DROP without a mark: it must not decide
+//! the conntrack entry it belongs to.
+
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Sender, TrySendError};
+
+use super::metrics::Metrics;
+use super::queue::{Queue, QueueError, QueuedPacket, Verdict as NfVerdict};
+use crate::log::{FlowLine, rfc3339};
+use crate::rules::{MARK_ACCEPT, MARK_DROP, MARK_MASK, MARK_REJECT};
+use crate::{Decision, Engine, Reason, Timestamp, Verdict};
+
+/// What a worker needs besides its queue; shared by all workers.
+pub(super) struct Shared<'a> {
+    pub engine: &'a Engine,
+    pub metrics: &'a Metrics,
+    pub stop: &'a AtomicBool,
+    pub log: Option<Sender<String>>,
+    /// Monotonic origin of the engine's time, and the wall-clock time at that origin (for logs).
+    pub started: Instant,
+    pub started_wall: SystemTime,
+}
+
+/// The kernel verdict and mark for a decision.
+fn kernel_verdict(d: Decision, old_mark: u32) -> (NfVerdict, Option<u32>) {
+    let bits = match d.verdict {
+        Verdict::Accept => MARK_ACCEPT,
+        Verdict::Drop => MARK_DROP,
+        Verdict::Reject => MARK_REJECT,
+    };
+    match (d.reason, d.verdict) {
+        (Reason::Malformed(_) | Reason::OrphanFragment, Verdict::Accept) => {
+            (NfVerdict::Accept, None)
+        }
+        (Reason::Malformed(_) | Reason::OrphanFragment, _) => (NfVerdict::Drop, None),
+        _ => (NfVerdict::Repeat, Some((old_mark & !MARK_MASK) | bits)),
+    }
+}
+
+/// Runs until `stop` is set, then drains what the socket holds and returns.
+pub(super) fn run(queue: &mut Queue, index: usize, shared: &Shared<'_>) {
+    queue.set_nonblocking(true);
+    let mut table = shared.engine.new_flow_table();
+    table.keep_created(true);
+    let mut packets: Vec<QueuedPacket> = Vec::with_capacity(64);
+    let mut verdicts: Vec<(u32, NfVerdict, Option<u32>)> = Vec::with_capacity(64);
+    let counters = &shared.metrics.queues[index];
+    loop {
+        let stopping = shared.stop.load(Relaxed);
+        if !stopping {
+            // Wake up now and then to notice a stop request.
+            match queue.poll(Duration::from_millis(100)) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            }
+        }
+        packets.clear();
+        match queue.recv_batch(&mut packets) {
+            Ok(0) if stopping => return,
+            Ok(_) => {}
+            Err(QueueError::Overrun) => {
+                counters.enobufs.fetch_add(1, Relaxed);
+                continue;
+            }
+            Err(_) if stopping => return,
+            Err(_) => continue,
+        }
+        verdicts.clear();
+        for p in &packets {
+            let now = Timestamp::from_nanos(shared.started.elapsed().as_nanos() as u64);
+            let decision = shared
+                .engine
+                .decide(&mut table, &p.payload, now, u64::from(p.id));
+            shared.metrics.count_packet(index, decision);
+            let (v, mark) = kernel_verdict(decision, p.mark);
+            verdicts.push((p.id, v, mark));
+        }
+        if send_verdicts(queue, &verdicts).is_err() {
+            counters.verdict_errors.fetch_add(1, Relaxed);
+        }
+        for rec in table.drain_created() {
+            shared.metrics.count_flow(index, rec.flow.decision);
+            if let Some(log) = &shared.log {
+                let mut line = FlowLine::new(shared.engine.policy(), &rec);
+                let wall = shared.started_wall + Duration::from_nanos(rec.flow.first_ts.as_nanos());
+                line.first_ts = rfc3339(Timestamp::from_nanos(wall_nanos(wall)));
+                let text = serde_json::to_string(&line).unwrap_or_default();
+                if let Err(TrySendError::Full(_)) = log.try_send(text) {
+                    shared.metrics.log_dropped.fetch_add(1, Relaxed);
+                }
+            }
+        }
+    }
+}
+
+fn wall_nanos(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Sends the verdicts in id order: a run of equal verdicts as one batch message (it covers every packet
+/// up to its last id, all of which are in the run or already answered), a lone verdict as one message.
+fn send_verdicts(
+    queue: &mut Queue,
+    verdicts: &[(u32, NfVerdict, Option<u32>)],
+) -> Result<(), QueueError> {
+    let mut result = Ok(());
+    let mut start = 0;
+    while start < verdicts.len() {
+        let (_, v, mark) = verdicts[start];
+        let mut end = start + 1;
+        while end < verdicts.len()
+            && verdicts[end].1 == v
+            && verdicts[end].2 == mark
+            && verdicts[end].0 > verdicts[end - 1].0
+        {
+            end += 1;
+        }
+        let last = verdicts[end - 1].0;
+        let sent = if end - start == 1 {
+            queue.verdict(last, v, mark)
+        } else {
+            queue.verdict_batch(last, v, mark)
+        };
+        if sent.is_err() {
+            result = sent;
+        }
+        start = end;
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::Malformed;
+
+    #[test]
+    fn verdicts_carry_marks_except_for_malformed() {
+        let rule = |v| Decision {
+            verdict: v,
+            reason: Reason::Rule(0),
+        };
+        assert_eq!(
+            kernel_verdict(rule(Verdict::Accept), 0),
+            (NfVerdict::Repeat, Some(MARK_ACCEPT))
+        );
+        assert_eq!(
+            kernel_verdict(rule(Verdict::Reject), 0xf00f),
+            (NfVerdict::Repeat, Some(0xf00f & !MARK_MASK | MARK_REJECT))
+        );
+        let bad = |v| Decision {
+            verdict: v,
+            reason: Reason::Malformed(Malformed::BadIpHeader),
+        };
+        assert_eq!(
+            kernel_verdict(bad(Verdict::Drop), 0),
+            (NfVerdict::Drop, None)
+        );
+        assert_eq!(
+            kernel_verdict(bad(Verdict::Accept), 0),
+            (NfVerdict::Accept, None)
+        );
+    }
+}
