@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
-use crate::flow::FlowRecord;
+use crate::flow::{FlowRecord, FlowTable};
 use crate::packet::dispatch_hash;
 use crate::{Engine, Timestamp, Verdict};
 use capture::{CaptureError, CaptureReader};
@@ -82,6 +82,15 @@ impl Batch {
     }
 }
 
+/// One worker's state: its flow table and what it has counted.
+struct Worker<'e> {
+    engine: &'e Engine,
+    table: FlowTable,
+    keep_flows: bool,
+    keep_verdicts: bool,
+    out: WorkerOutput,
+}
+
 /// What one worker hands back at the end.
 struct WorkerOutput {
     counters: Counters,
@@ -90,28 +99,56 @@ struct WorkerOutput {
     verdicts: Vec<(u64, Verdict)>,
 }
 
-fn worker(
-    engine: &Engine,
-    input: Receiver<Batch>,
-    recycle: Sender<Batch>,
-    keep_flows: bool,
-    keep_verdicts: bool,
-) -> WorkerOutput {
-    let mut table = engine.new_flow_table();
-    table.keep_finished(true);
-    let mut out = WorkerOutput {
-        counters: Counters::default(),
-        flows: Vec::new(),
-        verdicts: Vec::new(),
-    };
-    let absorb = |table: &mut crate::flow::FlowTable, out: &mut WorkerOutput| {
-        for rec in table.drain_finished() {
-            out.counters.count_flow(&rec);
-            if keep_flows {
-                out.flows.push(rec);
+impl<'e> Worker<'e> {
+    fn new(engine: &'e Engine, keep_flows: bool, keep_verdicts: bool) -> Worker<'e> {
+        let mut table = engine.new_flow_table();
+        table.keep_finished(true);
+        let out = WorkerOutput {
+            counters: Counters::default(),
+            flows: Vec::new(),
+            verdicts: Vec::new(),
+        };
+        Worker {
+            engine,
+            table,
+            keep_flows,
+            keep_verdicts,
+            out,
+        }
+    }
+
+    fn decide(&mut self, ip: &[u8], ts: Timestamp, seq: u64) {
+        let decision = self.engine.decide(&mut self.table, ip, ts, seq);
+        self.out.counters.count_packet(decision);
+        if self.keep_verdicts {
+            self.out.verdicts.push((seq, decision.verdict));
+        }
+    }
+
+    /// Counts (and keeps, if asked) the flows that left the table.
+    fn absorb_finished(&mut self) {
+        for rec in self.table.drain_finished() {
+            self.out.counters.count_flow(&rec);
+            if self.keep_flows {
+                self.out.flows.push(rec);
             }
         }
-    };
+    }
+
+    fn finish(mut self) -> WorkerOutput {
+        self.table.finish_all();
+        self.absorb_finished();
+        self.out.counters.flow_table = self.table.stats();
+        self.out
+    }
+}
+
+/// A worker thread: decides the batches it is sent, hands the empty batches back for reuse.
+fn worker_thread(
+    mut w: Worker<'_>,
+    input: Receiver<Batch>,
+    recycle: Sender<Batch>,
+) -> WorkerOutput {
     for mut batch in input {
         for item in &batch.items {
             let start = item.start as usize;
@@ -119,22 +156,15 @@ fn worker(
                 .data
                 .get(start..start + item.len as usize)
                 .unwrap_or(&[]);
-            let decision = engine.decide(&mut table, ip, item.ts, item.seq);
-            out.counters.count_packet(decision);
-            if keep_verdicts {
-                out.verdicts.push((item.seq, decision.verdict));
-            }
+            w.decide(ip, item.ts, item.seq);
         }
-        absorb(&mut table, &mut out);
+        w.absorb_finished();
         batch.items.clear();
         batch.data.clear();
         // The reader may have finished already; then the batch is simply dropped.
         let _ = recycle.send(batch);
     }
-    table.finish_all();
-    absorb(&mut table, &mut out);
-    out.counters.flow_table = table.stats();
-    out
+    w.finish()
 }
 
 /// Replays the captures through `engine`.
@@ -151,46 +181,31 @@ pub fn replay(engine: &Engine, cfg: &ReplayConfig) -> Result<ReplayReport, Repla
     let progress = report::Progress::new(cfg.progress);
 
     let mut report = ReplayReport::new(cfg, workers);
-    let outputs: Vec<WorkerOutput> = std::thread::scope(|scope| {
-        let (recycle_tx, recycle_rx) = unbounded::<Batch>();
-        let mut senders = Vec::with_capacity(workers);
-        let mut handles = Vec::with_capacity(workers);
-        for _ in 0..workers {
-            let (tx, rx) = bounded::<Batch>(8);
-            let recycle = recycle_tx.clone();
-            senders.push(tx);
-            handles.push(
-                scope.spawn(move || worker(engine, rx, recycle, cfg.keep_flows, keep_verdicts)),
-            );
-        }
-        drop(recycle_tx);
-        let mut pending: Vec<Batch> = (0..workers).map(|_| Batch::default()).collect();
+    let outputs: Vec<WorkerOutput> = if workers == 1 {
+        // One worker decides inline on the reading thread: no channel, no copy of the packet.
+        let mut w = Worker::new(engine, cfg.keep_flows, keep_verdicts);
         let mut seq = 0u64;
         for (path, reader) in cfg.captures.iter().zip(readers.iter_mut()) {
             read_capture(path, reader, &mut report, &mut seq, |ip, ts, seq| {
-                let w = (dispatch_hash(ip) % workers as u64) as usize;
-                pending[w].push(ip, ts, seq);
-                if pending[w].is_full() {
-                    let fresh = recycle_rx.try_recv().unwrap_or_default();
-                    let full = std::mem::replace(&mut pending[w], fresh);
-                    // A worker only stops when its channel closes, so a send can only fail if it panicked;
-                    // the join below reports that.
-                    let _ = senders[w].send(full);
+                w.decide(ip, ts, seq);
+                if seq % BATCH as u64 == 0 {
+                    w.absorb_finished();
                 }
                 progress.tick(seq);
             });
         }
-        for (w, batch) in pending.into_iter().enumerate() {
-            if !batch.items.is_empty() {
-                let _ = senders[w].send(batch);
-            }
-        }
-        drop(senders);
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    });
+        vec![w.finish()]
+    } else {
+        dispatch(
+            engine,
+            cfg,
+            workers,
+            keep_verdicts,
+            &mut readers,
+            &mut report,
+            &progress,
+        )
+    };
     progress.finish();
 
     let mut verdicts: Vec<(u64, Verdict)> = Vec::new();
@@ -206,6 +221,57 @@ pub fn replay(engine: &Engine, cfg: &ReplayConfig) -> Result<ReplayReport, Repla
     }
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// The reader's side with several workers: dispatch by address hash in batches, then collect.
+fn dispatch(
+    engine: &Engine,
+    cfg: &ReplayConfig,
+    workers: usize,
+    keep_verdicts: bool,
+    readers: &mut [CaptureReader],
+    report: &mut ReplayReport,
+    progress: &report::Progress,
+) -> Vec<WorkerOutput> {
+    std::thread::scope(|scope| {
+        let (recycle_tx, recycle_rx) = unbounded::<Batch>();
+        let mut senders = Vec::with_capacity(workers);
+        let mut handles = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (tx, rx) = bounded::<Batch>(8);
+            let w = Worker::new(engine, cfg.keep_flows, keep_verdicts);
+            let recycle = recycle_tx.clone();
+            senders.push(tx);
+            handles.push(scope.spawn(move || worker_thread(w, rx, recycle)));
+        }
+        drop(recycle_tx);
+        let mut pending: Vec<Batch> = (0..workers).map(|_| Batch::default()).collect();
+        let mut seq = 0u64;
+        for (path, reader) in cfg.captures.iter().zip(readers.iter_mut()) {
+            read_capture(path, reader, report, &mut seq, |ip, ts, seq| {
+                let w = (dispatch_hash(ip) % workers as u64) as usize;
+                pending[w].push(ip, ts, seq);
+                if pending[w].is_full() {
+                    let fresh = recycle_rx.try_recv().unwrap_or_default();
+                    let full = std::mem::replace(&mut pending[w], fresh);
+                    // A worker only stops when its channel closes, so a send can only fail if it
+                    // panicked; the join below reports that.
+                    let _ = senders[w].send(full);
+                }
+                progress.tick(seq);
+            });
+        }
+        for (w, batch) in pending.into_iter().enumerate() {
+            if !batch.items.is_empty() {
+                let _ = senders[w].send(batch);
+            }
+        }
+        drop(senders);
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
 }
 
 /// Reads one capture to its end or its first bad record, feeding IP packets to `dispatch`.

@@ -2,7 +2,7 @@
 //!
 //! The JSON schema is documented in the README ("Replay output"); keys are only ever added.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -34,8 +34,62 @@ pub struct Counters {
     pub malformed: BTreeMap<&'static str, u64>,
     /// Records that carried no IP packet, by cause; they get no verdict.
     pub unsupported: BTreeMap<String, u64>,
-    pub hits: HashMap<Reason, Hits>,
+    /// Hits by policy line (see [`HitTable`]).
+    pub hits: HitTable,
     pub flow_table: FlowStats,
+}
+
+/// Hits per reason in a plain vector (rule `i` at `2i`, policy line `i` at `2i + 1`, the no-policy
+/// fallback at 0 of its own): counting happens for every packet, so no hashing.
+#[derive(Clone, Debug, Default)]
+pub struct HitTable {
+    lines: Vec<Hits>,
+    no_policy: Hits,
+    /// Malformed and orphan packets are counted elsewhere; this absorbs their writes.
+    other: Hits,
+}
+
+impl HitTable {
+    fn index(r: Reason) -> Option<usize> {
+        match r {
+            Reason::Rule(i) => Some(2 * i as usize),
+            Reason::Policy(i) => Some(2 * i as usize + 1),
+            _ => None,
+        }
+    }
+
+    pub fn get(&self, r: Reason) -> Hits {
+        match (Self::index(r), r) {
+            (Some(i), _) => self.lines.get(i).copied().unwrap_or_default(),
+            (None, Reason::NoPolicy) => self.no_policy,
+            _ => Hits::default(),
+        }
+    }
+
+    fn get_mut(&mut self, r: Reason) -> &mut Hits {
+        match (Self::index(r), r) {
+            (Some(i), _) => {
+                if i >= self.lines.len() {
+                    self.lines.resize(i + 1, Hits::default());
+                }
+                &mut self.lines[i]
+            }
+            (None, Reason::NoPolicy) => &mut self.no_policy,
+            _ => &mut self.other,
+        }
+    }
+
+    fn merge(&mut self, o: &HitTable) {
+        if self.lines.len() < o.lines.len() {
+            self.lines.resize(o.lines.len(), Hits::default());
+        }
+        for (a, b) in self.lines.iter_mut().zip(&o.lines) {
+            a.flows += b.flows;
+            a.packets += b.packets;
+        }
+        self.no_policy.flows += o.no_policy.flows;
+        self.no_policy.packets += o.no_policy.packets;
+    }
 }
 
 fn slot(v: Verdict) -> usize {
@@ -48,13 +102,13 @@ impl Counters {
         match d.reason {
             Reason::Malformed(m) => *self.malformed.entry(m.name()).or_default() += 1,
             Reason::OrphanFragment => *self.malformed.entry("orphan-fragment").or_default() += 1,
-            r => self.hits.entry(r).or_default().packets += 1,
+            r => self.hits.get_mut(r).packets += 1,
         }
     }
 
     pub fn count_flow(&mut self, rec: &FlowRecord) {
         self.flows[slot(rec.flow.decision.verdict)] += 1;
-        self.hits.entry(rec.flow.decision.reason).or_default().flows += 1;
+        self.hits.get_mut(rec.flow.decision.reason).flows += 1;
     }
 
     pub fn count_unsupported(&mut self, e: LinkError, link: LinkType) {
@@ -78,11 +132,7 @@ impl Counters {
         for (k, v) in &o.unsupported {
             *self.unsupported.entry(k.clone()).or_default() += v;
         }
-        for (r, h) in &o.hits {
-            let e = self.hits.entry(*r).or_default();
-            e.flows += h.flows;
-            e.packets += h.packets;
-        }
+        self.hits.merge(&o.hits);
         let (a, b) = (&mut self.flow_table, &o.flow_table);
         a.created += b.created;
         a.expired += b.expired;
@@ -139,7 +189,7 @@ impl ReplayReport {
 
     /// Every rule and policy line in file order, then the implicit fallback when it was used.
     fn hit_rows<'a>(&self, policy: &'a Policy) -> Vec<HitRow<'a>> {
-        let hits = |r: Reason| self.counters.hits.get(&r).copied().unwrap_or_default();
+        let hits = |r: Reason| self.counters.hits.get(r);
         let mut rows: Vec<(u32, HitRow<'a>)> = Vec::new();
         for (i, rule) in policy.rules().iter().enumerate() {
             let r = Reason::Rule(i as u32);
