@@ -19,7 +19,7 @@ use outgate::log::FlowLine;
 use outgate::nfqueue::{self, LogTarget, RunConfig};
 use outgate::policy::{DEFAULT_POLICY, LoadError};
 use outgate::replay::{ReplayConfig, replay};
-use outgate::rules::QueueRange;
+use outgate::rules::{self, Backend, Family, Mode, QueueRange, RulesConfig};
 use outgate::{Engine, Policy};
 
 const ABOUT: &str = "Outbound packet filter: default-deny egress that stays practical.";
@@ -121,6 +121,44 @@ enum Command {
         #[arg(long, value_name = "MIB", default_value_t = 64)]
         rcvbuf_mib: usize,
     },
+    /// Print, apply or remove the kernel ruleset that sends undecided flows to outgate's queues.
+    ///
+    /// Its own chain OUTGATE, hooked first in OUTPUT (host mode, loopback excluded) or FORWARD (gateway
+    /// mode, --lan to --wan), for IPv4 and IPv6. Decided flows are handled by their conntrack mark in the
+    /// kernel; undecided ones go to the queues. Without --apply or --remove, prints it (iptables-restore
+    /// format, or an nftables ruleset with --backend nft). --apply is idempotent; --remove leaves no
+    /// trace of outgate in any table.
+    Rules {
+        /// Queues to spread flows over: `0` or `0-3` (the same as `outgate run --queues`).
+        #[arg(long, value_name = "N|A-B", default_value = "0")]
+        queues: QueueRange,
+        /// host: filter this machine's own outbound traffic (OUTPUT); gateway: traffic forwarded from --lan
+        /// to --wan (FORWARD).
+        #[arg(long, default_value = "host")]
+        mode: Mode,
+        /// Gateway mode: the LAN-side interface.
+        #[arg(long, value_name = "IF")]
+        lan: Option<String>,
+        /// Gateway mode: the WAN-side interface (required). Host mode: filter only this interface.
+        #[arg(long, value_name = "IF")]
+        wan: Option<String>,
+        /// With no daemon listening, let undecided traffic pass (`--queue-bypass`).
+        #[arg(long, conflicts_with = "fail_closed")]
+        fail_open: bool,
+        /// With no daemon listening, drop undecided traffic (the default).
+        #[arg(long)]
+        fail_closed: bool,
+        /// iptables (iptables-restore text, applied with iptables-nft or legacy) or nft. Note: kernels
+        /// without NFT_QUEUE cannot run the nft ruleset's queue statement.
+        #[arg(long, default_value = "iptables")]
+        backend: Backend,
+        /// Install the ruleset (replacing an earlier one).
+        #[arg(long, conflicts_with = "remove")]
+        apply: bool,
+        /// Remove every trace of outgate's ruleset.
+        #[arg(long)]
+        remove: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -186,6 +224,26 @@ fn main() -> ExitCode {
             };
             run_live(policy, cfg)
         }
+        Command::Rules {
+            queues,
+            mode,
+            lan,
+            wan,
+            fail_open,
+            fail_closed: _,
+            backend,
+            apply,
+            remove,
+        } => {
+            let cfg = RulesConfig {
+                queues,
+                mode,
+                lan,
+                wan,
+                fail_open,
+            };
+            rules_command(&cfg, backend, apply, remove)
+        }
     };
     match result {
         Ok(code) => code,
@@ -240,6 +298,30 @@ fn check(policy: Option<PathBuf>, print_default: bool) -> Result<ExitCode, Strin
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+fn rules_command(
+    cfg: &RulesConfig,
+    backend: Backend,
+    apply: bool,
+    remove: bool,
+) -> Result<ExitCode, String> {
+    if remove {
+        rules::remove().map_err(|e| e.to_string())?;
+    } else if apply {
+        rules::apply(cfg, backend).map_err(|e| e.to_string())?;
+    } else {
+        let text = match backend {
+            Backend::Iptables => {
+                let v4 = rules::iptables_restore(cfg, Family::V4).map_err(|e| e.to_string())?;
+                let v6 = rules::iptables_restore(cfg, Family::V6).map_err(|e| e.to_string())?;
+                format!("{v4}\n{v6}")
+            }
+            Backend::Nft => rules::nft(cfg).map_err(|e| e.to_string())?,
+        };
+        emit(&text)?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_live(policy: Option<PathBuf>, cfg: RunConfig) -> Result<ExitCode, String> {

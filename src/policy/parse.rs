@@ -616,7 +616,13 @@ fn ranges(t: &Token<'_>, proto: Proto) -> Result<Ranges, Fail> {
     t.text
         .split(',')
         .map(|item| {
-            let (a, b) = item.split_once([':', '-']).unwrap_or((item, item));
+            // A name like `echo-request` holds a dash too: only a non-name splits as a range.
+            let whole = !item.starts_with(|c: char| c.is_ascii_digit());
+            let (a, b) = if whole {
+                (item, item)
+            } else {
+                item.split_once([':', '-']).unwrap_or((item, item))
+            };
             let (a, b) = (number(a)?, number(b)?);
             if a > b {
                 return Err((t.col, format!("{what} range '{item}' runs backwards")));
@@ -766,6 +772,19 @@ mod tests {
         assert_eq!(
             (p.options.flows.timeouts.udp, p.options.flows.max_flows),
             (30, 1000)
+        );
+        let q = parse(
+            "p",
+            "ACCEPT loc net icmp6 echo-request,1-4\nACCEPT loc net icmp echo-reply",
+        )
+        .unwrap();
+        assert_eq!(
+            q.rules[0].service,
+            Service::Of(vec![(Proto::Icmp6, Some(vec![(128, 128), (1, 4)]))])
+        );
+        assert_eq!(
+            q.rules[1].service,
+            Service::Of(vec![(Proto::Icmp, Some(vec![(0, 0)]))])
         );
     }
 

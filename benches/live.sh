@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Live throughput and loss, side by side in one run, in two network namespaces this script creates:
+#   (a) the kernel alone (ACCEPT rule, no queue)
+#   (b) the minimal C accept loop on libnetfilter_queue, every packet queued
+#   (c) outgate, default policy, its own ruleset (decided flows offloaded), 1 and 2 queues
+#   (d) outgate, default policy, every packet queued (the same load as (b))
+# A UDP blast (tests/tools/udp_blast.c: sendmmsg over FLOWS sockets) to udp 53, which the default
+# policy opens. Usage: bash benches/live.sh [TOTAL] [FLOWS] [PAYLOAD]   (root; installs
+# libnetfilter-queue-dev, iptables, iproute2 if missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+total=${1:-200000}
+flows=${2:-64}
+payload=${3:-64}
+
+if [ ! -e /usr/include/libnetfilter_queue/libnetfilter_queue.h ] || ! command -v iptables >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libnetfilter-queue-dev iptables iproute2 >/dev/null
+fi
+work=$(mktemp -d)
+cargo build --release --quiet
+cc -O2 -o "$work/udp_blast" tests/tools/udp_blast.c
+cc -O2 -o "$work/nfq_accept" benches/live/nfq_accept.c -lnetfilter_queue
+outgate=$PWD/target/release/outgate
+
+c=ogbc$$ s=ogbs$$
+cleanup() { ip netns del $c 2>/dev/null || true; ip netns del $s 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+ip netns add $c; ip netns add $s
+ip link add vc$$ netns $c type veth peer name vs$$ netns $s
+ip -n $c addr add 10.201.0.1/24 dev vc$$; ip -n $s addr add 10.201.0.2/24 dev vs$$
+ip -n $c link set vc$$ up; ip -n $s link set vs$$ up; ip -n $c link set lo up; ip -n $s link set lo up
+in_c() { ip netns exec $c "$@"; }
+
+# queue_counters -> "queue_dropped user_dropped" summed over the queues
+queue_counters() { in_c awk '{q+=$6; u+=$7} END {print q+0, u+0}' /proc/net/netfilter/nfnetlink_queue; }
+
+# run_case NAME: blast through whatever is set up, print one row
+run_case() {
+    local name=$1
+    ip netns exec $s "$work/udp_blast" recv 53 1500 > "$work/recv" &
+    local rp=$!
+    until grep -q listening "$work/recv" 2>/dev/null; do sleep 0.05; done
+    local sent secs
+    read -r _ sent _ secs < <(in_c "$work/udp_blast" send 10.201.0.2 53 "$flows" "$total" "$payload")
+    wait $rp
+    local got; got=$(awk '/received/ {print $2}' "$work/recv")
+    local drops; drops=$(queue_counters)
+    printf '%-44s %9s %9s %11.0f %8s %s\n' "$name" "$sent" "$got" "$(echo "$got / $secs" | bc -l)" \
+        "$((sent - got))" "$drops"
+}
+reset_rules() { in_c iptables -F OUTPUT; "$outgate" rules --remove >/dev/null 2>&1 || in_c "$outgate" rules --remove; }
+
+printf '%-44s %9s %9s %11s %8s %s\n' case sent received "delivered/s" lost "queue_dropped user_dropped"
+in_c iptables -A OUTPUT -o vc$$ -j ACCEPT
+run_case "(a) kernel alone"
+in_c iptables -F OUTPUT
+
+in_c iptables -A OUTPUT -o vc$$ -j NFQUEUE --queue-num 0
+in_c "$work/nfq_accept" 0 > "$work/nfq.out" 2>/dev/null &
+np=$!; sleep 0.5
+run_case "(b) C accept loop, libnetfilter_queue"
+kill $np; wait $np || true
+in_c iptables -F OUTPUT
+
+for queues in 0 0-1; do
+    in_c "$outgate" rules --mode host --wan vc$$ --queues $queues --apply
+    in_c "$outgate" run --queues $queues 2>/dev/null &
+    op=$!; sleep 0.5
+    run_case "(c) outgate, own ruleset, queues $queues"
+    kill $op; wait $op || true
+    in_c "$outgate" rules --remove
+done
+
+in_c iptables -A OUTPUT -o vc$$ -m mark --mark 0x0/0xf00 -j NFQUEUE --queue-num 0
+in_c "$outgate" run --queues 0 2>/dev/null &
+op=$!; sleep 0.5
+run_case "(d) outgate, every packet queued"
+kill $op; wait $op || true
+in_c iptables -F OUTPUT
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); $total packets, $flows flows, $payload-byte payload"

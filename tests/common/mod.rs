@@ -1,0 +1,249 @@
+//! Test hosts in network namespaces this test run creates itself, joined by veth pairs.
+//!
+//! Every name carries the process id and a counter, so tests run in parallel and never touch anything
+//! they did not make. Dropping a [`Lab`] kills what it started and deletes its namespaces.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+pub fn outgate_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_outgate")
+}
+
+/// Fails loudly when not root: CI is root, and a skipped live test would prove nothing.
+pub fn require_root() {
+    let uid = Command::new("id").arg("-u").output().expect("id -u");
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "the live tests need root (CI runs them as root)"
+    );
+}
+
+/// Runs a command on the host, panicking with its output if it fails.
+pub fn run(cmd: &str) -> String {
+    let o = Command::new("sh").arg("-c").arg(cmd).output().expect("sh");
+    assert!(
+        o.status.success(),
+        "`{cmd}` failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A set of namespaces for one test.
+pub struct Lab {
+    pub id: String,
+    namespaces: Vec<String>,
+    children: Vec<Child>,
+    pub dir: tempfile::TempDir,
+}
+
+/// The two ends of a link between namespaces, with their addresses.
+#[derive(Clone, Debug)]
+pub struct Link {
+    pub a_if: String,
+    pub b_if: String,
+    pub a4: String,
+    pub b4: String,
+    pub a6: String,
+    pub b6: String,
+}
+
+impl Lab {
+    pub fn new() -> Lab {
+        require_root();
+        let id = format!(
+            "og{}x{}",
+            std::process::id() % 100_000,
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        Lab {
+            id,
+            namespaces: Vec::new(),
+            children: Vec::new(),
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// A new namespace with loopback up; returns its name.
+    pub fn host(&mut self, role: &str) -> String {
+        let ns = format!("{}{role}", self.id);
+        run(&format!("ip netns add {ns}"));
+        self.namespaces.push(ns.clone());
+        self.sh(&ns, "ip link set lo up");
+        ns
+    }
+
+    /// Joins two namespaces with a veth pair on subnet `n` (10.200.n.0/24, fd00:200:n::/64).
+    pub fn link(&mut self, a: &str, b: &str, n: u8) -> Link {
+        let (a_if, b_if) = (format!("{}a{n}", self.id), format!("{}b{n}", self.id));
+        run(&format!(
+            "ip link add {a_if} netns {a} type veth peer name {b_if} netns {b}"
+        ));
+        let l = Link {
+            a4: format!("10.200.{n}.1"),
+            b4: format!("10.200.{n}.2"),
+            a6: format!("fd00:200:{n}::1"),
+            b6: format!("fd00:200:{n}::2"),
+            a_if,
+            b_if,
+        };
+        for (ns, ifname, v4, v6) in [(a, &l.a_if, &l.a4, &l.a6), (b, &l.b_if, &l.b4, &l.b6)] {
+            self.sh(ns, &format!("ip addr add {v4}/24 dev {ifname}"));
+            self.sh(ns, &format!("ip addr add {v6}/64 dev {ifname} nodad"));
+            self.sh(ns, &format!("ip link set {ifname} up"));
+        }
+        l
+    }
+
+    /// Makes `ns` a router between its links.
+    pub fn forwarding(&self, ns: &str) {
+        self.sh(
+            ns,
+            "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1",
+        );
+    }
+
+    /// Runs `cmd` in `ns`; panics with its output if it fails.
+    pub fn sh(&self, ns: &str, cmd: &str) -> String {
+        run(&format!(
+            "ip netns exec {ns} sh -c '{}'",
+            cmd.replace('\'', "'\\''")
+        ))
+    }
+
+    /// Runs `cmd` in `ns` and returns its output whatever its exit status.
+    pub fn try_sh(&self, ns: &str, cmd: &str) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", ns, "sh", "-c", cmd])
+            .output()
+            .expect("ip netns exec")
+    }
+
+    /// Starts `cmd` in `ns` in the background; it is killed when the lab is dropped.
+    pub fn spawn(&mut self, ns: &str, cmd: &str) -> usize {
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, "sh", "-c", &format!("exec {cmd}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        self.children.push(child);
+        self.children.len() - 1
+    }
+
+    pub fn child(&mut self, i: usize) -> &mut Child {
+        &mut self.children[i]
+    }
+
+    /// Everything a finished (or killed) child wrote to stderr.
+    pub fn stderr_of(&mut self, i: usize) -> String {
+        let mut text = String::new();
+        if let Some(e) = self.children[i].stderr.as_mut() {
+            let _ = std::io::Read::read_to_string(e, &mut text);
+        }
+        text
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+
+    /// An HTTP server (python's http.server, dual stack) on `port` in `ns`, serving `dir`.
+    pub fn http_server(&mut self, ns: &str, port: u16, dir: &Path) {
+        self.spawn(
+            ns,
+            &format!(
+                "python3 -m http.server {port} --bind :: --directory {}",
+                dir.display()
+            ),
+        );
+        self.wait_listening(ns, "tcp", port);
+    }
+
+    /// A UDP echo server on `port` in `ns` (both families).
+    pub fn udp_echo(&mut self, ns: &str, port: u16) {
+        let script = format!(
+            "import socket\ns=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\n\
+             s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,0)\ns.bind(('::',{port}))\n\
+             while True:\n d,a=s.recvfrom(65535)\n s.sendto(d,a)\n"
+        );
+        let p = self.write(&format!("udp_echo_{port}.py"), &script);
+        self.spawn(ns, &format!("python3 {}", p.display()));
+        self.wait_listening(ns, "udp", port);
+    }
+
+    /// Waits until something listens on `port` in `ns`.
+    pub fn wait_listening(&self, ns: &str, proto: &str, port: u16) {
+        let flag = if proto == "tcp" { "-tln" } else { "-uln" };
+        wait_for(Duration::from_secs(10), || {
+            let o = self.try_sh(ns, &format!("ss -H {flag} sport = :{port}"));
+            !String::from_utf8_lossy(&o.stdout).trim().is_empty()
+        })
+        .unwrap_or_else(|| panic!("nothing listens on {proto} {port} in {ns}"));
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Polls `f` until it holds or `limit` passes.
+pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> Option<()> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return Some(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// One line of /proc/net/netfilter/nfnetlink_queue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    pub queue_total: u64,
+    pub queue_dropped: u64,
+    pub user_dropped: u64,
+    /// The last packet id handed out: how many packets the queue has seen.
+    pub id_sequence: u64,
+}
+
+pub fn queue_stats(lab: &Lab, ns: &str, queue: u16) -> Option<QueueStats> {
+    let o = lab.try_sh(ns, "cat /proc/net/netfilter/nfnetlink_queue");
+    String::from_utf8_lossy(&o.stdout).lines().find_map(|l| {
+        let f: Vec<u64> = l
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        (f.first() == Some(&u64::from(queue))).then(|| QueueStats {
+            queue_total: f[2],
+            queue_dropped: f[5],
+            user_dropped: f[6],
+            id_sequence: f[7],
+        })
+    })
+}

@@ -1,0 +1,758 @@
+//! Live tests of `outgate::rules`: the real iptables, ip6tables and nft, in network namespaces.
+//!
+//! Root only. CI runs as root, so a run without root fails (loudly) instead of skipping.
+//! Each test makes its own namespaces (named after the process id and a counter, so tests run in
+//! parallel) and deletes them when done, on failure too ([`Netns`]'s `Drop`). The root namespace's
+//! firewall is never touched: code that must run inside a namespace (`apply`, `remove`, sending
+//! packets) runs in a copy of this test binary started there, `ip netns exec NS <this binary> --exact
+//! netns_child`, which performs the action named in `OUTGATE_RULES_CHILD` (see [`netns_child`]).
+//!
+//! No daemon is ever bound: what a fail-closed queue without listener does, and what decided flows do,
+//! is the kernel's doing alone. Decided flows are made with `conntrack -I` (a conntrack entry with a mark).
+
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread::sleep;
+use std::time::Duration;
+
+use outgate::rules::{
+    Backend, MARK_ACCEPT, MARK_DROP, MARK_MASK, MARK_REJECT, Mode, RulesConfig, apply, nft, remove,
+};
+
+const A4: &str = "10.231.0.1";
+const B4: &str = "10.231.0.2";
+const A6: &str = "fd00:231::1";
+const B6: &str = "fd00:231::2";
+
+fn host(queues: &str, fail_open: bool) -> RulesConfig {
+    RulesConfig {
+        queues: queues.parse().expect("valid queue range"),
+        fail_open,
+        ..RulesConfig::default()
+    }
+}
+
+#[test]
+fn apply_is_idempotent_and_remove_restores_the_tables() {
+    require_root();
+    let ns = Netns::new();
+    // Nothing there: remove succeeds and creates nothing.
+    ns.child("remove");
+    assert_eq!(
+        ns.tables(),
+        "",
+        "remove on an empty namespace created tables"
+    );
+    // The admin's own rules, which outgate must leave as they are.
+    for tool in ["iptables", "ip6tables"] {
+        for rule in [
+            "-A OUTPUT -p tcp --dport 9 -j DROP",
+            "-N ADMIN",
+            "-A ADMIN -m comment --comment \"admin chain\" -j RETURN",
+            "-A FORWARD -j ADMIN",
+            "-t mangle -A OUTPUT -j MARK --set-xmark 0x1/0x1",
+        ] {
+            ns.ok(tool, &split(rule));
+        }
+    }
+    let before = ns.tables();
+
+    ns.child("apply iptables host 0-3 closed - -");
+    let first = ns.tables();
+    assert_ne!(first, before);
+    for filter in first.split("*filter").skip(1) {
+        let output: Vec<_> = filter
+            .lines()
+            .take_while(|l| *l != "COMMIT")
+            .filter(|l| l.starts_with("-A OUTPUT "))
+            .collect();
+        assert_eq!(
+            output,
+            [
+                "-A OUTPUT ! -o lo -j OUTGATE",
+                "-A OUTPUT -p tcp -m tcp --dport 9 -j DROP"
+            ],
+            "the jump must be first in OUTPUT:\n{first}"
+        );
+    }
+    assert!(
+        first.contains("--queue-balance 0:3 --queue-cpu-fanout"),
+        "{first}"
+    );
+    assert!(first.contains("icmp6-port-unreachable"), "{first}");
+
+    ns.child("apply iptables host 0-3 closed - -");
+    assert_eq!(ns.tables(), first, "a second apply changed the tables");
+
+    // A mode change replaces the hook, and a jump added by hand goes too.
+    ns.ok("iptables", &split("-A INPUT -i x -j OUTGATE"));
+    ns.child("apply iptables gateway 1 open lan0 wan0");
+    let gateway = ns.tables();
+    let jumps: Vec<_> = gateway
+        .lines()
+        .filter(|l| l.ends_with("-j OUTGATE"))
+        .collect();
+    assert_eq!(
+        jumps,
+        [
+            "-A FORWARD -i lan0 -o wan0 -j OUTGATE",
+            "-A FORWARD -i lan0 -o wan0 -j OUTGATE"
+        ],
+        "one jump per family, nothing else:\n{gateway}"
+    );
+    assert!(
+        gateway.contains("-j NFQUEUE --queue-num 1 --queue-bypass"),
+        "{gateway}"
+    );
+
+    // remove also takes the nft table (made by hand here: this kernel cannot load outgate's, see below).
+    ns.nft_load("table inet outgate {\n\tchain output {\n\t\ttype filter hook output priority filter;\n\t}\n}\n");
+    assert!(ns.nft_ruleset().contains("table inet outgate"));
+    ns.child("remove");
+    assert_eq!(ns.tables(), before, "remove left something behind");
+    assert!(!ns.nft_ruleset().contains("table inet outgate"));
+    ns.child("remove");
+    assert_eq!(ns.tables(), before);
+}
+
+#[test]
+fn without_daemon_fail_closed_drops_and_fail_open_passes() {
+    require_root();
+    let (a, b) = Netns::pair();
+    b.count_udp_in(9000);
+    a.child("apply iptables host 0 closed - -");
+    for dst in [B4, B6] {
+        a.child(&format!("udp-send {dst} 9000 0 5"));
+    }
+    settle();
+    assert_eq!(b.udp_in(9000), (0, 0), "fail-closed let packets through");
+    let queued = "-A OUTGATE -m mark --mark 0x0/0xf00 -j NFQUEUE --queue-num 0";
+    assert_eq!(a.counter("iptables", queued), 5);
+    assert_eq!(a.counter("ip6tables", queued), 5);
+
+    a.child("apply iptables host 0 open - -");
+    for dst in [B4, B6] {
+        let sent = a.child(&format!("udp-send {dst} 9000 0 5"));
+        assert!(sent.contains("sent=5 "), "{dst}: {sent}");
+    }
+    assert_eq!(
+        b.eventually_udp_in(9000, (5, 5)),
+        (5, 5),
+        "fail-open (--queue-bypass) did not pass"
+    );
+}
+
+#[test]
+fn decided_flows_are_answered_in_the_kernel() {
+    require_root();
+    let (a, b) = Netns::pair();
+    // Fail-closed with no daemon: anything that reached the queue would be dropped and counted there.
+    a.child("apply iptables host 0 closed - -");
+    // (destination port, conntrack mark): outgate's bits decide, the other bits are left alone.
+    let cases = [
+        (9001, MARK_ACCEPT | 0x1_0000),
+        (9002, MARK_DROP),
+        (9003, MARK_REJECT),
+        (9004, 0x500), // not a verdict
+    ];
+    for (port, mark) in cases {
+        b.count_udp_in(port);
+        a.conntrack_udp(port + 30000, port, mark);
+    }
+    let mut sent = Vec::new();
+    for (port, _) in cases {
+        for dst in [B4, B6] {
+            sent.push(a.child(&format!("udp-send {dst} {port} {} 3", port + 30000)));
+        }
+    }
+    assert_eq!(
+        b.eventually_udp_in(9001, (3, 3)),
+        (3, 3),
+        "accepted flow: {sent:?}"
+    );
+    settle();
+    for port in [9002, 9003, 9004] {
+        assert_eq!(b.udp_in(port), (0, 0), "port {port}: {sent:?}");
+    }
+    for tool in ["iptables", "ip6tables"] {
+        let at = |rule: &str| a.counter(tool, rule);
+        assert_eq!(
+            at("-A OUTGATE -m mark --mark 0x0/0xf00 -j NFQUEUE --queue-num 0"),
+            0
+        );
+        assert_eq!(at("-A OUTGATE -m mark --mark 0x100/0xf00 -j RETURN"), 3);
+        assert_eq!(at("-A OUTGATE -m mark --mark 0x200/0xf00 -j DROP"), 3);
+        assert_eq!(
+            at("-A OUTGATE -j DROP"),
+            3,
+            "{tool}: 0x500 must hit the catch-all"
+        );
+    }
+    let reject = "-A OUTGATE -m mark --mark 0x300/0xf00 -j REJECT --reject-with";
+    assert_eq!(
+        a.counter("iptables", &format!("{reject} icmp-port-unreachable")),
+        3
+    );
+    assert_eq!(
+        a.counter("ip6tables", &format!("{reject} icmp6-port-unreachable")),
+        3
+    );
+    // The conntrack marks' other bits survived the save.
+    let entries = a.out("conntrack", &["-L", "-p", "udp", "--dport", "9001"]);
+    assert_eq!(
+        entries
+            .matches(&format!("mark={}", MARK_ACCEPT | 0x1_0000))
+            .count(),
+        2,
+        "{entries}"
+    );
+}
+
+#[test]
+fn inbound_connections_and_neighbour_discovery_are_not_queued() {
+    require_root();
+    let (a, b) = Netns::pair();
+    a.child("apply iptables host 0 closed - -");
+    // b connects to a closed port on a: a's RST is in the REPLY direction and must pass. Over IPv6
+    // a must also answer b's neighbour solicitation. Without the exemptions: a timeout.
+    for dst in [A4, A6] {
+        let result = b.child(&format!("tcp-connect {dst} 22"));
+        assert_eq!(result, "refused", "{dst}");
+    }
+    let queued = "-A OUTGATE -m mark --mark 0x0/0xf00 -j NFQUEUE --queue-num 0";
+    assert_eq!(a.counter("iptables", queued), 0);
+    assert_eq!(a.counter("ip6tables", queued), 0);
+    assert!(
+        a.counter(
+            "iptables",
+            "-A OUTGATE -m conntrack --ctdir REPLY -j RETURN"
+        ) >= 1
+    );
+}
+
+/// `nft -c` is the check. Where the kernel lacks `CONFIG_NFT_QUEUE` it fails on the `queue` statement,
+/// so the check accepts exactly that failure: every error is the kernel's ENOENT and points at a
+/// `queue` keyword. Syntax and type errors are found by nft itself before the kernel is asked, and the
+/// kernel reports every failing rule of the batch, so the rest was accepted. A second check replaces the
+/// `queue` statement with `accept` and must pass completely.
+#[test]
+fn nft_rulesets_pass_nft_check() {
+    require_root();
+    let ns = Netns::new();
+    let ruleset = ns.nft_ruleset();
+    let configs = [
+        host("0", false),
+        host("0-3", true),
+        RulesConfig {
+            wan: Some("eth0".into()),
+            ..host("5", false)
+        },
+        RulesConfig {
+            queues: "2-5".parse().expect("valid"),
+            mode: Mode::Gateway,
+            lan: Some("br+".into()),
+            wan: Some("wan0".into()),
+            fail_open: true,
+        },
+    ];
+    for cfg in &configs {
+        let text = nft(cfg).expect("valid config");
+        if let Err(e) = nft_check(&ns, &text) {
+            panic!("{cfg:?}:\n{text}\n{e}");
+        }
+    }
+    // The check can fail: broken text is caught, also on the queue line itself.
+    let good = nft(&configs[1]).expect("valid config");
+    for (from, to) in [
+        ("ct direction reply", "ct direction replyy"),
+        ("queue num 0-3 fanout,bypass", "queue num 0-3 fanoutt"),
+        ("queue num 0-3", "queue num 3-0"),
+        ("reject with tcp reset", "reject with tcp-reset"),
+        ("\t}\n}\n", "\t}\n"),
+        ("0xfffff0ff", "0xfffff0ffff"),
+    ] {
+        assert!(good.contains(from), "{from:?} not in the text");
+        let bad = good.replacen(from, to, 1);
+        assert!(nft_check(&ns, &bad).is_err(), "not caught: {to:?}");
+    }
+    assert_eq!(ns.nft_ruleset(), ruleset, "nft -c changed the ruleset");
+}
+
+#[test]
+fn nft_apply_is_atomic() {
+    require_root();
+    let ns = Netns::new();
+    ns.child("apply iptables host 0 closed - -");
+    let iptables = ns.tables();
+    let result = ns.child_result("apply nft host 0 closed - -");
+    if ns.nft_ruleset().contains("table inet outgate") {
+        // A kernel with nft queue: the table replaced the iptables rules; again gives the same.
+        assert_eq!(result, "ok");
+        let first = ns.nft_ruleset();
+        ns.child("apply nft host 0 closed - -");
+        assert_eq!(ns.nft_ruleset(), first);
+        assert!(!ns.tables().contains("OUTGATE"));
+    } else {
+        // This kernel: the load fails as a whole, with nft's message, and the iptables rules stay.
+        assert!(result.starts_with("error: nft -f -: "), "{result}");
+        assert!(result.contains("No such file or directory"), "{result}");
+        assert!(!result.contains('\n'));
+        assert_eq!(ns.tables(), iptables, "a failed nft apply touched iptables");
+    }
+    ns.child("remove");
+    assert!(!ns.nft_ruleset().contains("table inet outgate"));
+    assert!(!ns.tables().contains("OUTGATE"));
+}
+
+/// The nft ruleset's mark logic, run by the kernel: the `queue` statement (which this kernel cannot
+/// load) becomes `counter drop`, i.e. fail-closed without a daemon, and must count no decided packet.
+#[test]
+fn nft_decided_flows_are_answered_in_the_kernel() {
+    require_root();
+    let (a, b) = Netns::pair();
+    let text = nft(&host("0", false)).expect("valid config");
+    let queue = "queue num 0\n";
+    assert!(text.contains(queue), "{text}");
+    a.nft_load(&text.replace(queue, "counter drop\n"));
+    let cases = [
+        (9001, MARK_ACCEPT | 0x1_0000),
+        (9002, MARK_DROP),
+        (9003, MARK_REJECT),
+        (9004, 0x500), // not a verdict
+    ];
+    for (port, mark) in cases {
+        b.count_udp_in(port);
+        a.conntrack_udp(port + 30000, port, mark);
+    }
+    for (port, _) in cases {
+        for dst in [B4, B6] {
+            a.child(&format!("udp-send {dst} {port} {} 3", port + 30000));
+        }
+    }
+    assert_eq!(b.eventually_udp_in(9001, (3, 3)), (3, 3));
+    settle();
+    for port in [9002, 9003, 9004] {
+        assert_eq!(b.udp_in(port), (0, 0), "port {port}");
+    }
+    let table = a.out("nft", &["list", "table", "inet", "outgate"]);
+    assert!(
+        table.contains("counter packets 0 bytes 0 drop"),
+        "a decided packet reached the queue's place:\n{table}"
+    );
+    // An undecided flow does reach it.
+    a.child(&format!("udp-send {B4} 9001 0 2"));
+    let table = a.out("nft", &["list", "table", "inet", "outgate"]);
+    assert!(table.contains("counter packets 2 "), "{table}");
+}
+
+#[test]
+fn marks_are_the_daemon_contract() {
+    assert_eq!(
+        (MARK_MASK, MARK_ACCEPT, MARK_DROP, MARK_REJECT),
+        (0xf00, 0x100, 0x200, 0x300)
+    );
+}
+
+/// Runs in a copy of this binary inside a namespace when `OUTGATE_RULES_CHILD` is set; otherwise it
+/// has nothing to do. Prints one result line, prefixed with [`RESULT`]:
+/// - `apply BACKEND MODE QUEUES open|closed LAN|- WAN|-` and `remove`: `ok` or `error: MESSAGE`
+/// - `udp-send ADDR PORT SPORT COUNT`: `ADDR PORT sent=N errors=M last=ERROR`
+/// - `tcp-connect ADDR PORT`: `refused`, `timeout`, `connected` or `error: MESSAGE`
+#[test]
+fn netns_child() {
+    let Ok(action) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    println!("{RESULT}{}", child_action(&action));
+}
+
+const CHILD_ENV: &str = "OUTGATE_RULES_CHILD";
+const RESULT: &str = "outgate-child-result: ";
+
+fn child_action(action: &str) -> String {
+    let words: Vec<&str> = action.split(' ').collect();
+    let outcome = |r: Result<(), outgate::rules::RulesError>| match r {
+        Ok(()) => "ok".to_string(),
+        Err(e) => format!("error: {e}"),
+    };
+    match words.as_slice() {
+        ["apply", backend, mode, queues, fail, lan, wan] => {
+            let name = |w: &str| (w != "-").then(|| w.to_string());
+            let cfg = RulesConfig {
+                queues: queues.parse().expect("queue range"),
+                mode: mode.parse().expect("mode"),
+                lan: name(lan),
+                wan: name(wan),
+                fail_open: *fail == "open",
+            };
+            outcome(apply(&cfg, backend.parse::<Backend>().expect("backend")))
+        }
+        ["remove"] => outcome(remove()),
+        ["udp-send", addr, port, sport, count] => udp_send(addr, port, sport, count),
+        ["tcp-connect", addr, port] => tcp_connect(addr, port),
+        _ => panic!("unknown child action {action:?}"),
+    }
+}
+
+fn socket_addr(addr: &str, port: &str) -> std::net::SocketAddr {
+    let ip: std::net::IpAddr = addr.parse().expect("address");
+    (ip, port.parse::<u16>().expect("port")).into()
+}
+
+fn udp_send(addr: &str, port: &str, sport: &str, count: &str) -> String {
+    let to = socket_addr(addr, port);
+    let any = if to.is_ipv4() { "0.0.0.0" } else { "::" };
+    let socket = std::net::UdpSocket::bind(socket_addr(any, sport)).expect("bind");
+    // Not connected: ICMP errors from the receiver (no one listens there) must not fail later sends.
+    let (mut sent, mut errors, mut last) = (0, 0, String::from("-"));
+    for _ in 0..count.parse::<u32>().expect("count") {
+        match socket.send_to(b"outgate live test", to) {
+            Ok(_) => sent += 1,
+            Err(e) => {
+                errors += 1;
+                last = format!("{:?}", e.kind());
+            }
+        }
+        sleep(Duration::from_millis(20));
+    }
+    format!("{addr} {port} sent={sent} errors={errors} last={last}")
+}
+
+fn tcp_connect(addr: &str, port: &str) -> String {
+    match std::net::TcpStream::connect_timeout(&socket_addr(addr, port), Duration::from_secs(3)) {
+        Ok(_) => "connected".into(),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => "refused".into(),
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => "timeout".into(),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+/// See [`nft_rulesets_pass_nft_check`]. `Err` holds nft's output.
+fn nft_check(ns: &Netns, text: &str) -> Result<(), String> {
+    let full = ns.nft_c(text);
+    if !full.status.success() {
+        let stderr = String::from_utf8_lossy(&full.stderr).into_owned();
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.contains(": Error: ")).collect();
+        let only_queue = !errors.is_empty()
+            && errors.iter().all(|e| {
+                e.contains("No such file or directory") && points_at_queue(text, e).unwrap_or(false)
+            });
+        if !only_queue {
+            return Err(format!("nft -c failed:\n{stderr}"));
+        }
+    }
+    let substituted: String = text
+        .lines()
+        .map(|l| match l.find("queue num ") {
+            Some(at) => format!("{}accept\n", &l[..at]),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    let check = ns.nft_c(&substituted);
+    if !check.status.success() {
+        return Err(format!(
+            "nft -c failed with the queue statement replaced by accept:\n{}",
+            String::from_utf8_lossy(&check.stderr)
+        ));
+    }
+    Ok(())
+}
+
+/// Does `FILE:LINE:FIRST-LAST: Error: ...` point at the keyword `queue` of `text`?
+fn points_at_queue(text: &str, error: &str) -> Option<bool> {
+    let mut at = error.split(": Error: ").next()?.rsplit(':');
+    let (columns, line) = (at.next()?, at.next()?);
+    let (first, last) = columns.split_once('-')?;
+    let (first, last): (usize, usize) = (first.parse().ok()?, last.parse().ok()?);
+    let source = text
+        .lines()
+        .nth(line.parse::<usize>().ok()?.checked_sub(1)?)?;
+    Some(source.get(first.checked_sub(1)?..last)? == "queue")
+}
+
+fn split(rule: &str) -> Vec<&str> {
+    // Quoted words stay whole (the comment in the admin's rule).
+    let mut words = Vec::new();
+    for (i, part) in rule.split('"').enumerate() {
+        if i % 2 == 1 {
+            words.push(part);
+        } else {
+            words.extend(part.split_whitespace());
+        }
+    }
+    words
+}
+
+fn settle() {
+    sleep(Duration::from_millis(200));
+}
+
+fn require_root() {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .expect("Uid line in /proc/self/status");
+    assert_eq!(
+        euid, "0",
+        "the live rules tests need root (network namespaces, iptables); CI runs them as root"
+    );
+}
+
+/// A network namespace that is deleted when dropped.
+struct Netns {
+    name: String,
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+impl Netns {
+    fn new() -> Netns {
+        let ns = Netns {
+            name: format!(
+                "ogrt-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ),
+        };
+        must(
+            Command::new("ip").args(["netns", "add", &ns.name]),
+            "ip netns add",
+        );
+        ns.ok("ip", &["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Two namespaces joined by a veth: a has 10.231.0.1 and fd00:231::1, b the .2 and ::2.
+    fn pair() -> (Netns, Netns) {
+        let (a, b) = (Netns::new(), Netns::new());
+        // Interface names have 15 bytes at most: "ogv" + pid (≤ 7 digits) + counter + side.
+        let tag = format!(
+            "ogv{}{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let (va, vb) = (format!("{tag}a"), format!("{tag}b"));
+        must(
+            Command::new("ip").args([
+                "link", "add", &va, "netns", &a.name, "type", "veth", "peer", "name", &vb, "netns",
+                &b.name,
+            ]),
+            "ip link add veth",
+        );
+        for (ns, dev, v4, v6) in [(&a, &va, A4, A6), (&b, &vb, B4, B6)] {
+            ns.ok("ip", &["addr", "add", &format!("{v4}/24"), "dev", dev]);
+            ns.ok(
+                "ip",
+                &["addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"],
+            );
+            ns.ok("ip", &["link", "set", dev, "up"]);
+        }
+        (a, b)
+    }
+
+    fn exec(&self, program: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]).args(args);
+        c
+    }
+
+    fn ok(&self, program: &str, args: &[&str]) {
+        must(
+            &mut self.exec(program, args),
+            &format!("{program} {}", args.join(" ")),
+        );
+    }
+
+    fn out(&self, program: &str, args: &[&str]) -> String {
+        must(
+            &mut self.exec(program, args),
+            &format!("{program} {}", args.join(" ")),
+        )
+    }
+
+    /// Runs a [`netns_child`] action in this namespace; its result line.
+    fn child_result(&self, action: &str) -> String {
+        let exe = std::env::current_exe().expect("test binary path");
+        let exe = exe.to_str().expect("UTF-8 path");
+        let mut c = self.exec(
+            exe,
+            &["--exact", "netns_child", "--nocapture", "--test-threads=1"],
+        );
+        let out = must(c.env(CHILD_ENV, action), action);
+        out.lines()
+            .find_map(|l| Some(l.split_once(RESULT)?.1)) // after the harness's "test netns_child ... "
+            .unwrap_or_else(|| panic!("{action}: no result in\n{out}"))
+            .to_string()
+    }
+
+    /// Runs a [`netns_child`] action that must succeed (`apply`, `remove`) or report (the others).
+    fn child(&self, action: &str) -> String {
+        let result = self.child_result(action);
+        assert!(!result.starts_with("error:"), "{action}: {result}");
+        result
+    }
+
+    /// A conntrack entry with `mark` for UDP from a to b, both families: a flow decided before its
+    /// first packet, as if the daemon had answered it.
+    fn conntrack_udp(&self, sport: u16, dport: u16, mark: u32) {
+        let (sport, dport, mark) = (sport.to_string(), dport.to_string(), format!("{mark:#x}"));
+        for (src, dst) in [(A4, B4), (A6, B6)] {
+            self.ok(
+                "conntrack",
+                &[
+                    "-I",
+                    "-p",
+                    "udp",
+                    "-s",
+                    src,
+                    "-d",
+                    dst,
+                    "--sport",
+                    &sport,
+                    "--dport",
+                    &dport,
+                    "--timeout",
+                    "60",
+                    "--mark",
+                    &mark,
+                ],
+            );
+        }
+    }
+
+    /// iptables-save and ip6tables-save, all tables, without comments and counters. A table with no
+    /// rules and every chain accepting is left out: it filters nothing, and the tools make one on first
+    /// use (iptables-nft when rules are added, legacy iptables even when listing).
+    fn tables(&self) -> String {
+        let mut all = String::new();
+        for save in ["iptables-save", "ip6tables-save"] {
+            let mut table = String::new();
+            let mut filters = false;
+            for line in self.out(save, &[]).lines() {
+                if line.starts_with('#') {
+                    continue;
+                }
+                let line = match line.find(" [") {
+                    Some(at) if line.starts_with(':') => &line[..at],
+                    _ => line,
+                };
+                table.push_str(line);
+                table.push('\n');
+                let neutral = line.starts_with('*')
+                    || line == "COMMIT"
+                    || (line.starts_with(':') && line.ends_with(" ACCEPT"));
+                filters |= !neutral;
+                if line == "COMMIT" {
+                    if filters {
+                        all.push_str(&table);
+                    }
+                    table.clear();
+                    filters = false;
+                }
+            }
+        }
+        all
+    }
+
+    /// The packet counter of a filter rule given as `iptables -S` prints it.
+    fn counter(&self, tool: &str, rule: &str) -> u64 {
+        let saved = self.out(&format!("{tool}-save"), &["-c", "-t", "filter"]);
+        saved
+            .lines()
+            .find_map(|l| {
+                let (counts, rest) = l.strip_prefix('[')?.split_once("] ")?;
+                (rest == rule).then(|| counts.split(':').next()?.parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("no rule {rule:?} in\n{saved}"))
+    }
+
+    fn count_udp_in(&self, port: u16) {
+        for tool in ["iptables", "ip6tables"] {
+            self.ok(
+                tool,
+                &["-A", "INPUT", "-p", "udp", "--dport", &port.to_string()],
+            );
+        }
+    }
+
+    /// Packets counted by [`Netns::count_udp_in`]: (IPv4, IPv6).
+    fn udp_in(&self, port: u16) -> (u64, u64) {
+        let rule = format!("-A INPUT -p udp -m udp --dport {port}");
+        (
+            self.counter("iptables", &rule),
+            self.counter("ip6tables", &rule),
+        )
+    }
+
+    /// [`Netns::udp_in`] once it is `expected`, or after 5 s. On a new veth the first IPv6 neighbour
+    /// resolution can take a second or more; the packets wait for it.
+    fn eventually_udp_in(&self, port: u16, expected: (u64, u64)) -> (u64, u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let got = self.udp_in(port);
+            if got == expected || std::time::Instant::now() > deadline {
+                return got;
+            }
+            sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn nft_ruleset(&self) -> String {
+        self.out("nft", &["list", "ruleset"])
+    }
+
+    fn nft_load(&self, text: &str) {
+        let out = self.nft_file(&["-f"], text);
+        assert!(
+            out.status.success(),
+            "nft -f: {}\n{text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `nft -c -f` on `text`.
+    fn nft_c(&self, text: &str) -> Output {
+        self.nft_file(&["-c", "-f"], text)
+    }
+
+    /// nft with `text` in a file (its errors then name lines and columns), the file removed after.
+    fn nft_file(&self, args: &[&str], text: &str) -> Output {
+        let path = self.temp_file(text);
+        let mut args = args.to_vec();
+        args.push(&path);
+        let out = self.exec("nft", &args).output();
+        let _ = std::fs::remove_file(&path);
+        out.expect("run nft")
+    }
+
+    fn temp_file(&self, text: &str) -> String {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("{}-{n}.nft", self.name));
+        std::fs::write(&path, text).expect("write temp file");
+        path.to_str().expect("UTF-8 temp dir").to_string()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// Runs a command that must succeed; its stdout.
+fn must(command: &mut Command, what: &str) -> String {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
