@@ -4,6 +4,8 @@
 #   (b) the minimal C accept loop on libnetfilter_queue, every packet queued
 #   (c) outgate, default policy, its own ruleset (decided flows offloaded), 1 and 2 queues
 #   (d) outgate, default policy, every packet queued (the same load as (b))
+# (Daemons are started with `ip netns exec` directly, not through a shell function, so that $! is
+# their own pid: ip execs the program.)
 # A UDP blast (tests/tools/udp_blast.c: sendmmsg over FLOWS sockets) to udp 53, which the default
 # policy opens. Usage: bash benches/live.sh [TOTAL] [FLOWS] [PAYLOAD]   (root; installs
 # libnetfilter-queue-dev, iptables, iproute2 if missing).
@@ -56,7 +58,7 @@ run_case "(a) kernel alone"
 in_c iptables -F OUTPUT
 
 in_c iptables -A OUTPUT -o vc$$ -j NFQUEUE --queue-num 0
-in_c "$work/nfq_accept" 0 > "$work/nfq.out" 2>/dev/null &
+ip netns exec $c "$work/nfq_accept" 0 > "$work/nfq.out" 2>/dev/null &
 np=$!; sleep 0.5
 run_case "(b) C accept loop, libnetfilter_queue"
 kill $np; wait $np || true
@@ -64,15 +66,16 @@ in_c iptables -F OUTPUT
 
 for queues in 0 0-1; do
     in_c "$outgate" rules --mode host --wan vc$$ --queues $queues --apply
-    in_c "$outgate" run --queues $queues 2>/dev/null &
+    ip netns exec $c "$outgate" run --queues $queues 2>"$work/run.err" &
     op=$!; sleep 0.5
     run_case "(c) outgate, own ruleset, queues $queues"
-    kill $op; wait $op || true
+    kill $op 2>/dev/null || { echo "outgate died:"; cat "$work/run.err"; }
+    wait $op || true
     in_c "$outgate" rules --remove
 done
 
 in_c iptables -A OUTPUT -o vc$$ -m mark --mark 0x0/0xf00 -j NFQUEUE --queue-num 0
-in_c "$outgate" run --queues 0 2>/dev/null &
+ip netns exec $c "$outgate" run --queues 0 2>"$work/run.err" &
 op=$!; sleep 0.5
 run_case "(d) outgate, every packet queued"
 kill $op; wait $op || true

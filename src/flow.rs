@@ -72,8 +72,9 @@ impl Default for FlowConfig {
 /// A flow's identity, the same for both directions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
-    lo: ([u8; 16], u16),
-    hi: ([u8; 16], u16),
+    // Addresses as IPv4-mapped u128: compared and hashed as two words, not as byte slices.
+    lo: (u128, u16),
+    hi: (u128, u16),
     proto: u8,
     /// For ICMP query/reply exchanges, the request type (echo, timestamp, ...), so that two exchanges
     /// with the same identifier stay apart; 0 otherwise.
@@ -87,14 +88,14 @@ pub enum Side {
     Hi,
 }
 
-fn addr16(a: IpAddr) -> [u8; 16] {
+fn addr16(a: IpAddr) -> u128 {
     match a {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        IpAddr::V6(v6) => v6.octets(),
+        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => u128::from(v6),
     }
 }
 
-fn addr_of(b: [u8; 16]) -> IpAddr {
+fn addr_of(b: u128) -> IpAddr {
     let v6 = Ipv6Addr::from(b);
     v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
 }
@@ -252,8 +253,8 @@ pub struct FlowStats {
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct FragmentKey {
-    src: [u8; 16],
-    dst: [u8; 16],
+    src: u128,
+    dst: u128,
     id: u32,
     proto: u8,
 }
