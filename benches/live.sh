@@ -3,7 +3,8 @@
 #   (a) the kernel alone (ACCEPT rule, no queue)
 #   (b) the minimal C accept loop on libnetfilter_queue, every packet queued
 #   (c) outgate, default policy, its own ruleset (decided flows offloaded), 1 and 2 queues
-#   (d) outgate, default policy, every packet queued (the same load as (b))
+#   (d) outgate, default policy, every packet queued (the same load as (b)), with its default
+#       64 MiB socket buffer and with the kernel's default (--rcvbuf-mib 0)
 # (Daemons are started with `ip netns exec` directly, not through a shell function, so that $! is
 # their own pid: ip execs the program.)
 # A UDP blast (tests/tools/udp_blast.c: sendmmsg over FLOWS sockets) to udp 53, which the default
@@ -75,9 +76,11 @@ for queues in 0 0-1; do
 done
 
 in_c iptables -A OUTPUT -o vc$$ -m mark --mark 0x0/0xf00 -j NFQUEUE --queue-num 0
-ip netns exec $c "$outgate" run --queues 0 2>"$work/run.err" &
-op=$!; sleep 0.5
-run_case "(d) outgate, every packet queued"
-kill $op; wait $op || true
+for opts in "" "--rcvbuf-mib 0"; do
+    ip netns exec $c "$outgate" run --queues 0 $opts 2>"$work/run.err" &
+    op=$!; sleep 0.5
+    run_case "(d) outgate, every packet queued ${opts:-}"
+    kill $op; wait $op || true
+done
 in_c iptables -F OUTPUT
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); $total packets, $flows flows, $payload-byte payload"

@@ -72,9 +72,10 @@ impl Default for FlowConfig {
 /// A flow's identity, the same for both directions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
-    // Addresses as IPv4-mapped u128: compared and hashed as two words, not as byte slices.
-    lo: (u128, u16),
-    hi: (u128, u16),
+    // Addresses as IPv4-mapped 128-bit numbers in two words: compared and hashed as words, not as
+    // byte slices, and 8-byte aligned (a u128 would pad the entry to 16).
+    lo: ([u64; 2], u16),
+    hi: ([u64; 2], u16),
     proto: u8,
     /// For ICMP query/reply exchanges, the request type (echo, timestamp, ...), so that two exchanges
     /// with the same identifier stay apart; 0 otherwise.
@@ -88,15 +89,16 @@ pub enum Side {
     Hi,
 }
 
-fn addr16(a: IpAddr) -> u128 {
-    match a {
+fn addr16(a: IpAddr) -> [u64; 2] {
+    let n = match a {
         IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
         IpAddr::V6(v6) => u128::from(v6),
-    }
+    };
+    [(n >> 64) as u64, n as u64]
 }
 
-fn addr_of(b: u128) -> IpAddr {
-    let v6 = Ipv6Addr::from(b);
+fn addr_of(b: [u64; 2]) -> IpAddr {
+    let v6 = Ipv6Addr::from((u128::from(b[0]) << 64) | u128::from(b[1]));
     v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
 }
 
@@ -253,8 +255,8 @@ pub struct FlowStats {
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct FragmentKey {
-    src: u128,
-    dst: u128,
+    src: [u64; 2],
+    dst: [u64; 2],
     id: u32,
     proto: u8,
 }
