@@ -2,7 +2,8 @@
 //!
 //! The keys are a contract other tools read: `proto`, `src`, `dst` (`ip:port`, `[ipv6]:port`; addresses
 //! alone for ICMP and portless protocols), `icmp_type` (ICMP only), `verdict`, `rule` (`FILE:LINE` or null),
-//! `reason`, `packets`, `bytes`, `first_ts` (RFC 3339, UTC, nanoseconds).
+//! `reason`, `packets`, `bytes`, `first_ts` (RFC 3339, UTC, nanoseconds); the live log adds `ts`, when
+//! the line was written.
 
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
@@ -28,6 +29,9 @@ pub struct FlowLine {
     pub packets: u64,
     pub bytes: u64,
     pub first_ts: String,
+    /// Live log only: when the line was written (RFC 3339, UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ts: Option<String>,
 }
 
 /// The name of an IP protocol as logs show it: `tcp`, `udp`, `icmp`, `icmp6`, a few tunnels by name,
@@ -74,6 +78,7 @@ impl FlowLine {
             packets: rec.flow.packets,
             bytes: rec.flow.bytes,
             first_ts: rfc3339(rec.flow.first_ts),
+            ts: None,
         }
     }
 }

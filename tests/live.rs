@@ -330,8 +330,11 @@ fn decided_flows_stay_in_the_kernel() {
 #[test]
 fn fail_open_and_fail_closed_when_the_daemon_dies() {
     let _g = serial();
-    for (fail, works_after) in [("--fail-open", true), ("--fail-closed", false)] {
-        let mut s = host_mode();
+    let cases = [("--fail-open", true), ("--fail-closed", false)];
+    for (fail, works_after, mut s) in cases
+        .into_iter()
+        .flat_map(|(f, w)| [(f, w, host_mode()), (f, w, gateway_mode())])
+    {
         let www = s.lab.dir.path().join("www");
         std::fs::create_dir_all(&www).unwrap();
         std::fs::write(www.join("x"), "x").unwrap();

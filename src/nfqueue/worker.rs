@@ -94,6 +94,9 @@ pub(super) fn run(queue: &mut Queue, index: usize, shared: &Shared<'_>) {
                 let mut line = FlowLine::new(shared.engine.policy(), &rec);
                 let wall = shared.started_wall + Duration::from_nanos(rec.flow.first_ts.as_nanos());
                 line.first_ts = rfc3339(Timestamp::from_nanos(wall_nanos(wall)));
+                line.ts = Some(rfc3339(Timestamp::from_nanos(
+                    wall_nanos(SystemTime::now()),
+                )));
                 let text = serde_json::to_string(&line).unwrap_or_default();
                 if let Err(TrySendError::Full(_)) = log.try_send(text) {
                     shared.metrics.log_dropped.fetch_add(1, Relaxed);
