@@ -58,10 +58,11 @@ pub struct TcpFlags {
 /// The transport view of a packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
-    /// `flags` is `None` when the header was cut short before the flags byte.
+    /// `seq` and `flags` are `None` when the header was cut short before them.
     Tcp {
         sport: u16,
         dport: u16,
+        seq: Option<u32>,
         flags: Option<TcpFlags>,
     },
     Udp {
@@ -231,12 +232,14 @@ fn parse_transport(proto: IpNumber, l4: &[u8]) -> Result<(Transport, &[u8]), Mal
                 rst: f & 0x04 != 0,
                 ack: f & 0x10 != 0,
             });
+            let seq = l4.get(4..8).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
             let header_len = l4.get(12).map_or(l4.len(), |&b| usize::from(b >> 4) * 4);
             let payload = l4.get(header_len.max(20)..).unwrap_or(&[]);
             Ok((
                 Transport::Tcp {
                     sport,
                     dport,
+                    seq,
                     flags,
                 },
                 payload,
@@ -321,6 +324,7 @@ mod tests {
             t => panic!("{t:?}"),
         }
         assert_eq!(p.payload, b"GET / HTTP/1.1\r\n");
+        assert!(matches!(p.transport, Transport::Tcp { seq: Some(1), .. }));
     }
 
     #[test]
