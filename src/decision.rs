@@ -55,6 +55,12 @@ pub enum Reason {
     /// A non-first fragment whose first fragment was not seen, so its ports are unknown
     /// (`option malformed` sets the verdict).
     OrphanFragment,
+    /// A rule needs the flow's first payload (HTTP host, TLS SNI, app protocol): the flow's packets
+    /// pass until it comes, and are not yet a decision of the flow.
+    Inspecting,
+    /// The first payload did not come, or did not parse, within the inspection budget
+    /// (`option inspect-limit` sets the verdict).
+    InspectLimit,
 }
 
 impl Reason {
@@ -66,6 +72,8 @@ impl Reason {
             Reason::NoPolicy => "no-policy",
             Reason::Malformed(_) => "malformed",
             Reason::OrphanFragment => "orphan-fragment",
+            Reason::Inspecting => "inspecting",
+            Reason::InspectLimit => "inspect-limit",
         }
     }
 }

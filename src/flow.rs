@@ -19,7 +19,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use ahash::RandomState;
 
 use crate::Timestamp;
-use crate::decision::Decision;
+use crate::decision::{Decision, Reason};
 use crate::packet::{Packet, TcpFlags, Transport, has_echo_ident};
 
 const NANOS: u64 = 1_000_000_000;
@@ -271,7 +271,61 @@ pub struct FlowTable {
     finished: Vec<FlowRecord>,
     keep_created: bool,
     created: Vec<FlowRecord>,
+    /// Flows whose verdict waits for their first payload.
+    inspecting: HashMap<FlowKey, Inspection, RandomState>,
     stats: FlowStats,
+}
+
+/// How much of a flow's first payload may be waited for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InspectBudget {
+    /// Packets from the initiator, handshake included.
+    pub packets: u32,
+    /// Bytes of the initiator's payload.
+    pub bytes: usize,
+}
+
+impl Default for InspectBudget {
+    fn default() -> Self {
+        InspectBudget { packets: 8, bytes: 8192 }
+    }
+}
+
+/// The initiator's payload so far, in sequence order (TCP) or its first datagram (UDP).
+#[derive(Debug, Default)]
+struct Inspection {
+    stream: Vec<u8>,
+    /// The next TCP sequence number expected from the initiator, once known.
+    next_seq: Option<u32>,
+    packets: u32,
+}
+
+impl Inspection {
+    /// Adds a TCP segment from the initiator; true when it brought new bytes. A retransmission adds only
+    /// what goes past the bytes already held (the first copy of a byte wins, as in the receiver's
+    /// reassembly); a segment after a gap is skipped: it comes again after the missing one.
+    fn add_segment(&mut self, seq: Option<u32>, syn: bool, data: &[u8]) -> bool {
+        let Some(seq) = seq else { return false };
+        if syn {
+            // RFC 9293 §3.4: the SYN takes one sequence number.
+            self.next_seq = Some(seq.wrapping_add(1).wrapping_add(data.len() as u32));
+            self.stream.extend_from_slice(data);
+            return !data.is_empty();
+        }
+        if data.is_empty() {
+            return false;
+        }
+        let next = *self.next_seq.get_or_insert(seq);
+        let ahead = seq.wrapping_sub(next) as i32;
+        if ahead > 0 {
+            return false;
+        }
+        let skip = (-(ahead as i64)) as usize;
+        let Some(fresh) = data.get(skip..).filter(|f| !f.is_empty()) else { return false };
+        self.stream.extend_from_slice(fresh);
+        self.next_seq = Some(next.wrapping_add(fresh.len() as u32));
+        true
+    }
 }
 
 impl FlowTable {
@@ -287,6 +341,7 @@ impl FlowTable {
             finished: Vec::new(),
             keep_created: false,
             created: Vec::new(),
+            inspecting: HashMap::with_hasher(RandomState::with_seeds(7, 8, 9, 10)),
             stats: FlowStats::default(),
         }
     }
@@ -376,7 +431,8 @@ impl FlowTable {
         };
         flow.count(p, now);
         flow.note_close(side, flags);
-        if self.keep_created {
+        // A flow waiting for its payload is reported when that decides it (see `inspect`).
+        if self.keep_created && decision.reason != Reason::Inspecting {
             self.created.push(FlowRecord { key, flow });
         }
         self.flows.insert(key, flow);
@@ -424,7 +480,50 @@ impl FlowTable {
         }
     }
 
+    /// Feeds a packet of a flow still waiting for its first payload. The initiator's payload is collected
+    /// (TCP in sequence order, UDP datagram by datagram); whenever it grew, `read` is asked for the
+    /// flow's decision, and `Some` ends the wait. Past `budget`, the flow gets `limit`. The decision
+    /// becomes the flow's for all its later packets; `None` means: still waiting.
+    pub fn inspect(
+        &mut self,
+        p: &Packet<'_>,
+        (key, side): (FlowKey, Side),
+        budget: InspectBudget,
+        read: impl FnOnce(&[u8]) -> Option<Decision>,
+        limit: Decision,
+    ) -> Option<Decision> {
+        let initiator = self.flows.get(&key).map(|f| f.initiator)?;
+        let state = self.inspecting.entry(key).or_default();
+        let mut grew = false;
+        if side == initiator {
+            state.packets += 1;
+            grew = match p.transport {
+                Transport::Tcp { seq, flags, .. } => {
+                    state.add_segment(seq, flags.is_some_and(|f| f.syn), p.payload)
+                }
+                _ if !p.payload.is_empty() => {
+                    state.stream.clear();
+                    state.stream.extend_from_slice(p.payload);
+                    true
+                }
+                _ => false,
+            };
+        }
+        let decided = if grew { read(&state.stream) } else { None };
+        let over = state.packets >= budget.packets || state.stream.len() >= budget.bytes;
+        let decision = decided.or(over.then_some(limit))?;
+        self.inspecting.remove(&key);
+        if let Some(flow) = self.flows.get_mut(&key) {
+            flow.decision = decision;
+            if self.keep_created {
+                self.created.push(FlowRecord { key, flow: *flow });
+            }
+        }
+        Some(decision)
+    }
+
     fn finish(&mut self, key: FlowKey, flow: Flow) {
+        self.inspecting.remove(&key);
         if self.keep_finished {
             self.finished.push(FlowRecord { key, flow });
         }
@@ -474,6 +573,7 @@ impl FlowTable {
             self.finish(key, flow);
         }
         self.fragments.clear();
+        self.inspecting.clear();
     }
 
     /// Flows that left the table since the last call.
@@ -485,7 +585,7 @@ impl FlowTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decision::{Reason, Verdict};
+    use crate::decision::Verdict;
     use etherparse::PacketBuilder;
 
     fn tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: &str) -> Vec<u8> {
@@ -588,6 +688,46 @@ mod tests {
             DROP
         );
         assert_eq!(t.stats().created, 2);
+    }
+
+    fn segment(seq: u32, syn: bool, data: &[u8], i: &mut Inspection) -> (bool, String) {
+        let grew = i.add_segment(Some(seq), syn, data);
+        (grew, String::from_utf8_lossy(&i.stream).into_owned())
+    }
+
+    #[test]
+    fn segments_reassemble_in_order_first_copy_wins() {
+        let mut i = Inspection::default();
+        assert_eq!(segment(99, true, b"", &mut i), (false, "".into()), "SYN: next is 100");
+        assert_eq!(segment(100, false, b"GET / HT", &mut i), (true, "GET / HT".into()));
+        assert_eq!(segment(100, false, b"GET / HT", &mut i), (false, "GET / HT".into()), "retransmission");
+        assert_eq!(segment(112, false, b"Host", &mut i), (false, "GET / HT".into()), "after a gap: skipped");
+        assert_eq!(segment(104, false, b"XXXXTP/1", &mut i), (true, "GET / HTTP/1".into()), "overlap: old bytes win");
+        assert_eq!(segment(u32::MAX, true, b"", &mut Inspection::default()).0, false);
+        let mut w = Inspection::default();
+        segment(u32::MAX, true, b"", &mut w);
+        assert_eq!(segment(0, false, b"ab", &mut w), (true, "ab".into()), "sequence numbers wrap");
+    }
+
+    #[test]
+    fn inspection_decides_once_or_at_the_budget() {
+        const WAIT: Decision = Decision { verdict: Verdict::Accept, reason: Reason::Inspecting };
+        const LIMIT: Decision = Decision { verdict: Verdict::Drop, reason: Reason::InspectLimit };
+        let budget = InspectBudget { packets: 3, bytes: 100 };
+        let mut t = FlowTable::new(FlowConfig::default());
+        t.keep_created(true);
+        let syn = tcp([10, 0, 0, 2], 40000, [192, 0, 2, 1], 80, "S");
+        assert_eq!(feed(&mut t, &syn, 0, WAIT), WAIT);
+        assert_eq!(t.drain_created().count(), 0, "not reported while waiting");
+        let p = Packet::parse(&syn).unwrap();
+        let k = FlowKey::of(&p).unwrap();
+        assert_eq!(t.inspect(&p, k, budget, |_| Some(ACCEPT), LIMIT), None, "a SYN has no payload");
+        assert_eq!(t.inspect(&p, k, budget, |_| Some(ACCEPT), LIMIT), None);
+        assert_eq!(t.inspect(&p, k, budget, |_| Some(ACCEPT), LIMIT), Some(LIMIT), "third packet: budget");
+        assert_eq!(feed(&mut t, &syn, 1, WAIT), LIMIT, "the flow keeps the decision");
+        let logged: Vec<_> = t.drain_created().collect();
+        assert_eq!(logged.len(), 1);
+        assert_eq!(logged[0].flow.decision, LIMIT);
     }
 
     #[test]

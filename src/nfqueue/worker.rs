@@ -2,8 +2,9 @@
 //!
 //! A decided flow's packet gets NF_REPEAT with outgate's mark bits set to the verdict; the ruleset saves
 //! them into the conntrack mark and acts on them, so the flow's later packets stay in the kernel. A
-//! malformed packet or orphan fragment gets a plain NF_ACCEPT/NF_DROP without a mark: it must not decide
-//! the conntrack entry it belongs to.
+//! packet of a flow still waiting for its first payload gets a plain NF_ACCEPT, so the next one comes up
+//! too. A malformed packet or orphan fragment gets a plain NF_ACCEPT/NF_DROP without a mark: it must not
+//! decide the conntrack entry it belongs to.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime};
@@ -35,6 +36,8 @@ fn kernel_verdict(d: Decision, old_mark: u32) -> (NfVerdict, Option<u32>) {
         Verdict::Reject => MARK_REJECT,
     };
     match (d.reason, d.verdict) {
+        // Still waiting for the first payload: pass without a mark, so the next packet comes up too.
+        (Reason::Inspecting, _) => (NfVerdict::Accept, None),
         (Reason::Malformed(_) | Reason::OrphanFragment, Verdict::Accept) => {
             (NfVerdict::Accept, None)
         }
