@@ -287,7 +287,10 @@ pub struct InspectBudget {
 
 impl Default for InspectBudget {
     fn default() -> Self {
-        InspectBudget { packets: 8, bytes: 8192 }
+        InspectBudget {
+            packets: 8,
+            bytes: 8192,
+        }
     }
 }
 
@@ -321,7 +324,9 @@ impl Inspection {
             return false;
         }
         let skip = (-(ahead as i64)) as usize;
-        let Some(fresh) = data.get(skip..).filter(|f| !f.is_empty()) else { return false };
+        let Some(fresh) = data.get(skip..).filter(|f| !f.is_empty()) else {
+            return false;
+        };
         self.stream.extend_from_slice(fresh);
         self.next_seq = Some(next.wrapping_add(fresh.len() as u32));
         true
@@ -698,22 +703,53 @@ mod tests {
     #[test]
     fn segments_reassemble_in_order_first_copy_wins() {
         let mut i = Inspection::default();
-        assert_eq!(segment(99, true, b"", &mut i), (false, "".into()), "SYN: next is 100");
-        assert_eq!(segment(100, false, b"GET / HT", &mut i), (true, "GET / HT".into()));
-        assert_eq!(segment(100, false, b"GET / HT", &mut i), (false, "GET / HT".into()), "retransmission");
-        assert_eq!(segment(112, false, b"Host", &mut i), (false, "GET / HT".into()), "after a gap: skipped");
-        assert_eq!(segment(104, false, b"XXXXTP/1", &mut i), (true, "GET / HTTP/1".into()), "overlap: old bytes win");
-        assert_eq!(segment(u32::MAX, true, b"", &mut Inspection::default()).0, false);
+        assert_eq!(
+            segment(99, true, b"", &mut i),
+            (false, "".into()),
+            "SYN: next is 100"
+        );
+        assert_eq!(
+            segment(100, false, b"GET / HT", &mut i),
+            (true, "GET / HT".into())
+        );
+        assert_eq!(
+            segment(100, false, b"GET / HT", &mut i),
+            (false, "GET / HT".into()),
+            "retransmission"
+        );
+        assert_eq!(
+            segment(112, false, b"Host", &mut i),
+            (false, "GET / HT".into()),
+            "after a gap: skipped"
+        );
+        assert_eq!(
+            segment(104, false, b"XXXXTP/1", &mut i),
+            (true, "GET / HTTP/1".into()),
+            "overlap: old bytes win"
+        );
         let mut w = Inspection::default();
         segment(u32::MAX, true, b"", &mut w);
-        assert_eq!(segment(0, false, b"ab", &mut w), (true, "ab".into()), "sequence numbers wrap");
+        assert_eq!(
+            segment(0, false, b"ab", &mut w),
+            (true, "ab".into()),
+            "sequence numbers wrap"
+        );
     }
 
     #[test]
     fn inspection_decides_once_or_at_the_budget() {
-        const WAIT: Decision = Decision { verdict: Verdict::Accept, reason: Reason::Inspecting };
-        const LIMIT: Decision = Decision { verdict: Verdict::Drop, reason: Reason::InspectLimit };
-        let budget = InspectBudget { packets: 3, bytes: 100 };
+        const WAIT: Decision = Decision {
+            verdict: Verdict::Accept,
+            reason: Reason::Inspecting,
+        };
+        const LIMIT: Decision = Decision {
+            verdict: Verdict::Drop,
+            reason: Reason::InspectLimit,
+        };
+        let budget = InspectBudget {
+            packets: 3,
+            bytes: 100,
+        };
         let mut t = FlowTable::new(FlowConfig::default());
         t.keep_created(true);
         let syn = tcp([10, 0, 0, 2], 40000, [192, 0, 2, 1], 80, "S");
@@ -721,10 +757,22 @@ mod tests {
         assert_eq!(t.drain_created().count(), 0, "not reported while waiting");
         let p = Packet::parse(&syn).unwrap();
         let k = FlowKey::of(&p).unwrap();
-        assert_eq!(t.inspect(&p, k, budget, |_| Some(ACCEPT), LIMIT), None, "a SYN has no payload");
+        assert_eq!(
+            t.inspect(&p, k, budget, |_| Some(ACCEPT), LIMIT),
+            None,
+            "a SYN has no payload"
+        );
         assert_eq!(t.inspect(&p, k, budget, |_| Some(ACCEPT), LIMIT), None);
-        assert_eq!(t.inspect(&p, k, budget, |_| Some(ACCEPT), LIMIT), Some(LIMIT), "third packet: budget");
-        assert_eq!(feed(&mut t, &syn, 1, WAIT), LIMIT, "the flow keeps the decision");
+        assert_eq!(
+            t.inspect(&p, k, budget, |_| Some(ACCEPT), LIMIT),
+            Some(LIMIT),
+            "third packet: budget"
+        );
+        assert_eq!(
+            feed(&mut t, &syn, 1, WAIT),
+            LIMIT,
+            "the flow keeps the decision"
+        );
         let logged: Vec<_> = t.drain_created().collect();
         assert_eq!(logged.len(), 1);
         assert_eq!(logged[0].flow.decision, LIMIT);

@@ -24,6 +24,7 @@
 pub mod decision;
 pub mod engine;
 pub mod flow;
+pub mod inspect;
 pub mod log;
 pub mod nfqueue;
 pub mod packet;

@@ -232,7 +232,9 @@ fn parse_transport(proto: IpNumber, l4: &[u8]) -> Result<(Transport, &[u8]), Mal
                 rst: f & 0x04 != 0,
                 ack: f & 0x10 != 0,
             });
-            let seq = l4.get(4..8).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+            let seq = l4
+                .get(4..8)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
             let header_len = l4.get(12).map_or(l4.len(), |&b| usize::from(b >> 4) * 4);
             let payload = l4.get(header_len.max(20)..).unwrap_or(&[]);
             Ok((

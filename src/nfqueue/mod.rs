@@ -43,7 +43,7 @@ pub struct RunConfig {
     /// Queue numbers, one worker each.
     pub queues: Vec<u16>,
     pub fail_open: bool,
-    /// Bytes of each packet copied to userspace.
+    /// Bytes of each packet copied to userspace when no rule needs payload (else whole packets).
     pub copy_range: u32,
     /// Packets the kernel holds per queue waiting for a verdict.
     pub queue_maxlen: u32,
@@ -104,11 +104,17 @@ pub fn run(
     stop: Arc<AtomicBool>,
     ready: impl FnOnce(),
 ) -> Result<RunSummary, RunError> {
+    // Rules on HTTP hosts, SNI or the protocol spoken need whole packets; port rules only headers.
+    let copy_range = if engine.policy().needs_payload() {
+        queue::MAX_COPY_RANGE
+    } else {
+        cfg.copy_range
+    };
     let mut queues = Vec::with_capacity(cfg.queues.len());
     for &queue_num in &cfg.queues {
         let qc = QueueConfig {
             queue_num,
-            copy_range: cfg.copy_range,
+            copy_range,
             max_len: cfg.queue_maxlen,
             rcvbuf: cfg.rcvbuf,
             fail_open: cfg.fail_open,

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 
 use super::parse::{Parsed, Proto, Rule, Service};
 use crate::decision::{Decision, Reason, RuleId, Verdict};
+use crate::inspect::Payload;
 use crate::packet::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Packet, Transport};
 
 /// The flow's protocol class and selector (destination port, or ICMP type); `None` for other protocols.
@@ -40,6 +41,14 @@ struct PairTable {
     /// 1 + position of the first rule that matches every protocol (for GRE, ESP, ...); 0 = none.
     other: u16,
     default: Decision,
+}
+
+/// The outcome of evaluating a flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Eval {
+    Decided(Decision),
+    /// A rule that may match needs the flow's first payload.
+    NeedPayload,
 }
 
 /// The compiled form of a [`Parsed`] policy.
@@ -95,13 +104,21 @@ impl Compiled {
     }
 
     /// First-match evaluation of a flow's first packet.
-    pub(super) fn evaluate(&self, parsed: &Parsed, p: &Packet<'_>) -> Decision {
+    ///
+    /// A rule with payload terms decides only once `payload` is known: without it the walk stops there
+    /// with [`Eval::NeedPayload`], so first-match-wins holds across rules with and without terms.
+    pub(super) fn evaluate(
+        &self,
+        parsed: &Parsed,
+        p: &Packet<'_>,
+        payload: Option<&Payload>,
+    ) -> Eval {
         let (s, d) = self.zones_of(parsed, p);
         let Some(pair) = self.pairs.get(s * self.zone_count + d) else {
-            return Decision {
+            return Eval::Decided(Decision {
                 verdict: Verdict::Drop,
                 reason: Reason::NoPolicy,
-            };
+            });
         };
         let class = classify(p);
         let start = match class {
@@ -117,18 +134,27 @@ impl Compiled {
                 let Some(rule) = parsed.rules.get(id as usize) else {
                     continue;
                 };
-                if rule.src.contains(p.src)
+                if !(rule.src.contains(p.src)
                     && rule.dst.contains(p.dst)
-                    && service_matches(&rule.service, class)
+                    && service_matches(&rule.service, class))
                 {
-                    return Decision {
-                        verdict: rule.verdict,
-                        reason: Reason::Rule(id),
-                    };
+                    continue;
+                }
+                let decided = Eval::Decided(Decision {
+                    verdict: rule.verdict,
+                    reason: Reason::Rule(id),
+                });
+                if rule.terms.is_empty() {
+                    return decided;
+                }
+                match payload {
+                    None => return Eval::NeedPayload,
+                    Some(pl) if rule.terms.matches(pl, rule.verdict) => return decided,
+                    Some(_) => {}
                 }
             }
         }
-        pair.default
+        Eval::Decided(pair.default)
     }
 
     /// For `check`: the verdict a selector gets in pair (s, d) from rules that apply to every address of
@@ -147,7 +173,10 @@ impl Compiled {
             .iter()
             .filter_map(|&id| parsed.rules.get(id as usize))
             .find(|r| {
-                r.src.nets.is_empty() && r.dst.nets.is_empty() && service_matches(&r.service, class)
+                r.src.nets.is_empty()
+                    && r.dst.nets.is_empty()
+                    && r.terms.is_empty()
+                    && service_matches(&r.service, class)
             })
             .map_or(pair.default.verdict, |r| r.verdict)
     }

@@ -7,13 +7,16 @@
 
 mod compile;
 pub mod parse;
+pub mod terms;
 
 use std::fmt::Write as _;
 use std::path::Path;
 
+pub use compile::Eval;
 pub use parse::{Options, PairPolicy, PolicyError, Proto, Rule, Service, ZoneSel};
 
-use crate::decision::{Decision, Reason, Verdict};
+use crate::decision::{Reason, Verdict};
+use crate::inspect::Payload;
 use crate::packet::Packet;
 use compile::Compiled;
 use parse::{IMPLICIT_ZONES, Parsed};
@@ -103,9 +106,15 @@ impl Policy {
         Policy::compile(&name, &text).map_err(LoadError::Invalid)
     }
 
-    /// Decides a new flow from its first packet (whose source is the initiator).
-    pub fn evaluate(&self, p: &Packet<'_>) -> Decision {
-        self.compiled.evaluate(&self.parsed, p)
+    /// Decides a new flow from its first packet (whose source is the initiator), and its first payload
+    /// once a rule has asked for it ([`Eval::NeedPayload`]).
+    pub fn evaluate(&self, p: &Packet<'_>, payload: Option<&Payload>) -> Eval {
+        self.compiled.evaluate(&self.parsed, p, payload)
+    }
+
+    /// Whether any rule looks at payload (then the live daemon copies whole packets).
+    pub fn needs_payload(&self) -> bool {
+        self.parsed.rules.iter().any(|r| !r.terms.is_empty())
     }
 
     pub fn file(&self) -> &str {
@@ -197,13 +206,13 @@ impl Policy {
             .parsed
             .rules
             .iter()
-            .filter(|r| !r.src.nets.is_empty() || !r.dst.nets.is_empty())
+            .filter(|r| !r.src.nets.is_empty() || !r.dst.nets.is_empty() || !r.terms.is_empty())
             .count();
         let _ = write!(out, "rules: {}", self.parsed.rules.len());
         if narrowed > 0 {
             let _ = write!(
                 out,
-                " ({narrowed} narrowed to addresses, left out of the open lists below)"
+                " ({narrowed} narrowed to addresses or payload, left out of the open lists below)"
             );
         }
         let _ = writeln!(out);
@@ -274,11 +283,19 @@ fn format_ranges(sorted: &[u16]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decision::Decision;
     use crate::packet::Packet;
     use etherparse::PacketBuilder;
 
+    fn first(policy: &Policy, bytes: &[u8]) -> Decision {
+        match policy.evaluate(&Packet::parse(bytes).unwrap(), None) {
+            Eval::Decided(d) => d,
+            Eval::NeedPayload => panic!("no rule here needs payload"),
+        }
+    }
+
     fn decide(policy: &Policy, bytes: &[u8]) -> (Verdict, Option<String>) {
-        let d = policy.evaluate(&Packet::parse(bytes).unwrap());
+        let d = first(policy, bytes);
         (d.verdict, policy.cite(d.reason))
     }
 
@@ -404,7 +421,7 @@ mod tests {
     #[test]
     fn no_policy_line_drops() {
         let p = Policy::compile("n", "ACCEPT loc net tcp 22\n").unwrap();
-        let d = p.evaluate(&Packet::parse(&tcp([10, 0, 0, 2], [192, 0, 2, 1], 23)).unwrap());
+        let d = first(&p, &tcp([10, 0, 0, 2], [192, 0, 2, 1], 23));
         assert_eq!(
             d,
             Decision {

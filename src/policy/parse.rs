@@ -20,8 +20,11 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use std::path::Path;
+
+use super::terms::Terms;
 use crate::decision::Verdict;
-use crate::flow::{FlowConfig, Timeouts};
+use crate::flow::{FlowConfig, InspectBudget, Timeouts};
 
 /// One error in a policy file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -171,7 +174,7 @@ pub enum Service {
 }
 
 /// A rule line.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Rule {
     pub line: u32,
     /// The line as written (comment included), trimmed.
@@ -180,6 +183,8 @@ pub struct Rule {
     pub src: Endpoint,
     pub dst: Endpoint,
     pub service: Service,
+    /// Payload match terms; empty for a rule decided on a flow's first packet.
+    pub terms: Terms,
 }
 
 /// A `policy` line: the default for a zone pair.
@@ -206,6 +211,10 @@ pub struct Options {
     /// Verdict for packets that cannot be read far enough, and for orphan fragments.
     pub malformed: Verdict,
     pub flows: FlowConfig,
+    /// How long a flow's first payload is waited for when a rule needs it.
+    pub inspect: InspectBudget,
+    /// Verdict for a flow whose first payload did not come or parse within the budget.
+    pub inspect_limit: Verdict,
 }
 
 impl Default for Options {
@@ -213,12 +222,14 @@ impl Default for Options {
         Options {
             malformed: Verdict::Drop,
             flows: FlowConfig::default(),
+            inspect: InspectBudget::default(),
+            inspect_limit: Verdict::Drop,
         }
     }
 }
 
 /// A policy file, checked line by line.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct Parsed {
     /// Declared zones; empty means the implicit pair: `loc` (the initiator) and `net` (the other end).
     pub zones: Vec<Zone>,
@@ -260,6 +271,7 @@ fn tokens(line: &str) -> Vec<Token<'_>> {
 }
 
 struct LineParser<'p> {
+    file: &'p str,
     line: u32,
     text: &'p str,
     zone_names: &'p [String],
@@ -409,12 +421,21 @@ impl LineParser<'_> {
         let (src, dst) = (self.endpoint(src)?, self.endpoint(dst)?);
         let positional: Vec<&Token<'_>> =
             rest.iter().take_while(|t| !t.text.contains('=')).collect();
-        if let Some(term) = rest.get(positional.len()) {
-            let key = term.text.split('=').next().unwrap_or("");
-            return Err((
-                term.col,
-                format!("unknown match term '{key}=' (no payload match terms are supported yet)"),
-            ));
+        let mut terms = Terms::default();
+        let dir = Path::new(self.file).parent().unwrap_or(Path::new(""));
+        for t in &rest[positional.len()..] {
+            let (key, value) = t.text.split_once('=').ok_or_else(|| {
+                (
+                    t.col,
+                    format!(
+                        "expected a match term KEY=VALUE after '{}', found '{}'",
+                        rest[0].text, t.text
+                    ),
+                )
+            })?;
+            terms
+                .add(key, value, dir)
+                .map_err(|(offset, m)| (t.col + offset as u32, m))?;
         }
         let service = match (macro_service, positional.as_slice()) {
             (Some(s), []) => s,
@@ -441,6 +462,7 @@ impl LineParser<'_> {
             src,
             dst,
             service,
+            terms,
         })
     }
 
@@ -496,10 +518,26 @@ impl LineParser<'_> {
                 *slot = secs;
                 4
             }
+            "inspect-packets" | "inspect-bytes" => {
+                let t = value(2)?;
+                let n = number(t)?.clamp(1, 1 << 20);
+                match name.text.to_ascii_lowercase().as_str() {
+                    "inspect-packets" => options.inspect.packets = n as u32,
+                    _ => options.inspect.bytes = n as usize,
+                }
+                3
+            }
+            "inspect-limit" => {
+                options.inspect_limit = self.verdict(value(2)?)?;
+                3
+            }
             other => {
                 return Err((
                     name.col,
-                    format!("unknown option '{other}' (expected malformed, timeout or max-flows)"),
+                    format!(
+                        "unknown option '{other}' (expected malformed, timeout, max-flows, \
+                         inspect-packets, inspect-bytes or inspect-limit)"
+                    ),
                 ));
             }
         };
@@ -675,6 +713,7 @@ pub fn parse(file: &str, text: &str) -> Result<Parsed, Vec<PolicyError>> {
     let mut parsed = Parsed::default();
     for (n, text, toks) in &lines {
         let lp = LineParser {
+            file,
             line: *n,
             text,
             zone_names: &zone_names,
@@ -807,10 +846,35 @@ mod tests {
                 .message
                 .contains("does not start a statement")
         );
+        let e = one_error("ACCEPT loc net tcp 80 hots=numeric");
+        assert_eq!(e.col, 23);
         assert!(
-            one_error("ACCEPT loc net tcp 80 host=numeric")
+            e.message.contains("unknown match term 'hots='"),
+            "{}",
+            e.message
+        );
+        let e = one_error("DROP loc net tcp 443 app=tls,sshh");
+        assert_eq!(e.col, 26);
+        assert!(e.message.contains("unknown app 'sshh'"), "{}", e.message);
+        assert!(
+            one_error("DROP loc net tcp 80 url=/a url=/b")
                 .message
-                .contains("unknown match term 'host='")
+                .contains("appears twice")
+        );
+        assert!(
+            one_error("DROP loc net tcp 80 host=@missing.txt")
+                .message
+                .contains("cannot read host list")
+        );
+        assert!(
+            one_error("DROP loc net tcp 80 host=")
+                .message
+                .contains("needs a value")
+        );
+        assert!(
+            one_error("DROP loc net tcp 80 host=numeric junk")
+                .message
+                .contains("expected a match term")
         );
         assert!(
             one_error("SSH(ACCEPT) loc net tcp")

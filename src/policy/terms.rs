@@ -13,21 +13,17 @@
 //! only ever match HTTP requests and `sni` only TLS ClientHellos, so `DROP loc net tcp 80 host=numeric`
 //! leaves flows that are not HTTP to later rules. A rule matches when every term does. `@FILE` reads one
 //! host pattern a line (`#` comments), relative to the policy file's folder.
+//!
+//! A request that names several hosts (two Host headers, an absolute URI that disagrees with Host) is
+//! read the way that cannot be abused: an ACCEPT rule's host term must hold for every host it names, a
+//! DROP or REJECT rule's for any of them. Such a request neither slips past a block nor into an allow.
 
 use std::path::Path;
 
+use crate::decision::Verdict;
+use crate::inspect::Payload;
 use crate::inspect::detect::App;
 use crate::inspect::host::{Host, HostPattern, UrlPattern, parse_host};
-use crate::inspect::http::Request;
-use crate::inspect::tls::ClientHello;
-
-/// What the first payload of a flow showed.
-#[derive(Clone, Debug, Default)]
-pub struct Payload {
-    pub app: Option<App>,
-    pub http: Option<Request>,
-    pub tls: Option<ClientHello>,
-}
 
 /// Hosts a `host=` or `sni=` term names.
 #[derive(Clone, Debug)]
@@ -85,59 +81,119 @@ impl Terms {
                     .map(|name| {
                         App::from_name(&name.to_ascii_lowercase()).ok_or_else(|| {
                             let known: Vec<&str> = App::ALL.iter().map(|a| a.name()).collect();
-                            (offset, format!("unknown app '{name}' (expected one of: {})", known.join(", ")))
+                            (
+                                offset,
+                                format!(
+                                    "unknown app '{name}' (expected one of: {})",
+                                    known.join(", ")
+                                ),
+                            )
                         })
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                set(&mut self.app, Term { negated, value: apps }).map_err(|_| duplicate())
+                set(
+                    &mut self.app,
+                    Term {
+                        negated,
+                        value: apps,
+                    },
+                )
+                .map_err(|_| duplicate())
             }
             "host" => {
                 let sel = host_sel(value, dir, false).map_err(|m| (offset, m))?;
-                set(&mut self.host, Term { negated, value: sel }).map_err(|_| duplicate())
+                set(
+                    &mut self.host,
+                    Term {
+                        negated,
+                        value: sel,
+                    },
+                )
+                .map_err(|_| duplicate())
             }
             "sni" => {
                 let sel = host_sel(value, dir, true).map_err(|m| (offset, m))?;
-                set(&mut self.sni, Term { negated, value: sel }).map_err(|_| duplicate())
+                set(
+                    &mut self.sni,
+                    Term {
+                        negated,
+                        value: sel,
+                    },
+                )
+                .map_err(|_| duplicate())
             }
             "url" => {
                 let patterns = list()
                     .map(|p| UrlPattern::parse(p).map_err(|m| (offset, m)))
                     .collect::<Result<Vec<_>, _>>()?;
-                set(&mut self.url, Term { negated, value: patterns }).map_err(|_| duplicate())
+                set(
+                    &mut self.url,
+                    Term {
+                        negated,
+                        value: patterns,
+                    },
+                )
+                .map_err(|_| duplicate())
             }
             "method" => {
                 let methods: Vec<String> = list().map(|m| m.to_ascii_uppercase()).collect();
-                if let Some(bad) = methods.iter().find(|m| !m.bytes().all(|b| b.is_ascii_alphabetic())) {
+                if let Some(bad) = methods
+                    .iter()
+                    .find(|m| !m.bytes().all(|b| b.is_ascii_alphabetic()))
+                {
                     return Err((offset, format!("'{bad}' is not an HTTP method")));
                 }
-                set(&mut self.method, Term { negated, value: methods }).map_err(|_| duplicate())
+                set(
+                    &mut self.method,
+                    Term {
+                        negated,
+                        value: methods,
+                    },
+                )
+                .map_err(|_| duplicate())
             }
-            _ => Err((0, format!("unknown match term '{key}=' (expected one of: {KEYS})"))),
+            _ => Err((
+                0,
+                format!("unknown match term '{key}=' (expected one of: {KEYS})"),
+            )),
         }
     }
 
-    /// Whether the payload satisfies every term.
-    pub fn matches(&self, p: &Payload) -> bool {
-        let app_ok = self.app.as_ref().is_none_or(|t| {
-            t.negated != p.app.is_some_and(|a| t.value.contains(&a))
-        });
+    /// Whether the payload satisfies every term, for a rule whose action is `verdict`.
+    pub fn matches(&self, p: &Payload, verdict: Verdict) -> bool {
+        let app_ok = self
+            .app
+            .as_ref()
+            .is_none_or(|t| t.negated != p.app.is_some_and(|a| t.value.contains(&a)));
         let http = p.http.as_ref();
         let host_ok = self.host.as_ref().is_none_or(|t| {
-            http.is_some_and(|r| t.negated != host_matches(&t.value, r.host.as_ref()))
+            http.is_some_and(|r| {
+                let hit = |h: &Host| host_matches(&t.value, Some(h));
+                let any = r.hosts.iter().any(hit);
+                let all = !r.hosts.is_empty() && r.hosts.iter().all(hit);
+                // ACCEPT must hold for every named host, DROP/REJECT for any (see the module docs).
+                match (t.negated, verdict == Verdict::Accept) {
+                    (false, true) => all,
+                    (false, false) => any,
+                    (true, true) => !any,
+                    (true, false) => !all,
+                }
+            })
         });
         let url_ok = self.url.as_ref().is_none_or(|t| {
             http.is_some_and(|r| t.negated != t.value.iter().any(|u| u.matches(&r.path_and_query)))
         });
         let method_ok = self.method.as_ref().is_none_or(|t| {
-            http.is_some_and(|r| t.negated != t.value.iter().any(|m| *m == r.method))
+            http.is_some_and(|r| {
+                t.negated != t.value.iter().any(|m| m.eq_ignore_ascii_case(&r.method))
+            })
         });
         let sni_ok = self.sni.as_ref().is_none_or(|t| {
             p.tls.as_ref().is_some_and(|hello| {
-                let sni = hello.sni.as_deref().and_then(|s| parse_host(s).map(|(h, _)| h));
                 let hit = match (&t.value, &hello.sni) {
-                    (HostSel::Absent, None) => true,
-                    (HostSel::Absent, Some(_)) => false,
-                    (sel, _) => host_matches(sel, sni.as_ref()),
+                    (HostSel::Absent, sni) => sni.is_none(),
+                    (sel, Some(sni)) => host_matches(sel, parse_host(sni).map(|(h, _)| h).as_ref()),
+                    (_, None) => false,
                 };
                 t.negated != hit
             })
@@ -179,10 +235,148 @@ fn host_sel(value: &str, dir: &Path, sni: bool) -> Result<HostSel, String> {
                 .filter(|l| !l.is_empty())
                 .collect()
         }
-        None => value.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+        None => value
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
     };
     if names.is_empty() {
         return Err(format!("'{value}' names no host"));
     }
-    names.iter().map(|n| HostPattern::parse(n)).collect::<Result<Vec<_>, _>>().map(HostSel::Names)
+    names
+        .iter()
+        .map(|n| HostPattern::parse(n))
+        .collect::<Result<Vec<_>, _>>()
+        .map(HostSel::Names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::http::parse_request;
+    use crate::inspect::tls::ClientHello;
+
+    fn terms(pairs: &[(&str, &str)]) -> Terms {
+        let mut t = Terms::default();
+        for (k, v) in pairs {
+            t.add(k, v, Path::new(".")).unwrap();
+        }
+        t
+    }
+
+    fn http(request: &str) -> Payload {
+        Payload {
+            app: Some(App::Http),
+            http: Some(parse_request(request.as_bytes()).unwrap()),
+            tls: None,
+        }
+    }
+
+    fn tls(sni: Option<&str>) -> Payload {
+        let hello = ClientHello {
+            sni: sni.map(str::to_string),
+            ..ClientHello::default()
+        };
+        Payload {
+            app: Some(App::Tls),
+            http: None,
+            tls: Some(hello),
+        }
+    }
+
+    const DROP: Verdict = Verdict::Drop;
+    const ACCEPT: Verdict = Verdict::Accept;
+
+    #[test]
+    fn host_terms_read_numeric_and_lists() {
+        let numeric = terms(&[("host", "numeric")]);
+        assert!(numeric.matches(
+            &http("GET / HTTP/1.1\r\nHost: 192.0.2.80:8080\r\n\r\n"),
+            DROP
+        ));
+        assert!(numeric.matches(&http("GET / HTTP/1.1\r\nHost: 3232235777\r\n\r\n"), DROP));
+        assert!(numeric.matches(&http("GET / HTTP/1.1\r\nHost: [2001:db8::1]\r\n\r\n"), DROP));
+        assert!(!numeric.matches(
+            &http("GET / HTTP/1.1\r\nHost: www.example.org\r\n\r\n"),
+            DROP
+        ));
+        assert!(
+            !numeric.matches(&tls(Some("192.0.2.1")), DROP),
+            "host= is for HTTP only"
+        );
+        let list = terms(&[("host", "*.example.org,files.example.net")]);
+        assert!(list.matches(
+            &http("GET / HTTP/1.1\r\nHost: WWW.example.org\r\n\r\n"),
+            ACCEPT
+        ));
+        assert!(!list.matches(&http("GET / HTTP/1.1\r\nHost: example.org\r\n\r\n"), ACCEPT));
+        let not = terms(&[("host", "!numeric")]);
+        assert!(not.matches(
+            &http("GET / HTTP/1.1\r\nHost: www.example.org\r\n\r\n"),
+            ACCEPT
+        ));
+    }
+
+    #[test]
+    fn ambiguous_requests_can_neither_escape_a_block_nor_enter_an_allow() {
+        let two = http("GET / HTTP/1.1\r\nHost: www.example.org\r\nHost: 192.0.2.80\r\n\r\n");
+        assert!(
+            terms(&[("host", "numeric")]).matches(&two, DROP),
+            "a DROP rule sees any host"
+        );
+        assert!(
+            !terms(&[("host", "www.example.org")]).matches(&two, ACCEPT),
+            "an ACCEPT rule needs all"
+        );
+        let proxy =
+            http("GET http://198.51.100.9/tunnel HTTP/1.1\r\nHost: www.example.org\r\n\r\n");
+        assert!(terms(&[("host", "numeric")]).matches(&proxy, DROP));
+        assert!(!terms(&[("host", "!numeric")]).matches(&proxy, ACCEPT));
+    }
+
+    #[test]
+    fn url_method_app_and_sni() {
+        let req = http("POST /cgi-bin/Gateway.DLL?AsyncPoll HTTP/1.1\r\nHost: a.example\r\n\r\n");
+        assert!(terms(&[("url", "gateway.dll?")]).matches(&req, DROP));
+        assert!(terms(&[("url", "/*/gateway.dll?*")]).matches(&req, DROP));
+        assert!(terms(&[("method", "post,put")]).matches(&req, DROP));
+        assert!(!terms(&[("method", "GET")]).matches(&req, DROP));
+        assert!(terms(&[("app", "http")]).matches(&req, DROP));
+        assert!(terms(&[("app", "!tls")]).matches(&req, DROP));
+        assert!(terms(&[("sni", "none")]).matches(&tls(None), DROP));
+        assert!(!terms(&[("sni", "none")]).matches(&tls(Some("a.example")), DROP));
+        assert!(terms(&[("sni", "numeric")]).matches(&tls(Some("192.0.2.44")), DROP));
+        assert!(terms(&[("sni", ".example.org")]).matches(&tls(Some("example.org")), ACCEPT));
+        assert!(
+            !terms(&[("sni", "numeric")]).matches(&req, DROP),
+            "sni= is for TLS only"
+        );
+        let both = terms(&[("app", "tls"), ("sni", "a.example")]);
+        assert!(
+            both.matches(&tls(Some("a.example")), ACCEPT)
+                && !both.matches(&tls(Some("b.example")), ACCEPT)
+        );
+    }
+
+    #[test]
+    fn host_lists_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("confederates.txt"),
+            "# tunnel servers\nrelay.example.net\n\n*.tun.example\n",
+        )
+        .unwrap();
+        let mut t = Terms::default();
+        t.add("host", "@confederates.txt", dir.path()).unwrap();
+        assert!(t.matches(
+            &http("GET / HTTP/1.1\r\nHost: relay.example.net\r\n\r\n"),
+            DROP
+        ));
+        assert!(t.matches(&http("GET / HTTP/1.1\r\nHost: a.tun.example\r\n\r\n"), DROP));
+        assert!(!t.matches(
+            &http("GET / HTTP/1.1\r\nHost: www.example.org\r\n\r\n"),
+            DROP
+        ));
+    }
 }

@@ -45,6 +45,9 @@ pub struct Counters {
 pub struct HitTable {
     lines: Vec<Hits>,
     no_policy: Hits,
+    /// Flows whose first payload did not come or parse in time, and packets that passed while waiting.
+    inspect_limit: Hits,
+    inspecting: Hits,
     /// Malformed and orphan packets are counted elsewhere; this absorbs their writes.
     other: Hits,
 }
@@ -62,6 +65,8 @@ impl HitTable {
         match (Self::index(r), r) {
             (Some(i), _) => self.lines.get(i).copied().unwrap_or_default(),
             (None, Reason::NoPolicy) => self.no_policy,
+            (None, Reason::InspectLimit) => self.inspect_limit,
+            (None, Reason::Inspecting) => self.inspecting,
             _ => Hits::default(),
         }
     }
@@ -75,6 +80,8 @@ impl HitTable {
                 &mut self.lines[i]
             }
             (None, Reason::NoPolicy) => &mut self.no_policy,
+            (None, Reason::InspectLimit) => &mut self.inspect_limit,
+            (None, Reason::Inspecting) => &mut self.inspecting,
             _ => &mut self.other,
         }
     }
@@ -87,8 +94,14 @@ impl HitTable {
             a.flows += b.flows;
             a.packets += b.packets;
         }
-        self.no_policy.flows += o.no_policy.flows;
-        self.no_policy.packets += o.no_policy.packets;
+        for (a, b) in [
+            (&mut self.no_policy, &o.no_policy),
+            (&mut self.inspect_limit, &o.inspect_limit),
+            (&mut self.inspecting, &o.inspecting),
+        ] {
+            a.flows += b.flows;
+            a.packets += b.packets;
+        }
     }
 }
 
@@ -215,16 +228,38 @@ impl ReplayReport {
         }
         rows.sort_by_key(|(line, _)| *line);
         let mut rows: Vec<HitRow<'a>> = rows.into_iter().map(|(_, r)| r).collect();
-        let fallback = hits(Reason::NoPolicy);
-        if fallback != Hits::default() {
-            let text = "(no policy line covers the zone pair)";
-            rows.push(HitRow {
-                cite: "-".into(),
-                kind: "no-policy",
-                text,
-                verdict: Verdict::Drop,
-                hits: fallback,
-            });
+        // Decisions no line made, listed when they happened.
+        let others = [
+            (
+                Reason::NoPolicy,
+                "no-policy",
+                "(no policy line covers the zone pair)",
+                Verdict::Drop,
+            ),
+            (
+                Reason::InspectLimit,
+                "inspect-limit",
+                "(first payload did not come or parse in time: option inspect-limit)",
+                policy.options().inspect_limit,
+            ),
+            (
+                Reason::Inspecting,
+                "inspecting",
+                "(passed while waiting for the first payload; flows: never decided)",
+                Verdict::Accept,
+            ),
+        ];
+        for (reason, kind, text, verdict) in others {
+            let h = hits(reason);
+            if h != Hits::default() {
+                rows.push(HitRow {
+                    cite: "-".into(),
+                    kind,
+                    text,
+                    verdict,
+                    hits: h,
+                });
+            }
         }
         rows
     }

@@ -1,0 +1,879 @@
+//! Which application protocol a client speaks, from the first payload bytes of its flow.
+//!
+//! Contract: [`detect`] never panics on any input: untrusted bytes are read with bounds-checked
+//! `get`, never indexed. No IO, no clock, no state: the same bytes always give the same answer.
+//!
+//! Each protocol has a signature, a test on the first bytes that says `Match`, `No`, or `Partial`
+//! (the bytes so far are a strict prefix of something that would match). [`detect`] returns the
+//! first matching protocol in a fixed order, else [`Detection::NeedMore`] when the flow is TCP and
+//! some signature is still partial, else [`App::Unknown`]. A UDP datagram is whole, so UDP is never
+//! `NeedMore`. No signature needs more than [`DECIDE_BY`] bytes: past that, TCP is decided too.
+//!
+//! Signatures are deliberately strict (exact lengths, reserved bits, plausible counts): a wrong
+//! name is worse for a filter than `Unknown`, and a client that tunnels through an allowed
+//! protocol must not be able to look like it cheaply. What is not recognised:
+//! - SOCKS5 clients that pipeline anything but a SOCKS5 request after the greeting, SOCKS4 clients
+//!   that send data before the reply;
+//! - a TCP flow caught mid-stream (a server's response or TLS application data as the first bytes);
+//! - HTTP methods outside RFC 9110 §9 (WebDAV etc.), SSLv2-format hellos, DTLS, QUIC versions other
+//!   than 1, 2, the IETF drafts and version negotiation.
+
+use super::tls;
+
+/// Past this many client bytes, a TCP flow is decided even if a signature could still match.
+/// The longest signature, an OpenVPN hard reset over TCP, fits (2 + 1280 bytes).
+pub const DECIDE_BY: usize = 2048;
+
+/// OpenVPN control packet length bounds: 14 bytes is a hard reset with no tls-auth (opcode, session
+/// id, empty ack array, packet id); a tls-crypt-v2 V3 reset carries a wrapped key of ≤ 1024 bytes.
+const OPENVPN_MIN_LEN: usize = 14;
+const OPENVPN_MAX_LEN: usize = 1280;
+/// Bounds of a client's first DNS message over TCP: header, root name, type and class at least; a
+/// query (even an UPDATE) of more than 4 KiB is not what a client opens a connection with, and the
+/// bound keeps text protocols from reading as a length prefix ("GE" is 18245).
+const DNS_TCP_MIN_LEN: usize = 17;
+const DNS_TCP_MAX_LEN: usize = 4096;
+
+/// An application protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum App {
+    Http,
+    Tls,
+    Ssh,
+    OpenVpn,
+    WireGuard,
+    Socks,
+    Quic,
+    Dns,
+    Ftp,
+    Unknown,
+}
+
+impl App {
+    /// Every value, in declaration order.
+    pub const ALL: [App; 10] = [
+        App::Http,
+        App::Tls,
+        App::Ssh,
+        App::OpenVpn,
+        App::WireGuard,
+        App::Socks,
+        App::Quic,
+        App::Dns,
+        App::Ftp,
+        App::Unknown,
+    ];
+
+    /// A stable lower-case name, for policies, reports and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            App::Http => "http",
+            App::Tls => "tls",
+            App::Ssh => "ssh",
+            App::OpenVpn => "openvpn",
+            App::WireGuard => "wireguard",
+            App::Socks => "socks",
+            App::Quic => "quic",
+            App::Dns => "dns",
+            App::Ftp => "ftp",
+            App::Unknown => "unknown",
+        }
+    }
+
+    /// The app whose [`App::name`] this is, ignoring ASCII case.
+    pub fn from_name(name: &str) -> Option<App> {
+        App::ALL
+            .into_iter()
+            .find(|a| a.name().eq_ignore_ascii_case(name))
+    }
+}
+
+/// The transport the payload came over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+/// The outcome of [`detect`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detection {
+    App(App),
+    /// TCP only: the bytes so far are a strict prefix of some signature; call again with more.
+    NeedMore,
+}
+
+/// How far a signature matches the bytes so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sig {
+    Match,
+    /// A strict prefix of a match: more bytes could make it one.
+    Partial,
+    No,
+}
+
+impl Sig {
+    /// The best of several alternatives.
+    fn any(sigs: impl IntoIterator<Item = Sig>) -> Sig {
+        let mut best = Sig::No;
+        for s in sigs {
+            match s {
+                Sig::Match => return Sig::Match,
+                Sig::Partial => best = Sig::Partial,
+                Sig::No => {}
+            }
+        }
+        best
+    }
+
+    fn from_bool(ok: bool) -> Sig {
+        if ok { Sig::Match } else { Sig::No }
+    }
+}
+
+/// A signature test: the client's bytes, and the server's first payload if it spoke first.
+type Signature = fn(&[u8], Option<&[u8]>) -> Sig;
+
+/// What protocol the client speaks, from the client's first payload bytes (TCP: the stream so far
+/// from the start; UDP: the first datagram). `server_first` is the server's first payload if it
+/// spoke first (SSH servers send their banner first, FTP servers send "220 ").
+pub fn detect(t: Transport, client: &[u8], server_first: Option<&[u8]>) -> Detection {
+    let sigs: &[(App, Signature)] = match t {
+        Transport::Tcp => &[
+            (App::Ssh, ssh),
+            (App::Tls, tls_record),
+            (App::Http, http),
+            (App::Dns, dns_tcp),
+            (App::Socks, socks),
+            (App::OpenVpn, openvpn_tcp),
+            (App::Ftp, ftp),
+        ],
+        Transport::Udp => &[
+            (App::Quic, quic),
+            (App::WireGuard, wireguard),
+            (App::Dns, dns_udp),
+            (App::OpenVpn, openvpn_udp),
+        ],
+    };
+    let mut partial = false;
+    for (app, sig) in sigs {
+        match sig(client, server_first) {
+            Sig::Match => return Detection::App(*app),
+            Sig::Partial => partial = true,
+            Sig::No => {}
+        }
+    }
+    if partial && t == Transport::Tcp && client.len() < DECIDE_BY {
+        Detection::NeedMore
+    } else {
+        Detection::App(App::Unknown)
+    }
+}
+
+/// `bytes` against a literal: `Match` if it starts with it, `Partial` if it is a strict prefix.
+fn literal(bytes: &[u8], lit: &[u8]) -> Sig {
+    if bytes.starts_with(lit) {
+        Sig::Match
+    } else if lit.starts_with(bytes) {
+        Sig::Partial
+    } else {
+        Sig::No
+    }
+}
+
+/// Like [`literal`], ignoring ASCII case.
+fn literal_nocase(bytes: &[u8], lit: &[u8]) -> Sig {
+    let n = bytes.len().min(lit.len());
+    let (Some(head), Some(lit_head)) = (bytes.get(..n), lit.get(..n)) else {
+        return Sig::No;
+    };
+    if !head.eq_ignore_ascii_case(lit_head) {
+        Sig::No
+    } else if n == lit.len() {
+        Sig::Match
+    } else {
+        Sig::Partial
+    }
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    match b.get(at..at.checked_add(2)?)? {
+        &[hi, lo] => Some(u16::from_be_bytes([hi, lo])),
+        _ => None,
+    }
+}
+
+/// A two-byte big-endian length prefix within `min..=max`: the length, or `Err(Partial)` while the
+/// bytes so far could still make one (a lone first byte small enough), or `Err(No)`.
+fn length_prefix(b: &[u8], min: usize, max: usize) -> Result<usize, Sig> {
+    match (b.first(), be16(b, 0)) {
+        (_, Some(len)) if (min..=max).contains(&usize::from(len)) => Ok(usize::from(len)),
+        (_, Some(_)) => Err(Sig::No),
+        (Some(&hi), None) if usize::from(hi) << 8 > max => Err(Sig::No),
+        _ => Err(Sig::Partial),
+    }
+}
+
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    match b.get(at..at.checked_add(4)?)? {
+        &[a, b, c, d] => Some(u32::from_be_bytes([a, b, c, d])),
+        _ => None,
+    }
+}
+
+/// RFC 4253 §4.2: both sides send an identification string starting "SSH-"; the client sends it
+/// first thing, the server may send other lines before it, so only its first bytes are trusted when
+/// they are the banner.
+fn ssh(client: &[u8], server_first: Option<&[u8]>) -> Sig {
+    if server_first.is_some_and(|s| s.starts_with(b"SSH-")) {
+        return Sig::Match;
+    }
+    literal(client, b"SSH-")
+}
+
+/// RFC 8446 §5.1: a TLSPlaintext header: handshake (22), legacy_record_version 0x0300 to 0x0304,
+/// and a length from 1 to 2^14 + 2048 (RFC 5246 §6.2.3).
+fn tls_record(client: &[u8], _: Option<&[u8]>) -> Sig {
+    if !tls::looks_like_tls(client) && !client.is_empty() {
+        return Sig::No;
+    }
+    match be16(client, 3) {
+        None => Sig::Partial,
+        Some(len) => Sig::from_bool(len != 0 && usize::from(len) <= tls::MAX_RECORD_LEN),
+    }
+}
+
+/// RFC 9110 §9.1 request methods (§9.3 defines these, RFC 5789 adds PATCH), each followed by the
+/// single space of a request-line (RFC 9112 §3).
+const HTTP_METHODS: [&[u8]; 9] = [
+    b"GET ",
+    b"POST ",
+    b"HEAD ",
+    b"PUT ",
+    b"DELETE ",
+    b"OPTIONS ",
+    b"CONNECT ",
+    b"PATCH ",
+    b"TRACE ",
+];
+
+/// RFC 9113 §3.4: the HTTP/2 connection preface of a client with prior knowledge.
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// An HTTP/1.x request line's method and space, or the HTTP/2 preface. Methods are case-sensitive
+/// (RFC 9110 §9.1).
+fn http(client: &[u8], _: Option<&[u8]>) -> Sig {
+    Sig::any(
+        HTTP_METHODS
+            .iter()
+            .chain(std::iter::once(&HTTP2_PREFACE))
+            .map(|m| literal(client, m)),
+    )
+}
+
+/// RFC 1035 §4.1.1 header and §4.1.2 first question of a query, as far as `m` goes (`Partial` when
+/// `m` ends before the question does).
+fn dns_message(m: &[u8]) -> Sig {
+    // §4.1.1: flags byte 2 is QR(1) OPCODE(4) AA TC RD. A client sends queries (QR = 0) with
+    // opcode QUERY (0), IQUERY (1, obsolete), STATUS (2), NOTIFY (4, RFC 1996) or UPDATE (5,
+    // RFC 2136).
+    if let Some(&flags) = m.get(2) {
+        let opcode = (flags >> 3) & 0x0f;
+        if flags & 0x80 != 0 || !matches!(opcode, 0 | 1 | 2 | 4 | 5) {
+            return Sig::No;
+        }
+    }
+    // QDCOUNT: one question in practice; a few more are tolerated, none or many are not DNS.
+    match be16(m, 4) {
+        None => return Sig::Partial,
+        Some(n) if !(1..=16).contains(&n) => return Sig::No,
+        Some(_) => {}
+    }
+    // §3.1 / §4.1.2: QNAME is a sequence of labels of 1..=63 bytes ending with the root's zero
+    // length, ≤ 255 bytes in all. A compression pointer (§4.1.4, top bits 11) in the first name
+    // could only point into the header, and the 01/10 prefixes are reserved: neither is DNS here.
+    let mut pos = 12usize;
+    loop {
+        let Some(&len) = m.get(pos) else {
+            return Sig::Partial;
+        };
+        if len == 0 {
+            break;
+        }
+        if len > 63 {
+            return Sig::No;
+        }
+        pos += 1 + usize::from(len);
+        if pos - 12 >= 255 {
+            return Sig::No;
+        }
+    }
+    // QTYPE (any) and QCLASS: IN (1), CH (3), HS (4), NONE (254, RFC 2136), ANY (255); mDNS sets the
+    // top bit to ask for a unicast reply (RFC 6762 §5.4).
+    match be16(m, pos + 3) {
+        None => Sig::Partial,
+        Some(class) => Sig::from_bool(matches!(class & 0x7fff, 1 | 3 | 4 | 254 | 255)),
+    }
+}
+
+/// RFC 1035 §4.2.1: a DNS query in one UDP datagram.
+fn dns_udp(client: &[u8], _: Option<&[u8]>) -> Sig {
+    match dns_message(client) {
+        Sig::Partial => Sig::No,
+        s => s,
+    }
+}
+
+/// RFC 1035 §4.2.2 (RFC 7766 §8): over TCP each message is preceded by its two-byte length.
+fn dns_tcp(client: &[u8], _: Option<&[u8]>) -> Sig {
+    let len = match length_prefix(client, DNS_TCP_MIN_LEN, DNS_TCP_MAX_LEN) {
+        Ok(len) => len,
+        Err(sig) => return sig,
+    };
+    let msg = client.get(2..).unwrap_or_default();
+    match msg.get(..len) {
+        // The whole message is here: the question must fit in it.
+        Some(whole) => match dns_message(whole) {
+            Sig::Partial => Sig::No,
+            s => s,
+        },
+        None => dns_message(msg),
+    }
+}
+
+/// SOCKS5 (RFC 1928 §3) greeting, or a SOCKS4 / SOCKS4a request (the SOCKS4 protocol description
+/// by Ying-Da Lee, and its 4A extension). Either client then waits for the server, so nothing may
+/// follow, except a pipelined SOCKS5 request (RFC 1928 §4).
+fn socks(client: &[u8], _: Option<&[u8]>) -> Sig {
+    match client.first() {
+        None => Sig::Partial,
+        Some(5) => socks5(client),
+        Some(4) => socks4(client),
+        Some(_) => Sig::No,
+    }
+}
+
+/// VER(5) NMETHODS(1..=255) METHODS: 0xFF means "no acceptable methods" and is never offered.
+fn socks5(c: &[u8]) -> Sig {
+    let Some(&n) = c.get(1) else {
+        return Sig::Partial;
+    };
+    if n == 0 {
+        return Sig::No;
+    }
+    let end = 2 + usize::from(n);
+    let methods = c.get(2..end.min(c.len())).unwrap_or_default();
+    if methods.contains(&0xff) {
+        return Sig::No;
+    }
+    let Some(rest) = c.get(end..) else {
+        return Sig::Partial;
+    };
+    if rest.is_empty() {
+        return Sig::Match;
+    }
+    // RFC 1928 §4: VER(5) CMD(1 CONNECT, 2 BIND, 3 UDP ASSOCIATE) RSV(0) ATYP(1, 3, 4).
+    let request_ok = rest.first().is_none_or(|&v| v == 5)
+        && rest.get(1).is_none_or(|&c| (1..=3).contains(&c))
+        && rest.get(2).is_none_or(|&r| r == 0)
+        && rest.get(3).is_none_or(|&a| matches!(a, 1 | 3 | 4));
+    match (request_ok, rest.len() >= 4) {
+        (false, _) => Sig::No,
+        (true, true) => Sig::Match,
+        (true, false) => Sig::Partial,
+    }
+}
+
+/// VN(4) CD(1 CONNECT, 2 BIND) DSTPORT(2) DSTIP(4) USERID NUL; SOCKS4a: DSTIP 0.0.0.x with x ≠ 0,
+/// then the host name and NUL. User id and host name are bounded by 255 bytes each here.
+fn socks4(c: &[u8]) -> Sig {
+    if c.get(1).is_some_and(|&cd| cd != 1 && cd != 2) {
+        return Sig::No;
+    }
+    let Some(ip) = c.get(4..8) else {
+        return Sig::Partial;
+    };
+    let socks4a = matches!(ip, [0, 0, 0, x] if *x != 0);
+    let fields = if socks4a { 2 } else { 1 };
+    let mut pos = 8usize;
+    for _ in 0..fields {
+        let rest = c.get(pos..).unwrap_or_default();
+        match rest.iter().position(|&b| b == 0) {
+            Some(n) if n <= 255 => pos += n + 1,
+            Some(_) => return Sig::No,
+            None if rest.len() <= 255 => return Sig::Partial,
+            None => return Sig::No,
+        }
+    }
+    Sig::from_bool(pos == c.len())
+}
+
+/// OpenVPN's packet opcode byte (openvpn `ssl_pkt.h`, and "OpenVPN protocol" in its doxygen
+/// docs): opcode in the high 5 bits, key id in the low 3. A session starts with the client's
+/// P_CONTROL_HARD_RESET_CLIENT_V1 (1), _V2 (7) or _V3 (10), always on key id 0.
+fn openvpn_reset_opcode(b: u8) -> bool {
+    matches!(b >> 3, 1 | 7 | 10) && b & 0x07 == 0
+}
+
+/// OpenVPN over TCP: each packet is preceded by its two-byte length. Match once the whole first
+/// packet is here.
+fn openvpn_tcp(client: &[u8], _: Option<&[u8]>) -> Sig {
+    let len = match length_prefix(client, OPENVPN_MIN_LEN, OPENVPN_MAX_LEN) {
+        Ok(len) => len,
+        Err(sig) => return sig,
+    };
+    match client.get(2) {
+        None => Sig::Partial,
+        Some(&op) if !openvpn_reset_opcode(op) => Sig::No,
+        Some(_) if client.len() >= 2 + len => Sig::Match,
+        Some(_) => Sig::Partial,
+    }
+}
+
+/// OpenVPN over UDP: the opcode byte first, and a control packet's length.
+fn openvpn_udp(client: &[u8], _: Option<&[u8]>) -> Sig {
+    let len_ok = (OPENVPN_MIN_LEN..=OPENVPN_MAX_LEN).contains(&client.len());
+    Sig::from_bool(len_ok && client.first().is_some_and(|&op| openvpn_reset_opcode(op)))
+}
+
+/// WireGuard (whitepaper §5.4): a message type byte and three reserved zero bytes, then a fixed
+/// length per type: initiation (1) 148, response (2) 92, cookie reply (3) 64, transport data (4)
+/// at least 32 (16 bytes of header, 16 of Poly1305 tag for an empty keepalive).
+fn wireguard(client: &[u8], _: Option<&[u8]>) -> Sig {
+    let (Some(&ty), Some(&[0, 0, 0])) = (client.first(), client.get(1..4)) else {
+        return Sig::No;
+    };
+    Sig::from_bool(match ty {
+        1 => client.len() == 148,
+        2 => client.len() == 92,
+        3 => client.len() == 64,
+        4 => client.len() >= 32,
+        _ => false,
+    })
+}
+
+/// QUIC long header (RFC 9000 §17.2, invariants in RFC 8999 §5.1): Header Form (0x80) and Fixed
+/// Bit (0x40) set, a version of QUIC v1 (1), QUIC v2 (0x6b3343cf, RFC 9369 §3.1), an IETF draft
+/// (0xff0000xx), or 0 for Version Negotiation (§17.2.1), then connection ids of at most 20 bytes in
+/// these versions (§17.2), both present.
+fn quic(client: &[u8], _: Option<&[u8]>) -> Sig {
+    let (Some(&first), Some(version)) = (client.first(), be32(client, 1)) else {
+        return Sig::No;
+    };
+    let known = matches!(version, 0 | 1 | 0x6b33_43cf) || version & 0xffff_ff00 == 0xff00_0000;
+    if first & 0xc0 != 0xc0 || !known {
+        return Sig::No;
+    }
+    let Some(&dcid_len) = client.get(5) else {
+        return Sig::No;
+    };
+    let scid_at = 6 + usize::from(dcid_len);
+    let Some(&scid_len) = client.get(scid_at) else {
+        return Sig::No;
+    };
+    let ids_ok = version == 0 || (dcid_len <= 20 && scid_len <= 20);
+    Sig::from_bool(ids_ok && client.len() > scid_at + usize::from(scid_len))
+}
+
+/// RFC 959 §4.2: the server greets with reply 220 ("220 " or, multi-line, "220-"), and the client's
+/// first command (§5.3, case-insensitive) is one an FTP client starts with: USER, ACCT (RFC 959),
+/// AUTH (RFC 2228), FEAT, OPTS (RFC 2389), HOST (RFC 7151), LANG (RFC 2640), SYST, CLNT; followed
+/// by a space or the end of the line. SMTP also greets with 220, but its clients start with EHLO.
+fn ftp(client: &[u8], server_first: Option<&[u8]>) -> Sig {
+    let greeting = match server_first {
+        None => return Sig::No,
+        Some(s) => Sig::any([literal(s, b"220 "), literal(s, b"220-")]),
+    };
+    if greeting == Sig::No {
+        return Sig::No;
+    }
+    const COMMANDS: [&[u8]; 9] = [
+        b"USER", b"ACCT", b"AUTH", b"FEAT", b"OPTS", b"HOST", b"LANG", b"SYST", b"CLNT",
+    ];
+    let command = Sig::any(COMMANDS.iter().map(|cmd| {
+        let word = literal_nocase(client, cmd);
+        if word != Sig::Match {
+            return word;
+        }
+        match client.get(cmd.len()) {
+            None => Sig::Partial,
+            Some(b' ' | b'\r' | b'\n') => Sig::Match,
+            Some(_) => Sig::No,
+        }
+    }));
+    match (greeting, command) {
+        (_, Sig::No) => Sig::No,
+        (Sig::Match, c) => c,
+        _ => Sig::Partial,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Detection::NeedMore;
+
+    fn tcp(c: &[u8]) -> Detection {
+        detect(Transport::Tcp, c, None)
+    }
+
+    fn udp(c: &[u8]) -> Detection {
+        detect(Transport::Udp, c, None)
+    }
+
+    fn app(a: App) -> Detection {
+        Detection::App(a)
+    }
+
+    /// Every strict prefix of `whole` is `NeedMore` over TCP, and `whole` is `want`.
+    fn prefixes_need_more(whole: &[u8], server: Option<&[u8]>, want: App) {
+        for n in 0..whole.len() {
+            assert_eq!(
+                detect(Transport::Tcp, &whole[..n], server),
+                NeedMore,
+                "{want:?}: prefix {:?}",
+                &whole[..n]
+            );
+        }
+        assert_eq!(detect(Transport::Tcp, whole, server), app(want));
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for a in App::ALL {
+            assert_eq!(App::from_name(a.name()), Some(a));
+        }
+        assert_eq!(App::from_name("TLS"), Some(App::Tls));
+        assert_eq!(App::from_name("wg"), None);
+        assert_eq!(App::from_name(""), None);
+    }
+
+    #[test]
+    fn http_methods() {
+        for m in [
+            &b"GET / HTTP/1.1\r\n"[..],
+            b"POST /x HTTP/1.1\r\n",
+            b"HEAD / HTTP/1.0\r\n",
+            b"PUT /a HTTP/1.1\r\n",
+            b"DELETE /a HTTP/1.1\r\n",
+            b"OPTIONS * HTTP/1.1\r\n",
+            b"CONNECT example.com:443 HTTP/1.1\r\n",
+            b"PATCH /a HTTP/1.1\r\n",
+            b"TRACE / HTTP/1.1\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04",
+        ] {
+            assert_eq!(tcp(m), app(App::Http), "{:?}", String::from_utf8_lossy(m));
+        }
+        prefixes_need_more(b"CONNECT ", None, App::Http);
+        // Lower case, a tab, a longer token: not a method of RFC 9110.
+        for m in [&b"get / HTTP/1.1"[..], b"GET\t/", b"GETS / x", b"POSTING x"] {
+            assert_eq!(
+                tcp(m),
+                app(App::Unknown),
+                "{:?}",
+                String::from_utf8_lossy(m)
+            );
+        }
+        // Not HTTP over UDP.
+        assert_eq!(udp(b"GET / HTTP/1.1\r\n\r\n"), app(App::Unknown));
+    }
+
+    #[test]
+    fn tls_record_header() {
+        let hello_start: &[u8] = &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03];
+        assert_eq!(tcp(hello_start), app(App::Tls));
+        prefixes_need_more(&hello_start[..5], None, App::Tls);
+        for bad in [
+            &[0x16, 0x03, 0x05, 0x00, 0x10][..],
+            &[0x16, 0x03, 0x01, 0x00, 0x00],
+            &[0x16, 0x03, 0x01, 0x48, 0x01],
+            &[0x17, 0x03, 0x03, 0x00, 0x20],
+            &[0x16, 0x02, 0x00, 0x00, 0x20],
+        ] {
+            assert_ne!(tcp(bad), app(App::Tls), "{bad:02x?}");
+        }
+    }
+
+    #[test]
+    fn ssh_either_side() {
+        prefixes_need_more(b"SSH-", None, App::Ssh);
+        assert_eq!(tcp(b"SSH-2.0-OpenSSH_9.6\r\n"), app(App::Ssh));
+        // The server's banner decides before the client has said anything.
+        let banner: &[u8] = b"SSH-2.0-OpenSSH_7.4\r\n";
+        assert_eq!(detect(Transport::Tcp, b"", Some(banner)), app(App::Ssh));
+        assert_eq!(tcp(b"SSH_2.0"), app(App::Unknown));
+    }
+
+    #[test]
+    fn socks() {
+        // SOCKS5: one method (no auth), two methods, then a pipelined CONNECT request.
+        prefixes_need_more(&[0x05, 0x01, 0x00], None, App::Socks);
+        assert_eq!(tcp(&[0x05, 0x02, 0x00, 0x02]), app(App::Socks));
+        assert_eq!(
+            tcp(&[0x05, 0x01, 0x00, 0x05, 0x01, 0x00, 0x03, 0x0b]),
+            app(App::Socks)
+        );
+        // NMETHODS 0; a 0xFF method; more bytes than the methods, not a request.
+        assert_ne!(tcp(&[0x05, 0x00]), app(App::Socks));
+        assert_ne!(tcp(&[0x05, 0x01, 0xff]), app(App::Socks));
+        assert_eq!(
+            tcp(&[0x05, 0x01, 0x00, 0x47, 0x45, 0x54]),
+            app(App::Unknown)
+        );
+        // SOCKS4 CONNECT 10.0.0.1:80 user "bob"; SOCKS4a to example.com.
+        let v4: &[u8] = &[0x04, 0x01, 0x00, 0x50, 10, 0, 0, 1, b'b', b'o', b'b', 0];
+        prefixes_need_more(v4, None, App::Socks);
+        let v4a: &[u8] = &[
+            0x04, 0x01, 0x01, 0xbb, 0, 0, 0, 1, 0, b'e', b'x', b'a', b'm', b'p', b'l', b'e', b'.',
+            b'c', b'o', b'm', 0,
+        ];
+        prefixes_need_more(v4a, None, App::Socks);
+        // Bad command; data after the request.
+        assert_ne!(tcp(&[0x04, 0x03, 0, 80, 10, 0, 0, 1, 0]), app(App::Socks));
+        assert_ne!(
+            tcp(&[0x04, 0x01, 0, 80, 10, 0, 0, 1, 0, 1]),
+            app(App::Socks)
+        );
+    }
+
+    /// A P_CONTROL_HARD_RESET_CLIENT_V2 without tls-auth: opcode 7 key 0, session id, no acks,
+    /// packet id 0.
+    const OVPN_RESET: [u8; 14] = [
+        0x38, 0x8d, 0x1a, 0x44, 0x02, 0x9c, 0x5e, 0x71, 0x0b, 0x00, 0x00, 0x00, 0x00, 0x00,
+    ];
+
+    #[test]
+    fn openvpn() {
+        let mut over_tcp = vec![0x00, 0x0e];
+        over_tcp.extend_from_slice(&OVPN_RESET);
+        prefixes_need_more(&over_tcp, None, App::OpenVpn);
+        assert_eq!(udp(&OVPN_RESET), app(App::OpenVpn));
+        // V1 (opcode 1) and V3 (opcode 10) resets.
+        let mut v3 = OVPN_RESET.to_vec();
+        v3[0] = 10 << 3;
+        assert_eq!(udp(&v3), app(App::OpenVpn));
+        v3[0] = 1 << 3;
+        assert_eq!(udp(&v3), app(App::OpenVpn));
+        // Key id 1, a data packet (P_DATA_V2 = 9), too short.
+        let mut bad = OVPN_RESET.to_vec();
+        bad[0] = 0x39;
+        assert_eq!(udp(&bad), app(App::Unknown));
+        bad[0] = 9 << 3;
+        assert_eq!(udp(&bad), app(App::Unknown));
+        assert_eq!(udp(&OVPN_RESET[..13]), app(App::Unknown));
+    }
+
+    #[test]
+    fn wireguard() {
+        let mut init = vec![0x01, 0x00, 0x00, 0x00];
+        init.resize(148, 0x5a);
+        assert_eq!(udp(&init), app(App::WireGuard));
+        let mut data = vec![0x04, 0x00, 0x00, 0x00];
+        data.resize(32, 0x77);
+        assert_eq!(udp(&data), app(App::WireGuard));
+        // Wrong length, nonzero reserved bytes, data too short, and not over TCP.
+        assert_eq!(udp(&init[..147]), app(App::Unknown));
+        let mut reserved = init.clone();
+        reserved[2] = 1;
+        assert_eq!(udp(&reserved), app(App::Unknown));
+        assert_eq!(udp(&data[..31]), app(App::Unknown));
+        assert_ne!(tcp(&init), app(App::WireGuard));
+    }
+
+    /// The start of a QUIC v1 Initial: long header, type Initial, version 1, DCID 8, SCID 0.
+    const QUIC_INITIAL: [u8; 20] = [
+        0xc3, 0x00, 0x00, 0x00, 0x01, 0x08, 0x83, 0x94, 0xc8, 0xf0, 0x3e, 0x51, 0x57, 0x08, 0x00,
+        0x00, 0x44, 0x9e, 0x7b, 0x9a,
+    ];
+
+    #[test]
+    fn quic() {
+        assert_eq!(udp(&QUIC_INITIAL), app(App::Quic));
+        let mut v2 = QUIC_INITIAL;
+        v2[1..5].copy_from_slice(&[0x6b, 0x33, 0x43, 0xcf]);
+        assert_eq!(udp(&v2), app(App::Quic));
+        let mut draft29 = QUIC_INITIAL;
+        draft29[1..5].copy_from_slice(&[0xff, 0x00, 0x00, 0x1d]);
+        assert_eq!(udp(&draft29), app(App::Quic));
+        // Short header; unknown version; a 21-byte DCID; cut inside the DCID.
+        let mut short = QUIC_INITIAL;
+        short[0] = 0x43;
+        assert_eq!(udp(&short), app(App::Unknown));
+        let mut unknown = QUIC_INITIAL;
+        unknown[4] = 3;
+        assert_eq!(udp(&unknown), app(App::Unknown));
+        let mut long_cid = QUIC_INITIAL;
+        long_cid[5] = 21;
+        assert_eq!(udp(&long_cid), app(App::Unknown));
+        assert_eq!(udp(&QUIC_INITIAL[..10]), app(App::Unknown));
+    }
+
+    /// A query for www.example.com A IN with an EDNS OPT record counted (not included).
+    const DNS_QUERY: [u8; 33] = [
+        0xab, 0xcd, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, //
+        3, b'w', b'w', b'w', 7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 3, b'c', b'o', b'm', 0,
+        0x00, 0x01, 0x00, 0x01,
+    ];
+
+    #[test]
+    fn dns_udp_and_tcp() {
+        assert_eq!(udp(&DNS_QUERY), app(App::Dns));
+        let mut over_tcp = vec![0x00, DNS_QUERY.len() as u8];
+        over_tcp.extend_from_slice(&DNS_QUERY);
+        prefixes_need_more(&over_tcp, None, App::Dns);
+        // A response (QR set); QDCOUNT 0 and 17; a bad class; a label running past the datagram; a
+        // compression pointer as first name; the TCP length too short for the question.
+        let mut resp = DNS_QUERY;
+        resp[2] |= 0x80;
+        assert_eq!(udp(&resp), app(App::Unknown));
+        for qd in [0u8, 17] {
+            let mut q = DNS_QUERY;
+            q[5] = qd;
+            assert_eq!(udp(&q), app(App::Unknown));
+        }
+        let mut class = DNS_QUERY;
+        class[32] = 2;
+        assert_eq!(udp(&class), app(App::Unknown));
+        assert_eq!(udp(&DNS_QUERY[..30]), app(App::Unknown));
+        let mut ptr = DNS_QUERY.to_vec();
+        ptr.splice(12..29, [0xc0, 0x0c]);
+        assert_eq!(udp(&ptr), app(App::Unknown));
+        let mut short_len = over_tcp.clone();
+        short_len[1] = 20;
+        assert_eq!(tcp(&short_len), app(App::Unknown));
+        // mDNS's unicast-response bit in QCLASS.
+        let mut mdns = DNS_QUERY;
+        mdns[31] = 0x80;
+        assert_eq!(udp(&mdns), app(App::Dns));
+    }
+
+    #[test]
+    fn ftp() {
+        let greeting: &[u8] = b"220 ProFTPD Server ready.\r\n";
+        prefixes_need_more(b"USER ", Some(greeting), App::Ftp);
+        assert_eq!(
+            detect(Transport::Tcp, b"USER anonymous\r\n", Some(greeting)),
+            app(App::Ftp)
+        );
+        for first in [
+            &b"AUTH TLS\r\n"[..],
+            b"feat\r\n",
+            b"SYST\r\n",
+            b"OPTS UTF8 ON\r\n",
+        ] {
+            assert_eq!(detect(Transport::Tcp, first, Some(greeting)), app(App::Ftp));
+        }
+        let multi: &[u8] = b"220-Welcome\r\n220 ready\r\n";
+        assert_eq!(
+            detect(Transport::Tcp, b"USER x\r\n", Some(multi)),
+            app(App::Ftp)
+        );
+        // SMTP greets with 220 too; no greeting at all; another greeting.
+        assert_eq!(
+            detect(
+                Transport::Tcp,
+                b"EHLO client.example\r\n",
+                Some(b"220 mx ESMTP\r\n")
+            ),
+            app(App::Unknown)
+        );
+        assert_eq!(tcp(b"USER anonymous\r\n"), app(App::Unknown));
+        assert_eq!(
+            detect(Transport::Tcp, b"USER x\r\n", Some(b"+OK POP3 ready\r\n")),
+            app(App::Unknown)
+        );
+        assert_eq!(
+            detect(Transport::Tcp, b"USERS\r\n", Some(greeting)),
+            app(App::Unknown)
+        );
+    }
+
+    #[test]
+    fn false_positives() {
+        // A DNS query whose name reads "GET " is DNS over UDP, and over TCP its length prefix
+        // comes first, so it is not HTTP either.
+        let mut q = DNS_QUERY.to_vec();
+        q.splice(12..16, [4, b'G', b'E', b'T']);
+        q.splice(16..16, [b' ']);
+        assert_eq!(udp(&q), app(App::Dns));
+        let mut t = vec![0x00, q.len() as u8];
+        t.extend_from_slice(&q);
+        assert_eq!(tcp(&t), app(App::Dns));
+        // HTTP over TCP is not DNS: "GE" as a length, "HT" as QDCOUNT.
+        assert_eq!(tcp(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), app(App::Http));
+        // A DNS id that looks like an OpenVPN reset opcode (0x38) stays DNS.
+        let mut id = DNS_QUERY;
+        id[0] = 0x38;
+        assert_eq!(udp(&id), app(App::Dns));
+        // Text protocols that are not in the list.
+        for other in [
+            &b"EHLO mail.example\r\n"[..],
+            b"* OK IMAP4rev1 ready\r\n",
+            b"HTTP/1.1 200 OK\r\n\r\n",
+            b"BitTorrent protocol\x13",
+        ] {
+            assert_eq!(tcp(other), app(App::Unknown));
+        }
+        // TLS application data mid-stream; random bytes.
+        assert_eq!(
+            tcp(&[0x17, 0x03, 0x03, 0x00, 0x40, 1, 2, 3]),
+            app(App::Unknown)
+        );
+        assert_eq!(udp(&[0x42; 60]), app(App::Unknown));
+        assert_eq!(udp(&[]), app(App::Unknown));
+    }
+
+    #[test]
+    fn need_more_is_bounded() {
+        assert_eq!(tcp(b""), NeedMore);
+        assert_eq!(tcp(b"G"), NeedMore);
+        assert_eq!(tcp(b"X"), app(App::Unknown));
+        // An OpenVPN-looking length and opcode waits for its packet, but not forever.
+        let mut ovpn = vec![0x05, 0x00, 0x38];
+        ovpn.resize(1281, 0);
+        assert_eq!(tcp(&ovpn), NeedMore);
+        // SOCKS4 user id without its NUL: bounded at 255 bytes.
+        let mut s4 = vec![0x04, 0x01, 0x00, 0x50, 10, 0, 0, 1];
+        s4.resize(8 + 255, b'u');
+        assert_eq!(tcp(&s4), NeedMore);
+        s4.push(b'u');
+        assert_eq!(tcp(&s4), app(App::Unknown));
+        let long = vec![0x00u8; DECIDE_BY];
+        assert_eq!(tcp(&long), app(App::Unknown));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let seeds: [&[u8]; 6] = [
+            &DNS_QUERY,
+            &QUIC_INITIAL,
+            &OVPN_RESET,
+            &[0x05, 0x02, 0x00, 0x01],
+            &[0x04, 0x01, 0, 80, 0, 0, 0, 1, b'u', 0, b'h', 0],
+            b"220 x\r\n",
+        ];
+        for _ in 0..50_000 {
+            let seed = seeds[(next() % seeds.len() as u64) as usize];
+            let mut s = seed.to_vec();
+            for _ in 0..(next() % 4) {
+                let r = next();
+                if !s.is_empty() {
+                    let i = (r as usize) % s.len();
+                    s[i] = (r >> 40) as u8;
+                }
+            }
+            let cut = (next() as usize) % (s.len() + 1);
+            let server = if next() % 2 == 0 { Some(seed) } else { None };
+            for t in [Transport::Tcp, Transport::Udp] {
+                let _ = detect(t, &s[..cut], server);
+            }
+        }
+    }
+}

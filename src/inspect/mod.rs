@@ -1,0 +1,47 @@
+//! What a flow's first payload says: the protocol spoken, the HTTP request, the TLS ClientHello, the FTP
+//! data channels. Pure functions over bytes: no IO, no state, and no panic on any input.
+
+pub mod detect;
+pub mod ftp;
+pub mod host;
+pub mod http;
+pub mod tls;
+
+use detect::{App, Detection, Transport};
+
+/// What the first payload of a flow showed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Payload {
+    pub app: Option<App>,
+    pub http: Option<http::Request>,
+    pub tls: Option<tls::ClientHello>,
+}
+
+/// Reads the initiator's payload so far (TCP: the stream from its start; UDP: one datagram).
+/// `None` while more bytes could still change the answer.
+pub fn read_payload(t: Transport, client: &[u8]) -> Option<Payload> {
+    let app = match detect::detect(t, client, None) {
+        Detection::NeedMore => return None,
+        Detection::App(app) => app,
+    };
+    let mut payload = Payload {
+        app: Some(app),
+        ..Payload::default()
+    };
+    // A flow that starts like HTTP or TLS but does not go on as a request or a ClientHello is not
+    // that protocol: `app=tls` must not be had for a record header followed by anything.
+    match app {
+        App::Http => match http::parse_request(client) {
+            Ok(request) => payload.http = Some(request),
+            Err(http::HttpError::Incomplete) => return None,
+            Err(_) => payload.app = Some(App::Unknown),
+        },
+        App::Tls if t == Transport::Tcp => match tls::parse_client_hello(client) {
+            Ok(hello) => payload.tls = Some(hello),
+            Err(tls::TlsError::Incomplete) => return None,
+            Err(_) => payload.app = Some(App::Unknown),
+        },
+        _ => {}
+    }
+    Some(payload)
+}
