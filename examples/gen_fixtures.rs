@@ -10,7 +10,8 @@
 //! packets (default 1,000,000) for throughput benchmarks.
 //!
 //! Every run produces the same bytes: timestamps are fixed (starting at
-//! 2024-03-01T09:00:00Z) and the only randomness is a fixed-seed xorshift.
+//! 2024-03-01T09:00:00Z, 10:00:00Z for the payload-inspection captures)
+//! and the only randomness is a fixed-seed xorshift.
 
 use std::borrow::Cow;
 use std::error::Error;
@@ -99,7 +100,7 @@ fn parse_count(s: &str) -> Res<u64> {
 fn fixtures(dir: &Path) -> Res<()> {
     fs::create_dir_all(dir)?;
     type Gen = fn(&Path) -> Res<usize>;
-    let all: [(&str, Gen); 7] = [
+    let all: [(&str, Gen); 12] = [
         ("office_mix.pcap", office_mix),
         ("fragments.pcap", fragments),
         ("malformed.pcap", malformed),
@@ -107,6 +108,11 @@ fn fixtures(dir: &Path) -> Res<()> {
         ("sll2_bigendian_nsec.pcap", sll2_bigendian_nsec),
         ("zones.pcap", zones),
         ("expiry.pcap", expiry),
+        ("http_hosts.pcap", http_hosts),
+        ("http_evasions.pcap", http_evasions),
+        ("tls_hellos.pcap", tls_hellos),
+        ("ports_apps.pcap", ports_apps),
+        ("ftp_passive.pcap", ftp_passive),
     ];
     for (name, generate) in all {
         let path = dir.join(name);
@@ -473,15 +479,23 @@ fn tls_handshake_record(msg_type: u8, record_version: u8, body: &[u8]) -> Vec<u8
 /// A TLS 1.3 ClientHello (as a browser sends it) for `sni`, padded to a
 /// 517-byte record like BoringSSL does.
 fn tls_client_hello(sni: &str, seed: u64) -> Vec<u8> {
+    tls_client_hello_opt(Some(sni), seed)
+}
+
+/// The same ClientHello, without a server_name extension when `sni` is
+/// `None` (the padding extension then grows to keep the 517 bytes).
+fn tls_client_hello_opt(sni: Option<&str>, seed: u64) -> Vec<u8> {
     const RECORD_LEN: usize = 517;
     let rnd = filler(96, seed);
     let mut exts = Vec::with_capacity(512);
-    let mut name = Vec::with_capacity(sni.len() + 5);
-    name.extend_from_slice(&((sni.len() + 3) as u16).to_be_bytes());
-    name.push(0); // host_name
-    name.extend_from_slice(&(sni.len() as u16).to_be_bytes());
-    name.extend_from_slice(sni.as_bytes());
-    tls_ext(&mut exts, 0x0000, &name);
+    if let Some(sni) = sni {
+        let mut name = Vec::with_capacity(sni.len() + 5);
+        name.extend_from_slice(&((sni.len() + 3) as u16).to_be_bytes());
+        name.push(0); // host_name
+        name.extend_from_slice(&(sni.len() as u16).to_be_bytes());
+        name.extend_from_slice(sni.as_bytes());
+        tls_ext(&mut exts, 0x0000, &name);
+    }
     tls_ext(&mut exts, 0x000a, &[0, 6, 0, 0x1d, 0, 0x17, 0, 0x18]); // groups
     tls_ext(&mut exts, 0x000b, &[1, 0]); // ec_point_formats
     let sigalgs = [0, 16, 4, 3, 8, 4, 4, 1, 5, 3, 8, 5, 5, 1, 8, 6, 6, 1];
@@ -1352,6 +1366,626 @@ fn expiry(path: &Path) -> Res<usize> {
 
     cap.sort();
     write_eth_pcap(path, &cap)
+}
+
+// ---------------------------------------------------------------------------
+// Payload-inspection captures
+// ---------------------------------------------------------------------------
+
+/// 2024-03-01T10:00:00Z: where the payload-inspection captures start.
+const T1: u64 = T0 + 3600 * SEC;
+/// Round trip to a server, as seen from the client.
+const RTT: u64 = 12 * MS;
+/// How long the client takes to send its next segment.
+const TURN: u64 = 100 * US;
+/// Quiet time between one flow's last packet and the next flow's SYN.
+const FLOW_GAP: u64 = 5 * MS;
+
+/// www.example.org and its address.
+const WWW: &str = "www.example.org";
+const WWW_IP: IpAddr = ip4(192, 0, 2, 11);
+
+const HTTP_OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+/// A connection from `client` to `server` whose initial sequence numbers
+/// are derived from the client port.
+fn flow(client: (IpAddr, u16), server: (IpAddr, u16)) -> Tcp {
+    let seed = 0x6f67_6973_6e73_0001 ^ u64::from(client.1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng(seed);
+    rng.next();
+    let c_isn = rng.next() as u32;
+    let s_isn = rng.next() as u32;
+    Tcp::new(client, server, c_isn, s_isn)
+}
+
+impl Tcp {
+    /// Moves `dir`'s next sequence number back by `len`, so that its next
+    /// segment retransmits the last `len` bytes.
+    fn rewind(&mut self, dir: Dir, len: usize) {
+        let nxt = match dir {
+            Dir::Out => &mut self.c_nxt,
+            Dir::In => &mut self.s_nxt,
+        };
+        *nxt = nxt.wrapping_sub(len as u32);
+    }
+}
+
+/// Lays a capture's packets out one after another, one flow at a time.
+struct Script {
+    net: Net,
+    cap: Cap,
+    now: u64,
+}
+
+impl Script {
+    fn new() -> Script {
+        Script {
+            net: Net::new(),
+            cap: Cap::default(),
+            now: T1,
+        }
+    }
+
+    /// `t`'s next segment from `dir`, `after` ns after the previous packet.
+    fn tcp(&mut self, after: u64, t: &mut Tcp, dir: Dir, flags: u8, payload: &[u8]) -> Res<()> {
+        self.now += after;
+        let p = t.seg(&mut self.net, dir, flags, payload)?;
+        self.cap.add(self.now, p);
+        Ok(())
+    }
+
+    fn udp(
+        &mut self,
+        after: u64,
+        dir: Dir,
+        src: (IpAddr, u16),
+        dst: (IpAddr, u16),
+        payload: &[u8],
+    ) -> Res<()> {
+        self.now += after;
+        let p = self.net.udp(dir, src, dst, payload)?;
+        self.cap.add(self.now, p);
+        Ok(())
+    }
+
+    /// Delay before a new flow's first packet (none for the capture's first).
+    fn gap(&self) -> u64 {
+        if self.cap.recs.is_empty() {
+            0
+        } else {
+            FLOW_GAP
+        }
+    }
+
+    /// The client's SYN `after` ns from now, the SYN-ACK, the client's ACK.
+    fn open(&mut self, after: u64, t: &mut Tcp) -> Res<()> {
+        self.tcp(after, t, Dir::Out, SYN, &[])?;
+        self.tcp(RTT, t, Dir::In, SYN | ACK, &[])?;
+        self.tcp(TURN, t, Dir::Out, ACK, &[])
+    }
+
+    /// The client closes, the server closes, the client acknowledges.
+    fn close(&mut self, t: &mut Tcp) -> Res<()> {
+        self.tcp(MS, t, Dir::Out, FIN | ACK, &[])?;
+        self.tcp(RTT, t, Dir::In, FIN | ACK, &[])?;
+        self.tcp(TURN, t, Dir::Out, ACK, &[])
+    }
+
+    /// One client segment and the server's bare ACK of it.
+    fn send_acked(&mut self, t: &mut Tcp, data: &[u8]) -> Res<()> {
+        self.tcp(TURN, t, Dir::Out, PSH | ACK, data)?;
+        self.tcp(RTT, t, Dir::In, ACK, &[])
+    }
+
+    /// A whole connection: handshake, the client's segments (each one
+    /// acknowledged), the server's response if any, FIN both ways.
+    fn exchange(&mut self, mut t: Tcp, segments: &[&[u8]], response: &[u8]) -> Res<()> {
+        self.open(self.gap(), &mut t)?;
+        for s in segments {
+            self.send_acked(&mut t, s)?;
+        }
+        if !response.is_empty() {
+            self.tcp(MS, &mut t, Dir::In, PSH | ACK, response)?;
+        }
+        self.close(&mut t)
+    }
+
+    /// Alternating lines: each client line, then the server's answer.
+    fn dialogue(&mut self, t: &mut Tcp, lines: &[(&str, &str)]) -> Res<()> {
+        for (ask, answer) in lines {
+            self.tcp(TURN, t, Dir::Out, PSH | ACK, ask.as_bytes())?;
+            self.tcp(RTT, t, Dir::In, PSH | ACK, answer.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn write(&self, path: &Path) -> Res<usize> {
+        write_eth_pcap(path, &self.cap)
+    }
+}
+
+/// An HTTP/1.1 request as curl sends it: `line`, the `host` header lines
+/// exactly as given, User-Agent and Accept.
+fn http_request(line: &str, host: &[&str]) -> Vec<u8> {
+    let mut r = format!("{line}\r\n");
+    for h in host {
+        r.push_str(h);
+        r.push_str("\r\n");
+    }
+    r.push_str("User-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n");
+    r.into_bytes()
+}
+
+fn http_get(host: &str) -> Vec<u8> {
+    http_request("GET / HTTP/1.1", &[&format!("Host: {host}")])
+}
+
+/// Where `needle` first occurs in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> Res<usize> {
+    hay.windows(needle.len())
+        .position(|w| w == needle)
+        .ok_or_else(|| format!("{:?} not found", String::from_utf8_lossy(needle)).into())
+}
+
+/// Re-frames the handshake message of TLS `record` as two records, the
+/// first holding the message's first `at` bytes.
+fn tls_two_records(record: &[u8], at: usize) -> Vec<u8> {
+    let msg = &record[5..];
+    let mut out = Vec::with_capacity(record.len() + 5);
+    for part in [&msg[..at], &msg[at..]] {
+        out.extend_from_slice(&record[..3]);
+        out.extend_from_slice(&(part.len() as u16).to_be_bytes());
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+/// A TLS server's first flight for the TLS captures.
+fn tls_reply(seed: u64) -> Vec<u8> {
+    let mut flight = Vec::new();
+    tls_server_flight(&mut flight, 600, seed, &filler(600, seed));
+    flight
+}
+
+/// HTTP requests whose Host (or request target) a host rule must read:
+/// names, numeric forms, a proxy URI, CONNECT, a POST, odd header spelling.
+fn http_hosts(path: &Path) -> Res<usize> {
+    let mut s = Script::new();
+    let h80 = ip4(192, 0, 2, 80);
+    let odd = ip4(198, 51, 100, 80);
+    let get = |target: &str, host: &str| {
+        http_request(
+            &format!("GET {target} HTTP/1.1"),
+            &[&format!("Host: {host}")],
+        )
+    };
+
+    // (a) by name, (b) numeric, (c) numeric with port to :8080, (d) IPv6 literal.
+    s.exchange(flow((C4, 51724), (WWW_IP, 80)), &[&http_get(WWW)], HTTP_OK)?;
+    s.exchange(
+        flow((C4, 43918), (h80, 80)),
+        &[&http_get("192.0.2.80")],
+        HTTP_OK,
+    )?;
+    let req = http_get("192.0.2.80:8080");
+    s.exchange(flow((C4, 38261), (h80, 8080)), &[&req], HTTP_OK)?;
+    let req = http_get("[2001:db8::80]");
+    s.exchange(flow((C6, 55409), (doc6(0x80), 80)), &[&req], HTTP_OK)?;
+    // (e) 192.168.1.1 as one decimal number, (f) with a hex first octet.
+    s.exchange(
+        flow((C4, 46083), (odd, 80)),
+        &[&http_get("3232235777")],
+        HTTP_OK,
+    )?;
+    s.exchange(
+        flow((C4, 59372), (odd, 80)),
+        &[&http_get("0x7f.0.0.1")],
+        HTTP_OK,
+    )?;
+    // (g) absolute URI naming another host than the Host header.
+    let req = get("http://198.51.100.9/tunnel", WWW);
+    s.exchange(flow((C4, 41157), (WWW_IP, 80)), &[&req], HTTP_OK)?;
+    // (h) CONNECT through a proxy on :8080.
+    let req = http_request(
+        "CONNECT 203.0.113.7:443 HTTP/1.1",
+        &["Host: 203.0.113.7:443", "Proxy-Connection: Keep-Alive"],
+    );
+    let proxy = (ip4(198, 51, 100, 3), 8080);
+    let est = b"HTTP/1.1 200 Connection established\r\n\r\n";
+    s.exchange(flow((C4, 52896), proxy), &[&req], est)?;
+    // (i) a URL path a rule may name.
+    let req = get("/cgi-bin/gateway.dll?AsyncPoll", WWW);
+    s.exchange(flow((C4, 36514), (WWW_IP, 80)), &[&req], HTTP_OK)?;
+    // (j) POST with a 16-byte body.
+    let body = "outgate fixture\n";
+    let req = format!(
+        "POST /upload HTTP/1.1\r\nHost: files.example.org\r\nUser-Agent: curl/8.5.0\r\n\
+         Accept: */*\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let files = (ip4(192, 0, 2, 12), 80);
+    let created = b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok";
+    s.exchange(flow((C4, 48730), files), &[req.as_bytes()], created)?;
+    // (k) header name in mixed case, value padded and in mixed case.
+    let req = http_request("GET / HTTP/1.1", &["hOsT:   WWW.Example.ORG  "]);
+    s.exchange(flow((C4, 57241), (WWW_IP, 80)), &[&req], HTTP_OK)?;
+
+    s.write(path)
+}
+
+/// Requests for Host 192.0.2.80 that only a reassembling, careful parser
+/// gets right.
+fn http_evasions(path: &Path) -> Res<usize> {
+    use Dir::{In, Out};
+    let mut s = Script::new();
+    let srv = (ip4(192, 0, 2, 80), 80);
+    let numeric = http_get("192.0.2.80");
+
+    // (a) three segments, the first ending inside the Host value.
+    let cut1 = find(&numeric, b".2.80")?;
+    let cut2 = find(&numeric, b"Accept")?;
+    let parts = [&numeric[..cut1], &numeric[cut1..cut2], &numeric[cut2..]];
+    s.exchange(flow((C4, 44619), srv), &parts, HTTP_OK)?;
+
+    // (b) two Host headers; servers must refuse such a request.
+    let req = http_request(
+        "GET / HTTP/1.1",
+        &["Host: www.example.org", "Host: 192.0.2.80"],
+    );
+    let bad = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    s.exchange(flow((C4, 50237), srv), &[&req], bad)?;
+
+    // (c) an empty ACK after the handshake, then the request.
+    let mut t = flow((C4, 39874), srv);
+    s.open(s.gap(), &mut t)?;
+    s.tcp(MS, &mut t, Out, ACK, &[])?;
+    s.send_acked(&mut t, &numeric)?;
+    s.tcp(MS, &mut t, In, PSH | ACK, HTTP_OK)?;
+    s.close(&mut t)?;
+
+    // (d) the first segment (request line and Host) sent again after the
+    // 200 ms retransmission timeout, then the rest.
+    let cut = find(&numeric, b"User-Agent")?;
+    let mut t = flow((C4, 53102), srv);
+    s.open(s.gap(), &mut t)?;
+    s.tcp(TURN, &mut t, Out, PSH | ACK, &numeric[..cut])?;
+    t.rewind(Out, cut);
+    s.tcp(200 * MS, &mut t, Out, PSH | ACK, &numeric[..cut])?;
+    s.tcp(RTT, &mut t, In, ACK, &[])?;
+    s.send_acked(&mut t, &numeric[cut..])?;
+    s.tcp(MS, &mut t, In, PSH | ACK, HTTP_OK)?;
+    s.close(&mut t)?;
+
+    // (e) an empty line before the request line.
+    let mut req = b"\r\n".to_vec();
+    req.extend_from_slice(&numeric);
+    s.exchange(flow((C4, 47465), srv), &[&req], HTTP_OK)?;
+
+    s.write(path)
+}
+
+/// TLS 1.3 ClientHellos whose SNI a rule must find: plain, absent,
+/// numeric, split over records, split over segments, over IPv6.
+fn tls_hellos(path: &Path) -> Res<usize> {
+    let mut s = Script::new();
+
+    // (a) SNI www.example.org, (b) no SNI, (c) SNI "192.0.2.44".
+    let hello = tls_client_hello(WWW, 301);
+    s.exchange(flow((C4, 45811), (WWW_IP, 443)), &[&hello], &tls_reply(401))?;
+    let hello = tls_client_hello_opt(None, 302);
+    let srv = (ip4(192, 0, 2, 43), 443);
+    s.exchange(flow((C4, 38092), srv), &[&hello], &tls_reply(402))?;
+    let hello = tls_client_hello("192.0.2.44", 303);
+    let srv = (ip4(192, 0, 2, 44), 443);
+    s.exchange(flow((C4, 54376), srv), &[&hello], &tls_reply(403))?;
+
+    // (d) two handshake records in one segment, split inside the name.
+    let hello = tls_client_hello(WWW, 304);
+    let name = find(&hello, WWW.as_bytes())?;
+    let records = tls_two_records(&hello, name + 7 - 5);
+    s.exchange(
+        flow((C4, 41723), (WWW_IP, 443)),
+        &[&records],
+        &tls_reply(404),
+    )?;
+
+    // (e) three segments: one cut inside the extension's length field,
+    // one inside the name ("www.exa" | "mple.org").
+    let hello = tls_client_hello(WWW, 305);
+    let name = find(&hello, WWW.as_bytes())?;
+    let (cut1, cut2) = (name - 9 + 3, name + 7);
+    let parts = [&hello[..cut1], &hello[cut1..cut2], &hello[cut2..]];
+    s.exchange(flow((C4, 49958), (WWW_IP, 443)), &parts, &tls_reply(405))?;
+
+    // (f) IPv6.
+    let hello = tls_client_hello("tunnel.example.net", 306);
+    let srv = (doc6(0x443), 443);
+    s.exchange(flow((C6, 36647), srv), &[&hello], &tls_reply(406))?;
+
+    s.write(path)
+}
+
+/// SSH binary packet (unencrypted, block size 8) around `payload`.
+fn ssh_packet(payload: &[u8], seed: u64) -> Vec<u8> {
+    let mut pad = 8 - (5 + payload.len()) % 8;
+    if pad < 4 {
+        pad += 8;
+    }
+    let mut p = Vec::with_capacity(5 + payload.len() + pad);
+    p.extend_from_slice(&((1 + payload.len() + pad) as u32).to_be_bytes());
+    p.push(pad as u8);
+    p.extend_from_slice(payload);
+    p.extend_from_slice(&filler(pad, seed));
+    p
+}
+
+fn ssh_string(out: &mut Vec<u8>, s: &[u8]) {
+    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    out.extend_from_slice(s);
+}
+
+/// SSH_MSG_KEXINIT with these key exchange and host key algorithms.
+fn ssh_kexinit(kex: &str, host_key: &str, seed: u64) -> Vec<u8> {
+    let cipher = "chacha20-poly1305@openssh.com,aes128-ctr,aes256-ctr,aes128-gcm@openssh.com,aes256-gcm@openssh.com";
+    let mac =
+        "umac-128-etm@openssh.com,hmac-sha2-256-etm@openssh.com,hmac-sha2-512-etm@openssh.com";
+    let comp = "none,zlib@openssh.com";
+    let mut p = vec![20];
+    p.extend_from_slice(&filler(16, seed)); // cookie
+    for list in [kex, host_key, cipher, cipher, mac, mac, comp, comp, "", ""] {
+        ssh_string(&mut p, list.as_bytes());
+    }
+    p.extend_from_slice(&[0, 0, 0, 0, 0]); // no guessed packet, reserved
+    ssh_packet(&p, seed + 1)
+}
+
+/// OpenVPN over TCP: a 2-byte length, then the packet.
+fn ovpn_tcp(packet: &[u8]) -> Vec<u8> {
+    let mut out = (packet.len() as u16).to_be_bytes().to_vec();
+    out.extend_from_slice(packet);
+    out
+}
+
+/// WireGuard handshake initiation (148 bytes) or response (92 bytes).
+fn wg_handshake(initiation: bool, sender: u32, receiver: u32, seed: u64) -> Vec<u8> {
+    let (kind, len) = if initiation { (1, 148) } else { (2, 92) };
+    let mut p = vec![kind, 0, 0, 0];
+    p.extend_from_slice(&sender.to_le_bytes());
+    if !initiation {
+        p.extend_from_slice(&receiver.to_le_bytes());
+    }
+    // Ephemeral key, sealed fields and MAC1; MAC2 stays zero (no cookie).
+    p.extend_from_slice(&filler(len - 16 - p.len(), seed));
+    p.resize(len, 0);
+    p
+}
+
+/// QUIC v1 long-header Initial: DCID of 8 bytes, no SCID, no token, the
+/// rest opaque, padded to a 1200-byte datagram.
+fn quic_initial(seed: u64) -> Vec<u8> {
+    const DATAGRAM: usize = 1200;
+    let mut p = vec![0xc3, 0, 0, 0, 1, 8];
+    p.extend_from_slice(&filler(8, seed)); // DCID
+    p.extend_from_slice(&[0, 0]); // SCID length, token length
+    let rest = DATAGRAM - p.len() - 2;
+    p.extend_from_slice(&(0x4000 | rest as u16).to_be_bytes()); // 2-byte varint
+    p.extend_from_slice(&filler(rest, seed + 1));
+    p
+}
+
+/// Protocols spoken on ports that usually carry something else.
+fn ports_apps(path: &Path) -> Res<usize> {
+    use Dir::{In, Out};
+    let mut s = Script::new();
+
+    // (a) SSH on 443: client banner first, then the key exchange in clear.
+    let mut t = flow((C4, 52318), (ip4(203, 0, 113, 22), 443));
+    s.open(s.gap(), &mut t)?;
+    s.tcp(TURN, &mut t, Out, PSH | ACK, b"SSH-2.0-OpenSSH_9.2p1\r\n")?;
+    let banner = b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n";
+    s.tcp(RTT, &mut t, In, PSH | ACK, banner)?;
+    let kex = "curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256,diffie-hellman-group14-sha256,ext-info-c";
+    let keys = "ssh-ed25519,ecdsa-sha2-nistp256,rsa-sha2-512,rsa-sha2-256";
+    s.tcp(TURN, &mut t, Out, PSH | ACK, &ssh_kexinit(kex, keys, 510))?;
+    let kex = "curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256";
+    let keys = "rsa-sha2-512,rsa-sha2-256,ecdsa-sha2-nistp256,ssh-ed25519";
+    s.tcp(RTT, &mut t, In, PSH | ACK, &ssh_kexinit(kex, keys, 520))?;
+    let mut init = vec![30]; // SSH_MSG_KEX_ECDH_INIT
+    ssh_string(&mut init, &filler(32, 530));
+    s.tcp(TURN, &mut t, Out, PSH | ACK, &ssh_packet(&init, 531))?;
+    let mut host_key = Vec::new();
+    ssh_string(&mut host_key, b"ssh-ed25519");
+    ssh_string(&mut host_key, &filler(32, 540));
+    let mut sig = Vec::new();
+    ssh_string(&mut sig, b"ssh-ed25519");
+    ssh_string(&mut sig, &filler(64, 541));
+    let mut reply = vec![31]; // SSH_MSG_KEX_ECDH_REPLY
+    ssh_string(&mut reply, &host_key);
+    ssh_string(&mut reply, &filler(32, 542));
+    ssh_string(&mut reply, &sig);
+    let mut flight = ssh_packet(&reply, 543);
+    flight.extend_from_slice(&ssh_packet(&[21], 544)); // SSH_MSG_NEWKEYS
+    s.tcp(RTT, &mut t, In, PSH | ACK, &flight)?;
+    s.tcp(TURN, &mut t, Out, PSH | ACK, &ssh_packet(&[21], 545))?;
+    s.tcp(RTT, &mut t, In, ACK, &[])?;
+    s.close(&mut t)?;
+
+    // (b) OpenVPN over TCP 443: hard resets both ways, the client's ACK.
+    let client_sid = filler(8, 550);
+    let server_sid = filler(8, 551);
+    let mut reset = vec![7 << 3]; // P_CONTROL_HARD_RESET_CLIENT_V2, key id 0
+    reset.extend_from_slice(&client_sid);
+    reset.extend_from_slice(&[0, 0, 0, 0, 0]); // no acks, packet id 0
+    let mut reset_back = vec![8 << 3]; // P_CONTROL_HARD_RESET_SERVER_V2
+    reset_back.extend_from_slice(&server_sid);
+    reset_back.extend_from_slice(&[1, 0, 0, 0, 0]); // acks packet 0
+    reset_back.extend_from_slice(&client_sid);
+    reset_back.extend_from_slice(&[0, 0, 0, 0]);
+    let mut ack = vec![5 << 3]; // P_ACK_V1
+    ack.extend_from_slice(&client_sid);
+    ack.extend_from_slice(&[1, 0, 0, 0, 0]);
+    ack.extend_from_slice(&server_sid);
+    let mut t = flow((C4, 40471), (ip4(203, 0, 113, 94), 443));
+    s.open(s.gap(), &mut t)?;
+    s.tcp(TURN, &mut t, Out, PSH | ACK, &ovpn_tcp(&reset))?;
+    s.tcp(RTT, &mut t, In, PSH | ACK, &ovpn_tcp(&reset_back))?;
+    s.tcp(TURN, &mut t, Out, PSH | ACK, &ovpn_tcp(&ack))?;
+    s.tcp(RTT, &mut t, In, ACK, &[])?;
+    s.close(&mut t)?;
+
+    // (c) plain HTTP to 443, (d) TLS to 80.
+    s.exchange(flow((C4, 58803), (WWW_IP, 443)), &[&http_get(WWW)], HTTP_OK)?;
+    let hello = tls_client_hello(WWW, 560);
+    s.exchange(flow((C4, 37129), (WWW_IP, 80)), &[&hello], &tls_reply(561))?;
+
+    // (e) SOCKS5 to 1080: greeting, then CONNECT 198.51.100.9:80.
+    let mut t = flow((C4, 46692), (ip4(203, 0, 113, 10), 1080));
+    s.open(s.gap(), &mut t)?;
+    s.tcp(TURN, &mut t, Out, PSH | ACK, &[5, 1, 0])?;
+    s.tcp(RTT, &mut t, In, PSH | ACK, &[5, 0])?;
+    s.tcp(
+        TURN,
+        &mut t,
+        Out,
+        PSH | ACK,
+        &[5, 1, 0, 1, 198, 51, 100, 9, 0, 80],
+    )?;
+    let bound = [5, 0, 0, 1, 203, 0, 113, 10, 0xa1, 0x2f];
+    s.tcp(RTT, &mut t, In, PSH | ACK, &bound)?;
+    s.close(&mut t)?;
+
+    // (f) WireGuard handshakes to udp 51820 and to udp 443.
+    for (cport, server, sender) in [
+        (43785, (ip4(203, 0, 113, 51), 51820), 0x1f2e_3d4c),
+        (60214, (ip4(203, 0, 113, 52), 443), 0x5b6a_7988),
+    ] {
+        let seed = u64::from(sender);
+        let init = wg_handshake(true, sender, 0, seed);
+        s.udp(s.gap(), Out, (C4, cport), server, &init)?;
+        let resp = wg_handshake(false, sender ^ 0xffff, sender, seed + 1);
+        s.udp(RTT, In, server, (C4, cport), &resp)?;
+    }
+
+    // (g) QUIC v1 Initial to udp 443, unanswered.
+    let initial = quic_initial(570);
+    s.udp(
+        s.gap(),
+        Out,
+        (C4, 54127),
+        (ip4(198, 51, 100, 43), 443),
+        &initial,
+    )?;
+
+    // (h) DNS.
+    let dns = (ip4(192, 0, 2, 53), 53);
+    let q = dns_query(0x3c5d, WWW, 1, false);
+    s.udp(s.gap(), Out, (C4, 39551), dns, &q)?;
+    let r = dns_response(&q, 300, &v4_octets(WWW_IP));
+    s.udp(RTT, In, dns, (C4, 39551), &r)?;
+
+    // (i) control: HTTPS as it should be.
+    let hello = tls_client_hello(WWW, 580);
+    s.exchange(flow((C4, 48096), (WWW_IP, 443)), &[&hello], &tls_reply(581))?;
+
+    s.write(path)
+}
+
+/// The server's side of a download, `first` ns from now: `data` in
+/// segments of at most 1400 bytes, the client acknowledging every second
+/// one, then the server's FIN, the client's FIN and the last ACK.
+fn ftp_data(s: &mut Script, t: &mut Tcp, first: u64, data: &[u8]) -> Res<()> {
+    use Dir::{In, Out};
+    for (i, chunk) in data.chunks(1400).enumerate() {
+        s.tcp(if i == 0 { first } else { 50 * US }, t, In, ACK, chunk)?;
+        if i % 2 == 1 {
+            s.tcp(TURN, t, Out, ACK, &[])?;
+        }
+    }
+    s.tcp(50 * US, t, In, FIN | ACK, &[])?;
+    s.tcp(TURN, t, Out, FIN | ACK, &[])?;
+    s.tcp(RTT, t, In, ACK, &[])
+}
+
+const FTP_LOGIN: [(&str, &str); 3] = [
+    ("USER demo\r\n", "331 Please specify the password.\r\n"),
+    ("PASS fixture\r\n", "230 Login successful.\r\n"),
+    ("TYPE I\r\n", "200 Switching to Binary mode.\r\n"),
+];
+
+/// Passive FTP (PASV and EPSV), a connection to a port never announced,
+/// and an active-mode (PORT) download.
+fn ftp_passive(path: &Path) -> Res<usize> {
+    use Dir::{In, Out};
+    let mut s = Script::new();
+    let file = filler(3800, 600);
+    let opening = "150 Opening BINARY mode data connection for file.bin (3800 bytes).\r\n";
+    let done = "226 Transfer complete.\r\n";
+    let bye = "221 Goodbye.\r\n";
+
+    // Each session: handshake, 220, login, the mode dialogue, RETR and 150,
+    // the data connection, 226, QUIT and 221, close.
+    let srv4 = ip4(192, 0, 2, 21);
+    let srv6 = doc6(0x21);
+    let passive = [
+        (
+            (C4, 51533),
+            srv4,
+            (
+                "PASV\r\n",
+                "227 Entering Passive Mode (192,0,2,21,195,80).\r\n",
+            ),
+            (C4, 52174),
+            50000,
+        ),
+        (
+            (C6, 53690),
+            srv6,
+            (
+                "EPSV\r\n",
+                "229 Entering Extended Passive Mode (|||50001|)\r\n",
+            ),
+            (C6, 54215),
+            50001,
+        ),
+    ];
+    for (client, server, mode, data_client, data_port) in passive {
+        let mut ctl = flow(client, (server, 21));
+        s.open(s.gap(), &mut ctl)?;
+        s.tcp(MS, &mut ctl, In, PSH | ACK, b"220 Welcome\r\n")?;
+        s.dialogue(&mut ctl, &FTP_LOGIN)?;
+        s.dialogue(&mut ctl, &[mode, ("RETR file.bin\r\n", opening)])?;
+        let mut data = flow(data_client, (server, data_port));
+        s.open(TURN, &mut data)?;
+        ftp_data(&mut s, &mut data, RTT, &file)?;
+        s.tcp(MS, &mut ctl, In, PSH | ACK, done.as_bytes())?;
+        s.dialogue(&mut ctl, &[("QUIT\r\n", bye)])?;
+        s.close(&mut ctl)?;
+    }
+
+    // 2 s later: a SYN to a port no 227/229 announced, unanswered.
+    let mut t = flow((C4, 55048), (srv4, 50002));
+    s.tcp(2 * SEC, &mut t, Out, SYN, &[])?;
+
+    // Active mode: after PORT, the server connects from :20 to 10.0.0.2:51210.
+    let mut ctl = flow((C4, 56312), (srv4, 21));
+    s.open(SEC, &mut ctl)?;
+    s.tcp(MS, &mut ctl, In, PSH | ACK, b"220 Welcome\r\n")?;
+    s.dialogue(&mut ctl, &FTP_LOGIN)?;
+    let port = (
+        "PORT 10,0,0,2,200,10\r\n",
+        "200 PORT command successful.\r\n",
+    );
+    s.dialogue(&mut ctl, &[port, ("RETR file.bin\r\n", opening)])?;
+    let mut data = flow((C4, 51210), (srv4, 20));
+    s.tcp(MS, &mut data, In, SYN, &[])?;
+    s.tcp(TURN, &mut data, Out, SYN | ACK, &[])?;
+    s.tcp(RTT, &mut data, In, ACK, &[])?;
+    ftp_data(&mut s, &mut data, 50 * US, &file)?;
+    s.tcp(MS, &mut ctl, In, PSH | ACK, done.as_bytes())?;
+    s.dialogue(&mut ctl, &[("QUIT\r\n", bye)])?;
+    s.close(&mut ctl)?;
+
+    s.write(path)
 }
 
 // ---------------------------------------------------------------------------

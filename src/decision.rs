@@ -61,6 +61,8 @@ pub enum Reason {
     /// The first payload did not come, or did not parse, within the inspection budget
     /// (`option inspect-limit` sets the verdict).
     InspectLimit,
+    /// The data connection an accepted FTP control connection announced (PASV, EPSV, PORT, EPRT).
+    FtpData,
 }
 
 impl Reason {
@@ -74,6 +76,7 @@ impl Reason {
             Reason::OrphanFragment => "orphan-fragment",
             Reason::Inspecting => "inspecting",
             Reason::InspectLimit => "inspect-limit",
+            Reason::FtpData => "ftp-data",
         }
     }
 }

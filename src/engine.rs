@@ -11,7 +11,7 @@ use crate::Timestamp;
 use crate::decision::{Decision, Reason, Verdict};
 use crate::flow::{FlowKey, FlowTable};
 use crate::inspect::detect::Transport as Carrier;
-use crate::inspect::read_payload;
+use crate::inspect::{ftp, read_payload};
 use crate::packet::{Packet, Transport};
 use crate::policy::{Eval, Policy};
 
@@ -20,6 +20,43 @@ const INSPECTING: Decision = Decision {
     verdict: Verdict::Accept,
     reason: Reason::Inspecting,
 };
+
+/// The decision of a data connection an accepted FTP control connection announced.
+const FTP_DATA: Decision = Decision {
+    verdict: Verdict::Accept,
+    reason: Reason::FtpData,
+};
+
+/// Reads an accepted FTP control connection (TCP port 21) for the data connections it announces, and
+/// expects exactly those. Like the kernel's helper without `loose`: an announcement naming another
+/// address than the control connection's peer (an FTP bounce, RFC 2577) is ignored. Live, the kernel's
+/// helper does this (the daemon sees only the client's direction); replay reads both directions here.
+fn ftp_control(flows: &mut FlowTable, p: &Packet<'_>, now: Timestamp) {
+    let Transport::Tcp { sport, dport, .. } = p.transport else {
+        return;
+    };
+    if sport != 21 && dport != 21 {
+        return;
+    }
+    let (lines, _) = ftp::lines(p.payload);
+    for line in lines {
+        if dport == 21 {
+            // The client's PORT/EPRT: the server connects back to the client.
+            if let Some(dc) = ftp::parse_client_line(line)
+                && dc.addr.is_none_or(|a| a == p.src)
+            {
+                flows.expect_connection(p.dst, p.src, dc.port, now);
+            }
+        } else if sport == 21 {
+            // The server's 227/229: the client connects to the server.
+            if let Some(dc) = ftp::parse_server_line(line)
+                && dc.addr.is_none_or(|a| a == p.src)
+            {
+                flows.expect_connection(p.dst, p.src, dc.port, now);
+            }
+        }
+    }
+}
 
 /// The compiled policy plus the decision procedure around it.
 pub struct Engine {
@@ -60,13 +97,20 @@ impl Engine {
                 reason: Reason::OrphanFragment,
             });
         };
+        let announced = flows.take_expected(&packet, &key.0, now);
         let decision = flows.decide_or_insert(&packet, key, now, seq, || {
+            if announced {
+                return FTP_DATA;
+            }
             match self.policy.evaluate(&packet, None) {
                 Eval::Decided(d) => d,
                 Eval::NeedPayload => INSPECTING,
             }
         });
         if decision.reason != Reason::Inspecting {
+            if decision.verdict == Verdict::Accept && !packet.payload.is_empty() {
+                ftp_control(flows, &packet, now);
+            }
             return decision;
         }
         let carrier = match packet.transport {

@@ -27,6 +27,10 @@ const NANOS: u64 = 1_000_000_000;
 const FRAGMENT_TIMEOUT: u64 = 30 * NANOS;
 /// Bound on the fragment memory; past it later fragments become orphans (counted).
 const MAX_FRAGMENTS: usize = 65_536;
+/// How long an announced FTP data connection is expected (nf_conntrack_ftp's expectation timeout).
+const FTP_EXPECT_TIMEOUT: u64 = 300 * NANOS;
+/// Bound on the announced data connections held; past it new announcements are ignored.
+const MAX_EXPECTED: usize = 4096;
 /// Expired flows are swept at most this often (capture or monotonic time).
 const SWEEP_INTERVAL: u64 = 10 * NANOS;
 
@@ -273,6 +277,9 @@ pub struct FlowTable {
     created: Vec<FlowRecord>,
     /// Flows whose verdict waits for their first payload.
     inspecting: HashMap<FlowKey, Inspection, RandomState>,
+    /// Data connections FTP control connections announced: (initiator, responder, responder port),
+    /// with the time they stop being expected.
+    expected: HashMap<([u64; 2], [u64; 2], u16), Timestamp, RandomState>,
     stats: FlowStats,
 }
 
@@ -347,6 +354,7 @@ impl FlowTable {
             keep_created: false,
             created: Vec::new(),
             inspecting: HashMap::with_hasher(RandomState::with_seeds(7, 8, 9, 10)),
+            expected: HashMap::with_hasher(RandomState::with_seeds(11, 12, 13, 14)),
             stats: FlowStats::default(),
         }
     }
@@ -527,6 +535,35 @@ impl FlowTable {
         Some(decision)
     }
 
+    /// Expects a TCP connection from `initiator` to `responder:port` (an FTP data channel), for a while.
+    pub fn expect_connection(
+        &mut self,
+        initiator: IpAddr,
+        responder: IpAddr,
+        port: u16,
+        now: Timestamp,
+    ) {
+        let key = (addr16(initiator), addr16(responder), port);
+        if self.expected.len() < MAX_EXPECTED || self.expected.contains_key(&key) {
+            let until = Timestamp::from_nanos(now.as_nanos().saturating_add(FTP_EXPECT_TIMEOUT));
+            self.expected.insert(key, until);
+        }
+    }
+
+    /// Whether `p` opens a connection that was expected (and is not a flow yet); the expectation is
+    /// used up, as the kernel's is.
+    pub fn take_expected(&mut self, p: &Packet<'_>, key: &FlowKey, now: Timestamp) -> bool {
+        if self.expected.is_empty() || self.flows.contains_key(key) {
+            return false;
+        }
+        let Transport::Tcp { dport, .. } = p.transport else {
+            return false;
+        };
+        self.expected
+            .remove(&(addr16(p.src), addr16(p.dst), dport))
+            .is_some_and(|until| now <= until)
+    }
+
     fn finish(&mut self, key: FlowKey, flow: Flow) {
         self.inspecting.remove(&key);
         if self.keep_finished {
@@ -551,6 +588,7 @@ impl FlowTable {
             }
         }
         self.fragments.retain(|_, (_, expires)| now <= *expires);
+        self.expected.retain(|_, until| now <= *until);
     }
 
     /// At the limit: sweep, then evict the eighth of the flows idle the longest.

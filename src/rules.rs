@@ -433,6 +433,27 @@ fn iptables_body(cfg: &RulesConfig, family: Family) -> Vec<String> {
     l
 }
 
+/// The raw table's part: the kernel's FTP helper on the control connections outgate lets through. It
+/// reads the server's 227/229 replies and the client's PORT/EPRT commands (which the daemon never sees:
+/// only the client's direction is queued) and expects exactly the data connection they announce, for a
+/// short time. That connection is RELATED and inherits the control connection's conntrack mark, so an
+/// accepted control connection's data channel is accepted in the kernel, and nothing else on high ports.
+fn iptables_raw_body(cfg: &RulesConfig) -> Vec<String> {
+    let c = CHAIN;
+    // raw has no FORWARD: in gateway mode the LAN side's PREROUTING sees the same packets.
+    let hook = match (cfg.mode, &cfg.lan) {
+        (Mode::Gateway, Some(lan)) => format!("-I PREROUTING 1 -i {lan} -j {c}"),
+        _ => format!("-I OUTPUT 1 {} -j {c}", iptables_hook(cfg).1),
+    };
+    vec![
+        format!(":{c} - [0:0]"),
+        hook,
+        "# FTP: the kernel's helper admits exactly the data connection the control connection announces."
+            .into(),
+        format!("-A {c} -p tcp -m tcp --dport 21 -j CT --helper ftp"),
+    ]
+}
+
 /// The ruleset as `iptables-restore --noflush` (or `ip6tables-restore`) text, for a filter table without
 /// outgate rules: loading it twice inserts the jump twice. [`apply`] replaces existing rules instead.
 pub fn iptables_restore(cfg: &RulesConfig, family: Family) -> Result<String, RulesError> {
@@ -446,9 +467,11 @@ pub fn iptables_restore(cfg: &RulesConfig, family: Family) -> Result<String, Rul
             cfg.queues,
             fail_mode(cfg)
         ),
-        "# Load with --noflush into a table without outgate; `outgate rules --apply` replaces in place.".into(),
-        "*filter".into(),
+        "# Load with --noflush into tables without outgate; `outgate rules --apply` replaces in place.".into(),
+        "*raw".into(),
     ];
+    l.extend(iptables_raw_body(cfg));
+    l.extend(["COMMIT".to_string(), "*filter".to_string()]);
     l.extend(iptables_body(cfg, family));
     l.push("COMMIT".into());
     Ok(lines(l))
@@ -510,6 +533,11 @@ pub fn nft(cfg: &RulesConfig) -> Result<String, RulesError> {
             "oifname != \"lo\" jump gate".to_string(),
         ),
     };
+    let (helper_hook, helper_match) = match (cfg.mode, &cfg.lan, &cfg.wan) {
+        (Mode::Gateway, Some(lan), _) => ("prerouting", format!("iifname {} ", nft_interface(lan))),
+        (_, _, Some(wan)) => ("output", format!("oifname {} ", nft_interface(wan))),
+        _ => ("output", "oifname != \"lo\" ".to_string()),
+    };
     let mask = hex(MARK_MASK);
     let keep = hex(!MARK_MASK);
     let bits = |v: u32| format!("meta mark & {mask} == {}", hex(v));
@@ -522,6 +550,14 @@ pub fn nft(cfg: &RulesConfig) -> Result<String, RulesError> {
             fail_mode(cfg)
         ),
         format!("table inet {NFT_TABLE} {{"),
+        "\t# FTP: the kernel's helper admits exactly the data connection a control connection announces".into(),
+        "\tct helper ftp-standard {".into(),
+        "\t\ttype \"ftp\" protocol tcp;".into(),
+        "\t}".into(),
+        format!("\tchain helpers {{"),
+        format!("\t\ttype filter hook {helper_hook} priority raw; policy accept;"),
+        format!("\t\t{helper_match}tcp dport 21 ct helper set \"ftp-standard\""),
+        "\t}".into(),
         format!("\tchain {chain} {{"),
         format!("\t\ttype filter hook {hook} priority filter; policy accept;"),
         format!("\t\t{jump}"),
@@ -596,12 +632,17 @@ pub fn apply(cfg: &RulesConfig, backend: Backend) -> Result<(), RulesError> {
     match backend {
         Backend::Iptables => {
             for family in Family::ALL {
-                let present =
-                    present_iptables(family)?.ok_or_else(|| RulesError::NotInstalled {
+                let installed = |table| {
+                    present_iptables(family, table)?.ok_or_else(|| RulesError::NotInstalled {
                         program: family.iptables().to_string(),
-                    })?;
-                let mut l = vec!["*filter".to_string()];
-                l.extend(present.deletes);
+                    })
+                };
+                let (raw, filter) = (installed("raw")?, installed("filter")?);
+                let mut l = vec!["*raw".to_string()];
+                l.extend(raw.deletes);
+                l.extend(iptables_raw_body(cfg));
+                l.extend(["COMMIT".to_string(), "*filter".to_string()]);
+                l.extend(filter.deletes);
                 l.extend(iptables_body(cfg, family));
                 l.push("COMMIT".into());
                 restore(family, &lines(l))?;
@@ -642,8 +683,8 @@ struct Present {
     chain: bool,
 }
 
-fn present_iptables(family: Family) -> Result<Option<Present>, RulesError> {
-    let listing = match run(family.iptables(), &["-w", "-t", "filter", "-S"], None) {
+fn present_iptables(family: Family, table: &str) -> Result<Option<Present>, RulesError> {
+    let listing = match run(family.iptables(), &["-w", "-t", table, "-S"], None) {
         Ok(listing) => listing,
         Err(RulesError::NotInstalled { .. }) => return Ok(None),
         Err(e) => return Err(e),
@@ -668,19 +709,25 @@ fn present_iptables(family: Family) -> Result<Option<Present>, RulesError> {
 }
 
 fn remove_iptables(family: Family) -> Result<(), RulesError> {
-    let Some(present) = present_iptables(family)? else {
-        return Ok(());
-    };
-    if present.deletes.is_empty() && !present.chain {
+    let mut l = Vec::new();
+    for table in ["raw", "filter"] {
+        let Some(present) = present_iptables(family, table)? else {
+            return Ok(());
+        };
+        if present.deletes.is_empty() && !present.chain {
+            continue;
+        }
+        l.push(format!("*{table}"));
+        l.extend(present.deletes);
+        if present.chain {
+            l.push(format!("-F {CHAIN}"));
+            l.push(format!("-X {CHAIN}"));
+        }
+        l.push("COMMIT".into());
+    }
+    if l.is_empty() {
         return Ok(());
     }
-    let mut l = vec!["*filter".to_string()];
-    l.extend(present.deletes);
-    if present.chain {
-        l.push(format!("-F {CHAIN}"));
-        l.push(format!("-X {CHAIN}"));
-    }
-    l.push("COMMIT".into());
     restore(family, &lines(l))
 }
 
@@ -780,7 +827,13 @@ mod tests {
         let text = iptables_restore(&host("0"), Family::V4).expect("valid config");
         let expected = "\
 # outgate, IPv4 (iptables-restore): host mode, queue 0, fail-closed.
-# Load with --noflush into a table without outgate; `outgate rules --apply` replaces in place.
+# Load with --noflush into tables without outgate; `outgate rules --apply` replaces in place.
+*raw
+:OUTGATE - [0:0]
+-I OUTPUT 1 ! -o lo -j OUTGATE
+# FTP: the kernel's helper admits exactly the data connection the control connection announces.
+-A OUTGATE -p tcp -m tcp --dport 21 -j CT --helper ftp
+COMMIT
 *filter
 :OUTGATE - [0:0]
 # First in the hook: no earlier rule may pass packets of flows under inspection, and the
@@ -846,7 +899,11 @@ COMMIT
     fn gateway_fail_open_balances_by_address_with_bypass() {
         let text = iptables_restore(&gateway(), Family::V4).expect("valid config");
         let r = rules(&text);
-        assert_eq!(r[2], "-I FORWARD 1 -i lan0 -o wan0 -j OUTGATE");
+        assert_eq!(
+            r[2], "-I PREROUTING 1 -i lan0 -j OUTGATE",
+            "raw: the FTP helper on LAN traffic"
+        );
+        assert_eq!(r[7], "-I FORWARD 1 -i lan0 -o wan0 -j OUTGATE");
         assert!(
             r.contains(
                 &"-A OUTGATE -m mark --mark 0x0/0xf00 -j NFQUEUE --queue-balance 2:5 --queue-bypass"
@@ -929,7 +986,8 @@ COMMIT
         };
         let text = nft(&cfg).expect("valid config");
         for needle in [
-            "table inet outgate {\n\tchain output {\n\t\ttype filter hook output priority filter; policy accept;\n\t\toifname != \"lo\" jump gate\n\t}",
+            "\tchain output {\n\t\ttype filter hook output priority filter; policy accept;\n\t\toifname != \"lo\" jump gate\n\t}",
+            "\tchain helpers {\n\t\ttype filter hook output priority raw; policy accept;\n\t\toifname != \"lo\" tcp dport 21 ct helper set \"ftp-standard\"\n\t}",
             "\t\tct direction reply return\n",
             "\t\tmeta mark & 0xf00 == 0x0 ct mark & 0xf00 == 0x100 meta mark set meta mark | 0x100\n",
             "\t\tmeta mark & 0xf00 == 0x0 ct mark & 0xf00 != 0x0 drop\n",

@@ -325,3 +325,115 @@ fn idle_and_closed_flows_expire() {
     );
     assert_eq!(summary["flows"]["expired"], 2);
 }
+
+/// (verdict, rule or reason) of every flow, in first-packet order.
+fn outcomes(flows: &[Value]) -> Vec<(String, String)> {
+    flows
+        .iter()
+        .map(|f| {
+            let why = f["rule"]
+                .as_str()
+                .map_or_else(|| f["reason"].as_str().unwrap().to_string(), str::to_string);
+            (f["verdict"].as_str().unwrap().to_string(), why)
+        })
+        .collect()
+}
+
+fn expect(flows: &[Value], want: &[(&str, &str)]) {
+    let got = outcomes(flows);
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(v, r)| (v.to_string(), r.to_string()))
+        .collect();
+    assert_eq!(got, want, "{flows:#?}");
+}
+
+#[test]
+fn http_hosts_urls_and_methods() {
+    let (flows, _) = run(&pcaps().join("http_hosts.pcap"), 2);
+    let (pass, numeric) = (
+        ("accept", "http_hosts.rules:2"),
+        ("drop", "http_hosts.rules:3"),
+    );
+    expect(
+        &flows,
+        &[
+            pass,                             // a: Host www.example.org
+            numeric,                          // b: Host 192.0.2.80
+            numeric,                          // c: Host 192.0.2.80:8080, to 8080
+            numeric,                          // d: Host [2001:db8::80]
+            numeric,                          // e: Host 3232235777 (decimal)
+            numeric,                          // f: Host 0x7f.0.0.1 (hex)
+            numeric, // g: absolute URI http://198.51.100.9/ with a named Host
+            numeric, // h: CONNECT 203.0.113.7:443
+            ("drop", "http_hosts.rules:4"), // i: /cgi-bin/gateway.dll?AsyncPoll
+            ("reject", "http_hosts.rules:5"), // j: POST to files.example.org
+            pass,    // k: hOsT:   WWW.Example.ORG
+        ],
+    );
+}
+
+#[test]
+fn http_evasions_are_read_through() {
+    let (flows, _) = run(&pcaps().join("http_evasions.pcap"), 1);
+    // Split Host, two Host headers, payload after an empty ACK, a retransmission, a leading CRLF.
+    expect(&flows, &[("drop", "http_evasions.rules:3"); 5]);
+}
+
+#[test]
+fn tls_server_names() {
+    let (flows, _) = run(&pcaps().join("tls_hellos.pcap"), 2);
+    let named = ("accept", "tls_hellos.rules:3");
+    expect(
+        &flows,
+        &[
+            named,                            // a: SNI www.example.org
+            ("drop", "tls_hellos.rules:4"),   // b: no SNI
+            ("drop", "tls_hellos.rules:5"),   // c: SNI 192.0.2.44
+            named,                            // d: the hello split over two TLS records
+            named,                            // e: the hello split over three TCP segments
+            ("reject", "tls_hellos.rules:6"), // f: SNI tunnel.example.net, IPv6
+        ],
+    );
+}
+
+#[test]
+fn the_protocol_spoken_on_each_port() {
+    let (flows, _) = run(&pcaps().join("ports_apps.pcap"), 2);
+    let named = ("drop", "ports_apps.rules:7");
+    let policy = ("drop", "ports_apps.rules:2");
+    expect(
+        &flows,
+        &[
+            named,                            // SSH on 443
+            named,                            // OpenVPN on tcp 443
+            policy,                           // HTTP on 443: not TLS
+            policy,                           // TLS on 80: not HTTP
+            named,                            // SOCKS5 on 1080
+            named,                            // WireGuard on udp 51820
+            named,                            // WireGuard on udp 443
+            ("accept", "ports_apps.rules:5"), // QUIC on udp 443
+            ("accept", "ports_apps.rules:6"), // DNS
+            ("accept", "ports_apps.rules:3"), // TLS on 443
+        ],
+    );
+}
+
+#[test]
+fn ftp_data_channels_exactly_as_announced() {
+    let (flows, _) = run(&pcaps().join("ftp_passive.pcap"), 2);
+    let control = ("accept", "<default>:4");
+    let data = ("accept", "ftp-data");
+    expect(
+        &flows,
+        &[
+            control,
+            data, // PASV (227) and its data connection to :50000
+            control,
+            data,                    // EPSV (229) over IPv6, data to :50001
+            ("drop", "<default>:1"), // a connection to :50002 nobody announced
+            control,
+            data, // PORT: the server connects back from port 20
+        ],
+    );
+}

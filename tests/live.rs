@@ -7,10 +7,9 @@
 mod common;
 
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::{Lab, Link, outgate_bin, queue_stats, wait_for};
+use common::{Setup, gateway_mode, host_mode, outgate_bin, queue_stats, serial, wait_for};
 
 /// Allows HTTP, DNS and ping; rejects tcp 81; everything else is dropped by the policy.
 const POLICY: &str = "\
@@ -23,141 +22,6 @@ REJECT loc net tcp 81 # fails at once
 ACCEPT loc net udp 9000 # the blast
 ";
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The filter's hosts: where outgate runs, the client, the server, and the client's view of the server.
-struct Setup {
-    lab: Lab,
-    /// Where the ruleset and the daemon run.
-    filter: String,
-    client: String,
-    server: String,
-    server4: String,
-    server6: String,
-    mode: &'static str,
-    extra: String,
-}
-
-/// Host mode: the client filters its own OUTPUT.
-fn host_mode() -> Setup {
-    let mut lab = Lab::new();
-    let client = lab.host("c");
-    let server = lab.host("s");
-    let l: Link = lab.link(&client, &server, 1);
-    Setup {
-        filter: client.clone(),
-        client,
-        server,
-        server4: l.b4,
-        server6: l.b6,
-        mode: "host",
-        extra: String::new(),
-        lab,
-    }
-}
-
-/// Gateway mode: LAN client -> gateway (filters FORWARD) -> WAN server.
-fn gateway_mode() -> Setup {
-    let mut lab = Lab::new();
-    let client = lab.host("l");
-    let gw = lab.host("g");
-    let server = lab.host("w");
-    let lan = lab.link(&client, &gw, 1);
-    let wan = lab.link(&gw, &server, 2);
-    lab.forwarding(&gw);
-    lab.sh(
-        &client,
-        &format!(
-            "ip route add default via {} && ip -6 route add default via {}",
-            lan.b4, lan.b6
-        ),
-    );
-    lab.sh(
-        &server,
-        &format!(
-            "ip route add default via {} && ip -6 route add default via {}",
-            wan.a4, wan.a6
-        ),
-    );
-    let extra = format!("--lan {} --wan {}", lan.b_if, wan.a_if);
-    Setup {
-        filter: gw,
-        client,
-        server,
-        server4: wan.b4,
-        server6: wan.b6,
-        mode: "gateway",
-        extra,
-        lab,
-    }
-}
-
-impl Setup {
-    fn rules(&self, action: &str, fail: &str) {
-        let cmd = format!(
-            "{} rules --mode {} {} --queues 0 {fail} {action}",
-            outgate_bin(),
-            self.mode,
-            self.extra
-        );
-        self.lab.sh(&self.filter, &cmd);
-    }
-
-    /// Starts the daemon and waits until its queue is bound; returns the child index.
-    fn daemon(&mut self, args: &str) -> usize {
-        let policy = self.lab.write("policy.rules", POLICY);
-        let log = self.lab.path("flows.jsonl");
-        let cmd = format!(
-            "{} run --policy {} --queues 0 --log {} {args}",
-            outgate_bin(),
-            policy.display(),
-            log.display()
-        );
-        let i = self.lab.spawn(&self.filter.clone(), &cmd);
-        let (lab, ns) = (&self.lab, &self.filter);
-        if wait_for(Duration::from_secs(10), || {
-            queue_stats(lab, ns, 0).is_some()
-        })
-        .is_none()
-        {
-            let _ = self.lab.child(i).kill();
-            panic!("the daemon did not bind queue 0: {}", self.lab.stderr_of(i));
-        }
-        i
-    }
-
-    /// curl from the client: (exit code, seconds, body).
-    fn curl(&self, host: &str, port: u16, path: &str) -> (i32, f64, String) {
-        let url = if host.contains(':') {
-            format!("http://[{host}]:{port}{path}")
-        } else {
-            format!("http://{host}:{port}{path}")
-        };
-        let start = Instant::now();
-        let o = self.lab.try_sh(
-            &self.client,
-            &format!("curl -sS --max-time 4 --connect-timeout 2 {url}"),
-        );
-        (
-            o.status.code().unwrap_or(-1),
-            start.elapsed().as_secs_f64(),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-        )
-    }
-
-    fn flows_log(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.lab.path("flows.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
-            .collect()
-    }
-}
-
 /// What a user checks: allowed ports work, blocked ports fail the way the policy says, ping and DNS pass,
 /// and the log names the line behind each flow.
 fn allowed_and_blocked(mut s: Setup) {
@@ -169,7 +33,7 @@ fn allowed_and_blocked(mut s: Setup) {
     }
     s.lab.udp_echo(&s.server.clone(), 53);
     s.rules("--apply", "");
-    s.daemon("--metrics 127.0.0.1:9717");
+    s.daemon(POLICY, "--metrics 127.0.0.1:9717");
 
     for server in [s.server4.clone(), s.server6.clone()] {
         let (code, _, body) = s.curl(&server, 80, "/hello.txt");
@@ -299,7 +163,7 @@ fn decided_flows_stay_in_the_kernel() {
         std::fs::write(www.join("big.bin"), vec![7u8; 32 << 20]).unwrap();
         s.lab.http_server(&s.server.clone(), 80, &www);
         s.rules("--apply", "");
-        s.daemon("");
+        s.daemon(POLICY, "");
         let before = queue_stats(&s.lab, &s.filter, 0).unwrap();
         let o = s.lab.try_sh(
             &s.client,
@@ -340,7 +204,7 @@ fn fail_open_and_fail_closed_when_the_daemon_dies() {
         std::fs::write(www.join("x"), "x").unwrap();
         s.lab.http_server(&s.server.clone(), 80, &www);
         s.rules("--apply", fail);
-        let d = s.daemon(fail);
+        let d = s.daemon(POLICY, fail);
         assert_eq!(
             s.curl(&s.server4, 80, "/x").0,
             0,
@@ -389,7 +253,7 @@ fn udp_blast_of_many_flows_loses_nothing() {
         );
         s.lab.wait_listening(&s.server.clone(), "udp", 9000);
         s.rules("--apply", "");
-        s.daemon("");
+        s.daemon(POLICY, "");
         let total = 200_000;
         let sent = s.lab.sh(
             &s.client,
@@ -442,11 +306,15 @@ fn sigterm_under_traffic_then_remove_leaves_no_trace() {
     // An admin's own rules are there first; they must come through untouched.
     for t in ["iptables", "ip6tables"] {
         s.lab.sh(&s.filter, &format!("{t} -A OUTPUT -p tcp --dport 25 -j REJECT && {t} -A INPUT -p tcp --dport 22 -j ACCEPT"));
+        s.lab.sh(
+            &s.filter,
+            &format!("{t} -t raw -A OUTPUT -p udp --dport 5353 -j CT --notrack"),
+        );
     }
     let before = save(&s);
     s.lab.udp_echo(&s.server.clone(), 9000);
     s.rules("--apply", "");
-    let d = s.daemon("");
+    let d = s.daemon(POLICY, "");
     // A new flow every few milliseconds, so packets are in flight when the signal comes.
     let sender = s.lab.write(
         "sender.py",
@@ -514,7 +382,7 @@ fn startup_errors_are_clear() {
     );
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("bad.rules:1:12: unknown zone 'lan'"));
-    s.daemon("");
+    s.daemon(POLICY, "");
     let o = s
         .lab
         .try_sh(&s.filter, &format!("{} run --queues 0", outgate_bin()));

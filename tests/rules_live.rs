@@ -95,10 +95,12 @@ fn apply_is_idempotent_and_remove_restores_the_tables() {
     assert_eq!(
         jumps,
         [
+            "-A PREROUTING -i lan0 -j OUTGATE",
             "-A FORWARD -i lan0 -o wan0 -j OUTGATE",
+            "-A PREROUTING -i lan0 -j OUTGATE",
             "-A FORWARD -i lan0 -o wan0 -j OUTGATE"
         ],
-        "one jump per family, nothing else:\n{gateway}"
+        "per family, one jump in raw (the FTP helper) and one in filter, nothing else:\n{gateway}"
     );
     assert!(
         gateway.contains("-j NFQUEUE --queue-num 1 --queue-bypass"),

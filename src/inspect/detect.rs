@@ -260,14 +260,21 @@ const HTTP_METHODS: [&[u8]; 9] = [
 /// RFC 9113 §3.4: the HTTP/2 connection preface of a client with prior knowledge.
 const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// An HTTP/1.x request line's method and space, or the HTTP/2 preface. Methods are case-sensitive
-/// (RFC 9110 §9.1).
+/// An HTTP/1.x request line's method and space, or the HTTP/2 preface. Read the way a lenient
+/// server reads it, so that no request a server would serve escapes detection: empty lines before
+/// the request line are skipped (RFC 9112 §2.2 lets servers ignore them), and the method's case is
+/// ignored although RFC 9110 §9.1 makes it case-sensitive (`http::parse_request` reads `get` too).
 fn http(client: &[u8], _: Option<&[u8]>) -> Sig {
+    let start = client.iter().position(|&b| b != b'\r' && b != b'\n');
+    let Some(request) = start.and_then(|i| client.get(i..)) else {
+        // Only line ends so far: a request line may still come.
+        return Sig::Partial;
+    };
     Sig::any(
         HTTP_METHODS
             .iter()
-            .chain(std::iter::once(&HTTP2_PREFACE))
-            .map(|m| literal(client, m)),
+            .map(|m| literal_nocase(request, m))
+            .chain(std::iter::once(literal(request, HTTP2_PREFACE))),
     )
 }
 
@@ -549,6 +556,22 @@ mod tests {
     }
 
     #[test]
+    fn http_after_empty_lines_and_in_any_case() {
+        assert_eq!(
+            detect(Transport::Tcp, b"\r\nGET / HTTP/1.1\r\n", None),
+            Detection::App(App::Http)
+        );
+        assert_eq!(
+            detect(Transport::Tcp, b"get / HTTP/1.1\r\n", None),
+            Detection::App(App::Http)
+        );
+        assert_eq!(
+            detect(Transport::Tcp, b"\r\n\r\n", None),
+            Detection::NeedMore
+        );
+    }
+
+    #[test]
     fn http_methods() {
         for m in [
             &b"GET / HTTP/1.1\r\n"[..],
@@ -565,8 +588,8 @@ mod tests {
             assert_eq!(tcp(m), app(App::Http), "{:?}", String::from_utf8_lossy(m));
         }
         prefixes_need_more(b"CONNECT ", None, App::Http);
-        // Lower case, a tab, a longer token: not a method of RFC 9110.
-        for m in [&b"get / HTTP/1.1"[..], b"GET\t/", b"GETS / x", b"POSTING x"] {
+        // A tab, a longer token: not a method of RFC 9110 (lower case is read: see `http`).
+        for m in [&b"GET\t/"[..], b"GETS / x", b"POSTING x"] {
             assert_eq!(
                 tcp(m),
                 app(App::Unknown),

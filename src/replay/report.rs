@@ -48,6 +48,7 @@ pub struct HitTable {
     /// Flows whose first payload did not come or parse in time, and packets that passed while waiting.
     inspect_limit: Hits,
     inspecting: Hits,
+    ftp_data: Hits,
     /// Malformed and orphan packets are counted elsewhere; this absorbs their writes.
     other: Hits,
 }
@@ -67,6 +68,7 @@ impl HitTable {
             (None, Reason::NoPolicy) => self.no_policy,
             (None, Reason::InspectLimit) => self.inspect_limit,
             (None, Reason::Inspecting) => self.inspecting,
+            (None, Reason::FtpData) => self.ftp_data,
             _ => Hits::default(),
         }
     }
@@ -82,6 +84,7 @@ impl HitTable {
             (None, Reason::NoPolicy) => &mut self.no_policy,
             (None, Reason::InspectLimit) => &mut self.inspect_limit,
             (None, Reason::Inspecting) => &mut self.inspecting,
+            (None, Reason::FtpData) => &mut self.ftp_data,
             _ => &mut self.other,
         }
     }
@@ -98,6 +101,7 @@ impl HitTable {
             (&mut self.no_policy, &o.no_policy),
             (&mut self.inspect_limit, &o.inspect_limit),
             (&mut self.inspecting, &o.inspecting),
+            (&mut self.ftp_data, &o.ftp_data),
         ] {
             a.flows += b.flows;
             a.packets += b.packets;
@@ -241,6 +245,12 @@ impl ReplayReport {
                 "inspect-limit",
                 "(first payload did not come or parse in time: option inspect-limit)",
                 policy.options().inspect_limit,
+            ),
+            (
+                Reason::FtpData,
+                "ftp-data",
+                "(data connections announced by accepted FTP control connections)",
+                Verdict::Accept,
             ),
             (
                 Reason::Inspecting,

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -246,4 +247,139 @@ pub fn queue_stats(lab: &Lab, ns: &str, queue: u16) -> Option<QueueStats> {
             id_sequence: f[7],
         })
     })
+}
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The filter's hosts: where outgate runs, the client, the server, and the client's view of the server.
+pub struct Setup {
+    pub lab: Lab,
+    /// Where the ruleset and the daemon run.
+    pub filter: String,
+    pub client: String,
+    pub server: String,
+    pub server4: String,
+    pub server6: String,
+    pub mode: &'static str,
+    pub extra: String,
+}
+
+/// Host mode: the client filters its own OUTPUT.
+pub fn host_mode() -> Setup {
+    let mut lab = Lab::new();
+    let client = lab.host("c");
+    let server = lab.host("s");
+    let l: Link = lab.link(&client, &server, 1);
+    Setup {
+        filter: client.clone(),
+        client,
+        server,
+        server4: l.b4,
+        server6: l.b6,
+        mode: "host",
+        extra: String::new(),
+        lab,
+    }
+}
+
+/// Gateway mode: LAN client -> gateway (filters FORWARD) -> WAN server.
+pub fn gateway_mode() -> Setup {
+    let mut lab = Lab::new();
+    let client = lab.host("l");
+    let gw = lab.host("g");
+    let server = lab.host("w");
+    let lan = lab.link(&client, &gw, 1);
+    let wan = lab.link(&gw, &server, 2);
+    lab.forwarding(&gw);
+    lab.sh(
+        &client,
+        &format!(
+            "ip route add default via {} && ip -6 route add default via {}",
+            lan.b4, lan.b6
+        ),
+    );
+    lab.sh(
+        &server,
+        &format!(
+            "ip route add default via {} && ip -6 route add default via {}",
+            wan.a4, wan.a6
+        ),
+    );
+    let extra = format!("--lan {} --wan {}", lan.b_if, wan.a_if);
+    Setup {
+        filter: gw,
+        client,
+        server,
+        server4: wan.b4,
+        server6: wan.b6,
+        mode: "gateway",
+        extra,
+        lab,
+    }
+}
+
+impl Setup {
+    pub fn rules(&self, action: &str, fail: &str) {
+        let cmd = format!(
+            "{} rules --mode {} {} --queues 0 {fail} {action}",
+            outgate_bin(),
+            self.mode,
+            self.extra
+        );
+        self.lab.sh(&self.filter, &cmd);
+    }
+
+    /// Starts the daemon and waits until its queue is bound; returns the child index.
+    pub fn daemon(&mut self, policy: &str, args: &str) -> usize {
+        let policy = self.lab.write("policy.rules", policy);
+        let log = self.lab.path("flows.jsonl");
+        let cmd = format!(
+            "{} run --policy {} --queues 0 --log {} {args}",
+            outgate_bin(),
+            policy.display(),
+            log.display()
+        );
+        let i = self.lab.spawn(&self.filter.clone(), &cmd);
+        let (lab, ns) = (&self.lab, &self.filter);
+        if wait_for(Duration::from_secs(10), || {
+            queue_stats(lab, ns, 0).is_some()
+        })
+        .is_none()
+        {
+            let _ = self.lab.child(i).kill();
+            panic!("the daemon did not bind queue 0: {}", self.lab.stderr_of(i));
+        }
+        i
+    }
+
+    /// curl from the client: (exit code, seconds, body).
+    pub fn curl(&self, host: &str, port: u16, path: &str) -> (i32, f64, String) {
+        let url = if host.contains(':') {
+            format!("http://[{host}]:{port}{path}")
+        } else {
+            format!("http://{host}:{port}{path}")
+        };
+        let start = Instant::now();
+        let o = self.lab.try_sh(
+            &self.client,
+            &format!("curl -sS --max-time 4 --connect-timeout 2 {url}"),
+        );
+        (
+            o.status.code().unwrap_or(-1),
+            start.elapsed().as_secs_f64(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    }
+
+    pub fn flows_log(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.lab.path("flows.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+            .collect()
+    }
 }
