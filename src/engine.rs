@@ -126,12 +126,12 @@ impl Engine {
         let read = |bytes: &[u8]| {
             let payload = read_payload(carrier, bytes)?;
             match self.policy.evaluate(&packet, Some(&payload)) {
-                Eval::Decided(d) => Some(d),
+                Eval::Decided(d) => Some((d, payload)),
                 Eval::NeedPayload => None,
             }
         };
         flows
-            .inspect(&packet, key, options.inspect, read, limit)
+            .inspect(&packet, key, options.inspect, read, limit, now)
             .unwrap_or(INSPECTING)
     }
 }

@@ -20,6 +20,8 @@ use ahash::RandomState;
 
 use crate::Timestamp;
 use crate::decision::{Decision, Reason};
+use crate::inspect::Payload;
+use crate::inspect::detect::App;
 use crate::packet::{Packet, TcpFlags, Transport, has_echo_ident};
 
 const NANOS: u64 = 1_000_000_000;
@@ -200,6 +202,10 @@ pub struct Flow {
     pub bytes: u64,
     /// ICMP type of the first packet.
     pub icmp_type: Option<u8>,
+    /// When the flow got its decision: its first packet, or the payload a rule waited for.
+    pub decided_ts: Timestamp,
+    /// The protocol its first payload showed, when a rule looked.
+    pub app: Option<App>,
     fin_lo: bool,
     fin_hi: bool,
     rst: bool,
@@ -242,10 +248,12 @@ impl Flow {
 }
 
 /// A flow that left the table, handed to the caller when [`FlowTable::keep_finished`] is on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowRecord {
     pub key: FlowKey,
     pub flow: Flow,
+    /// What its first payload showed (HTTP request, ClientHello), when a rule looked at it.
+    pub payload: Option<Box<Payload>>,
 }
 
 /// Counters of the table's housekeeping.
@@ -277,6 +285,8 @@ pub struct FlowTable {
     created: Vec<FlowRecord>,
     /// Flows whose verdict waits for their first payload.
     inspecting: HashMap<FlowKey, Inspection, RandomState>,
+    /// What decided flows' first payloads showed, kept for their records while `keep_finished` is on.
+    payloads: HashMap<FlowKey, Box<Payload>, RandomState>,
     /// Data connections FTP control connections announced: (initiator, responder, responder port),
     /// with the time they stop being expected.
     expected: HashMap<([u64; 2], [u64; 2], u16), Timestamp, RandomState>,
@@ -355,6 +365,7 @@ impl FlowTable {
             created: Vec::new(),
             inspecting: HashMap::with_hasher(RandomState::with_seeds(7, 8, 9, 10)),
             expected: HashMap::with_hasher(RandomState::with_seeds(11, 12, 13, 14)),
+            payloads: HashMap::with_hasher(RandomState::with_seeds(15, 16, 17, 18)),
             stats: FlowStats::default(),
         }
     }
@@ -438,6 +449,8 @@ impl FlowTable {
             packets: 0,
             bytes: 0,
             icmp_type,
+            decided_ts: now,
+            app: None,
             fin_lo: false,
             fin_hi: false,
             rst: false,
@@ -446,7 +459,11 @@ impl FlowTable {
         flow.note_close(side, flags);
         // A flow waiting for its payload is reported when that decides it (see `inspect`).
         if self.keep_created && decision.reason != Reason::Inspecting {
-            self.created.push(FlowRecord { key, flow });
+            self.created.push(FlowRecord {
+                key,
+                flow,
+                payload: None,
+            });
         }
         self.flows.insert(key, flow);
         self.stats.created += 1;
@@ -502,8 +519,9 @@ impl FlowTable {
         p: &Packet<'_>,
         (key, side): (FlowKey, Side),
         budget: InspectBudget,
-        read: impl FnOnce(&[u8]) -> Option<Decision>,
+        read: impl FnOnce(&[u8]) -> Option<(Decision, Payload)>,
         limit: Decision,
+        now: Timestamp,
     ) -> Option<Decision> {
         let initiator = self.flows.get(&key).map(|f| f.initiator)?;
         let state = self.inspecting.entry(key).or_default();
@@ -524,12 +542,26 @@ impl FlowTable {
         }
         let decided = if grew { read(&state.stream) } else { None };
         let over = state.packets >= budget.packets || state.stream.len() >= budget.bytes;
-        let decision = decided.or(over.then_some(limit))?;
+        let (decision, payload) = match decided {
+            Some((d, payload)) => (d, Some(payload)),
+            None if over => (limit, None),
+            None => return None,
+        };
         self.inspecting.remove(&key);
         if let Some(flow) = self.flows.get_mut(&key) {
             flow.decision = decision;
+            flow.decided_ts = now;
+            flow.app = payload.as_ref().and_then(|p| p.app);
+            let payload = payload.map(Box::new);
             if self.keep_created {
-                self.created.push(FlowRecord { key, flow: *flow });
+                self.created.push(FlowRecord {
+                    key,
+                    flow: *flow,
+                    payload: payload.clone(),
+                });
+            }
+            if let (true, Some(p)) = (self.keep_finished, payload) {
+                self.payloads.insert(key, p);
             }
         }
         Some(decision)
@@ -567,7 +599,8 @@ impl FlowTable {
     fn finish(&mut self, key: FlowKey, flow: Flow) {
         self.inspecting.remove(&key);
         if self.keep_finished {
-            self.finished.push(FlowRecord { key, flow });
+            let payload = self.payloads.remove(&key);
+            self.finished.push(FlowRecord { key, flow, payload });
         }
     }
 
@@ -796,13 +829,37 @@ mod tests {
         let p = Packet::parse(&syn).unwrap();
         let k = FlowKey::of(&p).unwrap();
         assert_eq!(
-            t.inspect(&p, k, budget, |_| Some(ACCEPT), LIMIT),
+            t.inspect(
+                &p,
+                k,
+                budget,
+                |_| Some((ACCEPT, Payload::default())),
+                LIMIT,
+                Timestamp::from_secs(1)
+            ),
             None,
             "a SYN has no payload"
         );
-        assert_eq!(t.inspect(&p, k, budget, |_| Some(ACCEPT), LIMIT), None);
         assert_eq!(
-            t.inspect(&p, k, budget, |_| Some(ACCEPT), LIMIT),
+            t.inspect(
+                &p,
+                k,
+                budget,
+                |_| Some((ACCEPT, Payload::default())),
+                LIMIT,
+                Timestamp::from_secs(1)
+            ),
+            None
+        );
+        assert_eq!(
+            t.inspect(
+                &p,
+                k,
+                budget,
+                |_| Some((ACCEPT, Payload::default())),
+                LIMIT,
+                Timestamp::from_secs(1)
+            ),
             Some(LIMIT),
             "third packet: budget"
         );

@@ -3,7 +3,11 @@
 //! The keys are a contract other tools read: `proto`, `src`, `dst` (`ip:port`, `[ipv6]:port`; addresses
 //! alone for ICMP and portless protocols), `icmp_type` (ICMP only), `verdict`, `rule` (`FILE:LINE` or null),
 //! `reason`, `packets`, `bytes`, `first_ts` (RFC 3339, UTC, nanoseconds); the live log adds `ts`, when
-//! the line was written.
+//! the line was written; flows a rule inspected add `app` and `host`.
+//!
+//! Two more logs come from the flows' first payloads: the HTTP request log ([`HttpLine`]: `ts`,
+//! `client`, `server`, `method`, `host`, `url`, `user_agent`, `verdict`, `rule`, `reason`) and the TLS
+//! log ([`TlsLine`]: `ts`, `client`, `server`, `sni`, `alpn`, `verdict`, `rule`, `reason`).
 
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
@@ -12,6 +16,7 @@ use serde::Serialize;
 
 use crate::Timestamp;
 use crate::flow::FlowRecord;
+use crate::inspect::host::Host;
 use crate::packet::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::policy::Policy;
 
@@ -32,6 +37,105 @@ pub struct FlowLine {
     /// Live log only: when the line was written (RFC 3339, UTC).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ts: Option<String>,
+    /// The protocol the flow's first payload showed, when a rule looked at it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app: Option<&'static str>,
+    /// The HTTP request's host, or the TLS server name, when a rule looked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+/// One HTTP request, for the request log: what admins read to find tunnels.
+#[derive(Debug, Serialize)]
+pub struct HttpLine {
+    pub ts: String,
+    pub client: String,
+    pub server: String,
+    pub method: String,
+    pub host: Option<String>,
+    pub url: String,
+    pub user_agent: Option<String>,
+    pub verdict: &'static str,
+    pub rule: Option<String>,
+    pub reason: &'static str,
+}
+
+/// One TLS ClientHello, for the TLS log.
+#[derive(Debug, Serialize)]
+pub struct TlsLine {
+    pub ts: String,
+    pub client: String,
+    pub server: String,
+    pub sni: Option<String>,
+    pub alpn: Vec<String>,
+    pub verdict: &'static str,
+    pub rule: Option<String>,
+    pub reason: &'static str,
+}
+
+/// A host as logs write it: names as they are, addresses as literals (IPv6 in brackets, like a URL).
+fn host_text(h: &Host) -> String {
+    match h {
+        Host::Name(n) => n.clone(),
+        Host::Ip(IpAddr::V6(a)) => format!("[{a}]"),
+        Host::Ip(a) => a.to_string(),
+    }
+}
+
+/// The initiator and responder of a record, as `ip:port`.
+fn ends(rec: &FlowRecord) -> (String, String) {
+    let with_port = matches!(rec.key.proto(), PROTO_TCP | PROTO_UDP);
+    let (a, ap) = rec.key.endpoint(rec.flow.initiator);
+    let (b, bp) = rec.key.endpoint(rec.flow.initiator.other());
+    (endpoint(a, ap, with_port), endpoint(b, bp, with_port))
+}
+
+impl HttpLine {
+    /// The request of a flow whose first payload was one; `None` otherwise.
+    pub fn new(policy: &Policy, rec: &FlowRecord, ts: String) -> Option<HttpLine> {
+        let request = rec.payload.as_ref()?.http.as_ref()?;
+        let (client, server) = ends(rec);
+        let d = rec.flow.decision;
+        let host = request
+            .host
+            .as_ref()
+            .map(host_text)
+            .map(|h| match request.port {
+                Some(port) => format!("{h}:{port}"),
+                None => h,
+            });
+        Some(HttpLine {
+            ts,
+            client,
+            server,
+            method: request.method.clone(),
+            host,
+            url: request.path_and_query.clone(),
+            user_agent: request.user_agent.clone(),
+            verdict: d.verdict.name(),
+            rule: policy.cite(d.reason),
+            reason: d.reason.kind(),
+        })
+    }
+}
+
+impl TlsLine {
+    /// The ClientHello of a flow whose first payload was one; `None` otherwise.
+    pub fn new(policy: &Policy, rec: &FlowRecord, ts: String) -> Option<TlsLine> {
+        let hello = rec.payload.as_ref()?.tls.as_ref()?;
+        let (client, server) = ends(rec);
+        let d = rec.flow.decision;
+        Some(TlsLine {
+            ts,
+            client,
+            server,
+            sni: hello.sni.clone(),
+            alpn: hello.alpn.clone(),
+            verdict: d.verdict.name(),
+            rule: policy.cite(d.reason),
+            reason: d.reason.kind(),
+        })
+    }
 }
 
 /// The name of an IP protocol as logs show it: `tcp`, `udp`, `icmp`, `icmp6`, a few tunnels by name,
@@ -63,14 +167,18 @@ fn endpoint(addr: IpAddr, port: u16, with_port: bool) -> String {
 impl FlowLine {
     pub fn new(policy: &Policy, rec: &FlowRecord) -> FlowLine {
         let proto = rec.key.proto();
-        let with_port = matches!(proto, PROTO_TCP | PROTO_UDP);
-        let (src, sport) = rec.key.endpoint(rec.flow.initiator);
-        let (dst, dport) = rec.key.endpoint(rec.flow.initiator.other());
+        let (src, dst) = ends(rec);
         let decision = rec.flow.decision;
+        let payload = rec.payload.as_deref();
+        let host = payload.and_then(|p| match (&p.http, &p.tls) {
+            (Some(r), _) => r.host.as_ref().map(host_text),
+            (_, Some(t)) => t.sni.clone(),
+            _ => None,
+        });
         FlowLine {
             proto: proto_name(proto),
-            src: endpoint(src, sport, with_port),
-            dst: endpoint(dst, dport, with_port),
+            src,
+            dst,
             icmp_type: rec.flow.icmp_type,
             verdict: decision.verdict.name(),
             rule: policy.cite(decision.reason),
@@ -79,6 +187,8 @@ impl FlowLine {
             bytes: rec.flow.bytes,
             first_ts: rfc3339(rec.flow.first_ts),
             ts: None,
+            app: rec.flow.app.map(|a| a.name()),
+            host,
         }
     }
 }

@@ -15,7 +15,7 @@ use std::sync::atomic::AtomicBool;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use outgate::log::FlowLine;
+use outgate::log::{FlowLine, HttpLine, TlsLine, rfc3339};
 use outgate::nfqueue::{self, LogTarget, RunConfig};
 use outgate::policy::{DEFAULT_POLICY, LoadError};
 use outgate::replay::{ReplayConfig, replay};
@@ -76,6 +76,12 @@ enum Command {
         /// Write one JSON line per flow, in first-packet order, to FILE.
         #[arg(long, value_name = "FILE")]
         flows: Option<PathBuf>,
+        /// Write one JSON line per HTTP request a rule looked at (the HTTP filter log) to FILE.
+        #[arg(long, value_name = "FILE")]
+        http_log: Option<PathBuf>,
+        /// Write one JSON line per TLS ClientHello a rule looked at to FILE.
+        #[arg(long, value_name = "FILE")]
+        tls_log: Option<PathBuf>,
         /// Write the accepted packets to a new pcap (raw IP link type).
         #[arg(long, value_name = "FILE")]
         write_accepted: Option<PathBuf>,
@@ -111,6 +117,12 @@ enum Command {
         /// Write one JSON line per decided flow to FILE (`-` for stdout); same keys as replay's --flows.
         #[arg(long, value_name = "FILE")]
         log: Option<String>,
+        /// Write one JSON line per HTTP request a rule looked at to FILE (`-` for stdout).
+        #[arg(long, value_name = "FILE")]
+        http_log: Option<String>,
+        /// Write one JSON line per TLS ClientHello a rule looked at to FILE (`-` for stdout).
+        #[arg(long, value_name = "FILE")]
+        tls_log: Option<String>,
         /// Serve Prometheus metrics over HTTP on ADDR, e.g. 127.0.0.1:9717.
         #[arg(long, value_name = "ADDR")]
         metrics: Option<std::net::SocketAddr>,
@@ -179,6 +191,8 @@ fn main() -> ExitCode {
             workers,
             format,
             flows,
+            http_log,
+            tls_log,
             write_accepted,
             write_dropped,
             captures,
@@ -190,12 +204,12 @@ fn main() -> ExitCode {
             let cfg = ReplayConfig {
                 captures,
                 workers,
-                keep_flows: flows.is_some(),
+                keep_flows: flows.is_some() || http_log.is_some() || tls_log.is_some(),
                 write_accepted,
                 write_dropped,
                 progress: true,
             };
-            run_replay(policy, cfg, format, flows)
+            run_replay(policy, cfg, format, [flows, http_log, tls_log])
         }
         Command::Run {
             policy,
@@ -203,22 +217,29 @@ fn main() -> ExitCode {
             fail_open,
             fail_closed: _,
             log,
+            http_log,
+            tls_log,
             metrics,
             queue_maxlen,
             rcvbuf_mib,
         } => {
-            let cfg = RunConfig {
-                queues: (queues.first..=queues.last).collect(),
-                fail_open,
-                queue_maxlen,
-                rcvbuf: rcvbuf_mib << 20,
-                log: log.map(|l| {
+            let target = |l: Option<String>| {
+                l.map(|l| {
                     if l == "-" {
                         LogTarget::Stdout
                     } else {
                         LogTarget::File(l.into())
                     }
-                }),
+                })
+            };
+            let cfg = RunConfig {
+                queues: (queues.first..=queues.last).collect(),
+                fail_open,
+                queue_maxlen,
+                rcvbuf: rcvbuf_mib << 20,
+                log: target(log),
+                http_log: target(http_log),
+                tls_log: target(tls_log),
                 metrics,
                 ..RunConfig::default()
             };
@@ -370,7 +391,7 @@ fn run_replay(
     policy: Option<PathBuf>,
     cfg: ReplayConfig,
     format: Format,
-    flows: Option<PathBuf>,
+    logs: [Option<PathBuf>; 3],
 ) -> Result<ExitCode, String> {
     if policy.is_none() {
         eprintln!(
@@ -378,22 +399,33 @@ fn run_replay(
         );
     }
     let engine = Engine::new(load_policy(policy)?);
-    // Create the flow log before the replay, so an unwritable path fails fast.
-    let mut flow_out = flows
-        .as_ref()
-        .map(|p| {
+    // Create the logs before the replay, so an unwritable path fails fast.
+    let mut outs = Vec::with_capacity(logs.len());
+    for path in &logs {
+        let out = path.as_ref().map(|p| {
             std::fs::File::create(p)
-                .map(BufWriter::new)
+                .map(|f| (p, BufWriter::new(f)))
                 .map_err(|e| format!("{}: cannot create: {e}", p.display()))
-        })
-        .transpose()?;
+        });
+        outs.push(out.transpose()?);
+    }
     let report = replay(&engine, &cfg).map_err(|e| e.to_string())?;
-    if let (Some(out), Some(path)) = (flow_out.as_mut(), flows.as_ref()) {
+    let policy = engine.policy();
+    for (i, out) in outs.iter_mut().enumerate() {
+        let Some((path, out)) = out else { continue };
         let write_err = |e: std::io::Error| format!("{}: {e}", path.display());
         for rec in &report.flows {
-            serde_json::to_writer(&mut *out, &FlowLine::new(engine.policy(), rec))
-                .map_err(|e| write_err(e.into()))?;
-            out.write_all(b"\n").map_err(write_err)?;
+            let decided = || rfc3339(rec.flow.decided_ts);
+            let line = match i {
+                0 => serde_json::to_string(&FlowLine::new(policy, rec)).ok(),
+                1 => HttpLine::new(policy, rec, decided())
+                    .and_then(|l| serde_json::to_string(&l).ok()),
+                _ => TlsLine::new(policy, rec, decided())
+                    .and_then(|l| serde_json::to_string(&l).ok()),
+            };
+            if let Some(line) = line {
+                writeln!(out, "{line}").map_err(write_err)?;
+            }
         }
         out.flush().map_err(write_err)?;
     }

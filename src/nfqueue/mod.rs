@@ -30,7 +30,31 @@ use crate::Engine;
 use metrics::Metrics;
 use queue::{Queue, QueueConfig, QueueError};
 
-/// Where the flow log goes.
+/// The logs the daemon writes, in the order of [`RunConfig`]'s fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sink {
+    Flows = 0,
+    Http = 1,
+    Tls = 2,
+}
+
+fn open_log(target: &LogTarget) -> Result<Box<dyn Write + Send>, RunError> {
+    Ok(match target {
+        LogTarget::Stdout => Box::new(std::io::stdout()),
+        LogTarget::File(p) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|source| RunError::Log {
+                    path: p.display().to_string(),
+                    source,
+                })?,
+        ),
+    })
+}
+
+/// Where a log goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LogTarget {
     Stdout,
@@ -49,7 +73,12 @@ pub struct RunConfig {
     pub queue_maxlen: u32,
     /// Socket receive buffer per queue, bytes.
     pub rcvbuf: usize,
+    /// One JSON line per decided flow.
     pub log: Option<LogTarget>,
+    /// One JSON line per HTTP request a rule looked at.
+    pub http_log: Option<LogTarget>,
+    /// One JSON line per TLS ClientHello a rule looked at.
+    pub tls_log: Option<LogTarget>,
     pub metrics: Option<SocketAddr>,
 }
 
@@ -63,6 +92,8 @@ impl Default for RunConfig {
             queue_maxlen: 16_384,
             rcvbuf: 64 << 20,
             log: None,
+            http_log: None,
+            tls_log: None,
             metrics: None,
         }
     }
@@ -77,7 +108,7 @@ pub enum RunError {
         source: QueueError,
         hint: &'static str,
     },
-    #[error("{path}: cannot open the flow log: {source}")]
+    #[error("{path}: cannot open the log: {source}")]
     Log {
         path: String,
         source: std::io::Error,
@@ -141,36 +172,39 @@ pub fn run(
         metrics::serve(addr, metrics.clone(), engine.clone())
             .map_err(|source| RunError::Metrics { addr, source })?;
     }
-    let (log_tx, log_thread) = match &cfg.log {
-        None => (None, None),
-        Some(target) => {
-            let mut out: Box<dyn Write + Send> = match target {
-                LogTarget::Stdout => Box::new(std::io::stdout()),
-                LogTarget::File(p) => Box::new(
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(p)
-                        .map_err(|source| RunError::Log {
-                            path: p.display().to_string(),
-                            source,
-                        })?,
-                ),
-            };
-            let (tx, rx) = bounded::<String>(65_536);
-            let thread = std::thread::spawn(move || {
-                // One line per flow, flushed as the channel runs dry so `tail -f` sees lines promptly.
-                let mut w = std::io::BufWriter::new(&mut out);
-                while let Ok(line) = rx.recv() {
+    // One logger thread writes every log; each line is tagged with its log.
+    let targets = [&cfg.log, &cfg.http_log, &cfg.tls_log];
+    let (log_tx, log_thread) = if targets.iter().all(|t| t.is_none()) {
+        (None, None)
+    } else {
+        let mut outs: Vec<Option<std::io::BufWriter<Box<dyn Write + Send>>>> = Vec::new();
+        for target in targets {
+            outs.push(
+                target
+                    .as_ref()
+                    .map(open_log)
+                    .transpose()?
+                    .map(std::io::BufWriter::new),
+            );
+        }
+        let (tx, rx) = bounded::<(Sink, String)>(65_536);
+        let thread = std::thread::spawn(move || {
+            // Lines are flushed as the channel runs dry, so `tail -f` sees them promptly.
+            while let Ok((sink, line)) = rx.recv() {
+                if let Some(Some(w)) = outs.get_mut(sink as usize) {
                     let _ = writeln!(w, "{line}");
-                    if rx.is_empty() {
+                }
+                if rx.is_empty() {
+                    for w in outs.iter_mut().flatten() {
                         let _ = w.flush();
                     }
                 }
+            }
+            for w in outs.iter_mut().flatten() {
                 let _ = w.flush();
-            });
-            (Some(tx), Some(thread))
-        }
+            }
+        });
+        (Some(tx), Some(thread))
     };
     ready();
     let shared = worker::Shared {

@@ -11,9 +11,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Sender, TrySendError};
 
+use super::Sink;
 use super::metrics::Metrics;
 use super::queue::{Queue, QueueError, QueuedPacket, Verdict as NfVerdict};
-use crate::log::{FlowLine, rfc3339};
+use crate::flow::FlowRecord;
+use crate::log::{FlowLine, HttpLine, TlsLine, rfc3339};
 use crate::rules::{MARK_ACCEPT, MARK_DROP, MARK_MASK, MARK_REJECT};
 use crate::{Decision, Engine, Reason, Timestamp, Verdict};
 
@@ -22,7 +24,7 @@ pub(super) struct Shared<'a> {
     pub engine: &'a Engine,
     pub metrics: &'a Metrics,
     pub stop: &'a AtomicBool,
-    pub log: Option<Sender<String>>,
+    pub log: Option<Sender<(Sink, String)>>,
     /// Monotonic origin of the engine's time, and the wall-clock time at that origin (for logs).
     pub started: Instant,
     pub started_wall: SystemTime,
@@ -94,17 +96,35 @@ pub(super) fn run(queue: &mut Queue, index: usize, shared: &Shared<'_>) {
         for rec in table.drain_created() {
             shared.metrics.count_flow(index, rec.flow.decision);
             if let Some(log) = &shared.log {
-                let mut line = FlowLine::new(shared.engine.policy(), &rec);
-                let wall = shared.started_wall + Duration::from_nanos(rec.flow.first_ts.as_nanos());
-                line.first_ts = rfc3339(Timestamp::from_nanos(wall_nanos(wall)));
-                line.ts = Some(rfc3339(Timestamp::from_nanos(
-                    wall_nanos(SystemTime::now()),
-                )));
-                let text = serde_json::to_string(&line).unwrap_or_default();
-                if let Err(TrySendError::Full(_)) = log.try_send(text) {
-                    shared.metrics.log_dropped.fetch_add(1, Relaxed);
-                }
+                log_flow(shared, log, &rec);
             }
+        }
+    }
+}
+
+/// Sends a decided flow's lines to the logger: never waits, counts what the channel cannot take.
+fn log_flow(shared: &Shared<'_>, log: &Sender<(Sink, String)>, rec: &FlowRecord) {
+    let policy = shared.engine.policy();
+    let wall = |t: Timestamp| {
+        let at = shared.started_wall + Duration::from_nanos(t.as_nanos());
+        rfc3339(Timestamp::from_nanos(wall_nanos(at)))
+    };
+    let mut line = FlowLine::new(policy, rec);
+    line.first_ts = wall(rec.flow.first_ts);
+    line.ts = Some(rfc3339(Timestamp::from_nanos(
+        wall_nanos(SystemTime::now()),
+    )));
+    let decided = wall(rec.flow.decided_ts);
+    let lines = [
+        Some((Sink::Flows, serde_json::to_string(&line))),
+        HttpLine::new(policy, rec, decided.clone())
+            .map(|l| (Sink::Http, serde_json::to_string(&l))),
+        TlsLine::new(policy, rec, decided).map(|l| (Sink::Tls, serde_json::to_string(&l))),
+    ];
+    for (sink, text) in lines.into_iter().flatten() {
+        let Ok(text) = text else { continue };
+        if let Err(TrySendError::Full(_)) = log.try_send((sink, text)) {
+            shared.metrics.log_dropped.fetch_add(1, Relaxed);
         }
     }
 }
