@@ -30,6 +30,7 @@ pub mod nfqueue;
 pub mod packet;
 pub mod policy;
 pub mod replay;
+pub mod report;
 pub mod rules;
 
 pub use decision::{Decision, Reason, Verdict};

@@ -171,6 +171,20 @@ enum Command {
         #[arg(long)]
         remove: bool,
     },
+    /// Read flow, HTTP and TLS logs (from `run` or `replay`) and report what points to tunnels.
+    ///
+    /// Top destinations by flows and bytes, numeric-IP hosts contacted (HTTP hosts and TLS names in
+    /// every spelling), hosts only ever sent POSTs or odd URLs, protocols on the wrong port, and the
+    /// clients ranked by that evidence, each item citing the log lines (`FILE:LINE`) that back it. The
+    /// same logs always give the same report.
+    Report {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Log files (JSON lines; flow, HTTP and TLS lines may be mixed).
+        #[arg(required = true, value_name = "LOG")]
+        logs: Vec<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -244,6 +258,16 @@ fn main() -> ExitCode {
                 ..RunConfig::default()
             };
             run_live(policy, cfg)
+        }
+        Command::Report { format, logs } => {
+            let report = outgate::report::report(&logs).map_err(|e| e.to_string());
+            report.and_then(|r| {
+                match format {
+                    Format::Table => emit(&r.table())?,
+                    Format::Json => emit(&format!("{}\n", r.json()))?,
+                }
+                Ok(ExitCode::SUCCESS)
+            })
         }
         Command::Rules {
             queues,

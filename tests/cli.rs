@@ -246,3 +246,76 @@ fn usage_errors_exit_2() {
     );
     assert_eq!(outgate(&["frobnicate"]).status.code(), Some(2));
 }
+
+#[test]
+fn report_on_replayed_logs_names_the_suspects_and_is_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcaps = Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps");
+    let mut logs = Vec::new();
+    for name in ["http_hosts", "ports_apps"] {
+        let (flows, http) = (
+            dir.path().join(format!("{name}.flows")),
+            dir.path().join(format!("{name}.http")),
+        );
+        let o = outgate(&[
+            "replay",
+            "--policy",
+            pcaps.join(format!("{name}.rules")).to_str().unwrap(),
+            "--flows",
+            flows.to_str().unwrap(),
+            "--http-log",
+            http.to_str().unwrap(),
+            pcaps.join(format!("{name}.pcap")).to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        logs.extend([flows.display().to_string(), http.display().to_string()]);
+    }
+    let args: Vec<&str> = ["report", "--format", "json"]
+        .into_iter()
+        .chain(logs.iter().map(String::as_str))
+        .collect();
+    let first = outgate(&args);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert_eq!(
+        stdout(&outgate(&args)),
+        stdout(&first),
+        "the same logs give the same report"
+    );
+    let r: Value = serde_json::from_str(&stdout(&first)).unwrap();
+    let hosts: Vec<&str> = r["numeric_hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["host"].as_str().unwrap())
+        .collect();
+    for host in ["192.0.2.80", "[2001:db8::80]", "198.51.100.9"] {
+        assert!(hosts.contains(&host), "{host} in {hosts:?}");
+    }
+    let wrong: Vec<(String, u64)> = r["wrong_port"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["app"].as_str().unwrap().to_string(),
+                w["port"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    for (app, port) in [("ssh", 443), ("openvpn", 443), ("http", 443), ("tls", 80)] {
+        assert!(
+            wrong.contains(&(app.to_string(), port)),
+            "{app} on {port} in {wrong:?}"
+        );
+    }
+    assert_eq!(r["clients"][0]["client"], "10.0.0.2");
+    let table = stdout(&outgate(&["report", &logs[0], &logs[1]]));
+    assert!(
+        table.contains("Numeric-IP hosts") && table.contains("192.0.2.80"),
+        "{table}"
+    );
+    assert_eq!(
+        outgate(&["report", "/nonexistent.log"]).status.code(),
+        Some(1)
+    );
+}

@@ -17,6 +17,23 @@ ACCEPT loc net tcp 443 app=tls
 DROP   loc net tcp 443                    # SSH or a VPN moved to 443
 ";
 
+/// `outgate report --format json` over the daemon's flow and HTTP logs.
+fn report(s: &Setup) -> serde_json::Value {
+    let logs = ["flows.jsonl", "http.jsonl"].map(|f| s.lab.path(f).display().to_string());
+    let o = std::process::Command::new(common::outgate_bin())
+        .args(["report", "--format", "json"])
+        .args(&logs)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// The daemon's options for these tests: the HTTP log beside the flow log.
+fn logs(s: &Setup) -> String {
+    format!("--http-log {}", s.lab.path("http.jsonl").display())
+}
+
 fn www(s: &Setup) -> std::path::PathBuf {
     let dir = s.lab.dir.path().join("www");
     std::fs::create_dir_all(dir.join("cgi-bin")).unwrap();
@@ -32,7 +49,8 @@ fn http_hosts_and_urls_through_the_gateway() {
     let dir = www(&s);
     s.lab.http_server(&s.server.clone(), 80, &dir);
     s.rules("--apply", "");
-    s.daemon(POLICY, "");
+    let log_args = logs(&s);
+    s.daemon(POLICY, &log_args);
     let curl = |args: &str| {
         let o = s
             .lab
@@ -107,7 +125,8 @@ fn ssh_on_443_is_dropped_while_tls_passes() {
     let _g = serial();
     let mut s = gateway_mode();
     s.rules("--apply", "");
-    s.daemon(POLICY, "");
+    let log_args = logs(&s);
+    s.daemon(POLICY, &log_args);
     let server = s.server.clone();
 
     // A real sshd on 443. The client has no key, so without the filter it would get as far as
@@ -204,6 +223,30 @@ fn ssh_on_443_is_dropped_while_tls_passes() {
     };
     assert!(has("drop", "policy.rules:6"), "ssh: {on_443:?}");
     assert!(has("accept", "policy.rules:5"), "tls: {on_443:?}");
+
+    // The report on these logs names SSH on 443 and the client that spoke it.
+    let r = report(&s);
+    let ssh = r["wrong_port"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["app"] == "ssh" && w["port"] == 443);
+    let ssh = ssh.unwrap_or_else(|| panic!("no ssh on 443 in {r:#}"));
+    assert!(
+        ssh["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c.as_str().unwrap().starts_with("10.200.1.")),
+        "{ssh:#}"
+    );
+    assert!(
+        r["clients"][0]["client"]
+            .as_str()
+            .unwrap()
+            .starts_with("10.200.1."),
+        "{r:#}"
+    );
     s.rules("--remove", "");
 }
 
