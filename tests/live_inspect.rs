@@ -12,7 +12,9 @@ const POLICY: &str = "\
 policy loc net DROP
 DROP   loc net tcp 80 host=numeric        # real web servers have names
 DROP   loc net tcp 80 url=gateway.dll?    # a tunnelling program's polling URL
+DROP   loc net tcp 80 method=PUT,DELETE   # no uploads past the proxy
 ACCEPT loc net tcp 80
+DROP   loc net tcp 443 sni=tunnel.example.net  # a known confederate server
 ACCEPT loc net tcp 443 app=tls
 DROP   loc net tcp 443                    # SSH or a VPN moved to 443
 ";
@@ -87,6 +89,8 @@ fn http_hosts_and_urls_through_the_gateway() {
     );
     let poll = format!("{named} 'http://www.example.org/cgi-bin/gateway.dll?AsyncPoll'");
     assert_eq!(curl(&poll).0, 28, "gateway.dll? is dropped");
+    let put = format!("{named} -X PUT -d x http://www.example.org/hello.txt");
+    assert_eq!(curl(&put).0, 28, "method=PUT is dropped");
 
     let log = s.flows_log();
     let rule_of = |host: &str| -> Vec<String> {
@@ -103,7 +107,7 @@ fn http_hosts_and_urls_through_the_gateway() {
     };
     let v4 = rule_of(&s.server4);
     assert_eq!(
-        v4.iter().filter(|r| r.ends_with("policy.rules:4")).count(),
+        v4.iter().filter(|r| r.ends_with("policy.rules:5")).count(),
         2,
         "{v4:?}"
     );
@@ -116,6 +120,31 @@ fn http_hosts_and_urls_through_the_gateway() {
         v4.iter()
             .any(|r| r.starts_with("drop") && r.ends_with("policy.rules:3")),
         "{v4:?}"
+    );
+    assert!(
+        v4.iter()
+            .any(|r| r.starts_with("drop") && r.ends_with("policy.rules:4")),
+        "{v4:?}"
+    );
+
+    // The report on these logs names the numeric host and the client that asked for it.
+    let r = report(&s);
+    let numeric = r["numeric_hosts"].as_array().unwrap();
+    assert!(
+        numeric.iter().any(|h| h["host"] == s.server4.as_str()),
+        "{numeric:#?}"
+    );
+    let client = r["clients"][0]["client"].as_str().unwrap();
+    assert!(
+        client.starts_with("10.200.1.") || client.starts_with("fd00:200:1:"),
+        "{r:#}"
+    );
+    let odd = r["odd_http"].as_array().unwrap();
+    assert!(
+        odd.iter().any(|o| o["url"]
+            .as_str()
+            .is_some_and(|u| u.contains("gateway.dll?"))),
+        "{r:#}"
     );
     s.rules("--remove", "");
 }
@@ -203,6 +232,19 @@ fn ssh_on_443_is_dropped_while_tls_passes() {
         String::from_utf8_lossy(&o.stdout).contains("s_server"),
         "the page comes from openssl s_server"
     );
+    // The same server under a name the policy lists as a confederate: dropped on its ClientHello.
+    let o = s.lab.try_sh(
+        &s.client,
+        &format!(
+            "curl -sk --max-time 3 --resolve tunnel.example.net:443:{} https://tunnel.example.net/",
+            s.server4
+        ),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(28),
+        "sni=tunnel.example.net is dropped"
+    );
 
     let log = s.flows_log();
     let on_443: Vec<String> = log
@@ -221,8 +263,9 @@ fn ssh_on_443_is_dropped_while_tls_passes() {
             .iter()
             .any(|r| r.starts_with(verdict) && r.ends_with(line))
     };
-    assert!(has("drop", "policy.rules:6"), "ssh: {on_443:?}");
-    assert!(has("accept", "policy.rules:5"), "tls: {on_443:?}");
+    assert!(has("drop", "policy.rules:8"), "ssh: {on_443:?}");
+    assert!(has("accept", "policy.rules:7"), "tls: {on_443:?}");
+    assert!(has("drop", "policy.rules:6"), "sni: {on_443:?}");
 
     // The report on these logs names SSH on 443 and the client that spoke it.
     let r = report(&s);
