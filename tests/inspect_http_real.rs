@@ -5,41 +5,19 @@
 //! Each flow's client bytes are its TCP payloads in capture order, retransmissions (a sequence
 //! number already seen) dropped, fed to the parser one segment at a time as the filter will.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use common::{captures, real_dir};
 use outgate::inspect::ftp::{self, Announce};
 use outgate::inspect::host::parse_host;
 use outgate::inspect::http::{Evasion, HttpError, Request, parse_request};
 use outgate::packet::{Packet, Transport};
 use outgate::replay::capture::CaptureReader;
 use outgate::replay::link::network_layer;
-
-fn real_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/pcaps-real")
-}
-
-fn captures() -> Vec<PathBuf> {
-    let dir = real_dir();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (the real captures live beside the project)",
-                dir.display()
-            )
-        })
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
-        .collect();
-    files.sort();
-    assert!(
-        files.len() >= 30,
-        "expected the shared captures, found {}",
-        files.len()
-    );
-    files
-}
 
 /// The rows of one `## title` section of a capture's truth file, split at ` | `.
 fn truth_rows(file: &Path, title: &str) -> Vec<Vec<String>> {

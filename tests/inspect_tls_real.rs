@@ -14,10 +14,13 @@
 //! number, read from the raw TCP header) dropped. IP-in-IP, 6in4 and GRE are unwrapped, so flows
 //! are the innermost ones, like tshark's.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use common::{captures, real_dir};
 use outgate::inspect::detect::{App, Detection, Transport, detect};
 use outgate::inspect::tls::{ClientHello, parse_client_hello};
 use outgate::packet::{Packet, Transport as L4};
@@ -47,26 +50,6 @@ const DETECT_EXCEPTIONS: &[(&str, &str, &str, &str)] = &[
         "caught mid-connection, as the flow above",
     ),
 ];
-
-fn real_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/pcaps-real")
-}
-
-fn captures() -> Vec<PathBuf> {
-    let dir = real_dir();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
-        .collect();
-    files.sort();
-    assert!(
-        files.len() >= 30,
-        "expected the shared captures, found {}",
-        files.len()
-    );
-    files
-}
 
 /// Keep this much of each direction: far more than any first flight.
 const STREAM_CAP: usize = 256 * 1024;

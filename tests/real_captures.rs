@@ -2,41 +2,19 @@
 //! the default policy's verdicts are what its port list says, the worker count changes nothing, and no
 //! prefix of any packet panics the engine.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use common::{captures, real_dir};
 use outgate::log::FlowLine;
 use outgate::policy::DEFAULT_POLICY;
 use outgate::replay::capture::CaptureReader;
 use outgate::replay::link::network_layer;
 use outgate::replay::{ReplayConfig, ReplayReport, replay};
 use outgate::{Engine, Policy, Timestamp};
-
-fn real_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/pcaps-real")
-}
-
-fn captures() -> Vec<PathBuf> {
-    let dir = real_dir();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (the real captures live beside the project)",
-                dir.display()
-            )
-        })
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
-        .collect();
-    files.sort();
-    assert!(
-        files.len() >= 30,
-        "expected the shared captures, found {}",
-        files.len()
-    );
-    files
-}
 
 fn run(engine: &Engine, file: &Path, workers: usize) -> ReplayReport {
     let cfg = ReplayConfig {

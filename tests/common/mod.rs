@@ -1,4 +1,5 @@
-//! Test hosts in network namespaces this test run creates itself, joined by veth pairs.
+//! Shared test helpers: the real captures' folder, and test hosts in network namespaces this test
+//! run creates itself, joined by veth pairs.
 //!
 //! Every name carries the process id and a counter, so tests run in parallel and never touch anything
 //! they did not make. Dropping a [`Lab`] kills what it started and deletes its namespaces.
@@ -11,6 +12,33 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// The real captures written by others, read in place (CI has `../shared` beside the clone).
+pub fn real_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/pcaps-real")
+}
+
+/// Every capture in [`real_dir`], sorted; fails when the folder is missing or thin.
+pub fn captures() -> Vec<PathBuf> {
+    let dir = real_dir();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (the real captures live beside the project)",
+                dir.display()
+            )
+        })
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 30,
+        "expected the shared captures, found {}",
+        files.len()
+    );
+    files
+}
 
 pub fn outgate_bin() -> &'static str {
     env!("CARGO_BIN_EXE_outgate")
