@@ -79,9 +79,12 @@ impl Default for FlowConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
     // Addresses as IPv4-mapped 128-bit numbers in two words: compared and hashed as words, not as
-    // byte slices, and 8-byte aligned (a u128 would pad the entry to 16).
-    lo: ([u64; 2], u16),
-    hi: ([u64; 2], u16),
+    // byte slices, 8-byte aligned (a u128 would pad the entry to 16), and ports kept apart from them
+    // so that the key packs into 40 bytes.
+    lo_addr: [u64; 2],
+    hi_addr: [u64; 2],
+    lo_port: u16,
+    hi_port: u16,
     proto: u8,
     /// For ICMP query/reply exchanges, the request type (echo, timestamp, ...), so that two exchanges
     /// with the same identifier stay apart; 0 otherwise.
@@ -131,27 +134,20 @@ impl FlowKey {
         let s = (addr16(p.src), sport);
         let d = (addr16(p.dst), dport);
         let proto = p.ip_proto;
-        Some(if s <= d {
-            (
-                FlowKey {
-                    lo: s,
-                    hi: d,
-                    proto,
-                    exchange,
-                },
-                Side::Lo,
-            )
+        let (lo, hi, side) = if s <= d {
+            (s, d, Side::Lo)
         } else {
-            (
-                FlowKey {
-                    lo: d,
-                    hi: s,
-                    proto,
-                    exchange,
-                },
-                Side::Hi,
-            )
-        })
+            (d, s, Side::Hi)
+        };
+        let key = FlowKey {
+            lo_addr: lo.0,
+            hi_addr: hi.0,
+            lo_port: lo.1,
+            hi_port: hi.1,
+            proto,
+            exchange,
+        };
+        Some((key, side))
     }
 
     pub fn proto(&self) -> u8 {
@@ -161,8 +157,8 @@ impl FlowKey {
     /// The endpoint on `side` as (address, port); the "port" of ICMP flows is the echo id or the type.
     pub fn endpoint(&self, side: Side) -> (IpAddr, u16) {
         let (a, port) = match side {
-            Side::Lo => self.lo,
-            Side::Hi => self.hi,
+            Side::Lo => (self.lo_addr, self.lo_port),
+            Side::Hi => (self.hi_addr, self.hi_port),
         };
         (addr_of(a), port)
     }
@@ -202,8 +198,6 @@ pub struct Flow {
     pub bytes: u64,
     /// ICMP type of the first packet.
     pub icmp_type: Option<u8>,
-    /// When the flow got its decision: its first packet, or the payload a rule waited for.
-    pub decided_ts: Timestamp,
     /// The protocol its first payload showed, when a rule looked.
     pub app: Option<App>,
     fin_lo: bool,
@@ -253,7 +247,15 @@ pub struct FlowRecord {
     pub key: FlowKey,
     pub flow: Flow,
     /// What its first payload showed (HTTP request, ClientHello), when a rule looked at it.
-    pub payload: Option<Box<Payload>>,
+    pub inspected: Option<Box<Inspected>>,
+}
+
+/// A flow's first payload, as read for a rule, and when it decided the flow. Kept apart from
+/// [`Flow`] so that the table's entries stay small: only inspected flows carry one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inspected {
+    pub at: Timestamp,
+    pub payload: Payload,
 }
 
 /// Counters of the table's housekeeping.
@@ -286,7 +288,7 @@ pub struct FlowTable {
     /// Flows whose verdict waits for their first payload.
     inspecting: HashMap<FlowKey, Inspection, RandomState>,
     /// What decided flows' first payloads showed, kept for their records while `keep_finished` is on.
-    payloads: HashMap<FlowKey, Box<Payload>, RandomState>,
+    payloads: HashMap<FlowKey, Box<Inspected>, RandomState>,
     /// Data connections FTP control connections announced: (initiator, responder, responder port),
     /// with the time they stop being expected.
     expected: HashMap<([u64; 2], [u64; 2], u16), Timestamp, RandomState>,
@@ -449,7 +451,6 @@ impl FlowTable {
             packets: 0,
             bytes: 0,
             icmp_type,
-            decided_ts: now,
             app: None,
             fin_lo: false,
             fin_hi: false,
@@ -462,7 +463,7 @@ impl FlowTable {
             self.created.push(FlowRecord {
                 key,
                 flow,
-                payload: None,
+                inspected: None,
             });
         }
         self.flows.insert(key, flow);
@@ -550,18 +551,17 @@ impl FlowTable {
         self.inspecting.remove(&key);
         if let Some(flow) = self.flows.get_mut(&key) {
             flow.decision = decision;
-            flow.decided_ts = now;
             flow.app = payload.as_ref().and_then(|p| p.app);
-            let payload = payload.map(Box::new);
+            let inspected = payload.map(|payload| Box::new(Inspected { at: now, payload }));
             if self.keep_created {
                 self.created.push(FlowRecord {
                     key,
                     flow: *flow,
-                    payload: payload.clone(),
+                    inspected: inspected.clone(),
                 });
             }
-            if let (true, Some(p)) = (self.keep_finished, payload) {
-                self.payloads.insert(key, p);
+            if let (true, Some(i)) = (self.keep_finished, inspected) {
+                self.payloads.insert(key, i);
             }
         }
         Some(decision)
@@ -599,8 +599,12 @@ impl FlowTable {
     fn finish(&mut self, key: FlowKey, flow: Flow) {
         self.inspecting.remove(&key);
         if self.keep_finished {
-            let payload = self.payloads.remove(&key);
-            self.finished.push(FlowRecord { key, flow, payload });
+            let inspected = self.payloads.remove(&key);
+            self.finished.push(FlowRecord {
+                key,
+                flow,
+                inspected,
+            });
         }
     }
 

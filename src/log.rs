@@ -91,9 +91,15 @@ fn ends(rec: &FlowRecord) -> (String, String) {
 }
 
 impl HttpLine {
-    /// The request of a flow whose first payload was one; `None` otherwise.
-    pub fn new(policy: &Policy, rec: &FlowRecord, ts: String) -> Option<HttpLine> {
-        let request = rec.payload.as_ref()?.http.as_ref()?;
+    /// The request of a flow whose first payload was one; `None` otherwise. `ts` writes the time of
+    /// the decision.
+    pub fn new(
+        policy: &Policy,
+        rec: &FlowRecord,
+        ts: impl Fn(Timestamp) -> String,
+    ) -> Option<HttpLine> {
+        let inspected = rec.inspected.as_ref()?;
+        let request = inspected.payload.http.as_ref()?;
         let (client, server) = ends(rec);
         let d = rec.flow.decision;
         let host = request
@@ -105,7 +111,7 @@ impl HttpLine {
                 None => h,
             });
         Some(HttpLine {
-            ts,
+            ts: ts(inspected.at),
             client,
             server,
             method: request.method.clone(),
@@ -121,12 +127,17 @@ impl HttpLine {
 
 impl TlsLine {
     /// The ClientHello of a flow whose first payload was one; `None` otherwise.
-    pub fn new(policy: &Policy, rec: &FlowRecord, ts: String) -> Option<TlsLine> {
-        let hello = rec.payload.as_ref()?.tls.as_ref()?;
+    pub fn new(
+        policy: &Policy,
+        rec: &FlowRecord,
+        ts: impl Fn(Timestamp) -> String,
+    ) -> Option<TlsLine> {
+        let inspected = rec.inspected.as_ref()?;
+        let hello = inspected.payload.tls.as_ref()?;
         let (client, server) = ends(rec);
         let d = rec.flow.decision;
         Some(TlsLine {
-            ts,
+            ts: ts(inspected.at),
             client,
             server,
             sni: hello.sni.clone(),
@@ -169,7 +180,7 @@ impl FlowLine {
         let proto = rec.key.proto();
         let (src, dst) = ends(rec);
         let decision = rec.flow.decision;
-        let payload = rec.payload.as_deref();
+        let payload = rec.inspected.as_deref().map(|i| &i.payload);
         let host = payload.and_then(|p| match (&p.http, &p.tls) {
             (Some(r), _) => r.host.as_ref().map(host_text),
             (_, Some(t)) => t.sni.clone(),

@@ -439,14 +439,14 @@ fn run_replay(
         let Some((path, out)) = out else { continue };
         let write_err = |e: std::io::Error| format!("{}: {e}", path.display());
         for rec in &report.flows {
-            let decided = || rfc3339(rec.flow.decided_ts);
-            let line = match i {
-                0 => serde_json::to_string(&FlowLine::new(policy, rec)).ok(),
-                1 => HttpLine::new(policy, rec, decided())
-                    .and_then(|l| serde_json::to_string(&l).ok()),
-                _ => TlsLine::new(policy, rec, decided())
-                    .and_then(|l| serde_json::to_string(&l).ok()),
-            };
+            let line =
+                match i {
+                    0 => serde_json::to_string(&FlowLine::new(policy, rec)).ok(),
+                    1 => HttpLine::new(policy, rec, rfc3339)
+                        .and_then(|l| serde_json::to_string(&l).ok()),
+                    _ => TlsLine::new(policy, rec, rfc3339)
+                        .and_then(|l| serde_json::to_string(&l).ok()),
+                };
             if let Some(line) = line {
                 writeln!(out, "{line}").map_err(write_err)?;
             }

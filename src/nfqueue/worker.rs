@@ -114,12 +114,10 @@ fn log_flow(shared: &Shared<'_>, log: &Sender<(Sink, String)>, rec: &FlowRecord)
     line.ts = Some(rfc3339(Timestamp::from_nanos(
         wall_nanos(SystemTime::now()),
     )));
-    let decided = wall(rec.flow.decided_ts);
     let lines = [
         Some((Sink::Flows, serde_json::to_string(&line))),
-        HttpLine::new(policy, rec, decided.clone())
-            .map(|l| (Sink::Http, serde_json::to_string(&l))),
-        TlsLine::new(policy, rec, decided).map(|l| (Sink::Tls, serde_json::to_string(&l))),
+        HttpLine::new(policy, rec, wall).map(|l| (Sink::Http, serde_json::to_string(&l))),
+        TlsLine::new(policy, rec, wall).map(|l| (Sink::Tls, serde_json::to_string(&l))),
     ];
     for (sink, text) in lines.into_iter().flatten() {
         let Ok(text) = text else { continue };
