@@ -212,6 +212,7 @@ pub fn run(
         metrics: &metrics,
         stop: &stop,
         log: log_tx,
+        sinks: targets.map(|t| t.is_some()),
         started: Instant::now(),
         started_wall: SystemTime::now(),
     };

@@ -25,6 +25,8 @@ pub(super) struct Shared<'a> {
     pub metrics: &'a Metrics,
     pub stop: &'a AtomicBool,
     pub log: Option<Sender<(Sink, String)>>,
+    /// Which of the logs are written, indexed by [`Sink`]: lines for the others are not even made.
+    pub sinks: [bool; 3],
     /// Monotonic origin of the engine's time, and the wall-clock time at that origin (for logs).
     pub started: Instant,
     pub started_wall: SystemTime,
@@ -109,15 +111,23 @@ fn log_flow(shared: &Shared<'_>, log: &Sender<(Sink, String)>, rec: &FlowRecord)
         let at = shared.started_wall + Duration::from_nanos(t.as_nanos());
         rfc3339(Timestamp::from_nanos(wall_nanos(at)))
     };
-    let mut line = FlowLine::new(policy, rec);
-    line.first_ts = wall(rec.flow.first_ts);
-    line.ts = Some(rfc3339(Timestamp::from_nanos(
-        wall_nanos(SystemTime::now()),
-    )));
+    let flow_line = || {
+        let mut line = FlowLine::new(policy, rec);
+        line.first_ts = wall(rec.flow.first_ts);
+        line.ts = Some(rfc3339(Timestamp::from_nanos(
+            wall_nanos(SystemTime::now()),
+        )));
+        serde_json::to_string(&line)
+    };
+    let [flows, http, tls] = shared.sinks;
     let lines = [
-        Some((Sink::Flows, serde_json::to_string(&line))),
-        HttpLine::new(policy, rec, wall).map(|l| (Sink::Http, serde_json::to_string(&l))),
-        TlsLine::new(policy, rec, wall).map(|l| (Sink::Tls, serde_json::to_string(&l))),
+        flows.then(|| (Sink::Flows, flow_line())),
+        http.then(|| HttpLine::new(policy, rec, wall))
+            .flatten()
+            .map(|l| (Sink::Http, serde_json::to_string(&l))),
+        tls.then(|| TlsLine::new(policy, rec, wall))
+            .flatten()
+            .map(|l| (Sink::Tls, serde_json::to_string(&l))),
     ];
     for (sink, text) in lines.into_iter().flatten() {
         let Ok(text) = text else { continue };
