@@ -240,13 +240,18 @@ fn flows_agree_with_tshark_and_verdicts_follow_the_port_list() {
 
 #[test]
 fn worker_count_does_not_change_verdicts() {
-    let engine = Engine::new(Policy::builtin());
+    for engine in [Engine::new(Policy::builtin()), payload_engine()] {
+        worker_count_does_not_change_verdicts_of(&engine);
+    }
+}
+
+fn worker_count_does_not_change_verdicts_of(engine: &Engine) {
     for file in captures() {
-        let one = run(&engine, &file, 1);
-        let four = run(&engine, &file, 4);
+        let one = run(engine, &file, 1);
+        let four = run(engine, &file, 4);
         assert_eq!(
-            flow_lines(&engine, &one),
-            flow_lines(&engine, &four),
+            flow_lines(engine, &one),
+            flow_lines(engine, &four),
             "{}",
             file.display()
         );
@@ -283,7 +288,25 @@ fn corrupt_capture_reports_its_record_and_keeps_what_was_read() {
 
 #[test]
 fn every_prefix_of_every_packet_is_decided_without_panic() {
-    let engine = Engine::new(Policy::builtin());
+    for engine in [Engine::new(Policy::builtin()), payload_engine()] {
+        feed_every_prefix(&engine);
+    }
+}
+
+/// A policy whose rules read the first payload, so that inspection sees every capture too.
+fn payload_engine() -> Engine {
+    let text = "policy loc net ACCEPT\n\
+                DROP loc net tcp 80,8080 host=numeric\n\
+                DROP loc net tcp 80 url=gateway.dll? method=POST\n\
+                ACCEPT loc net tcp 443 app=tls sni=!numeric\n\
+                DROP loc net tcp 443\n\
+                DROP loc net all app=ssh,openvpn,wireguard,socks\n\
+                ACCEPT loc net udp 443 app=quic\n\
+                option inspect-packets 6\n";
+    Engine::new(Policy::compile("payload.rules", text).unwrap())
+}
+
+fn feed_every_prefix(engine: &Engine) {
     let mut fed = 0u64;
     for file in captures() {
         let mut table = engine.new_flow_table();
@@ -299,4 +322,35 @@ fn every_prefix_of_every_packet_is_decided_without_panic() {
         }
     }
     assert!(fed > 100_000, "fed {fed} prefixes");
+}
+
+/// The payload policy above reads what tshark read: the SNI of a real TLS session, the host of a real
+/// numeric-host HTTP request, SSH where it was spoken.
+#[test]
+fn payload_rules_read_the_real_captures() {
+    let engine = payload_engine();
+    let first_line = |name: &str| {
+        let report = run(&engine, &real_dir().join(name), 2);
+        report
+            .flows
+            .iter()
+            .map(|r| FlowLine::new(engine.policy(), r))
+            .find(|l| l.app.is_some())
+            .unwrap()
+    };
+    let tls = first_line("tls12_sni_curl.pcap");
+    assert_eq!(
+        (tls.app, tls.host.as_deref(), tls.verdict),
+        (Some("tls"), Some("www.ntop.org"), "accept")
+    );
+    let http = first_line("http_post_numeric_host.pcap");
+    assert_eq!(
+        (http.app, http.host.as_deref(), http.verdict),
+        (Some("http"), Some("192.168.235.101"), "drop")
+    );
+    let ssh = first_line("ssh_port22.pcap");
+    assert_eq!(
+        (ssh.app, ssh.verdict, ssh.rule.as_deref()),
+        (Some("ssh"), "drop", Some("payload.rules:6"))
+    );
 }
