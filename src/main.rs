@@ -35,7 +35,10 @@ Start here:
   outgate check --print-default > policy.rules   the built-in policy, ready to edit
   outgate check --policy policy.rules            is it valid? what does it open?
   outgate replay --policy policy.rules traffic.pcap
-                                                 what would it do to this traffic?";
+                                                 what would it do to this traffic?
+  outgate rules --apply && outgate run --policy policy.rules --log flows.jsonl --http-log http.jsonl
+                                                 filter live (root; `outgate rules --remove` undoes)
+  outgate report flows.jsonl http.jsonl          who is tunnelling, and how?";
 
 #[derive(Parser)]
 #[command(name = "outgate", version, about = ABOUT, long_about = LONG_ABOUT)]
