@@ -2,7 +2,7 @@
 //!
 //! Promises: a policy that fails to parse or compile yields every error as `FILE:LINE:COL: message` and no
 //! `Policy` (so it can never replace a working one); a compiled policy answers [`Policy::evaluate`] with a
-//! [`Decision`] whose reason cites the line that made it. The language is documented in [`parse`] and in
+//! [`Decision`](crate::Decision) whose reason cites the line that made it. The language is documented in [`parse`] and in
 //! the README.
 
 mod compile;
