@@ -625,18 +625,7 @@ impl Queue {
         verdict: Verdict,
         mark: Option<u32>,
     ) -> Result<(), QueueError> {
-        self.txbuf.clear();
-        let seq = self.next_seq();
-        encode_verdict(
-            &mut self.txbuf,
-            NFQNL_MSG_VERDICT,
-            self.queue_num,
-            seq,
-            id,
-            verdict,
-            mark,
-        );
-        self.send_tx("verdict")
+        self.send_verdict(NFQNL_MSG_VERDICT, id, verdict, mark, "verdict")
     }
 
     /// NFQNL_MSG_VERDICT_BATCH: applies `verdict` (and `mark`) to every queued packet whose
@@ -648,18 +637,28 @@ impl Queue {
         verdict: Verdict,
         mark: Option<u32>,
     ) -> Result<(), QueueError> {
-        self.txbuf.clear();
-        let seq = self.next_seq();
-        encode_verdict(
-            &mut self.txbuf,
+        self.send_verdict(
             NFQNL_MSG_VERDICT_BATCH,
-            self.queue_num,
-            seq,
             max_id,
             verdict,
             mark,
-        );
-        self.send_tx("batch verdict")
+            "batch verdict",
+        )
+    }
+
+    /// One verdict message of type `msg` (single or batch), sent at once.
+    fn send_verdict(
+        &mut self,
+        msg: u16,
+        id: u32,
+        verdict: Verdict,
+        mark: Option<u32>,
+        op: &'static str,
+    ) -> Result<(), QueueError> {
+        self.txbuf.clear();
+        let seq = self.next_seq();
+        encode_verdict(&mut self.txbuf, msg, self.queue_num, seq, id, verdict, mark);
+        self.send_tx(op)
     }
 
     /// Explicitly unbinds the queue (closing the socket does the same).
