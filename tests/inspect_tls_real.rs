@@ -326,6 +326,9 @@ fn as_row(h: &ClientHello) -> String {
 
 #[test]
 fn client_hellos_match_tshark() {
+    if !common::shared("client_hellos_match_tshark") {
+        return;
+    }
     let mut compared = 0;
     let mut failures = Vec::new();
     for file in captures() {
@@ -423,6 +426,9 @@ fn expected_app(layers: &str) -> Option<App> {
 
 #[test]
 fn detection_matches_tshark() {
+    if !common::shared("detection_matches_tshark") {
+        return;
+    }
     let mut compared = 0;
     let mut failures = Vec::new();
     let mut exceptions_seen = Vec::new();
@@ -496,6 +502,9 @@ fn detection_matches_tshark() {
 /// prefix of a hello that parses is `Incomplete`.
 #[test]
 fn real_prefixes() {
+    if !common::shared("real_prefixes") {
+        return;
+    }
     use outgate::inspect::tls::TlsError;
     for file in captures() {
         for flow in flows_of(&file) {

@@ -143,12 +143,18 @@ fn allowed_and_blocked(mut s: Setup) {
 
 #[test]
 fn host_mode_allows_blocks_and_rejects_ipv4_and_ipv6() {
+    if !common::root("host_mode_allows_blocks_and_rejects_ipv4_and_ipv6") {
+        return;
+    }
     let _g = serial();
     allowed_and_blocked(host_mode());
 }
 
 #[test]
 fn gateway_mode_allows_blocks_and_rejects_ipv4_and_ipv6() {
+    if !common::root("gateway_mode_allows_blocks_and_rejects_ipv4_and_ipv6") {
+        return;
+    }
     let _g = serial();
     allowed_and_blocked(gateway_mode());
 }
@@ -156,6 +162,9 @@ fn gateway_mode_allows_blocks_and_rejects_ipv4_and_ipv6() {
 /// After the first packets, a bulk transfer on the same flow never reaches the queue.
 #[test]
 fn decided_flows_stay_in_the_kernel() {
+    if !common::root("decided_flows_stay_in_the_kernel") {
+        return;
+    }
     let _g = serial();
     for mut s in [host_mode(), gateway_mode()] {
         let www = s.lab.dir.path().join("www");
@@ -193,6 +202,9 @@ fn decided_flows_stay_in_the_kernel() {
 /// `kill -9` the daemon: with --fail-open new connections keep working, with fail-closed they stop.
 #[test]
 fn fail_open_and_fail_closed_when_the_daemon_dies() {
+    if !common::root("fail_open_and_fail_closed_when_the_daemon_dies") {
+        return;
+    }
     let _g = serial();
     let cases = [("--fail-open", true), ("--fail-closed", false)];
     for (fail, works_after, mut s) in cases
@@ -243,6 +255,9 @@ fn udp_blast() -> String {
 /// Many flows at full speed: every packet gets its verdict, the kernel drops none, the receiver counts all.
 #[test]
 fn udp_blast_of_many_flows_loses_nothing() {
+    if !common::root("udp_blast_of_many_flows_loses_nothing") {
+        return;
+    }
     let _g = serial();
     let blast = udp_blast();
     for mut s in [host_mode(), gateway_mode()] {
@@ -293,6 +308,9 @@ fn udp_blast_of_many_flows_loses_nothing() {
 /// they were.
 #[test]
 fn sigterm_under_traffic_then_remove_leaves_no_trace() {
+    if !common::root("sigterm_under_traffic_then_remove_leaves_no_trace") {
+        return;
+    }
     let _g = serial();
     let mut s = host_mode();
     let save = |s: &Setup| {
@@ -373,6 +391,9 @@ fn sigterm_under_traffic_then_remove_leaves_no_trace() {
 /// Clear errors at start: invalid policy, queue already bound, not root.
 #[test]
 fn startup_errors_are_clear() {
+    if !common::root("startup_errors_are_clear") {
+        return;
+    }
     let _g = serial();
     let mut s = host_mode();
     let bad = s.lab.write("bad.rules", "ACCEPT loc lan 80\n");

@@ -46,6 +46,9 @@ fn www(s: &Setup) -> std::path::PathBuf {
 
 #[test]
 fn http_hosts_and_urls_through_the_gateway() {
+    if !common::root("http_hosts_and_urls_through_the_gateway") {
+        return;
+    }
     let _g = serial();
     let mut s = gateway_mode();
     let dir = www(&s);
@@ -151,6 +154,9 @@ fn http_hosts_and_urls_through_the_gateway() {
 
 #[test]
 fn ssh_on_443_is_dropped_while_tls_passes() {
+    if !common::root("ssh_on_443_is_dropped_while_tls_passes") {
+        return;
+    }
     let _g = serial();
     let mut s = gateway_mode();
     s.rules("--apply", "");
@@ -298,6 +304,9 @@ fn ssh_on_443_is_dropped_while_tls_passes() {
 /// IPv6; another high port stays closed.
 #[test]
 fn passive_ftp_through_a_default_deny_gateway() {
+    if !common::root("passive_ftp_through_a_default_deny_gateway") {
+        return;
+    }
     let _g = serial();
     let mut s = gateway_mode();
     let root = s.lab.dir.path().join("ftp");

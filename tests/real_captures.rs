@@ -151,6 +151,9 @@ fn default_without_timeouts() -> Engine {
 
 #[test]
 fn flows_agree_with_tshark_and_verdicts_follow_the_port_list() {
+    if !common::shared("flows_agree_with_tshark_and_verdicts_follow_the_port_list") {
+        return;
+    }
     let engine = default_without_timeouts();
     let mut checked = 0;
     for file in captures() {
@@ -240,6 +243,9 @@ fn flows_agree_with_tshark_and_verdicts_follow_the_port_list() {
 
 #[test]
 fn worker_count_does_not_change_verdicts() {
+    if !common::shared("worker_count_does_not_change_verdicts") {
+        return;
+    }
     for engine in [Engine::new(Policy::builtin()), payload_engine()] {
         worker_count_does_not_change_verdicts_of(&engine);
     }
@@ -272,6 +278,9 @@ fn worker_count_does_not_change_verdicts_of(engine: &Engine) {
 
 #[test]
 fn corrupt_capture_reports_its_record_and_keeps_what_was_read() {
+    if !common::shared("corrupt_capture_reports_its_record_and_keeps_what_was_read") {
+        return;
+    }
     let engine = Engine::new(Policy::builtin());
     let report = run(
         &engine,
@@ -288,6 +297,9 @@ fn corrupt_capture_reports_its_record_and_keeps_what_was_read() {
 
 #[test]
 fn every_prefix_of_every_packet_is_decided_without_panic() {
+    if !common::shared("every_prefix_of_every_packet_is_decided_without_panic") {
+        return;
+    }
     for engine in [Engine::new(Policy::builtin()), payload_engine()] {
         feed_every_prefix(&engine);
     }
@@ -328,6 +340,9 @@ fn feed_every_prefix(engine: &Engine) {
 /// numeric-host HTTP request, SSH where it was spoken.
 #[test]
 fn payload_rules_read_the_real_captures() {
+    if !common::shared("payload_rules_read_the_real_captures") {
+        return;
+    }
     let engine = payload_engine();
     let first_line = |name: &str| {
         let report = run(&engine, &real_dir().join(name), 2);

@@ -44,14 +44,59 @@ pub fn outgate_bin() -> &'static str {
     env!("CARGO_BIN_EXE_outgate")
 }
 
-/// Fails loudly when not root: CI is root, and a skipped live test would prove nothing.
-pub fn require_root() {
-    let uid = Command::new("id").arg("-u").output().expect("id -u");
-    assert_eq!(
-        String::from_utf8_lossy(&uid.stdout).trim(),
-        "0",
-        "the live tests need root (CI runs them as root)"
+/// Whether a test that needs `need` can run here (`ok`). When it cannot, the test says so on stderr
+/// (written past the test harness's capture, so `cargo test` shows it) and the caller returns early.
+/// In CI (`CI` set) nothing may be skipped: the test fails instead, naming what is missing.
+pub fn can_run(test: &str, ok: bool, need: &str) -> bool {
+    if ok {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: needs {need}, and CI must run every test"
     );
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: needs {need}");
+    false
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            == Some("0")
+    })
+}
+
+/// Live tests need root (network namespaces, iptables, NFQUEUE); CI is root.
+pub fn root(test: &str) -> bool {
+    can_run(
+        test,
+        is_root(),
+        "root (network namespaces, iptables, NFQUEUE)",
+    )
+}
+
+/// Tests of the real captures need `../shared/pcaps-real` beside the project, as CI has it.
+pub fn shared(test: &str) -> bool {
+    can_run(
+        test,
+        real_dir().is_dir(),
+        "../shared/pcaps-real beside the project",
+    )
+}
+
+/// Tests that run a program the project does not build (`systemd-analyze`, say).
+pub fn tool(test: &str, program: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()));
+    can_run(test, found, &format!("{program} in PATH"))
+}
+
+/// Fails loudly when not root: the labs are only made by tests that checked [`root`] first.
+pub fn require_root() {
+    assert!(is_root(), "the live tests need root (CI runs them as root)");
 }
 
 /// Runs a command on the host, panicking with its output if it fails.
