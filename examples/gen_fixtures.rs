@@ -100,7 +100,7 @@ fn parse_count(s: &str) -> Res<u64> {
 fn fixtures(dir: &Path) -> Res<()> {
     fs::create_dir_all(dir)?;
     type Gen = fn(&Path) -> Res<usize>;
-    let all: [(&str, Gen); 12] = [
+    let all: [(&str, Gen); 13] = [
         ("office_mix.pcap", office_mix),
         ("fragments.pcap", fragments),
         ("malformed.pcap", malformed),
@@ -113,6 +113,7 @@ fn fixtures(dir: &Path) -> Res<()> {
         ("tls_hellos.pcap", tls_hellos),
         ("ports_apps.pcap", ports_apps),
         ("ftp_passive.pcap", ftp_passive),
+        ("midstream.pcap", midstream),
     ];
     for (name, generate) in all {
         let path = dir.join(name);
@@ -1490,6 +1491,17 @@ impl Script {
         self.close(&mut t)
     }
 
+    /// Two client segments that arrive in reverse order: `second` first, then `first`.
+    fn reordered(&mut self, t: &mut Tcp, first: &[u8], second: &[u8]) -> Res<()> {
+        let one = t.seg(&mut self.net, Dir::Out, PSH | ACK, first)?;
+        let two = t.seg(&mut self.net, Dir::Out, PSH | ACK, second)?;
+        self.now += TURN;
+        self.cap.add(self.now, two);
+        self.now += US;
+        self.cap.add(self.now, one);
+        Ok(())
+    }
+
     /// Alternating lines: each client line, then the server's answer.
     fn dialogue(&mut self, t: &mut Tcp, lines: &[(&str, &str)]) -> Res<()> {
         for (ask, answer) in lines {
@@ -1661,6 +1673,62 @@ fn http_evasions(path: &Path) -> Res<usize> {
     req.extend_from_slice(&numeric);
     s.exchange(flow((C4, 47465), srv), &[&req], HTTP_OK)?;
 
+    // (f) two segments that arrive in reverse order (reordered on the way, as on Wi-Fi).
+    let cut = find(&numeric, b".2.80")?;
+    let mut t = flow((C4, 51733), srv);
+    s.open(s.gap(), &mut t)?;
+    s.reordered(&mut t, &numeric[..cut], &numeric[cut..])?;
+    s.tcp(RTT, &mut t, In, ACK, &[])?;
+    s.tcp(MS, &mut t, In, PSH | ACK, HTTP_OK)?;
+    s.close(&mut t)?;
+
+    // (g) the first segment sent again with other bytes at the same sequence numbers: which copy the
+    // server keeps depends on its TCP stack, so neither can be trusted.
+    let named = http_get("www.example.org");
+    let cut = find(&named, b"User-Agent")?;
+    let mut forged = named[..cut].to_vec();
+    let host = find(&forged, b"www.example.org")?;
+    forged[host..host + 15].copy_from_slice(b"192.0.2.80:0080");
+    let mut t = flow((C4, 42268), srv);
+    s.open(s.gap(), &mut t)?;
+    s.tcp(TURN, &mut t, Out, PSH | ACK, &named[..cut])?;
+    t.rewind(Out, cut);
+    s.tcp(TURN, &mut t, Out, PSH | ACK, &forged)?;
+    s.send_acked(&mut t, &named[cut..])?;
+    s.tcp(MS, &mut t, In, PSH | ACK, HTTP_OK)?;
+    s.close(&mut t)?;
+
+    s.write(path)
+}
+
+/// TCP connections the capture holds only from their middle (they began before it started), and one
+/// that begins in it.
+fn midstream(path: &Path) -> Res<usize> {
+    use Dir::{In, Out};
+    let mut s = Script::new();
+    // (a) HTTPS already running: the server's data comes first.
+    let mut t = flow((C4, 50412), (WWW_IP, 443));
+    s.tcp(0, &mut t, In, PSH | ACK, &filler(600, 1))?;
+    s.tcp(TURN, &mut t, Out, ACK, &[])?;
+    s.tcp(MS, &mut t, Out, PSH | ACK, &filler(80, 2))?;
+    // (b) an SSH session already running, to a port the policy closes.
+    let mut t = flow((C4, 47120), (ip4(198, 51, 100, 22), 22));
+    s.tcp(FLOW_GAP, &mut t, Out, PSH | ACK, &filler(48, 3))?;
+    s.tcp(RTT, &mut t, In, PSH | ACK, &filler(48, 4))?;
+    // (c) a new SSH connection to the same server: this one the policy blocks.
+    let mut t = flow((C4, 47121), (ip4(198, 51, 100, 22), 22));
+    s.tcp(FLOW_GAP, &mut t, Out, SYN, &[])?;
+    t.rewind(Out, 1);
+    s.tcp(SEC, &mut t, Out, SYN, &[])?;
+    // (d) plain HTTP already running, the server's data first.
+    let mut t = flow((C4, 39900), (ip4(192, 0, 2, 80), 80));
+    s.tcp(FLOW_GAP, &mut t, In, PSH | ACK, HTTP_OK)?;
+    s.tcp(TURN, &mut t, Out, ACK, &[])?;
+    // (e) a peer-to-peer connection from the client's port 1500 to a peer's port 40000, the peer's
+    // data first: the ports alone point at the peer as the client; `--lan 10.0.0.0/8` knows better.
+    let mut t = flow((C4, 1500), (ip4(198, 51, 100, 7), 40000));
+    s.tcp(FLOW_GAP, &mut t, In, PSH | ACK, &filler(100, 5))?;
+    s.tcp(TURN, &mut t, Out, ACK, &[])?;
     s.write(path)
 }
 

@@ -55,14 +55,23 @@ pub enum Reason {
     /// A non-first fragment whose first fragment was not seen, so its ports are unknown
     /// (`option malformed` sets the verdict).
     OrphanFragment,
-    /// A rule needs the flow's first payload (HTTP host, TLS SNI, app protocol): the flow's packets
-    /// pass until it comes, and are not yet a decision of the flow.
+    /// A rule needs the flow's first payload (HTTP host, TLS SNI, app protocol): while the flow waits
+    /// for it, its packets without payload (the handshake) pass; this is not yet the flow's decision.
     Inspecting,
     /// The first payload did not come, or did not parse, within the inspection budget
     /// (`option inspect-limit` sets the verdict).
     InspectLimit,
     /// The data connection an accepted FTP control connection announced (PASV, EPSV, PORT, EPRT).
     FtpData,
+    /// A TCP flow seen first in its middle (it began before the capture, or before the daemon held
+    /// it), whose decision needs a first payload that can no longer be read (`option midstream`).
+    Midstream,
+    /// Overlapping copies of the flow's first payload differ, so what the server reads cannot be
+    /// known (`option inspect-limit` sets the verdict).
+    AmbiguousStream,
+    /// Not a decision: the packet is held back until its flow is decided, and gets that decision then
+    /// ([`crate::flow::FlowTable::drain_released`]). Its verdict is `Drop`, should anything read it.
+    Held,
 }
 
 impl Reason {
@@ -77,6 +86,9 @@ impl Reason {
             Reason::Inspecting => "inspecting",
             Reason::InspectLimit => "inspect-limit",
             Reason::FtpData => "ftp-data",
+            Reason::Midstream => "midstream",
+            Reason::AmbiguousStream => "ambiguous-stream",
+            Reason::Held => "held",
         }
     }
 }

@@ -9,16 +9,22 @@
 
 use crate::Timestamp;
 use crate::decision::{Decision, Reason, Verdict};
-use crate::flow::{FlowKey, FlowTable};
+use crate::flow::{FlowKey, FlowTable, Inspect, Side};
 use crate::inspect::detect::Transport as Carrier;
 use crate::inspect::{ftp, read_payload};
 use crate::packet::{Packet, Transport};
-use crate::policy::{Eval, Policy};
+use crate::policy::{Cidr, Eval, Policy};
 
 /// The decision of a flow that waits for its first payload.
 const INSPECTING: Decision = Decision {
     verdict: Verdict::Accept,
     reason: Reason::Inspecting,
+};
+
+/// What a packet held back until its flow is decided gets now: no verdict yet.
+const HELD: Decision = Decision {
+    verdict: Verdict::Drop,
+    reason: Reason::Held,
 };
 
 /// The decision of a data connection an accepted FTP control connection announced.
@@ -61,11 +67,23 @@ fn ftp_control(flows: &mut FlowTable, p: &Packet<'_>, now: Timestamp) {
 /// The compiled policy plus the decision procedure around it.
 pub struct Engine {
     policy: Policy,
+    /// Replay's `--lan`: which end of a flow seen from its middle is the local client.
+    lan: Vec<Cidr>,
 }
 
 impl Engine {
     pub fn new(policy: Policy) -> Engine {
-        Engine { policy }
+        Engine {
+            policy,
+            lan: Vec::new(),
+        }
+    }
+
+    /// Networks whose addresses are local (replay's `--lan`): a TCP flow whose SYN the capture missed
+    /// has its client there. Declared zones tell the same and come first.
+    pub fn with_lan(mut self, lan: Vec<Cidr>) -> Engine {
+        self.lan = lan;
+        self
     }
 
     pub fn policy(&self) -> &Policy {
@@ -78,7 +96,8 @@ impl Engine {
     }
 
     /// Decides one IP packet. `now` is capture time (replay) or monotonic time (live); `seq` is the
-    /// caller's ordinal of the packet, kept as the flow's first-packet order.
+    /// caller's ordinal of the packet, kept as the flow's first-packet order and as the handle of a
+    /// packet held back ([`Reason::Held`]; it gets its decision from [`FlowTable::drain_released`]).
     pub fn decide(&self, flows: &mut FlowTable, ip: &[u8], now: Timestamp, seq: u64) -> Decision {
         let malformed = self.policy.options().malformed;
         let packet = match Packet::parse(ip) {
@@ -98,13 +117,17 @@ impl Engine {
             });
         };
         let announced = flows.take_expected(&packet, &key.0, now);
-        let decision = flows.decide_or_insert(&packet, key, now, seq, || {
+        let offloaded = flows.is_offloaded();
+        let decision = flows.decide_or_insert(&packet, key, now, seq, |midstream| {
             if announced {
-                return FTP_DATA;
-            }
-            match self.policy.evaluate(&packet, None) {
-                Eval::Decided(d) => d,
-                Eval::NeedPayload => INSPECTING,
+                (FTP_DATA, key.1)
+            } else if midstream {
+                self.decide_midstream(&packet, key.1, offloaded)
+            } else {
+                match self.policy.evaluate(&packet, None) {
+                    Eval::Decided(d) => (d, key.1),
+                    Eval::NeedPayload => (INSPECTING, key.1),
+                }
             }
         });
         if decision.reason != Reason::Inspecting {
@@ -117,11 +140,6 @@ impl Engine {
             Transport::Tcp { .. } => Carrier::Tcp,
             _ => Carrier::Udp,
         };
-        let options = self.policy.options();
-        let limit = Decision {
-            verdict: options.inspect_limit,
-            reason: Reason::InspectLimit,
-        };
         // Only the initiator's packets add payload, so `packet` is the initiator's when `read` runs.
         let read = |bytes: &[u8]| {
             let payload = read_payload(carrier, bytes)?;
@@ -130,9 +148,67 @@ impl Engine {
                 Eval::NeedPayload => None,
             }
         };
-        flows
-            .inspect(&packet, key, options.inspect, read, limit, now)
-            .unwrap_or(INSPECTING)
+        match flows.inspect(&packet, key, read, now, seq) {
+            Inspect::Decided(d) => d,
+            Inspect::Held => HELD,
+            Inspect::Pass => INSPECTING,
+        }
+    }
+
+    /// A TCP flow seen first in its middle: its first payload cannot be read, so a rule that would look
+    /// at it leaves the flow to `option midstream`; port rules decide as usual. Live, the packet's
+    /// sender is the initiator (only the original direction is queued); in replay the client is told
+    /// by the local side, then by the ports.
+    fn decide_midstream(&self, p: &Packet<'_>, sender: Side, offloaded: bool) -> (Decision, Side) {
+        let sender_is_client = offloaded || self.sender_is_client(p);
+        let (view, initiator) = if sender_is_client {
+            (*p, sender)
+        } else {
+            (p.reversed(), sender.other())
+        };
+        let decision = match self.policy.evaluate(&view, None) {
+            Eval::Decided(d) => d,
+            Eval::NeedPayload => Decision {
+                verdict: self.policy.options().midstream,
+                reason: Reason::Midstream,
+            },
+        };
+        (decision, initiator)
+    }
+
+    /// Whether the sender of a packet seen in a flow's middle is the flow's client.
+    fn sender_is_client(&self, p: &Packet<'_>) -> bool {
+        let Transport::Tcp {
+            sport,
+            dport,
+            flags,
+            ..
+        } = p.transport
+        else {
+            return true;
+        };
+        // A SYN-ACK answers its receiver's SYN.
+        if flags.is_some_and(|f| f.syn && f.ack) {
+            return false;
+        }
+        let local = |a| {
+            self.policy
+                .is_local(a)
+                .unwrap_or_else(|| self.lan.iter().any(|n| n.contains(a)))
+        };
+        match (local(p.src), local(p.dst)) {
+            (true, false) => return true,
+            (false, true) => return false,
+            _ => {}
+        }
+        // Servers listen on well-known ports, clients send from ephemeral ones (RFC 6335 §6: 0-1023
+        // system, 1024-49151 user, 49152-65535 dynamic; Linux picks from 32768 up by default).
+        let rank = |port: u16| match port {
+            0..1024 => 0,
+            1024..32768 => 1,
+            _ => 2,
+        };
+        (rank(sport), sport) >= (rank(dport), dport)
     }
 }
 
@@ -157,13 +233,17 @@ mod tests {
         out
     }
 
+    /// Each packet's decision; a held packet's is the one it was released with.
     fn run(engine: &Engine, packets: &[Vec<u8>]) -> Vec<Decision> {
         let mut table = engine.new_flow_table();
-        packets
-            .iter()
-            .enumerate()
-            .map(|(i, p)| engine.decide(&mut table, p, Timestamp::from_secs(1), i as u64))
-            .collect()
+        let mut out = Vec::new();
+        for (i, p) in packets.iter().enumerate() {
+            out.push(engine.decide(&mut table, p, Timestamp::from_secs(1), i as u64));
+            for (seq, d) in table.drain_released() {
+                out[seq as usize] = d;
+            }
+        }
+        out
     }
 
     #[test]
@@ -181,18 +261,86 @@ mod tests {
         );
         let reasons: Vec<Reason> = d.iter().map(|d| d.reason).collect();
         assert_eq!(
-            &reasons[..3],
-            [Reason::Inspecting; 3],
-            "the handshake and the partial request pass"
+            &reasons[..2],
+            [Reason::Inspecting; 2],
+            "the handshake passes"
         );
+        let drop = Decision {
+            verdict: Verdict::Drop,
+            reason: Reason::Rule(0),
+        };
         assert_eq!(
-            d[3],
-            Decision {
-                verdict: Verdict::Drop,
-                reason: Reason::Rule(0)
-            }
+            d[2], drop,
+            "the partial request was held, and dropped with its flow"
         );
+        assert_eq!(d[3], drop);
         assert_eq!(d[4], d[3], "the flow keeps its decision");
+    }
+
+    /// A client or server segment of a connection the capture holds from its middle.
+    fn mid(from_client: bool, dport: u16, data: &[u8]) -> Vec<u8> {
+        let (a, b) = ([10, 0, 0, 2], [192, 0, 2, 1]);
+        let (src, dst, sport, port) = if from_client {
+            (a, b, 50123, dport)
+        } else {
+            (b, a, dport, 50123)
+        };
+        let mut out = Vec::new();
+        PacketBuilder::ipv4(src, dst, 64)
+            .tcp(sport, port, 5000, 64000)
+            .ack(1)
+            .write(&mut out, data)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_flow_from_its_middle_is_decided_by_ports_or_option_midstream() {
+        let engine = Engine::new(Policy::compile("p", POLICY).unwrap());
+        let d = run(&engine, &[mid(true, 443, b"data")]);
+        assert_eq!(
+            d[0],
+            Decision {
+                verdict: Verdict::Reject,
+                reason: Reason::Midstream
+            },
+            "443's rules need the first payload, which cannot be read from the middle"
+        );
+        let mut table = engine.new_flow_table();
+        table.keep_finished(true);
+        // The server speaks first in the capture: the client is still the one on the ephemeral port.
+        let d = engine.decide(
+            &mut table,
+            &mid(false, 22, b"x"),
+            Timestamp::from_secs(1),
+            0,
+        );
+        assert_eq!(d.reason, Reason::Policy(0), "port 22 falls to the policy");
+        table.finish_all();
+        let rec = table.drain_finished().next().unwrap();
+        assert!(rec.flow.midstream);
+        assert_eq!(
+            rec.key.endpoint(rec.flow.initiator),
+            ("10.0.0.2".parse().unwrap(), 50123),
+            "the client is inferred from the ports"
+        );
+        // --lan says which side is local, whatever the ports.
+        let lan = Engine::new(Policy::compile("p", POLICY).unwrap())
+            .with_lan(vec![Cidr::parse("192.0.2.0/24").unwrap()]);
+        let mut table = lan.new_flow_table();
+        table.keep_finished(true);
+        lan.decide(
+            &mut table,
+            &mid(false, 22, b"x"),
+            Timestamp::from_secs(1),
+            0,
+        );
+        table.finish_all();
+        let rec = table.drain_finished().next().unwrap();
+        assert_eq!(
+            rec.key.endpoint(rec.flow.initiator).0,
+            "192.0.2.1".parse::<std::net::IpAddr>().unwrap()
+        );
     }
 
     #[test]

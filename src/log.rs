@@ -3,7 +3,8 @@
 //! The keys are a contract other tools read: `proto`, `src`, `dst` (`ip:port`, `[ipv6]:port`; addresses
 //! alone for ICMP and portless protocols), `icmp_type` (ICMP only), `verdict`, `rule` (`FILE:LINE` or null),
 //! `reason`, `packets`, `bytes`, `first_ts` (RFC 3339, UTC, nanoseconds); the live log adds `ts`, when
-//! the line was written; flows a rule inspected add `app` and `host`.
+//! the line was written; flows a rule inspected add `app` and `host`; a TCP flow first seen in its
+//! middle adds `"midstream": true`.
 //!
 //! Two more logs come from the flows' first payloads: the HTTP request log ([`HttpLine`]: `ts`,
 //! `client`, `server`, `method`, `host`, `url`, `user_agent`, `verdict`, `rule`, `reason`) and the TLS
@@ -43,6 +44,10 @@ pub struct FlowLine {
     /// The HTTP request's host, or the TLS server name, when a rule looked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// A TCP flow first seen in its middle (it began before the capture, or before the daemon): its
+    /// first payload was never read, and `src` is the client as far as it can be told.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub midstream: bool,
 }
 
 /// One HTTP request, for the request log: what admins read to find tunnels.
@@ -200,6 +205,7 @@ impl FlowLine {
             ts: None,
             app: rec.flow.app.map(|a| a.name()),
             host,
+            midstream: rec.flow.midstream,
         }
     }
 }

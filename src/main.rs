@@ -17,7 +17,7 @@ use signal_hook::iterator::Signals;
 
 use outgate::log::{FlowLine, HttpLine, TlsLine, rfc3339};
 use outgate::nfqueue::{self, LogTarget, RunConfig};
-use outgate::policy::{DEFAULT_POLICY, LoadError};
+use outgate::policy::{Cidr, DEFAULT_POLICY, LoadError};
 use outgate::replay::{ReplayConfig, replay};
 use outgate::rules::{self, Backend, Family, Mode, QueueRange, RulesConfig};
 use outgate::{Engine, Policy};
@@ -91,6 +91,11 @@ enum Command {
         /// Write the dropped and rejected packets to a new pcap (raw IP link type).
         #[arg(long, value_name = "FILE")]
         write_dropped: Option<PathBuf>,
+        /// A local network (repeatable): for a TCP flow the capture holds only from its middle, the end
+        /// inside it is the client. Without it (and without zone lines), the ports tell: the end on the
+        /// higher, ephemeral-looking port is the client.
+        #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
+        lan: Vec<Cidr>,
         /// Capture files (pcap or pcapng).
         #[arg(required = true, value_name = "CAPTURE")]
         captures: Vec<PathBuf>,
@@ -212,6 +217,7 @@ fn main() -> ExitCode {
             tls_log,
             write_accepted,
             write_dropped,
+            lan,
             captures,
         } => {
             let workers = workers.map_or_else(
@@ -226,7 +232,7 @@ fn main() -> ExitCode {
                 write_dropped,
                 progress: true,
             };
-            run_replay(policy, cfg, format, [flows, http_log, tls_log])
+            run_replay(policy, lan, cfg, format, [flows, http_log, tls_log])
         }
         Command::Run {
             policy,
@@ -300,6 +306,10 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn parse_cidr(s: &str) -> Result<Cidr, String> {
+    Cidr::parse(s)
 }
 
 /// Writes to stdout; a closed pipe (`outgate ... | head`) is not an error worth a message.
@@ -416,6 +426,7 @@ fn run_live(policy: Option<PathBuf>, cfg: RunConfig) -> Result<ExitCode, String>
 
 fn run_replay(
     policy: Option<PathBuf>,
+    lan: Vec<Cidr>,
     cfg: ReplayConfig,
     format: Format,
     logs: [Option<PathBuf>; 3],
@@ -425,7 +436,7 @@ fn run_replay(
             "outgate: no --policy given: using the built-in default policy (see `outgate check --print-default`)"
         );
     }
-    let engine = Engine::new(load_policy(policy)?);
+    let engine = Engine::new(load_policy(policy)?).with_lan(lan);
     // Create the logs before the replay, so an unwritable path fails fast.
     let mut outs = Vec::with_capacity(logs.len());
     for path in &logs {

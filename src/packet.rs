@@ -96,6 +96,37 @@ pub struct Packet<'a> {
     pub wire_len: u32,
 }
 
+impl Packet<'_> {
+    /// The same packet as if its receiver had sent it (addresses and ports swapped): for asking the
+    /// policy about a flow whose first packet seen came from its responder.
+    pub fn reversed(&self) -> Self {
+        let transport = match self.transport {
+            Transport::Tcp {
+                sport,
+                dport,
+                seq,
+                flags,
+            } => Transport::Tcp {
+                sport: dport,
+                dport: sport,
+                seq,
+                flags,
+            },
+            Transport::Udp { sport, dport } => Transport::Udp {
+                sport: dport,
+                dport: sport,
+            },
+            other => other,
+        };
+        Packet {
+            src: self.dst,
+            dst: self.src,
+            transport,
+            ..*self
+        }
+    }
+}
+
 pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;

@@ -1,5 +1,7 @@
 //! The real `outgate` binary, run as a user would: exit codes, messages, outputs.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -21,11 +23,7 @@ fn stderr(o: &Output) -> String {
 }
 
 fn real(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/pcaps-real")
-        .join(name)
-        .display()
-        .to_string()
+    common::real_dir().join(name).display().to_string()
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -99,6 +97,9 @@ fn missing_policy_file_is_one_clear_line() {
 
 #[test]
 fn replay_table_announces_the_default_policy() {
+    if !common::shared("replay_table_announces_the_default_policy") {
+        return;
+    }
     let o = outgate(&[
         "replay",
         "--workers",
@@ -124,6 +125,9 @@ fn replay_table_announces_the_default_policy() {
 
 #[test]
 fn replay_json_and_flow_lines() {
+    if !common::shared("replay_json_and_flow_lines") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let flows = dir.path().join("flows.jsonl");
     let o = outgate(&[
@@ -170,6 +174,9 @@ fn replay_json_and_flow_lines() {
 
 #[test]
 fn write_accepted_and_dropped_split_the_capture() {
+    if !common::shared("write_accepted_and_dropped_split_the_capture") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let (acc, drop) = (dir.path().join("acc.pcap"), dir.path().join("drop.pcap"));
     let cap = real("ssh_port22_and_8000.pcapng");
@@ -201,6 +208,9 @@ fn write_accepted_and_dropped_split_the_capture() {
 
 #[test]
 fn corrupt_capture_prints_what_was_read_and_fails() {
+    if !common::shared("corrupt_capture_prints_what_was_read_and_fails") {
+        return;
+    }
     let o = outgate(&["replay", &real("truncated_file_mid_packet.pcap")]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
@@ -318,4 +328,28 @@ fn report_on_replayed_logs_names_the_suspects_and_is_deterministic() {
         outgate(&["report", "/nonexistent.log"]).status.code(),
         Some(1)
     );
+}
+
+/// `--lan` tells replay which end of a flow seen from its middle is local; without it the ports tell.
+#[test]
+fn replay_lan_names_the_client_of_a_flow_seen_from_its_middle() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps/midstream.pcap");
+    let peer = |lan: &[&str]| -> String {
+        let flows = dir.path().join("flows.jsonl");
+        let mut args = vec!["replay", "--flows", flows.to_str().unwrap()];
+        args.extend_from_slice(lan);
+        args.push(capture.to_str().unwrap());
+        let o = outgate(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let text = std::fs::read_to_string(&flows).unwrap();
+        let line: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        assert_eq!(line["midstream"], true, "{line}");
+        line["src"].as_str().unwrap().to_string()
+    };
+    assert_eq!(peer(&[]), "198.51.100.7:40000", "by the ports");
+    assert_eq!(peer(&["--lan", "10.0.0.0/8"]), "10.0.0.2:1500", "by --lan");
+    let o = outgate(&["replay", "--lan", "10.0.0.0/33", capture.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "a bad network is a usage error");
+    assert!(stderr(&o).contains("bad prefix length"), "{}", stderr(&o));
 }

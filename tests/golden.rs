@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use outgate::log::FlowLine;
 use outgate::replay::{ReplayConfig, replay};
 use outgate::{Engine, Policy};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn pcaps() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps")
@@ -376,8 +376,64 @@ fn http_hosts_urls_and_methods() {
 #[test]
 fn http_evasions_are_read_through() {
     let (flows, _) = run(&pcaps().join("http_evasions.pcap"), 1);
-    // Split Host, two Host headers, payload after an empty ACK, a retransmission, a leading CRLF.
-    expect(&flows, &[("drop", "http_evasions.rules:3"); 5]);
+    // Split Host, two Host headers, payload after an empty ACK, a retransmission, a leading CRLF, two
+    // segments in reverse order.
+    let numeric = ("drop", "http_evasions.rules:3");
+    expect(&flows[..6], &[numeric; 6]);
+    // A retransmission whose bytes differ from the first copy: no rule can trust either.
+    assert_eq!(
+        (&flows[6]["verdict"], &flows[6]["reason"]),
+        (&json!("drop"), &json!("ambiguous-stream")),
+        "{:#}",
+        flows[6]
+    );
+    assert_eq!(flows.len(), 7);
+}
+
+/// TCP flows that began before the capture: decided by their ports, or `option midstream` where a payload
+/// rule would decide; marked, and kept out of the verdict counts.
+#[test]
+fn flows_seen_from_their_middle() {
+    let (flows, summary) = run(&pcaps().join("midstream.pcap"), 2);
+    let line = |i: usize| {
+        (
+            flows[i]["src"].as_str().unwrap().to_string(),
+            flows[i]["verdict"].as_str().unwrap(),
+            flows[i]["reason"].as_str().unwrap(),
+            flows[i]["midstream"] == true,
+        )
+    };
+    assert_eq!(
+        line(0),
+        ("10.0.0.2:50412".into(), "reject", "midstream", true),
+        "HTTPS: 443 needs the first payload"
+    );
+    assert_eq!(
+        line(1),
+        ("10.0.0.2:47120".into(), "drop", "policy", true),
+        "SSH already running"
+    );
+    assert_eq!(
+        line(2),
+        ("10.0.0.2:47121".into(), "drop", "policy", false),
+        "a new SSH connection"
+    );
+    assert_eq!(
+        line(3),
+        ("10.0.0.2:39900".into(), "accept", "rule", true),
+        "HTTP, the server's data first"
+    );
+    assert_eq!(
+        line(4).0,
+        "198.51.100.7:40000",
+        "by the ports alone the peer looks like the client"
+    );
+    assert_eq!(
+        summary["flows"]["drop"], 1,
+        "only the new connection would be blocked: {summary:#}"
+    );
+    assert_eq!(summary["flows"]["midstream"], 4);
+    assert_eq!(summary["packets"]["decided"], 11);
 }
 
 #[test]

@@ -12,9 +12,11 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Sender, TrySendError};
 
 use super::Sink;
-use super::metrics::Metrics;
+use super::metrics::{Metrics, QueueCounters};
 use super::queue::{Queue, QueueError, QueuedPacket, Verdict as NfVerdict};
-use crate::flow::FlowRecord;
+use std::collections::HashMap;
+
+use crate::flow::{FlowRecord, FlowTable};
 use crate::log::{FlowLine, HttpLine, TlsLine, rfc3339};
 use crate::rules::{MARK_ACCEPT, MARK_DROP, MARK_MASK, MARK_REJECT};
 use crate::{Decision, Engine, Reason, Timestamp, Verdict};
@@ -50,30 +52,46 @@ fn kernel_verdict(d: Decision, old_mark: u32) -> (NfVerdict, Option<u32>) {
     }
 }
 
+/// One packet's answer: its id, the kernel verdict, and the mark to set.
+type Answer = (u32, NfVerdict, Option<u32>);
+
 /// Runs until `stop` is set, then drains what the socket holds and returns.
 pub(super) fn run(queue: &mut Queue, index: usize, shared: &Shared<'_>) {
     queue.set_nonblocking(true);
     let mut table = shared.engine.new_flow_table();
     table.keep_created(true);
+    table.offloaded(true);
     let mut packets: Vec<QueuedPacket> = Vec::with_capacity(64);
-    let mut verdicts: Vec<(u32, NfVerdict, Option<u32>)> = Vec::with_capacity(64);
+    let mut answers: Vec<Answer> = Vec::with_capacity(64);
+    // The marks of packets held back, for their verdict (a verdict's mark replaces the packet's).
+    let mut held_marks: HashMap<u64, u32> = HashMap::new();
     let counters = &shared.metrics.queues[index];
+    let now = || Timestamp::from_nanos(shared.started.elapsed().as_nanos() as u64);
     loop {
         let stopping = shared.stop.load(Relaxed);
+        answers.clear();
         if !stopping {
-            // Wake up now and then to notice a stop request.
+            // Wake up now and then to notice a stop request, and to end waits that ran out.
             match queue.poll(Duration::from_millis(100)) {
                 Ok(true) => {}
-                Ok(false) => continue,
-                Err(_) => {
-                    std::thread::sleep(Duration::from_millis(10));
+                Ok(false) | Err(_) => {
+                    table.tick(now());
+                    release(&mut table, &mut held_marks, &mut answers, index, shared);
+                    answer(queue, &answers, &table, counters);
                     continue;
                 }
             }
         }
         packets.clear();
         match queue.recv_batch(&mut packets) {
-            Ok(0) if stopping => return,
+            Ok(0) if stopping => {
+                // Held packets get their flows' `inspect-limit` before the queue is let go.
+                table.finish_all();
+                release(&mut table, &mut held_marks, &mut answers, index, shared);
+                answer(queue, &answers, &table, counters);
+                log_created(&mut table, index, shared);
+                return;
+            }
             Ok(_) => {}
             Err(QueueError::Overrun) => {
                 counters.enobufs.fetch_add(1, Relaxed);
@@ -82,24 +100,53 @@ pub(super) fn run(queue: &mut Queue, index: usize, shared: &Shared<'_>) {
             Err(_) if stopping => return,
             Err(_) => continue,
         }
-        verdicts.clear();
         for p in &packets {
-            let now = Timestamp::from_nanos(shared.started.elapsed().as_nanos() as u64);
-            let decision = shared
-                .engine
-                .decide(&mut table, &p.payload, now, u64::from(p.id));
+            let id = u64::from(p.id);
+            let decision = shared.engine.decide(&mut table, &p.payload, now(), id);
+            // Packets held back for their flow's first payload get its decision, before this one.
+            release(&mut table, &mut held_marks, &mut answers, index, shared);
+            if decision.reason == Reason::Held {
+                held_marks.insert(id, p.mark);
+                continue;
+            }
             shared.metrics.count_packet(index, decision);
             let (v, mark) = kernel_verdict(decision, p.mark);
-            verdicts.push((p.id, v, mark));
+            answers.push((p.id, v, mark));
         }
-        if send_verdicts(queue, &verdicts).is_err() {
-            counters.verdict_errors.fetch_add(1, Relaxed);
-        }
-        for rec in table.drain_created() {
-            shared.metrics.count_flow(index, rec.flow.decision);
-            if let Some(log) = &shared.log {
-                log_flow(shared, log, &rec);
-            }
+        answer(queue, &answers, &table, counters);
+        log_created(&mut table, index, shared);
+    }
+}
+
+/// Answers for the held packets whose flows were decided.
+fn release(
+    table: &mut FlowTable,
+    held_marks: &mut HashMap<u64, u32>,
+    answers: &mut Vec<Answer>,
+    index: usize,
+    shared: &Shared<'_>,
+) {
+    for (id, d) in table.drain_released() {
+        shared.metrics.count_packet(index, d);
+        let (v, mark) = kernel_verdict(d, held_marks.remove(&id).unwrap_or(0));
+        answers.push((id as u32, v, mark));
+    }
+}
+
+/// Sends the answers. A batch verdict covers every queued id up to its own, so none is used while
+/// packets are held back.
+fn answer(queue: &mut Queue, answers: &[Answer], table: &FlowTable, counters: &QueueCounters) {
+    if !answers.is_empty() && send_verdicts(queue, answers, table.held() == 0).is_err() {
+        counters.verdict_errors.fetch_add(1, Relaxed);
+    }
+}
+
+/// Counts and logs the flows decided since the last call.
+fn log_created(table: &mut FlowTable, index: usize, shared: &Shared<'_>) {
+    for rec in table.drain_created() {
+        shared.metrics.count_flow(index, rec.flow.decision);
+        if let Some(log) = &shared.log {
+            log_flow(shared, log, &rec);
         }
     }
 }
@@ -142,18 +189,17 @@ fn wall_nanos(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// Sends the verdicts in id order: a run of equal verdicts as one batch message (it covers every packet
-/// up to its last id, all of which are in the run or already answered), a lone verdict as one message.
-fn send_verdicts(
-    queue: &mut Queue,
-    verdicts: &[(u32, NfVerdict, Option<u32>)],
-) -> Result<(), QueueError> {
+/// Sends the verdicts in order: with `batch`, a run of equal verdicts in rising id order as one batch
+/// message (it covers every packet up to its last id, all of which are in the run or already answered),
+/// else one message a packet.
+fn send_verdicts(queue: &mut Queue, verdicts: &[Answer], batch: bool) -> Result<(), QueueError> {
     let mut result = Ok(());
     let mut start = 0;
     while start < verdicts.len() {
         let (_, v, mark) = verdicts[start];
         let mut end = start + 1;
-        while end < verdicts.len()
+        while batch
+            && end < verdicts.len()
             && verdicts[end].1 == v
             && verdicts[end].2 == mark
             && verdicts[end].0 > verdicts[end - 1].0

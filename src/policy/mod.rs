@@ -10,10 +10,11 @@ pub mod parse;
 pub mod terms;
 
 use std::fmt::Write as _;
+use std::net::IpAddr;
 use std::path::Path;
 
 pub use compile::Eval;
-pub use parse::{Options, PairPolicy, PolicyError, Proto, Rule, Service, ZoneSel};
+pub use parse::{Cidr, Options, PairPolicy, PolicyError, Proto, Rule, Service, ZoneSel};
 
 use crate::decision::{Reason, Verdict};
 use crate::inspect::Payload;
@@ -154,6 +155,20 @@ impl Policy {
                 .map(|p| p.text.as_str()),
             _ => None,
         }
+    }
+
+    /// Whether `a` is on the local side: in a declared zone other than `net`. `None` without zone lines
+    /// (then `loc` is whoever starts a flow).
+    pub fn is_local(&self, a: IpAddr) -> Option<bool> {
+        if self.parsed.zones.is_empty() {
+            return None;
+        }
+        let zone = self
+            .parsed
+            .zones
+            .iter()
+            .find(|z| z.nets.iter().any(|n| n.contains(a)));
+        Some(zone.is_some_and(|z| z.name != "net"))
     }
 
     /// Zone names by index (declared zones, plus the implicit catch-all `net` when not declared).

@@ -8,7 +8,9 @@
 //! SRC DST ACTION                              the same, as the article writes it
 //! ACTION SRC DST [PROTO [DPORT]] [TERM...]    a rule; first match wins
 //! MACRO(ACTION) SRC DST                       SSH, Ping, DNS, HTTP, HTTPS, NTP
-//! option NAME VALUE...                        malformed ACTION | timeout PROTO SECONDS | max-flows N
+//! option NAME VALUE...                        malformed ACTION | midstream ACTION | timeout PROTO SECONDS
+//!                                             | max-flows N | inspect-packets N | inspect-bytes N
+//!                                             | inspect-time SECONDS | inspect-memory BYTES | inspect-limit ACTION
 //! ```
 //!
 //! SRC and DST are a zone, `all`, or `zone:CIDR[,CIDR...]`. PROTO is tcp, udp, icmp, icmp6 (ipv6-icmp) or
@@ -24,7 +26,7 @@ use std::path::Path;
 
 use super::terms::Terms;
 use crate::decision::Verdict;
-use crate::flow::{FlowConfig, InspectBudget, Timeouts};
+use crate::flow::{FlowConfig, Timeouts};
 
 /// One error in a policy file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -210,20 +212,20 @@ pub struct Zone {
 pub struct Options {
     /// Verdict for packets that cannot be read far enough, and for orphan fragments.
     pub malformed: Verdict,
+    /// Verdict for a TCP flow seen first in its middle when a payload rule would decide it.
+    pub midstream: Verdict,
+    /// The flow table's settings, including how long a flow's first payload is waited for.
     pub flows: FlowConfig,
-    /// How long a flow's first payload is waited for when a rule needs it.
-    pub inspect: InspectBudget,
-    /// Verdict for a flow whose first payload did not come or parse within the budget.
-    pub inspect_limit: Verdict,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             malformed: Verdict::Drop,
+            // A reset, not a silent drop: the client's application notices at once and opens a new
+            // connection, whose first payload is read.
+            midstream: Verdict::Reject,
             flows: FlowConfig::default(),
-            inspect: InspectBudget::default(),
-            inspect_limit: Verdict::Drop,
         }
     }
 }
@@ -518,25 +520,41 @@ impl LineParser<'_> {
                 *slot = secs;
                 4
             }
-            "inspect-packets" | "inspect-bytes" => {
+            "inspect-packets" | "inspect-bytes" | "inspect-time" | "inspect-memory" => {
+                let key = name.text.to_ascii_lowercase();
                 let t = value(2)?;
-                let n = number(t)?.clamp(1, 1 << 20);
-                match name.text.to_ascii_lowercase().as_str() {
-                    "inspect-packets" => options.inspect.packets = n as u32,
-                    _ => options.inspect.bytes = n as usize,
+                let n = number(t)?;
+                let max: u64 = match key.as_str() {
+                    "inspect-time" => 3600,
+                    "inspect-memory" => 1 << 40,
+                    _ => 1 << 20,
+                };
+                if !(1..=max).contains(&n) {
+                    return Err((t.col, format!("{key} must be from 1 to {max}")));
+                }
+                let inspect = &mut options.flows.inspect;
+                match key.as_str() {
+                    "inspect-packets" => inspect.packets = n as u32,
+                    "inspect-bytes" => inspect.bytes = n as usize,
+                    "inspect-time" => inspect.time = n,
+                    _ => inspect.memory = n as usize,
                 }
                 3
             }
             "inspect-limit" => {
-                options.inspect_limit = self.verdict(value(2)?)?;
+                options.flows.inspect.limit = self.verdict(value(2)?)?;
+                3
+            }
+            "midstream" => {
+                options.midstream = self.verdict(value(2)?)?;
                 3
             }
             other => {
                 return Err((
                     name.col,
                     format!(
-                        "unknown option '{other}' (expected malformed, timeout, max-flows, \
-                         inspect-packets, inspect-bytes or inspect-limit)"
+                        "unknown option '{other}' (expected malformed, midstream, timeout, max-flows, \
+                         inspect-packets, inspect-bytes, inspect-time, inspect-memory or inspect-limit)"
                     ),
                 ));
             }

@@ -21,7 +21,7 @@ use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
 use crate::flow::{FlowRecord, FlowTable};
 use crate::packet::dispatch_hash;
-use crate::{Engine, Timestamp, Verdict};
+use crate::{Decision, Engine, Reason, Timestamp, Verdict};
 use capture::{CaptureError, CaptureReader};
 use link::network_layer;
 pub use report::{Counters, ReplayReport};
@@ -119,9 +119,25 @@ impl<'e> Worker<'e> {
 
     fn decide(&mut self, ip: &[u8], ts: Timestamp, seq: u64) {
         let decision = self.engine.decide(&mut self.table, ip, ts, seq);
+        // Packets held back until their flow was decided get its decision now, before this one.
+        self.absorb_released();
+        if decision.reason != Reason::Held {
+            self.count(seq, decision);
+        }
+    }
+
+    fn count(&mut self, seq: u64, decision: Decision) {
         self.out.counters.count_packet(decision);
         if self.keep_verdicts {
             self.out.verdicts.push((seq, decision.verdict));
+        }
+    }
+
+    /// Counts the held packets whose flows were decided.
+    fn absorb_released(&mut self) {
+        let released: Vec<(u64, Decision)> = self.table.drain_released().collect();
+        for (seq, decision) in released {
+            self.count(seq, decision);
         }
     }
 
@@ -137,6 +153,7 @@ impl<'e> Worker<'e> {
 
     fn finish(mut self) -> WorkerOutput {
         self.table.finish_all();
+        self.absorb_released();
         self.absorb_finished();
         self.out.counters.flow_table = self.table.stats();
         self.out

@@ -36,6 +36,10 @@ pub struct Counters {
     pub unsupported: BTreeMap<String, u64>,
     /// Hits by policy line (see [`HitTable`]).
     pub hits: HitTable,
+    /// TCP flows the capture holds only from their middle, and their packets: they began before the
+    /// capture, so they are kept out of the verdict counts and the rule hits (which say what the policy
+    /// would change), with whatever the port rules give them.
+    pub midstream: Hits,
     pub flow_table: FlowStats,
 }
 
@@ -47,8 +51,10 @@ pub struct HitTable {
     no_policy: Hits,
     /// Flows whose first payload did not come or parse in time, and packets that passed while waiting.
     inspect_limit: Hits,
+    ambiguous: Hits,
     inspecting: Hits,
     ftp_data: Hits,
+    midstream: Hits,
     /// Malformed and orphan packets are counted elsewhere; this absorbs their writes.
     other: Hits,
 }
@@ -67,8 +73,10 @@ impl HitTable {
             (Some(i), _) => self.lines.get(i).copied().unwrap_or_default(),
             (None, Reason::NoPolicy) => self.no_policy,
             (None, Reason::InspectLimit) => self.inspect_limit,
+            (None, Reason::AmbiguousStream) => self.ambiguous,
             (None, Reason::Inspecting) => self.inspecting,
             (None, Reason::FtpData) => self.ftp_data,
+            (None, Reason::Midstream) => self.midstream,
             _ => Hits::default(),
         }
     }
@@ -83,8 +91,10 @@ impl HitTable {
             }
             (None, Reason::NoPolicy) => &mut self.no_policy,
             (None, Reason::InspectLimit) => &mut self.inspect_limit,
+            (None, Reason::AmbiguousStream) => &mut self.ambiguous,
             (None, Reason::Inspecting) => &mut self.inspecting,
             (None, Reason::FtpData) => &mut self.ftp_data,
+            (None, Reason::Midstream) => &mut self.midstream,
             _ => &mut self.other,
         }
     }
@@ -100,8 +110,10 @@ impl HitTable {
         for (a, b) in [
             (&mut self.no_policy, &o.no_policy),
             (&mut self.inspect_limit, &o.inspect_limit),
+            (&mut self.ambiguous, &o.ambiguous),
             (&mut self.inspecting, &o.inspecting),
             (&mut self.ftp_data, &o.ftp_data),
+            (&mut self.midstream, &o.midstream),
         ] {
             a.flows += b.flows;
             a.packets += b.packets;
@@ -114,7 +126,11 @@ fn slot(v: Verdict) -> usize {
 }
 
 impl Counters {
+    /// Counts a packet's decision; a held packet is counted when it is released with its flow's.
     pub fn count_packet(&mut self, d: Decision) {
+        if d.reason == Reason::Held {
+            return;
+        }
         self.packets[slot(d.verdict)] += 1;
         match d.reason {
             Reason::Malformed(m) => *self.malformed.entry(m.name()).or_default() += 1,
@@ -124,8 +140,20 @@ impl Counters {
     }
 
     pub fn count_flow(&mut self, rec: &FlowRecord) {
-        self.flows[slot(rec.flow.decision.verdict)] += 1;
-        self.hits.get_mut(rec.flow.decision.reason).flows += 1;
+        let d = rec.flow.decision;
+        if rec.flow.midstream {
+            // Every packet of a flow seen from its middle got the flow's decision (nothing is inspected):
+            // move them from the verdict counts to the midstream ones.
+            let n = rec.flow.packets;
+            self.packets[slot(d.verdict)] = self.packets[slot(d.verdict)].saturating_sub(n);
+            let hit = self.hits.get_mut(d.reason);
+            hit.packets = hit.packets.saturating_sub(n);
+            self.midstream.flows += 1;
+            self.midstream.packets += n;
+            return;
+        }
+        self.flows[slot(d.verdict)] += 1;
+        self.hits.get_mut(d.reason).flows += 1;
     }
 
     pub fn count_unsupported(&mut self, e: LinkError, link: LinkType) {
@@ -150,16 +178,24 @@ impl Counters {
             *self.unsupported.entry(k.clone()).or_default() += v;
         }
         self.hits.merge(&o.hits);
+        self.midstream.flows += o.midstream.flows;
+        self.midstream.packets += o.midstream.packets;
         let (a, b) = (&mut self.flow_table, &o.flow_table);
         a.created += b.created;
         a.expired += b.expired;
         a.evicted += b.evicted;
         a.orphan_fragments += b.orphan_fragments;
+        a.inspections_evicted += b.inspections_evicted;
     }
 
-    /// Packets that got a verdict.
+    /// Packets that got a verdict (midstream flows' included).
     pub fn decided(&self) -> u64 {
-        self.packets.iter().sum()
+        self.packets.iter().sum::<u64>() + self.midstream.packets
+    }
+
+    /// Flows, midstream ones included.
+    pub fn flows_total(&self) -> u64 {
+        self.flows.iter().sum::<u64>() + self.midstream.flows
     }
 }
 
@@ -244,7 +280,13 @@ impl ReplayReport {
                 Reason::InspectLimit,
                 "inspect-limit",
                 "(first payload did not come or parse in time: option inspect-limit)",
-                policy.options().inspect_limit,
+                policy.options().flows.inspect.limit,
+            ),
+            (
+                Reason::AmbiguousStream,
+                "ambiguous-stream",
+                "(overlapping segments that disagree: option inspect-limit)",
+                policy.options().flows.inspect.limit,
             ),
             (
                 Reason::FtpData,
@@ -255,7 +297,7 @@ impl ReplayReport {
             (
                 Reason::Inspecting,
                 "inspecting",
-                "(passed while waiting for the first payload; flows: never decided)",
+                "(handshake passed while waiting for the first payload; flows: never decided)",
                 Verdict::Accept,
             ),
         ];
@@ -310,7 +352,7 @@ impl ReplayReport {
                 String::new()
             }
         );
-        let _ = writeln!(out, "flows          {:>12}", c.flows.iter().sum::<u64>());
+        let _ = writeln!(out, "flows          {:>12}", c.flows_total());
         if c.flow_table.evicted > 0 {
             let _ = writeln!(
                 out,
@@ -326,6 +368,13 @@ impl ReplayReport {
                 v.name(),
                 c.packets[slot(v)],
                 c.flows[slot(v)]
+            );
+        }
+        if c.midstream.flows > 0 {
+            let _ = writeln!(
+                out,
+                "{:<10} {:>16} {:>12}  (TCP flows that began before the capture: not counted above)",
+                "midstream", c.midstream.packets, c.midstream.flows
             );
         }
         let _ = writeln!(
@@ -359,9 +408,11 @@ impl ReplayReport {
                 .into()
         };
         let mut packets = per_verdict(&c.packets);
+        packets["midstream"] = json!(c.midstream.packets);
         packets["decided"] = json!(c.decided());
         let mut flows = per_verdict(&c.flows);
-        flows["total"] = json!(c.flows.iter().sum::<u64>());
+        flows["midstream"] = json!(c.midstream.flows);
+        flows["total"] = json!(c.flows_total());
         flows["expired"] = json!(c.flow_table.expired);
         flows["evicted"] = json!(c.flow_table.evicted);
         let mut unsupported: serde_json::Map<String, Value> = c
