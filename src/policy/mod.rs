@@ -22,6 +22,16 @@ use crate::packet::Packet;
 use compile::Compiled;
 use parse::{IMPLICIT_ZONES, Parsed};
 
+/// The policy's fingerprint. Everything a decision can depend on is in `Parsed` (lines, rules with their
+/// terms and host lists, options), which holds no hash maps, so its debug text is the same for the same
+/// policy on every run of one outgate version.
+fn policy_hash(parsed: &Parsed) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{parsed:?}").as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
 /// The name the built-in policy is cited by.
 pub const DEFAULT_POLICY_NAME: &str = "<default>";
 
@@ -67,6 +77,7 @@ pub struct Policy {
     file: String,
     parsed: Parsed,
     compiled: Compiled,
+    hash: String,
 }
 
 impl Policy {
@@ -81,10 +92,12 @@ impl Policy {
                 message,
             }]
         })?;
+        let hash = policy_hash(&parsed);
         Ok(Policy {
             file: file.to_string(),
             parsed,
             compiled,
+            hash,
         })
     }
 
@@ -120,6 +133,12 @@ impl Policy {
 
     pub fn file(&self) -> &str {
         &self.file
+    }
+
+    /// `sha256:HEX` of the policy as read: its statements, options and the host lists its `@FILE`s hold
+    /// (not the file's name, so two gateways with the same policy in different places agree).
+    pub fn hash(&self) -> &str {
+        &self.hash
     }
 
     pub fn rules(&self) -> &[Rule] {
@@ -188,6 +207,7 @@ impl Policy {
         let mut out = String::new();
         let names = self.zone_names();
         let _ = writeln!(out, "{}: valid", self.file);
+        let _ = writeln!(out, "hash: {}", self.hash);
         if self.parsed.zones.is_empty() {
             let _ = writeln!(
                 out,
@@ -443,6 +463,27 @@ mod tests {
                 verdict: Verdict::Drop,
                 reason: Reason::NoPolicy
             }
+        );
+    }
+
+    #[test]
+    fn the_hash_follows_what_the_policy_says_not_where_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "policy loc net DROP\nDROP loc net tcp 80 host=@bad.txt\nACCEPT loc net 80\n";
+        std::fs::write(dir.path().join("bad.txt"), "tunnel.example.net\n").unwrap();
+        let at = |name: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            Policy::load(&path).unwrap().hash().to_string()
+        };
+        let (a, b) = (at("a.rules"), at("b.rules"));
+        assert!(a.starts_with("sha256:") && a.len() == 7 + 64, "{a}");
+        assert_eq!(a, b, "the same policy under another name");
+        std::fs::write(dir.path().join("bad.txt"), "other.example.net\n").unwrap();
+        assert_ne!(at("a.rules"), a, "a host list it reads changed");
+        assert_ne!(
+            Policy::compile("x", "policy loc net ACCEPT\n").unwrap().hash(),
+            Policy::compile("x", "policy loc net DROP\n").unwrap().hash()
         );
     }
 
