@@ -110,10 +110,26 @@ fn allowed_and_blocked(mut s: Setup) {
         value("outgate_verdicts_total{queue=\"0\",verdict=\"reject\"}") >= 2,
         "{text}"
     );
-    assert!(
-        value("outgate_rule_flows_total{rule=") > 0
-            || text.contains("outgate_rule_flows_total{rule=\""),
-        "{text}"
+    // New flows by the line that decided them: HTTP (line 2) and the rejected port 81 (line 6) once per
+    // family, the dropped 8080 by the policy line (its SYN retries stay in their flow).
+    let policy_file = s.lab.path("policy.rules").display().to_string();
+    let rule_flows = |line: u32, kind: &str| {
+        value(&format!(
+            "outgate_rule_flows_total{{rule=\"{policy_file}:{line}\",kind=\"{kind}\"}}"
+        ))
+    };
+    assert_eq!(rule_flows(2, "rule"), 2, "{text}");
+    assert_eq!(rule_flows(6, "rule"), 2, "{text}");
+    assert_eq!(rule_flows(1, "policy"), 2, "{text}");
+    let counted: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("outgate_rule_flows_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(
+        counted as usize,
+        s.flows_log().len(),
+        "every logged flow is counted once, under its line: {text}"
     );
     assert_eq!(
         value("outgate_user_dropped_total{queue=\"0\"}"),
