@@ -11,7 +11,7 @@ use crate::Timestamp;
 use crate::decision::{Decision, Reason, Verdict};
 use crate::flow::{FlowKey, FlowTable, Inspect, Side};
 use crate::inspect::detect::Transport as Carrier;
-use crate::inspect::{ftp, read_payload};
+use crate::inspect::{Payload, ftp, read_payload};
 use crate::packet::{Packet, Transport};
 use crate::policy::{Cidr, Eval, Policy};
 
@@ -155,6 +155,20 @@ impl Engine {
         }
     }
 
+    /// Decides again a flow that is already under way (after a reload, or at the start), from a packet of
+    /// its original direction (`p`, headers only) and the first payload that was read when it was first
+    /// decided, if that is still known. Where a rule needs that payload and it is not known, the flow is
+    /// one seen from its middle: `option midstream` decides.
+    pub fn redecide(&self, p: &Packet<'_>, payload: Option<&Payload>) -> Decision {
+        match self.policy.evaluate(p, payload) {
+            Eval::Decided(d) => d,
+            Eval::NeedPayload => Decision {
+                verdict: self.policy.options().midstream,
+                reason: Reason::Midstream,
+            },
+        }
+    }
+
     /// A TCP flow seen first in its middle: its first payload cannot be read, so a rule that would look
     /// at it leaves the flow to `option midstream`; port rules decide as usual. Live, the packet's
     /// sender is the initiator (only the original direction is queued); in replay the client is told
@@ -166,14 +180,7 @@ impl Engine {
         } else {
             (p.reversed(), sender.other())
         };
-        let decision = match self.policy.evaluate(&view, None) {
-            Eval::Decided(d) => d,
-            Eval::NeedPayload => Decision {
-                verdict: self.policy.options().midstream,
-                reason: Reason::Midstream,
-            },
-        };
-        (decision, initiator)
+        (self.redecide(&view, None), initiator)
     }
 
     /// Whether the sender of a packet seen in a flow's middle is the flow's client.

@@ -96,6 +96,22 @@ pub struct Packet<'a> {
     pub wire_len: u32,
 }
 
+impl Packet<'static> {
+    /// A packet of headers only, for asking the policy about a flow known by its addresses and ports
+    /// (a conntrack entry, say) rather than by a packet.
+    pub fn headers(src: IpAddr, dst: IpAddr, ip_proto: u8, transport: Transport) -> Self {
+        Packet {
+            src,
+            dst,
+            ip_proto,
+            transport,
+            fragment: None,
+            payload: &[],
+            wire_len: 0,
+        }
+    }
+}
+
 impl Packet<'_> {
     /// The same packet as if its receiver had sent it (addresses and ports swapped): for asking the
     /// policy about a flow whose first packet seen came from its responder.
