@@ -482,8 +482,12 @@ mod tests {
         std::fs::write(dir.path().join("bad.txt"), "other.example.net\n").unwrap();
         assert_ne!(at("a.rules"), a, "a host list it reads changed");
         assert_ne!(
-            Policy::compile("x", "policy loc net ACCEPT\n").unwrap().hash(),
-            Policy::compile("x", "policy loc net DROP\n").unwrap().hash()
+            Policy::compile("x", "policy loc net ACCEPT\n")
+                .unwrap()
+                .hash(),
+            Policy::compile("x", "policy loc net DROP\n")
+                .unwrap()
+                .hash()
         );
     }
 
