@@ -30,6 +30,10 @@ const NLA_TYPE_MASK: u16 = 0x3fff;
 
 const NFNETLINK_V0: u8 = 0;
 
+/// The most bytes handed to one `send()`. netlink_sendmsg() refuses a datagram longer than the socket's
+/// send buffer less 32 bytes (EMSGSIZE), and the default send buffer (net.core.wmem_default) is 208 KiB.
+pub const MAX_SEND: usize = 64 * 1024;
+
 /// A failed system call (or [`io::ErrorKind::TimedOut`] when the kernel did not answer in time).
 #[derive(Debug)]
 pub struct SysError {

@@ -13,7 +13,7 @@ use crossbeam_channel::{Sender, TrySendError};
 
 use super::Sink;
 use super::metrics::Metrics;
-use super::queue::{Queue, QueueError, QueuedPacket, Verdict as NfVerdict};
+use super::queue::{Queue, QueueError, QueuedPacket, Verdict as NfVerdict, VerdictMsg};
 use crate::flow::FlowRecord;
 use crate::log::{FlowLine, HttpLine, TlsLine, rfc3339};
 use crate::rules::{MARK_ACCEPT, MARK_DROP, MARK_MASK, MARK_REJECT};
@@ -142,13 +142,14 @@ fn wall_nanos(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// Sends the verdicts in id order: a run of equal verdicts as one batch message (it covers every packet
-/// up to its last id, all of which are in the run or already answered), a lone verdict as one message.
+/// Sends the verdicts in id order, in one system call: a run of equal verdicts as one batch message (it
+/// covers every packet up to its last id, all of which are in the run or already answered), a lone
+/// verdict as one message.
 fn send_verdicts(
     queue: &mut Queue,
     verdicts: &[(u32, NfVerdict, Option<u32>)],
 ) -> Result<(), QueueError> {
-    let mut result = Ok(());
+    let mut msgs = Vec::with_capacity(verdicts.len());
     let mut start = 0;
     while start < verdicts.len() {
         let (_, v, mark) = verdicts[start];
@@ -160,18 +161,15 @@ fn send_verdicts(
         {
             end += 1;
         }
-        let last = verdicts[end - 1].0;
-        let sent = if end - start == 1 {
-            queue.verdict(last, v, mark)
-        } else {
-            queue.verdict_batch(last, v, mark)
-        };
-        if sent.is_err() {
-            result = sent;
-        }
+        msgs.push(VerdictMsg {
+            id: verdicts[end - 1].0,
+            verdict: v,
+            mark,
+            batch: end - start > 1,
+        });
         start = end;
     }
-    result
+    queue.send_verdicts(&msgs)
 }
 
 #[cfg(test)]
