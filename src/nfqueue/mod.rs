@@ -10,9 +10,10 @@
 //!   fail-closed both drop. A worker that dies closes its socket, which the kernel treats as "no daemon".
 //!
 //! `netlink` (the socket and the wire format) is the only module of the crate with `unsafe`; `queue` (NFQUEUE)
-//! is built on it. See `queue`'s header for why the project carries its own netlink code instead of the nfq
-//! crate.
+//! and `conntrack` (reading and re-marking the kernel's flows) are built on it. See `queue`'s header for why
+//! the project carries its own netlink code instead of the nfq crate.
 
+pub mod conntrack;
 pub mod metrics;
 #[allow(unsafe_code)]
 mod netlink;

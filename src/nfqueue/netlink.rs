@@ -21,10 +21,14 @@ const NFGENMSG_LEN: usize = 4;
 const NLA_HDRLEN: usize = 4;
 
 pub const NLMSG_ERROR: u16 = 2;
+pub const NLMSG_DONE: u16 = 3;
 
 pub const NLM_F_REQUEST: u16 = 0x1;
 pub const NLM_F_ACK: u16 = 0x4;
+/// NLM_F_ROOT | NLM_F_MATCH: every object of the table, in as many datagrams as it takes.
+pub const NLM_F_DUMP: u16 = 0x300;
 
+const NLA_F_NESTED: u16 = 0x8000;
 /// An attribute's type without NLA_F_NESTED and NLA_F_NET_BYTEORDER.
 const NLA_TYPE_MASK: u16 = 0x3fff;
 
@@ -455,8 +459,29 @@ pub fn put_attr(b: &mut Vec<u8>, ty: u16, data: &[u8]) {
     b.resize(align4(b.len()), 0);
 }
 
+pub fn put_u8(b: &mut Vec<u8>, ty: u16, v: u8) {
+    put_attr(b, ty, &[v]);
+}
+
+pub fn put_be16(b: &mut Vec<u8>, ty: u16, v: u16) {
+    put_attr(b, ty, &v.to_be_bytes());
+}
+
 pub fn put_be32(b: &mut Vec<u8>, ty: u16, v: u32) {
     put_attr(b, ty, &v.to_be_bytes());
+}
+
+/// Opens a nested attribute; the attributes appended until [`end_nest`] are its payload.
+pub fn begin_nest(b: &mut Vec<u8>, ty: u16) -> usize {
+    let start = b.len();
+    b.extend_from_slice(&0u16.to_ne_bytes()); // nla_len, set by end_nest
+    b.extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
+    start
+}
+
+pub fn end_nest(b: &mut [u8], start: usize) {
+    let len = (b.len() - start) as u16;
+    b[start..start + 2].copy_from_slice(&len.to_ne_bytes());
 }
 
 // ---- reading messages (bounds-checked, never panics) ----------------------------------------
@@ -474,7 +499,7 @@ pub struct NlMsg<'a> {
 }
 
 impl<'a> NlMsg<'a> {
-    /// The errno of an NLMSG_ERROR (0 for an ACK), as a
+    /// The errno of an NLMSG_ERROR (0 for an ACK) or NLMSG_DONE (0 when the dump went well), as a
     /// positive number. `None` when the payload is too short to say.
     pub fn errno(&self) -> Option<i32> {
         let error = i32::from_ne_bytes(self.payload.get(..4)?.try_into().ok()?);
@@ -565,6 +590,14 @@ impl<'a> Iterator for Attrs<'a> {
     }
 }
 
+/// A one-byte attribute.
+pub fn u8_attr(d: &[u8]) -> Option<u8> {
+    match d {
+        [v] => Some(*v),
+        _ => None,
+    }
+}
+
 /// A two-byte attribute in network order.
 pub fn be16(d: &[u8]) -> Option<u16> {
     Some(u16::from_be_bytes(d.try_into().ok()?))
@@ -582,10 +615,10 @@ mod tests {
     fn sample() -> Vec<u8> {
         let mut b = Vec::new();
         let m = begin_msg(&mut b, 0x0100, NLM_F_REQUEST | NLM_F_ACK, 7, 2, 0x0102);
-        let mut inner = Vec::new();
-        put_attr(&mut inner, 1, &[6]);
-        put_attr(&mut inner, 2, &443u16.to_be_bytes());
-        put_attr(&mut b, 1, &inner);
+        let outer = begin_nest(&mut b, 1);
+        put_u8(&mut b, 1, 6);
+        put_be16(&mut b, 2, 443);
+        end_nest(&mut b, outer);
         put_be32(&mut b, 8, 0xdead_beef);
         put_attr(&mut b, 9, b"abc");
         end_msg(&mut b, m);
@@ -606,7 +639,7 @@ mod tests {
         assert_eq!((family, res_id), (2, 0x0102));
         let attrs: Vec<_> = attrs.map(Result::unwrap).collect();
         assert_eq!(attrs.len(), 3);
-        assert_eq!(attrs[0].0, 1);
+        assert_eq!(attrs[0].0, 1, "NLA_F_NESTED is not part of the type");
         let inner: Vec<_> = Attrs::new(attrs[0].1).map(Result::unwrap).collect();
         assert_eq!(inner, [(1, &[6][..]), (2, &443u16.to_be_bytes()[..])]);
         assert_eq!(be32(attrs[1].1), Some(0xdead_beef));
