@@ -350,9 +350,10 @@ impl Answers {
                     self.left -= 1;
                 }
             }
-            Event::Overrun => self.lost = true,
+            // An answer dropped by the kernel, or one that did not read (never seen from Linux).
+            Event::Overrun | Event::Malformed | Event::Truncated => self.lost = true,
             // The kernel ran every request inside send() and queued each answer then (Socket::send in
-            // netlink.rs): once the socket is drained after an overrun, a missing answer is lost.
+            // netlink.rs): once the socket is drained after a loss, a missing answer is lost.
             Event::Idle if self.lost => return Next::Done,
             _ => {}
         }

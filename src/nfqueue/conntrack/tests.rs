@@ -276,6 +276,11 @@ fn answers_are_matched_by_sequence_number() {
 
     let mut answers = Answers::new(1, 1);
     assert_eq!(answers.on(Event::Msg(first(&bytes(ACK)))), Next::Done);
+
+    // An answer that does not read is as good as lost: resent, not waited for.
+    let mut answers = Answers::new(1, 2);
+    assert_eq!(answers.on(Event::Malformed), Next::More);
+    assert_eq!(answers.on(Event::Idle), Next::Done);
 }
 
 #[test]
