@@ -17,7 +17,8 @@
 //! - Replay gives the same verdicts whatever the worker count: flows are pinned to workers by hash, and
 //!   time is the capture's.
 //! - Memory is bounded: the flow table has a maximum and evicts the longest-idle flows at it.
-//! - No `unsafe` outside [`nfqueue::queue`], the netlink socket.
+//! - No `unsafe` outside `nfqueue/netlink.rs`, the netlink socket under [`nfqueue::queue`] and
+//!   [`nfqueue::conntrack`].
 
 #![deny(unsafe_code)]
 

@@ -9,11 +9,14 @@
 //!   (NFQA_CFG_F_FAIL_OPEN) and the ruleset adds `--queue-bypass` (no daemon: traffic flows); with
 //!   fail-closed both drop. A worker that dies closes its socket, which the kernel treats as "no daemon".
 //!
-//! `queue` is the only module of the crate with `unsafe` (the netlink socket); see its header for why the
-//! project carries its own netlink code instead of the nfq crate.
+//! `netlink` (the socket and the wire format) is the only module of the crate with `unsafe`; `queue` (NFQUEUE)
+//! and `conntrack` (reading and re-marking the kernel's flows) are built on it. See `queue`'s header for why
+//! the project carries its own netlink code instead of the nfq crate.
 
+pub mod conntrack;
 pub mod metrics;
 #[allow(unsafe_code)]
+mod netlink;
 pub mod queue;
 mod worker;
 

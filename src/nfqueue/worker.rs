@@ -12,10 +12,10 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Sender, TrySendError};
 
 use super::Sink;
-use super::metrics::{Metrics, QueueCounters};
-use super::queue::{Queue, QueueError, QueuedPacket, Verdict as NfVerdict};
 use std::collections::HashMap;
 
+use super::metrics::{Metrics, QueueCounters};
+use super::queue::{Queue, QueueError, QueuedPacket, Verdict as NfVerdict, VerdictMsg};
 use crate::flow::{FlowRecord, FlowTable};
 use crate::log::{FlowLine, HttpLine, TlsLine, rfc3339};
 use crate::rules::{MARK_ACCEPT, MARK_DROP, MARK_MASK, MARK_REJECT};
@@ -189,11 +189,11 @@ fn wall_nanos(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// Sends the verdicts in order: with `batch`, a run of equal verdicts in rising id order as one batch
-/// message (it covers every packet up to its last id, all of which are in the run or already answered),
-/// else one message a packet.
+/// Sends the verdicts in order, in one system call: with `batch`, a run of equal verdicts in rising id
+/// order as one batch message (it covers every packet up to its last id, all of which are in the run or
+/// already answered), else one message a packet.
 fn send_verdicts(queue: &mut Queue, verdicts: &[Answer], batch: bool) -> Result<(), QueueError> {
-    let mut result = Ok(());
+    let mut msgs = Vec::with_capacity(verdicts.len());
     let mut start = 0;
     while start < verdicts.len() {
         let (_, v, mark) = verdicts[start];
@@ -206,18 +206,15 @@ fn send_verdicts(queue: &mut Queue, verdicts: &[Answer], batch: bool) -> Result<
         {
             end += 1;
         }
-        let last = verdicts[end - 1].0;
-        let sent = if end - start == 1 {
-            queue.verdict(last, v, mark)
-        } else {
-            queue.verdict_batch(last, v, mark)
-        };
-        if sent.is_err() {
-            result = sent;
-        }
+        msgs.push(VerdictMsg {
+            id: verdicts[end - 1].0,
+            verdict: v,
+            mark,
+            batch: end - start > 1,
+        });
         start = end;
     }
-    result
+    queue.send_verdicts(&msgs)
 }
 
 #[cfg(test)]
