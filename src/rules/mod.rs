@@ -44,6 +44,13 @@ use std::io::{ErrorKind, Write};
 use std::process::{Command, Stdio};
 use std::str::FromStr;
 
+mod iptables;
+mod nft;
+
+pub use iptables::iptables_restore;
+use iptables::{iptables_body, iptables_raw_body};
+pub use nft::nft;
+
 /// Outgate's bits of the packet mark and the conntrack mark; the other bits belong to others.
 pub const MARK_MASK: u32 = 0x0000_0f00;
 /// Verdict in the mark: accept the flow.
@@ -330,36 +337,6 @@ fn hex(value: u32) -> String {
     format!("{value:#x}")
 }
 
-fn mark_is(value: u32) -> String {
-    format!("-m mark --mark {}/{}", hex(value), hex(MARK_MASK))
-}
-
-/// The hook chain and the match of the jump to [`CHAIN`].
-fn iptables_hook(cfg: &RulesConfig) -> (&'static str, String) {
-    match (cfg.mode, &cfg.lan, &cfg.wan) {
-        (Mode::Gateway, Some(lan), Some(wan)) => ("FORWARD", format!("-i {lan} -o {wan}")),
-        (_, _, Some(wan)) => ("OUTPUT", format!("-o {wan}")),
-        _ => ("OUTPUT", "! -o lo".to_string()),
-    }
-}
-
-fn iptables_queue(cfg: &RulesConfig) -> String {
-    let q = cfg.queues;
-    let mut target = if q.first == q.last {
-        format!("-j NFQUEUE --queue-num {}", q.first)
-    } else {
-        format!("-j NFQUEUE --queue-balance {}:{}", q.first, q.last)
-    };
-    // The order iptables-save prints them in, so the text compares with a saved ruleset.
-    if cfg.fail_open {
-        target.push_str(" --queue-bypass");
-    }
-    if q.first != q.last && cfg.mode == Mode::Host {
-        target.push_str(" --queue-cpu-fanout");
-    }
-    target
-}
-
 fn fail_mode(cfg: &RulesConfig) -> &'static str {
     if cfg.fail_open {
         "fail-open"
@@ -368,259 +345,10 @@ fn fail_mode(cfg: &RulesConfig) -> &'static str {
     }
 }
 
-/// The table body: everything between `*filter` and `COMMIT`, with a comment above each step.
-fn iptables_body(cfg: &RulesConfig, family: Family) -> Vec<String> {
-    let (hook, hook_match) = iptables_hook(cfg);
-    let c = CHAIN;
-    let mask = hex(MARK_MASK);
-    let none = mark_is(0);
-    let mut l: Vec<String> = vec![
-        format!(":{c} - [0:0]"),
-        "# First in the hook: no earlier rule may pass packets of flows under inspection, and the"
-            .into(),
-        "# daemon's REPEAT pass (the hook again from its first rule) runs no other rule twice."
-            .into(),
-        format!("-I {hook} 1 {hook_match} -j {c}"),
-        "# Replies on connections opened from outside are not outbound flows.".into(),
-        format!("-A {c} -m conntrack --ctdir REPLY -j RETURN"),
-    ];
-    if family == Family::V6 && cfg.mode == Mode::Host {
-        l.push("# IPv6 needs neighbour discovery and MLD reports; link-local by hop limit.".into());
-        for (icmp_type, hop_limit) in [
-            (133, 255),
-            (135, 255),
-            (136, 255),
-            (131, 1),
-            (132, 1),
-            (143, 1),
-        ] {
-            l.push(format!(
-                "-A {c} -p ipv6-icmp -m icmp6 --icmpv6-type {icmp_type} -m hl --hl-eq {hop_limit} -j RETURN"
-            ));
-        }
-    }
-    let reject_icmp = match family {
-        Family::V4 => "icmp-port-unreachable",
-        Family::V6 => "icmp6-port-unreachable",
-    };
-    let queue_comment = if cfg.fail_open {
-        "# Undecided: to the daemon; with none listening the packet passes (fail-open)."
-    } else {
-        "# Undecided: to the daemon; with none listening the packet is dropped (fail-closed)."
-    };
-    l.extend([
-        "# Decided flow: its verdict comes from the conntrack mark. Not when the packet carries one:".into(),
-        "# that is the REPEAT pass, and restoring the still-empty conntrack mark would loop it.".into(),
-        format!("-A {c} {none} -j CONNMARK --restore-mark --nfmask {mask} --ctmask {mask}"),
-        queue_comment.into(),
-        format!("-A {c} {none} {}", iptables_queue(cfg)),
-        "# Only packets with a verdict get here: keep it in conntrack so the flow skips the queue.".into(),
-        format!("-A {c} -j CONNMARK --save-mark --nfmask {mask} --ctmask {mask}"),
-        "# Accept returns to the admin's rules: outgate only restricts.".into(),
-        format!("-A {c} {} -j RETURN", mark_is(MARK_ACCEPT)),
-        format!("-A {c} {} -j DROP", mark_is(MARK_DROP)),
-        format!(
-            "-A {c} -p tcp {} -j REJECT --reject-with tcp-reset",
-            mark_is(MARK_REJECT)
-        ),
-        format!(
-            "-A {c} {} -j REJECT --reject-with {reject_icmp}",
-            mark_is(MARK_REJECT)
-        ),
-        "# Any other value in outgate's bits is no verdict: fail closed.".into(),
-        format!("-A {c} -j DROP"),
-    ]);
-    l
-}
-
-/// The raw table's part: the kernel's FTP helper on the control connections outgate lets through. It
-/// reads the server's 227/229 replies and the client's PORT/EPRT commands (which the daemon never sees:
-/// only the client's direction is queued) and expects exactly the data connection they announce, for a
-/// short time. That connection is RELATED and inherits the control connection's conntrack mark, so an
-/// accepted control connection's data channel is accepted in the kernel, and nothing else on high ports.
-fn iptables_raw_body(cfg: &RulesConfig) -> Vec<String> {
-    let c = CHAIN;
-    // raw has no FORWARD: in gateway mode the LAN side's PREROUTING sees the same packets.
-    let hook = match (cfg.mode, &cfg.lan) {
-        (Mode::Gateway, Some(lan)) => format!("-I PREROUTING 1 -i {lan} -j {c}"),
-        _ => format!("-I OUTPUT 1 {} -j {c}", iptables_hook(cfg).1),
-    };
-    vec![
-        format!(":{c} - [0:0]"),
-        hook,
-        "# FTP: the kernel's helper admits exactly the data connection the control connection announces."
-            .into(),
-        format!("-A {c} -p tcp -m tcp --dport 21 -j CT --helper ftp"),
-    ]
-}
-
-/// The ruleset as `iptables-restore --noflush` (or `ip6tables-restore`) text, for a filter table without
-/// outgate rules: loading it twice inserts the jump twice. [`apply`] replaces existing rules instead.
-pub fn iptables_restore(cfg: &RulesConfig, family: Family) -> Result<String, RulesError> {
-    cfg.validate()?;
-    let mut l = vec![
-        format!(
-            "# outgate, {} ({}): {} mode, queue {}, {}.",
-            family.name(),
-            family.restore(),
-            cfg.mode,
-            cfg.queues,
-            fail_mode(cfg)
-        ),
-        "# Load with --noflush into tables without outgate; `outgate rules --apply` replaces in place.".into(),
-        "*raw".into(),
-    ];
-    l.extend(iptables_raw_body(cfg));
-    l.extend(["COMMIT".to_string(), "*filter".to_string()]);
-    l.extend(iptables_body(cfg, family));
-    l.push("COMMIT".into());
-    Ok(lines(l))
-}
-
 fn lines(l: Vec<String>) -> String {
     let mut text = l.join("\n");
     text.push('\n');
     text
-}
-
-/// An nft interface name: iptables' trailing `+` wildcard is nft's `*`.
-fn nft_interface(name: &str) -> String {
-    match name.strip_suffix('+') {
-        Some(prefix) => format!("\"{prefix}*\""),
-        None => format!("\"{name}\""),
-    }
-}
-
-fn nft_queue(cfg: &RulesConfig) -> String {
-    let mut flags = Vec::new();
-    if cfg.queues.first != cfg.queues.last && cfg.mode == Mode::Host {
-        flags.push("fanout");
-    }
-    if cfg.fail_open {
-        flags.push("bypass");
-    }
-    let mut statement = format!("queue num {}", cfg.queues);
-    if !flags.is_empty() {
-        statement.push(' ');
-        statement.push_str(&flags.join(","));
-    }
-    statement
-}
-
-/// The ruleset as one `nft -f` file: `table inet outgate`, both families, the same steps as iptables.
-/// nft 1.0 cannot combine two registers (`meta mark | ct mark`), so the mark is restored and saved one
-/// verdict value at a time, with constants, which also leaves the other bits of both marks alone.
-pub fn nft(cfg: &RulesConfig) -> Result<String, RulesError> {
-    cfg.validate()?;
-    let (chain, hook, jump) = match (cfg.mode, &cfg.lan, &cfg.wan) {
-        (Mode::Gateway, Some(lan), Some(wan)) => (
-            "forward",
-            "forward",
-            format!(
-                "iifname {} oifname {} jump gate",
-                nft_interface(lan),
-                nft_interface(wan)
-            ),
-        ),
-        (_, _, Some(wan)) => (
-            "output",
-            "output",
-            format!("oifname {} jump gate", nft_interface(wan)),
-        ),
-        _ => (
-            "output",
-            "output",
-            "oifname != \"lo\" jump gate".to_string(),
-        ),
-    };
-    let (helper_hook, helper_match) = match (cfg.mode, &cfg.lan, &cfg.wan) {
-        (Mode::Gateway, Some(lan), _) => ("prerouting", format!("iifname {} ", nft_interface(lan))),
-        (_, _, Some(wan)) => ("output", format!("oifname {} ", nft_interface(wan))),
-        _ => ("output", "oifname != \"lo\" ".to_string()),
-    };
-    let mask = hex(MARK_MASK);
-    let keep = hex(!MARK_MASK);
-    let bits = |v: u32| format!("meta mark & {mask} == {}", hex(v));
-    let verdicts = [MARK_ACCEPT, MARK_DROP, MARK_REJECT];
-    let mut l = vec![
-        format!(
-            "# outgate (nft -f): {} mode, queue {}, {}.",
-            cfg.mode,
-            cfg.queues,
-            fail_mode(cfg)
-        ),
-        format!("table inet {NFT_TABLE} {{"),
-        "\t# FTP: the kernel's helper admits exactly the data connection a control connection announces".into(),
-        "\tct helper ftp-standard {".into(),
-        "\t\ttype \"ftp\" protocol tcp;".into(),
-        "\t}".into(),
-        format!("\tchain helpers {{"),
-        format!("\t\ttype filter hook {helper_hook} priority raw; policy accept;"),
-        format!("\t\t{helper_match}tcp dport 21 ct helper set \"ftp-standard\""),
-        "\t}".into(),
-        format!("\tchain {chain} {{"),
-        format!("\t\ttype filter hook {hook} priority filter; policy accept;"),
-        format!("\t\t{jump}"),
-        "\t}".into(),
-        "\tchain gate {".into(),
-        "\t\t# replies on connections opened from outside are not outbound flows".into(),
-        "\t\tct direction reply return".into(),
-    ];
-    if cfg.mode == Mode::Host {
-        l.extend([
-            "\t\t# IPv6 needs neighbour discovery and MLD reports; link-local by hop limit".into(),
-            "\t\ticmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } ip6 hoplimit 255 return".into(),
-            "\t\ticmpv6 type { mld-listener-report, mld-listener-done, mld2-listener-report } ip6 hoplimit 1 return".into(),
-        ]);
-    }
-    l.push("\t\t# decided flow: the verdict from the conntrack mark, unless the packet has one (REPEAT pass)".into());
-    for v in verdicts {
-        l.push(format!(
-            "\t\t{} ct mark & {mask} == {} meta mark set meta mark | {}",
-            bits(0),
-            hex(v),
-            hex(v)
-        ));
-    }
-    l.extend([
-        "\t\t# any other value in outgate's conntrack bits is no verdict: fail closed".into(),
-        format!("\t\t{} ct mark & {mask} != 0x0 drop", bits(0)),
-        format!(
-            "\t\t# undecided: to the daemon; with none listening the packet {}",
-            if cfg.fail_open {
-                "passes (fail-open)"
-            } else {
-                "is dropped (fail-closed)"
-            }
-        ),
-        format!("\t\t{} {}", bits(0), nft_queue(cfg)),
-        "\t\t# a verdict: keep it in conntrack so the flow skips the queue".into(),
-    ]);
-    for v in verdicts {
-        l.push(format!(
-            "\t\t{} ct mark set ct mark & {keep} | {}",
-            bits(v),
-            hex(v)
-        ));
-    }
-    l.extend([
-        "\t\t# accept ends this table's chain only: the admin's tables still run".into(),
-        format!("\t\t{} accept", bits(MARK_ACCEPT)),
-        format!("\t\t{} drop", bits(MARK_DROP)),
-        format!(
-            "\t\t{} meta l4proto tcp reject with tcp reset",
-            bits(MARK_REJECT)
-        ),
-        format!(
-            "\t\t{} reject with icmpx type port-unreachable",
-            bits(MARK_REJECT)
-        ),
-        "\t\t# any other value in outgate's bits is no verdict: fail closed".into(),
-        "\t\tdrop".into(),
-        "\t}".into(),
-        "}".into(),
-    ]);
-    Ok(lines(l))
 }
 
 /// Installs the ruleset, replacing any outgate rules of either backend and any mode (a mode or interface
@@ -800,14 +528,14 @@ fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, Rule
 mod tests {
     use super::*;
 
-    fn host(queues: &str) -> RulesConfig {
+    pub(super) fn host(queues: &str) -> RulesConfig {
         RulesConfig {
             queues: queues.parse().expect("valid range"),
             ..RulesConfig::default()
         }
     }
 
-    fn gateway() -> RulesConfig {
+    pub(super) fn gateway() -> RulesConfig {
         RulesConfig {
             queues: "2-5".parse().expect("valid range"),
             mode: Mode::Gateway,
@@ -818,208 +546,8 @@ mod tests {
     }
 
     /// Rules only, without comments: what iptables-save would show (apart from `-I` for `-A`).
-    fn rules(text: &str) -> Vec<&str> {
+    pub(super) fn rules(text: &str) -> Vec<&str> {
         text.lines().filter(|l| !l.starts_with('#')).collect()
-    }
-
-    #[test]
-    fn host_one_queue_fail_closed_is_exactly_this() {
-        let text = iptables_restore(&host("0"), Family::V4).expect("valid config");
-        let expected = "\
-# outgate, IPv4 (iptables-restore): host mode, queue 0, fail-closed.
-# Load with --noflush into tables without outgate; `outgate rules --apply` replaces in place.
-*raw
-:OUTGATE - [0:0]
--I OUTPUT 1 ! -o lo -j OUTGATE
-# FTP: the kernel's helper admits exactly the data connection the control connection announces.
--A OUTGATE -p tcp -m tcp --dport 21 -j CT --helper ftp
-COMMIT
-*filter
-:OUTGATE - [0:0]
-# First in the hook: no earlier rule may pass packets of flows under inspection, and the
-# daemon's REPEAT pass (the hook again from its first rule) runs no other rule twice.
--I OUTPUT 1 ! -o lo -j OUTGATE
-# Replies on connections opened from outside are not outbound flows.
--A OUTGATE -m conntrack --ctdir REPLY -j RETURN
-# Decided flow: its verdict comes from the conntrack mark. Not when the packet carries one:
-# that is the REPEAT pass, and restoring the still-empty conntrack mark would loop it.
--A OUTGATE -m mark --mark 0x0/0xf00 -j CONNMARK --restore-mark --nfmask 0xf00 --ctmask 0xf00
-# Undecided: to the daemon; with none listening the packet is dropped (fail-closed).
--A OUTGATE -m mark --mark 0x0/0xf00 -j NFQUEUE --queue-num 0
-# Only packets with a verdict get here: keep it in conntrack so the flow skips the queue.
--A OUTGATE -j CONNMARK --save-mark --nfmask 0xf00 --ctmask 0xf00
-# Accept returns to the admin's rules: outgate only restricts.
--A OUTGATE -m mark --mark 0x100/0xf00 -j RETURN
--A OUTGATE -m mark --mark 0x200/0xf00 -j DROP
--A OUTGATE -p tcp -m mark --mark 0x300/0xf00 -j REJECT --reject-with tcp-reset
--A OUTGATE -m mark --mark 0x300/0xf00 -j REJECT --reject-with icmp-port-unreachable
-# Any other value in outgate's bits is no verdict: fail closed.
--A OUTGATE -j DROP
-COMMIT
-";
-        assert_eq!(text, expected);
-    }
-
-    #[test]
-    fn host_four_queues_fan_out_by_cpu() {
-        let text = iptables_restore(&host("0-3"), Family::V4).expect("valid config");
-        let queue: Vec<_> = rules(&text)
-            .into_iter()
-            .filter(|l| l.contains("NFQUEUE"))
-            .collect();
-        assert_eq!(
-            queue,
-            [
-                "-A OUTGATE -m mark --mark 0x0/0xf00 -j NFQUEUE --queue-balance 0:3 --queue-cpu-fanout"
-            ]
-        );
-        assert!(text.contains("queue 0-3, fail-closed"), "{text}");
-        assert!(!text.contains("bypass"), "{text}");
-    }
-
-    #[test]
-    fn host_wan_limits_the_jump_to_that_interface() {
-        let cfg = RulesConfig {
-            wan: Some("eth0".into()),
-            fail_open: true,
-            ..host("7")
-        };
-        let text = iptables_restore(&cfg, Family::V4).expect("valid config");
-        assert!(
-            text.contains("\n-I OUTPUT 1 -o eth0 -j OUTGATE\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("-j NFQUEUE --queue-num 7 --queue-bypass\n"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn gateway_fail_open_balances_by_address_with_bypass() {
-        let text = iptables_restore(&gateway(), Family::V4).expect("valid config");
-        let r = rules(&text);
-        assert_eq!(
-            r[2], "-I PREROUTING 1 -i lan0 -j OUTGATE",
-            "raw: the FTP helper on LAN traffic"
-        );
-        assert_eq!(r[7], "-I FORWARD 1 -i lan0 -o wan0 -j OUTGATE");
-        assert!(
-            r.contains(
-                &"-A OUTGATE -m mark --mark 0x0/0xf00 -j NFQUEUE --queue-balance 2:5 --queue-bypass"
-            ),
-            "{text}"
-        );
-        assert!(!text.contains("OUTPUT"), "{text}");
-        assert!(!text.contains("fanout"), "{text}");
-        assert!(!text.contains("icmpv6"), "{text}");
-    }
-
-    #[test]
-    fn ip6tables_rejects_with_icmp6_and_passes_neighbour_discovery() {
-        let v4 = iptables_restore(&host("0"), Family::V4).expect("valid config");
-        let v6 = iptables_restore(&host("0"), Family::V6).expect("valid config");
-        assert!(
-            v6.contains("-j REJECT --reject-with icmp6-port-unreachable\n"),
-            "{v6}"
-        );
-        assert!(!v6.contains("icmp-port-unreachable"), "{v6}");
-        assert!(
-            v6.starts_with("# outgate, IPv6 (ip6tables-restore)"),
-            "{v6}"
-        );
-        let nd: Vec<_> = rules(&v6)
-            .into_iter()
-            .filter(|l| l.contains("icmpv6-type"))
-            .collect();
-        assert_eq!(
-            nd,
-            [
-                "-A OUTGATE -p ipv6-icmp -m icmp6 --icmpv6-type 133 -m hl --hl-eq 255 -j RETURN",
-                "-A OUTGATE -p ipv6-icmp -m icmp6 --icmpv6-type 135 -m hl --hl-eq 255 -j RETURN",
-                "-A OUTGATE -p ipv6-icmp -m icmp6 --icmpv6-type 136 -m hl --hl-eq 255 -j RETURN",
-                "-A OUTGATE -p ipv6-icmp -m icmp6 --icmpv6-type 131 -m hl --hl-eq 1 -j RETURN",
-                "-A OUTGATE -p ipv6-icmp -m icmp6 --icmpv6-type 132 -m hl --hl-eq 1 -j RETURN",
-                "-A OUTGATE -p ipv6-icmp -m icmp6 --icmpv6-type 143 -m hl --hl-eq 1 -j RETURN",
-            ]
-        );
-        // Apart from those, the families differ only in the ICMP reject type and the header.
-        let strip = |t: &str| -> Vec<String> {
-            rules(t)
-                .into_iter()
-                .filter(|l| !l.contains("icmpv6-type"))
-                .map(|l| l.replace("icmp6-port", "icmp-port"))
-                .collect()
-        };
-        assert_eq!(strip(&v4), strip(&v6));
-        // Gateway mode forwards no neighbour discovery.
-        let gw6 = iptables_restore(&gateway(), Family::V6).expect("valid config");
-        assert!(!gw6.contains("icmpv6-type"), "{gw6}");
-    }
-
-    #[test]
-    fn verdict_rules_follow_the_mark_contract() {
-        assert_eq!(MARK_MASK, 0xf00);
-        for v in [MARK_ACCEPT, MARK_DROP, MARK_REJECT] {
-            assert_eq!(v & !MARK_MASK, 0, "{v:#x} outside the mask");
-            assert_ne!(v, 0, "0 means undecided");
-        }
-        let text = iptables_restore(&host("0"), Family::V4).expect("valid config");
-        let r = rules(&text);
-        // Restore, queue, save come before every verdict, and the catch-all is last.
-        let pos = |needle: &str| {
-            r.iter()
-                .position(|l| l.contains(needle))
-                .unwrap_or_else(|| panic!("no rule with {needle}: {text}"))
-        };
-        assert!(pos("--restore-mark") < pos("NFQUEUE"));
-        assert!(pos("NFQUEUE") < pos("--save-mark"));
-        assert!(pos("--save-mark") < pos("0x100/0xf00"));
-        assert_eq!(r[r.len() - 2], "-A OUTGATE -j DROP");
-    }
-
-    #[test]
-    fn nft_host_multi_queue_fail_open() {
-        let cfg = RulesConfig {
-            fail_open: true,
-            ..host("0-3")
-        };
-        let text = nft(&cfg).expect("valid config");
-        for needle in [
-            "\tchain output {\n\t\ttype filter hook output priority filter; policy accept;\n\t\toifname != \"lo\" jump gate\n\t}",
-            "\tchain helpers {\n\t\ttype filter hook output priority raw; policy accept;\n\t\toifname != \"lo\" tcp dport 21 ct helper set \"ftp-standard\"\n\t}",
-            "\t\tct direction reply return\n",
-            "\t\tmeta mark & 0xf00 == 0x0 ct mark & 0xf00 == 0x100 meta mark set meta mark | 0x100\n",
-            "\t\tmeta mark & 0xf00 == 0x0 ct mark & 0xf00 != 0x0 drop\n",
-            "\t\tmeta mark & 0xf00 == 0x0 queue num 0-3 fanout,bypass\n",
-            "\t\tmeta mark & 0xf00 == 0x200 ct mark set ct mark & 0xfffff0ff | 0x200\n",
-            "\t\tmeta mark & 0xf00 == 0x100 accept\n",
-            "\t\tmeta mark & 0xf00 == 0x300 meta l4proto tcp reject with tcp reset\n",
-            "\t\tmeta mark & 0xf00 == 0x300 reject with icmpx type port-unreachable\n",
-            "\t\tdrop\n\t}\n}\n",
-            "nd-neighbor-solicit",
-        ] {
-            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
-        }
-    }
-
-    #[test]
-    fn nft_gateway_and_wildcards() {
-        let cfg = RulesConfig {
-            lan: Some("br+".into()),
-            fail_open: false,
-            ..gateway()
-        };
-        let text = nft(&cfg).expect("valid config");
-        assert!(text.contains("\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n\t\tiifname \"br*\" oifname \"wan0\" jump gate\n"), "{text}");
-        assert!(text.contains(" queue num 2-5\n"), "{text}");
-        assert!(!text.contains("icmpv6"), "{text}");
-        let one = nft(&RulesConfig {
-            fail_open: true,
-            ..host("4")
-        })
-        .expect("valid config");
-        assert!(one.contains(" queue num 4 bypass\n"), "{one}");
     }
 
     #[test]

@@ -1,0 +1,193 @@
+//! The nft backend's text: one `nft -f` file for `table inet outgate`.
+
+use super::*;
+
+/// An nft interface name: iptables' trailing `+` wildcard is nft's `*`.
+fn nft_interface(name: &str) -> String {
+    match name.strip_suffix('+') {
+        Some(prefix) => format!("\"{prefix}*\""),
+        None => format!("\"{name}\""),
+    }
+}
+
+fn nft_queue(cfg: &RulesConfig) -> String {
+    let mut flags = Vec::new();
+    if cfg.queues.first != cfg.queues.last && cfg.mode == Mode::Host {
+        flags.push("fanout");
+    }
+    if cfg.fail_open {
+        flags.push("bypass");
+    }
+    let mut statement = format!("queue num {}", cfg.queues);
+    if !flags.is_empty() {
+        statement.push(' ');
+        statement.push_str(&flags.join(","));
+    }
+    statement
+}
+
+/// The ruleset as one `nft -f` file: `table inet outgate`, both families, the same steps as iptables.
+/// nft 1.0 cannot combine two registers (`meta mark | ct mark`), so the mark is restored and saved one
+/// verdict value at a time, with constants, which also leaves the other bits of both marks alone.
+pub fn nft(cfg: &RulesConfig) -> Result<String, RulesError> {
+    cfg.validate()?;
+    let (chain, hook, jump) = match (cfg.mode, &cfg.lan, &cfg.wan) {
+        (Mode::Gateway, Some(lan), Some(wan)) => (
+            "forward",
+            "forward",
+            format!(
+                "iifname {} oifname {} jump gate",
+                nft_interface(lan),
+                nft_interface(wan)
+            ),
+        ),
+        (_, _, Some(wan)) => (
+            "output",
+            "output",
+            format!("oifname {} jump gate", nft_interface(wan)),
+        ),
+        _ => (
+            "output",
+            "output",
+            "oifname != \"lo\" jump gate".to_string(),
+        ),
+    };
+    let (helper_hook, helper_match) = match (cfg.mode, &cfg.lan, &cfg.wan) {
+        (Mode::Gateway, Some(lan), _) => ("prerouting", format!("iifname {} ", nft_interface(lan))),
+        (_, _, Some(wan)) => ("output", format!("oifname {} ", nft_interface(wan))),
+        _ => ("output", "oifname != \"lo\" ".to_string()),
+    };
+    let mask = hex(MARK_MASK);
+    let keep = hex(!MARK_MASK);
+    let bits = |v: u32| format!("meta mark & {mask} == {}", hex(v));
+    let verdicts = [MARK_ACCEPT, MARK_DROP, MARK_REJECT];
+    let mut l = vec![
+        format!(
+            "# outgate (nft -f): {} mode, queue {}, {}.",
+            cfg.mode,
+            cfg.queues,
+            fail_mode(cfg)
+        ),
+        format!("table inet {NFT_TABLE} {{"),
+        "\t# FTP: the kernel's helper admits exactly the data connection a control connection announces".into(),
+        "\tct helper ftp-standard {".into(),
+        "\t\ttype \"ftp\" protocol tcp;".into(),
+        "\t}".into(),
+        format!("\tchain helpers {{"),
+        format!("\t\ttype filter hook {helper_hook} priority raw; policy accept;"),
+        format!("\t\t{helper_match}tcp dport 21 ct helper set \"ftp-standard\""),
+        "\t}".into(),
+        format!("\tchain {chain} {{"),
+        format!("\t\ttype filter hook {hook} priority filter; policy accept;"),
+        format!("\t\t{jump}"),
+        "\t}".into(),
+        "\tchain gate {".into(),
+        "\t\t# replies on connections opened from outside are not outbound flows".into(),
+        "\t\tct direction reply return".into(),
+    ];
+    if cfg.mode == Mode::Host {
+        l.extend([
+            "\t\t# IPv6 needs neighbour discovery and MLD reports; link-local by hop limit".into(),
+            "\t\ticmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } ip6 hoplimit 255 return".into(),
+            "\t\ticmpv6 type { mld-listener-report, mld-listener-done, mld2-listener-report } ip6 hoplimit 1 return".into(),
+        ]);
+    }
+    l.push("\t\t# decided flow: the verdict from the conntrack mark, unless the packet has one (REPEAT pass)".into());
+    for v in verdicts {
+        l.push(format!(
+            "\t\t{} ct mark & {mask} == {} meta mark set meta mark | {}",
+            bits(0),
+            hex(v),
+            hex(v)
+        ));
+    }
+    l.extend([
+        "\t\t# any other value in outgate's conntrack bits is no verdict: fail closed".into(),
+        format!("\t\t{} ct mark & {mask} != 0x0 drop", bits(0)),
+        format!(
+            "\t\t# undecided: to the daemon; with none listening the packet {}",
+            if cfg.fail_open {
+                "passes (fail-open)"
+            } else {
+                "is dropped (fail-closed)"
+            }
+        ),
+        format!("\t\t{} {}", bits(0), nft_queue(cfg)),
+        "\t\t# a verdict: keep it in conntrack so the flow skips the queue".into(),
+    ]);
+    for v in verdicts {
+        l.push(format!(
+            "\t\t{} ct mark set ct mark & {keep} | {}",
+            bits(v),
+            hex(v)
+        ));
+    }
+    l.extend([
+        "\t\t# accept ends this table's chain only: the admin's tables still run".into(),
+        format!("\t\t{} accept", bits(MARK_ACCEPT)),
+        format!("\t\t{} drop", bits(MARK_DROP)),
+        format!(
+            "\t\t{} meta l4proto tcp reject with tcp reset",
+            bits(MARK_REJECT)
+        ),
+        format!(
+            "\t\t{} reject with icmpx type port-unreachable",
+            bits(MARK_REJECT)
+        ),
+        "\t\t# any other value in outgate's bits is no verdict: fail closed".into(),
+        "\t\tdrop".into(),
+        "\t}".into(),
+        "}".into(),
+    ]);
+    Ok(lines(l))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::tests::{gateway, host};
+
+    #[test]
+    fn nft_host_multi_queue_fail_open() {
+        let cfg = RulesConfig {
+            fail_open: true,
+            ..host("0-3")
+        };
+        let text = nft(&cfg).expect("valid config");
+        for needle in [
+            "\tchain output {\n\t\ttype filter hook output priority filter; policy accept;\n\t\toifname != \"lo\" jump gate\n\t}",
+            "\tchain helpers {\n\t\ttype filter hook output priority raw; policy accept;\n\t\toifname != \"lo\" tcp dport 21 ct helper set \"ftp-standard\"\n\t}",
+            "\t\tct direction reply return\n",
+            "\t\tmeta mark & 0xf00 == 0x0 ct mark & 0xf00 == 0x100 meta mark set meta mark | 0x100\n",
+            "\t\tmeta mark & 0xf00 == 0x0 ct mark & 0xf00 != 0x0 drop\n",
+            "\t\tmeta mark & 0xf00 == 0x0 queue num 0-3 fanout,bypass\n",
+            "\t\tmeta mark & 0xf00 == 0x200 ct mark set ct mark & 0xfffff0ff | 0x200\n",
+            "\t\tmeta mark & 0xf00 == 0x100 accept\n",
+            "\t\tmeta mark & 0xf00 == 0x300 meta l4proto tcp reject with tcp reset\n",
+            "\t\tmeta mark & 0xf00 == 0x300 reject with icmpx type port-unreachable\n",
+            "\t\tdrop\n\t}\n}\n",
+            "nd-neighbor-solicit",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn nft_gateway_and_wildcards() {
+        let cfg = RulesConfig {
+            lan: Some("br+".into()),
+            fail_open: false,
+            ..gateway()
+        };
+        let text = nft(&cfg).expect("valid config");
+        assert!(text.contains("\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n\t\tiifname \"br*\" oifname \"wan0\" jump gate\n"), "{text}");
+        assert!(text.contains(" queue num 2-5\n"), "{text}");
+        assert!(!text.contains("icmpv6"), "{text}");
+        let one = nft(&RulesConfig {
+            fail_open: true,
+            ..host("4")
+        })
+        .expect("valid config");
+        assert!(one.contains(" queue num 4 bypass\n"), "{one}");
+    }
+}
