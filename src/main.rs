@@ -19,7 +19,7 @@ use outgate::log::{FlowLine, HttpLine, TlsLine, rfc3339};
 use outgate::nfqueue::{self, LogTarget, RunConfig};
 use outgate::policy::{DEFAULT_POLICY, LoadError};
 use outgate::replay::{ReplayConfig, replay};
-use outgate::rules::{self, Backend, Family, Mode, QueueRange, RulesConfig};
+use outgate::rules::{self, Backend, Family, Marks, Mode, QueueRange, RulesConfig};
 use outgate::{Engine, Policy};
 
 const ABOUT: &str = "Outbound packet filter: default-deny egress that stays practical.";
@@ -117,6 +117,10 @@ enum Command {
         /// Drop traffic when the queue is full or no daemon runs (the default).
         #[arg(long)]
         fail_closed: bool,
+        /// Outgate's bits of the packet and conntrack marks: the same as the ruleset's (`outgate rules
+        /// --mark-mask`).
+        #[arg(long, value_name = "MASK", default_value_t = Marks::DEFAULT)]
+        mark_mask: Marks,
         /// Write one JSON line per decided flow to FILE (`-` for stdout); same keys as replay's --flows.
         #[arg(long, value_name = "FILE")]
         log: Option<String>,
@@ -163,6 +167,10 @@ enum Command {
         /// With no daemon listening, drop undecided traffic (the default).
         #[arg(long)]
         fail_closed: bool,
+        /// Outgate's bits of the packet and conntrack marks: one contiguous run of at least 3 bits, free of
+        /// other software's marks (WireGuard, multi-WAN, Kubernetes). The daemon must be given the same.
+        #[arg(long, value_name = "MASK", default_value_t = Marks::DEFAULT)]
+        mark_mask: Marks,
         /// iptables (iptables-restore text, applied with iptables-nft or legacy) or nft. Note: kernels
         /// without NFT_QUEUE cannot run the nft ruleset's queue statement.
         #[arg(long, default_value = "iptables")]
@@ -233,6 +241,7 @@ fn main() -> ExitCode {
             queues,
             fail_open,
             fail_closed: _,
+            mark_mask,
             log,
             http_log,
             tls_log,
@@ -252,6 +261,7 @@ fn main() -> ExitCode {
             let cfg = RunConfig {
                 queues: (queues.first..=queues.last).collect(),
                 fail_open,
+                marks: mark_mask,
                 queue_maxlen,
                 rcvbuf: rcvbuf_mib << 20,
                 log: target(log),
@@ -279,6 +289,7 @@ fn main() -> ExitCode {
             wan,
             fail_open,
             fail_closed: _,
+            mark_mask,
             backend,
             apply,
             remove,
@@ -289,6 +300,7 @@ fn main() -> ExitCode {
                 lan,
                 wan,
                 fail_open,
+                marks: mark_mask,
             };
             rules_command(&cfg, backend, apply, remove)
         }

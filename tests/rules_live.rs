@@ -17,9 +17,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::sleep;
 use std::time::Duration;
 
-use outgate::rules::{
-    Backend, MARK_ACCEPT, MARK_DROP, MARK_MASK, MARK_REJECT, Mode, RulesConfig, apply, nft, remove,
-};
+use outgate::Verdict;
+use outgate::rules::{Backend, Marks, Mode, RulesConfig, apply, nft, remove};
+
+const M: Marks = Marks::DEFAULT;
 
 const A4: &str = "10.231.0.1";
 const B4: &str = "10.231.0.2";
@@ -160,9 +161,9 @@ fn decided_flows_are_answered_in_the_kernel() {
     a.child("apply iptables host 0 closed - -");
     // (destination port, conntrack mark): outgate's bits decide, the other bits are left alone.
     let cases = [
-        (9001, MARK_ACCEPT | 0x1_0000),
-        (9002, MARK_DROP),
-        (9003, MARK_REJECT),
+        (9001, M.verdict(Verdict::Accept) | 0x1_0000),
+        (9002, M.verdict(Verdict::Drop)),
+        (9003, M.verdict(Verdict::Reject)),
         (9004, 0x500), // not a verdict
     ];
     for (port, mark) in cases {
@@ -211,7 +212,7 @@ fn decided_flows_are_answered_in_the_kernel() {
     let entries = a.out("conntrack", &["-L", "-p", "udp", "--dport", "9001"]);
     assert_eq!(
         entries
-            .matches(&format!("mark={}", MARK_ACCEPT | 0x1_0000))
+            .matches(&format!("mark={}", M.verdict(Verdict::Accept) | 0x1_0000))
             .count(),
         2,
         "{entries}"
@@ -267,6 +268,7 @@ fn nft_rulesets_pass_nft_check() {
             lan: Some("br+".into()),
             wan: Some("wan0".into()),
             fail_open: true,
+            ..RulesConfig::default()
         },
     ];
     for cfg in &configs {
@@ -333,9 +335,9 @@ fn nft_decided_flows_are_answered_in_the_kernel() {
     assert!(text.contains(queue), "{text}");
     a.nft_load(&text.replace(queue, "counter drop\n"));
     let cases = [
-        (9001, MARK_ACCEPT | 0x1_0000),
-        (9002, MARK_DROP),
-        (9003, MARK_REJECT),
+        (9001, M.verdict(Verdict::Accept) | 0x1_0000),
+        (9002, M.verdict(Verdict::Drop)),
+        (9003, M.verdict(Verdict::Reject)),
         (9004, 0x500), // not a verdict
     ];
     for (port, mark) in cases {
@@ -363,12 +365,17 @@ fn nft_decided_flows_are_answered_in_the_kernel() {
     assert!(table.contains("counter packets 2 "), "{table}");
 }
 
+/// The values the tests here write by hand (conntrack marks) are the ones the daemon writes.
 #[test]
 fn marks_are_the_daemon_contract() {
+    assert_eq!(M.mask(), 0xf00);
     assert_eq!(
-        (MARK_MASK, MARK_ACCEPT, MARK_DROP, MARK_REJECT),
-        (0xf00, 0x100, 0x200, 0x300)
+        Verdict::ALL.map(|v| M.verdict(v)),
+        [0x100, 0x200, 0x300],
+        "accept, drop, reject"
     );
+    assert_eq!(M.pending(), 0x400);
+    assert_eq!(M.decode(0x500), None, "the tests' 'not a verdict' value");
 }
 
 /// Runs in a copy of this binary inside a namespace when `OUTGATE_RULES_CHILD` is set; otherwise it
@@ -402,6 +409,7 @@ fn child_action(action: &str) -> String {
                 lan: name(lan),
                 wan: name(wan),
                 fail_open: *fail == "open",
+                ..RulesConfig::default()
             };
             outcome(apply(&cfg, backend.parse::<Backend>().expect("backend")))
         }

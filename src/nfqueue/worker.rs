@@ -16,12 +16,14 @@ use super::metrics::Metrics;
 use super::queue::{Queue, QueueError, QueuedPacket, Verdict as NfVerdict};
 use crate::flow::FlowRecord;
 use crate::log::{FlowLine, HttpLine, TlsLine, rfc3339};
-use crate::rules::{MARK_ACCEPT, MARK_DROP, MARK_MASK, MARK_REJECT};
+use crate::rules::Marks;
 use crate::{Decision, Engine, Reason, Timestamp, Verdict};
 
 /// What a worker needs besides its queue; shared by all workers.
 pub(super) struct Shared<'a> {
     pub engine: &'a Engine,
+    /// Outgate's bits of the mark, as the ruleset was made with.
+    pub marks: Marks,
     pub metrics: &'a Metrics,
     pub stop: &'a AtomicBool,
     pub log: Option<Sender<(Sink, String)>>,
@@ -33,12 +35,8 @@ pub(super) struct Shared<'a> {
 }
 
 /// The kernel verdict and mark for a decision.
-fn kernel_verdict(d: Decision, old_mark: u32) -> (NfVerdict, Option<u32>) {
-    let bits = match d.verdict {
-        Verdict::Accept => MARK_ACCEPT,
-        Verdict::Drop => MARK_DROP,
-        Verdict::Reject => MARK_REJECT,
-    };
+fn kernel_verdict(d: Decision, old_mark: u32, marks: Marks) -> (NfVerdict, Option<u32>) {
+    let bits = marks.verdict(d.verdict);
     match (d.reason, d.verdict) {
         // Still waiting for the first payload: pass without a mark, so the next packet comes up too.
         (Reason::Inspecting, _) => (NfVerdict::Accept, None),
@@ -46,7 +44,7 @@ fn kernel_verdict(d: Decision, old_mark: u32) -> (NfVerdict, Option<u32>) {
             (NfVerdict::Accept, None)
         }
         (Reason::Malformed(_) | Reason::OrphanFragment, _) => (NfVerdict::Drop, None),
-        _ => (NfVerdict::Repeat, Some((old_mark & !MARK_MASK) | bits)),
+        _ => (NfVerdict::Repeat, Some((old_mark & !marks.mask()) | bits)),
     }
 }
 
@@ -89,7 +87,7 @@ pub(super) fn run(queue: &mut Queue, index: usize, shared: &Shared<'_>) {
                 .engine
                 .decide(&mut table, &p.payload, now, u64::from(p.id));
             shared.metrics.count_packet(index, decision);
-            let (v, mark) = kernel_verdict(decision, p.mark);
+            let (v, mark) = kernel_verdict(decision, p.mark, shared.marks);
             verdicts.push((p.id, v, mark));
         }
         if send_verdicts(queue, &verdicts).is_err() {
@@ -185,24 +183,30 @@ mod tests {
             verdict: v,
             reason: Reason::Rule(0),
         };
+        let m = Marks::DEFAULT;
         assert_eq!(
-            kernel_verdict(rule(Verdict::Accept), 0),
-            (NfVerdict::Repeat, Some(MARK_ACCEPT))
+            kernel_verdict(rule(Verdict::Accept), 0, m),
+            (NfVerdict::Repeat, Some(0x100))
         );
         assert_eq!(
-            kernel_verdict(rule(Verdict::Reject), 0xf00f),
-            (NfVerdict::Repeat, Some(0xf00f & !MARK_MASK | MARK_REJECT))
+            kernel_verdict(rule(Verdict::Reject), 0xf00f, m),
+            (NfVerdict::Repeat, Some(0xf00f & !0xf00 | 0x300))
+        );
+        let high = Marks::new(0xf000).expect("valid mask");
+        assert_eq!(
+            kernel_verdict(rule(Verdict::Drop), 0xffff, high),
+            (NfVerdict::Repeat, Some(0x2fff))
         );
         let bad = |v| Decision {
             verdict: v,
             reason: Reason::Malformed(Malformed::BadIpHeader),
         };
         assert_eq!(
-            kernel_verdict(bad(Verdict::Drop), 0),
+            kernel_verdict(bad(Verdict::Drop), 0, m),
             (NfVerdict::Drop, None)
         );
         assert_eq!(
-            kernel_verdict(bad(Verdict::Accept), 0),
+            kernel_verdict(bad(Verdict::Accept), 0, m),
             (NfVerdict::Accept, None)
         );
     }

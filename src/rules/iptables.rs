@@ -2,8 +2,8 @@
 
 use super::*;
 
-fn mark_is(value: u32) -> String {
-    format!("-m mark --mark {}/{}", hex(value), hex(MARK_MASK))
+fn mark_is(marks: Marks, value: u32) -> String {
+    format!("-m mark --mark {}/{}", hex(value), hex(marks.mask()))
 }
 
 /// The hook chain and the match of the jump to [`CHAIN`].
@@ -36,8 +36,9 @@ fn iptables_queue(cfg: &RulesConfig) -> String {
 pub(super) fn iptables_body(cfg: &RulesConfig, family: Family) -> Vec<String> {
     let (hook, hook_match) = iptables_hook(cfg);
     let c = CHAIN;
-    let mask = hex(MARK_MASK);
-    let none = mark_is(0);
+    let m = cfg.marks;
+    let mask = hex(m.mask());
+    let none = mark_is(m, 0);
     let mut l: Vec<String> = vec![
         format!(":{c} - [0:0]"),
         "# First in the hook: no earlier rule may pass packets of flows under inspection, and the"
@@ -81,15 +82,15 @@ pub(super) fn iptables_body(cfg: &RulesConfig, family: Family) -> Vec<String> {
         "# Only packets with a verdict get here: keep it in conntrack so the flow skips the queue.".into(),
         format!("-A {c} -j CONNMARK --save-mark --nfmask {mask} --ctmask {mask}"),
         "# Accept returns to the admin's rules: outgate only restricts.".into(),
-        format!("-A {c} {} -j RETURN", mark_is(MARK_ACCEPT)),
-        format!("-A {c} {} -j DROP", mark_is(MARK_DROP)),
+        format!("-A {c} {} -j RETURN", mark_is(m, m.verdict(Verdict::Accept))),
+        format!("-A {c} {} -j DROP", mark_is(m, m.verdict(Verdict::Drop))),
         format!(
             "-A {c} -p tcp {} -j REJECT --reject-with tcp-reset",
-            mark_is(MARK_REJECT)
+            mark_is(m, m.verdict(Verdict::Reject))
         ),
         format!(
             "-A {c} {} -j REJECT --reject-with {reject_icmp}",
-            mark_is(MARK_REJECT)
+            mark_is(m, m.verdict(Verdict::Reject))
         ),
         "# Any other value in outgate's bits is no verdict: fail closed.".into(),
         format!("-A {c} -j DROP"),
@@ -283,11 +284,6 @@ COMMIT
 
     #[test]
     fn verdict_rules_follow_the_mark_contract() {
-        assert_eq!(MARK_MASK, 0xf00);
-        for v in [MARK_ACCEPT, MARK_DROP, MARK_REJECT] {
-            assert_eq!(v & !MARK_MASK, 0, "{v:#x} outside the mask");
-            assert_ne!(v, 0, "0 means undecided");
-        }
         let text = iptables_restore(&host("0"), Family::V4).expect("valid config");
         let r = rules(&text);
         // Restore, queue, save come before every verdict, and the catch-all is last.
@@ -300,5 +296,23 @@ COMMIT
         assert!(pos("NFQUEUE") < pos("--save-mark"));
         assert!(pos("--save-mark") < pos("0x100/0xf00"));
         assert_eq!(r[r.len() - 2], "-A OUTGATE -j DROP");
+    }
+
+    #[test]
+    fn another_mask_moves_every_mark_rule() {
+        let cfg = RulesConfig {
+            marks: "0x7000".parse().expect("valid mask"),
+            ..host("0")
+        };
+        let text = iptables_restore(&cfg, Family::V4).expect("valid config");
+        assert!(!text.contains("0xf00"), "{text}");
+        for needle in [
+            "-m mark --mark 0x0/0x7000 -j CONNMARK --restore-mark --nfmask 0x7000 --ctmask 0x7000\n",
+            "-m mark --mark 0x1000/0x7000 -j RETURN\n",
+            "-m mark --mark 0x2000/0x7000 -j DROP\n",
+            "-m mark --mark 0x3000/0x7000 -j REJECT --reject-with tcp-reset\n",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        }
     }
 }

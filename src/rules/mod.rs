@@ -10,8 +10,7 @@
 //!   (an ESTABLISHED accept, say) lets packets of a flow under inspection or of a dropped flow by, and the
 //!   daemon's REPEAT pass (the hook again from its first rule) runs no other rule twice. Outgate only
 //!   restricts: its accept returns to the admin's rules.
-//! - Decided flows never reach userspace: the verdict the daemon puts in the packet mark ([`MARK_MASK`]
-//!   bits) is saved in the conntrack mark, and later packets take it from there. Exception: a flow dropped
+//! - Decided flows never reach userspace: the verdict the daemon puts in the packet mark ([`Marks`]) is saved in the conntrack mark, and later packets take it from there. Exception: a flow dropped
 //!   or rejected at its first packet leaves no conntrack entry (entries are confirmed only when a packet
 //!   leaves), so its retries are queued again and the daemon answers them from its flow table.
 //! - Undecided packets go to the queues: new flows, flows still inspected (the daemon accepted without a
@@ -44,21 +43,17 @@ use std::io::{ErrorKind, Write};
 use std::process::{Command, Stdio};
 use std::str::FromStr;
 
+use crate::Verdict;
+
 mod iptables;
+mod marks;
 mod nft;
 
 pub use iptables::iptables_restore;
 use iptables::{iptables_body, iptables_raw_body};
+pub use marks::Marks;
 pub use nft::nft;
 
-/// Outgate's bits of the packet mark and the conntrack mark; the other bits belong to others.
-pub const MARK_MASK: u32 = 0x0000_0f00;
-/// Verdict in the mark: accept the flow.
-pub const MARK_ACCEPT: u32 = 0x100;
-/// Verdict in the mark: drop the flow.
-pub const MARK_DROP: u32 = 0x200;
-/// Verdict in the mark: reject the flow (TCP reset, else ICMP port unreachable).
-pub const MARK_REJECT: u32 = 0x300;
 /// The iptables chain; in nftables the table is `inet outgate`.
 pub const CHAIN: &str = "OUTGATE";
 
@@ -229,6 +224,8 @@ pub struct RulesConfig {
     pub wan: Option<String>,
     /// Undecided packets pass while no daemon listens (`--queue-bypass`); otherwise they are dropped.
     pub fail_open: bool,
+    /// Outgate's bits of the packet and conntrack marks.
+    pub marks: Marks,
 }
 
 impl Default for RulesConfig {
@@ -239,6 +236,7 @@ impl Default for RulesConfig {
             lan: None,
             wan: None,
             fail_open: false,
+            marks: Marks::DEFAULT,
         }
     }
 }
@@ -327,6 +325,8 @@ pub enum RulesError {
         "--lan is for gateway mode; host mode filters what this host sends (--wan limits it to one interface)"
     )]
     LanInHostMode,
+    #[error("invalid mark mask '{mask}': {reason}")]
+    MarkMask { mask: String, reason: &'static str },
     #[error("{program}: not found; is it installed and in PATH?")]
     NotInstalled { program: String },
     #[error("{command}: {message}")]
@@ -542,6 +542,7 @@ mod tests {
             lan: Some("lan0".into()),
             wan: Some("wan0".into()),
             fail_open: true,
+            ..RulesConfig::default()
         }
     }
 

@@ -57,10 +57,11 @@ pub fn nft(cfg: &RulesConfig) -> Result<String, RulesError> {
         (_, _, Some(wan)) => ("output", format!("oifname {} ", nft_interface(wan))),
         _ => ("output", "oifname != \"lo\" ".to_string()),
     };
-    let mask = hex(MARK_MASK);
-    let keep = hex(!MARK_MASK);
+    let m = cfg.marks;
+    let mask = hex(m.mask());
+    let keep = hex(!m.mask());
     let bits = |v: u32| format!("meta mark & {mask} == {}", hex(v));
-    let verdicts = [MARK_ACCEPT, MARK_DROP, MARK_REJECT];
+    let verdicts = Verdict::ALL.map(|v| m.verdict(v));
     let mut l = vec![
         format!(
             "# outgate (nft -f): {} mode, queue {}, {}.",
@@ -124,15 +125,15 @@ pub fn nft(cfg: &RulesConfig) -> Result<String, RulesError> {
     }
     l.extend([
         "\t\t# accept ends this table's chain only: the admin's tables still run".into(),
-        format!("\t\t{} accept", bits(MARK_ACCEPT)),
-        format!("\t\t{} drop", bits(MARK_DROP)),
+        format!("\t\t{} accept", bits(m.verdict(Verdict::Accept))),
+        format!("\t\t{} drop", bits(m.verdict(Verdict::Drop))),
         format!(
             "\t\t{} meta l4proto tcp reject with tcp reset",
-            bits(MARK_REJECT)
+            bits(m.verdict(Verdict::Reject))
         ),
         format!(
             "\t\t{} reject with icmpx type port-unreachable",
-            bits(MARK_REJECT)
+            bits(m.verdict(Verdict::Reject))
         ),
         "\t\t# any other value in outgate's bits is no verdict: fail closed".into(),
         "\t\tdrop".into(),
@@ -189,5 +190,22 @@ mod tests {
         })
         .expect("valid config");
         assert!(one.contains(" queue num 4 bypass\n"), "{one}");
+    }
+
+    #[test]
+    fn nft_another_mask_moves_every_mark_rule() {
+        let cfg = RulesConfig {
+            marks: "0x7000".parse().expect("valid mask"),
+            ..host("0")
+        };
+        let text = nft(&cfg).expect("valid config");
+        assert!(!text.contains("0xf00"), "{text}");
+        for needle in [
+            "meta mark & 0x7000 == 0x0 ct mark & 0x7000 == 0x1000 meta mark set meta mark | 0x1000\n",
+            "meta mark & 0x7000 == 0x2000 ct mark set ct mark & 0xffff8fff | 0x2000\n",
+            "meta mark & 0x7000 == 0x1000 accept\n",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        }
     }
 }
