@@ -165,6 +165,7 @@ fn decided_flows_are_answered_in_the_kernel() {
         (9002, M.verdict(Verdict::Drop)),
         (9003, M.verdict(Verdict::Reject)),
         (9004, 0x500), // not a verdict
+        (9008, M.pending()),
     ];
     for (port, mark) in cases {
         b.count_udp_in(port);
@@ -182,7 +183,7 @@ fn decided_flows_are_answered_in_the_kernel() {
         "accepted flow: {sent:?}"
     );
     settle();
-    for port in [9002, 9003, 9004] {
+    for port in [9002, 9003, 9004, 9008] {
         assert_eq!(b.udp_in(port), (0, 0), "port {port}: {sent:?}");
     }
     for tool in ["iptables", "ip6tables"] {
@@ -195,8 +196,8 @@ fn decided_flows_are_answered_in_the_kernel() {
         assert_eq!(at("-A OUTGATE -m mark --mark 0x200/0xf00 -j DROP"), 3);
         assert_eq!(
             at("-A OUTGATE -j DROP"),
-            3,
-            "{tool}: 0x500 must hit the catch-all"
+            6,
+            "{tool}: 0x500 and a pending value in conntrack must hit the catch-all"
         );
     }
     let reject = "-A OUTGATE -m mark --mark 0x300/0xf00 -j REJECT --reject-with";
@@ -217,6 +218,94 @@ fn decided_flows_are_answered_in_the_kernel() {
         2,
         "{entries}"
     );
+    // What is not a verdict stays as it was: dropped, never overwritten.
+    a.assert_conntrack_marks(9004, 0x500);
+    a.assert_conntrack_marks(9008, M.pending());
+}
+
+/// Packets that reach outgate's chain with its bits already set (here by a mangle rule; in life by other
+/// software, or by the daemon's REPEAT): the pending value goes on to the admin's later rules, any value
+/// that is no verdict is dropped, and neither is saved into the conntrack mark.
+#[test]
+fn packet_marks_that_are_no_verdict_are_never_saved() {
+    if !common::root("packet_marks_that_are_no_verdict_are_never_saved") {
+        return;
+    }
+    let (a, b) = Netns::pair();
+    a.child("apply iptables host 0 closed - -");
+    forced_packet_marks(
+        &a,
+        &b,
+        "-A OUTGATE -m mark --mark 0x0/0xf00 -j NFQUEUE --queue-num 0",
+    );
+}
+
+/// [`packet_marks_that_are_no_verdict_are_never_saved`] for the nft ruleset, its queue statement
+/// replaced by a counted drop (see [`nft_decided_flows_are_answered_in_the_kernel`]).
+#[test]
+fn nft_packet_marks_that_are_no_verdict_are_never_saved() {
+    if !common::root("nft_packet_marks_that_are_no_verdict_are_never_saved") {
+        return;
+    }
+    let (a, b) = Netns::pair();
+    let text = nft(&host("0", false)).expect("valid config");
+    let queue = "queue num 0\n";
+    assert!(text.contains(queue), "{text}");
+    a.nft_load(&text.replace(queue, "counter drop\n"));
+    forced_packet_marks(&a, &b, "");
+    let table = a.out("nft", &["list", "table", "inet", "outgate"]);
+    assert!(
+        table.contains("counter packets 0 bytes 0 drop"),
+        "a marked packet reached the queue's place:\n{table}"
+    );
+}
+
+/// 9005: a packet mark that is no verdict; 9006 and 9007: the pending value, and the admin drops
+/// 9006 in a rule after outgate's. Every flow has a conntrack entry whose other bits are set.
+/// `queue_rule`: the iptables queue rule, which no packet may reach (empty for nft).
+fn forced_packet_marks(a: &Netns, b: &Netns, queue_rule: &str) {
+    for (port, mark) in [(9005, 0x500), (9006, M.pending()), (9007, M.pending())] {
+        b.count_udp_in(port);
+        a.conntrack_udp(port + 30000, port, 0x1_0000);
+        for tool in ["iptables", "ip6tables"] {
+            let (port, mark) = (port.to_string(), format!("{mark:#x}/0xf00"));
+            a.ok(
+                tool,
+                &split(&format!(
+                    "-t mangle -A OUTPUT -p udp --dport {port} -j MARK --set-xmark {mark}"
+                )),
+            );
+        }
+    }
+    for tool in ["iptables", "ip6tables"] {
+        a.ok(tool, &split("-A OUTPUT -p udp --dport 9006 -j DROP"));
+    }
+    for port in [9005, 9006, 9007] {
+        for dst in [B4, B6] {
+            a.child(&format!("udp-send {dst} {port} {} 3", port + 30000));
+        }
+    }
+    assert_eq!(
+        b.eventually_udp_in(9007, (3, 3)),
+        (3, 3),
+        "a pending packet goes on to the admin's rules, which accept it"
+    );
+    settle();
+    assert_eq!(b.udp_in(9005), (0, 0), "not a verdict: dropped");
+    assert_eq!(b.udp_in(9006), (0, 0), "the admin's rule drops it");
+    for tool in ["iptables", "ip6tables"] {
+        assert_eq!(
+            a.counter(tool, "-A OUTPUT -p udp -m udp --dport 9006 -j DROP"),
+            3,
+            "{tool}: the pending packets must reach the admin's rule"
+        );
+        if !queue_rule.is_empty() {
+            assert_eq!(a.counter(tool, queue_rule), 0, "{tool}");
+        }
+    }
+    for port in [9005, 9006, 9007] {
+        a.assert_conntrack_marks(port, 0x1_0000);
+    }
 }
 
 #[test]
@@ -633,6 +722,24 @@ impl Netns {
                 ],
             );
         }
+    }
+
+    /// Both families' conntrack entries to UDP `dport` (made by [`Netns::conntrack_udp`]) have `mark`.
+    fn assert_conntrack_marks(&self, dport: u16, mark: u32) {
+        let entries = self.out(
+            "conntrack",
+            &["-L", "-p", "udp", "--dport", &dport.to_string()],
+        );
+        let marks: Vec<&str> = entries
+            .split_whitespace()
+            .filter(|w| w.starts_with("mark="))
+            .collect();
+        let expected = format!("mark={mark}");
+        assert_eq!(
+            marks,
+            [expected.as_str(); 2],
+            "port {dport}: the conntrack marks changed:\n{entries}"
+        );
     }
 
     /// iptables-save and ip6tables-save, all tables, without comments and counters. A table with no

@@ -2,9 +2,10 @@
 //!
 //! A decided flow's packet gets NF_REPEAT with outgate's mark bits set to the verdict; the ruleset saves
 //! them into the conntrack mark and acts on them, so the flow's later packets stay in the kernel. A
-//! packet of a flow still waiting for its first payload gets a plain NF_ACCEPT, so the next one comes up
-//! too. A malformed packet or orphan fragment gets a plain NF_ACCEPT/NF_DROP without a mark: it must not
-//! decide the conntrack entry it belongs to.
+//! packet of a flow still waiting for its first payload gets NF_REPEAT with the pending value, which the
+//! ruleset passes on to the admin's later rules without saving it, so the next packet comes up too. A
+//! malformed packet or orphan fragment must not decide the conntrack entry it belongs to: pending when
+//! `option malformed` accepts it, else a plain NF_DROP.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime};
@@ -37,14 +38,18 @@ pub(super) struct Shared<'a> {
 /// The kernel verdict and mark for a decision.
 fn kernel_verdict(d: Decision, old_mark: u32, marks: Marks) -> (NfVerdict, Option<u32>) {
     let bits = marks.verdict(d.verdict);
+    let with = |bits: u32| Some((old_mark & !marks.mask()) | bits);
     match (d.reason, d.verdict) {
-        // Still waiting for the first payload: pass without a mark, so the next packet comes up too.
-        (Reason::Inspecting, _) => (NfVerdict::Accept, None),
-        (Reason::Malformed(_) | Reason::OrphanFragment, Verdict::Accept) => {
-            (NfVerdict::Accept, None)
+        // Passed but undecided (still waiting for the first payload; or malformed under `option
+        // malformed ACCEPT`, which must not decide its connection): REPEAT with the pending value, which
+        // the ruleset sends on to the admin's later rules without saving it. A plain ACCEPT would end
+        // the hook's table, past those rules.
+        (Reason::Inspecting, _)
+        | (Reason::Malformed(_) | Reason::OrphanFragment, Verdict::Accept) => {
+            (NfVerdict::Repeat, with(marks.pending()))
         }
         (Reason::Malformed(_) | Reason::OrphanFragment, _) => (NfVerdict::Drop, None),
-        _ => (NfVerdict::Repeat, Some((old_mark & !marks.mask()) | bits)),
+        _ => (NfVerdict::Repeat, with(bits)),
     }
 }
 
@@ -178,7 +183,7 @@ mod tests {
     use crate::packet::Malformed;
 
     #[test]
-    fn verdicts_carry_marks_except_for_malformed() {
+    fn verdicts_carry_marks_and_undecided_packets_the_pending_value() {
         let rule = |v| Decision {
             verdict: v,
             reason: Reason::Rule(0),
@@ -205,9 +210,24 @@ mod tests {
             kernel_verdict(bad(Verdict::Drop), 0, m),
             (NfVerdict::Drop, None)
         );
+        // Passed but undecided: REPEAT with the pending value, so the admin's later rules still see them
+        // (a plain ACCEPT would end the hook's table), other bits of the mark kept.
+        let pending = Some(0xf00f & !0xf00 | 0x400);
         assert_eq!(
-            kernel_verdict(bad(Verdict::Accept), 0, m),
-            (NfVerdict::Accept, None)
+            kernel_verdict(bad(Verdict::Accept), 0xf00f, m),
+            (NfVerdict::Repeat, pending)
+        );
+        let inspecting = Decision {
+            verdict: Verdict::Accept,
+            reason: Reason::Inspecting,
+        };
+        assert_eq!(
+            kernel_verdict(inspecting, 0xf00f, m),
+            (NfVerdict::Repeat, pending)
+        );
+        assert_eq!(
+            kernel_verdict(inspecting, 0, high),
+            (NfVerdict::Repeat, Some(0x4000))
         );
     }
 }

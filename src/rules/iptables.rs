@@ -73,24 +73,38 @@ pub(super) fn iptables_body(cfg: &RulesConfig, family: Family) -> Vec<String> {
     } else {
         "# Undecided: to the daemon; with none listening the packet is dropped (fail-closed)."
     };
+    let verdict = |v| mark_is(m, m.verdict(v));
+    let save = Verdict::ALL.map(|v| {
+        format!(
+            "-A {c} {} -m connmark --mark 0x0/{mask} -j CONNMARK --save-mark --nfmask {mask} --ctmask {mask}",
+            verdict(v)
+        )
+    });
     l.extend([
+        "# The daemon's REPEAT of a packet it passed but has not decided (pending): on to the admin's".into(),
+        "# rules, nothing saved, so the flow's next packet comes to the daemon too. Before the restore,".into(),
+        "# so that a conntrack mark holding this value is never restored into a pass.".into(),
+        format!("-A {c} {} -j RETURN", mark_is(m, m.pending())),
         "# Decided flow: its verdict comes from the conntrack mark. Not when the packet carries one:".into(),
         "# that is the REPEAT pass, and restoring the still-empty conntrack mark would loop it.".into(),
         format!("-A {c} {none} -j CONNMARK --restore-mark --nfmask {mask} --ctmask {mask}"),
         queue_comment.into(),
         format!("-A {c} {none} {}", iptables_queue(cfg)),
-        "# Only packets with a verdict get here: keep it in conntrack so the flow skips the queue.".into(),
-        format!("-A {c} -j CONNMARK --save-mark --nfmask {mask} --ctmask {mask}"),
+        "# Keep a verdict in conntrack so the flow skips the queue: only a verdict, and only into empty".into(),
+        "# bits, so no other value is ever saved and a flow's verdict is never rewritten.".into(),
+    ]);
+    l.extend(save);
+    l.extend([
         "# Accept returns to the admin's rules: outgate only restricts.".into(),
-        format!("-A {c} {} -j RETURN", mark_is(m, m.verdict(Verdict::Accept))),
-        format!("-A {c} {} -j DROP", mark_is(m, m.verdict(Verdict::Drop))),
+        format!("-A {c} {} -j RETURN", verdict(Verdict::Accept)),
+        format!("-A {c} {} -j DROP", verdict(Verdict::Drop)),
         format!(
             "-A {c} -p tcp {} -j REJECT --reject-with tcp-reset",
-            mark_is(m, m.verdict(Verdict::Reject))
+            verdict(Verdict::Reject)
         ),
         format!(
             "-A {c} {} -j REJECT --reject-with {reject_icmp}",
-            mark_is(m, m.verdict(Verdict::Reject))
+            verdict(Verdict::Reject)
         ),
         "# Any other value in outgate's bits is no verdict: fail closed.".into(),
         format!("-A {c} -j DROP"),
@@ -166,13 +180,20 @@ COMMIT
 -I OUTPUT 1 ! -o lo -j OUTGATE
 # Replies on connections opened from outside are not outbound flows.
 -A OUTGATE -m conntrack --ctdir REPLY -j RETURN
+# The daemon's REPEAT of a packet it passed but has not decided (pending): on to the admin's
+# rules, nothing saved, so the flow's next packet comes to the daemon too. Before the restore,
+# so that a conntrack mark holding this value is never restored into a pass.
+-A OUTGATE -m mark --mark 0x400/0xf00 -j RETURN
 # Decided flow: its verdict comes from the conntrack mark. Not when the packet carries one:
 # that is the REPEAT pass, and restoring the still-empty conntrack mark would loop it.
 -A OUTGATE -m mark --mark 0x0/0xf00 -j CONNMARK --restore-mark --nfmask 0xf00 --ctmask 0xf00
 # Undecided: to the daemon; with none listening the packet is dropped (fail-closed).
 -A OUTGATE -m mark --mark 0x0/0xf00 -j NFQUEUE --queue-num 0
-# Only packets with a verdict get here: keep it in conntrack so the flow skips the queue.
--A OUTGATE -j CONNMARK --save-mark --nfmask 0xf00 --ctmask 0xf00
+# Keep a verdict in conntrack so the flow skips the queue: only a verdict, and only into empty
+# bits, so no other value is ever saved and a flow's verdict is never rewritten.
+-A OUTGATE -m mark --mark 0x100/0xf00 -m connmark --mark 0x0/0xf00 -j CONNMARK --save-mark --nfmask 0xf00 --ctmask 0xf00
+-A OUTGATE -m mark --mark 0x200/0xf00 -m connmark --mark 0x0/0xf00 -j CONNMARK --save-mark --nfmask 0xf00 --ctmask 0xf00
+-A OUTGATE -m mark --mark 0x300/0xf00 -m connmark --mark 0x0/0xf00 -j CONNMARK --save-mark --nfmask 0xf00 --ctmask 0xf00
 # Accept returns to the admin's rules: outgate only restricts.
 -A OUTGATE -m mark --mark 0x100/0xf00 -j RETURN
 -A OUTGATE -m mark --mark 0x200/0xf00 -j DROP
@@ -286,15 +307,27 @@ COMMIT
     fn verdict_rules_follow_the_mark_contract() {
         let text = iptables_restore(&host("0"), Family::V4).expect("valid config");
         let r = rules(&text);
-        // Restore, queue, save come before every verdict, and the catch-all is last.
+        // Pending returns before the restore; restore, queue, save come before every verdict; only
+        // verdicts are saved; the catch-all is last.
         let pos = |needle: &str| {
             r.iter()
                 .position(|l| l.contains(needle))
                 .unwrap_or_else(|| panic!("no rule with {needle}: {text}"))
         };
+        assert!(pos("--mark 0x400/0xf00 -j RETURN") < pos("--restore-mark"));
         assert!(pos("--restore-mark") < pos("NFQUEUE"));
         assert!(pos("NFQUEUE") < pos("--save-mark"));
-        assert!(pos("--save-mark") < pos("0x100/0xf00"));
+        assert!(pos("--save-mark") < pos("0x100/0xf00 -j RETURN"));
+        let saves: Vec<_> = r.iter().filter(|l| l.contains("--save-mark")).collect();
+        assert_eq!(saves.len(), 3, "{text}");
+        for (save, value) in saves.iter().zip(["0x100", "0x200", "0x300"]) {
+            assert!(
+                save.starts_with(&format!(
+                    "-A OUTGATE -m mark --mark {value}/0xf00 -m connmark --mark 0x0/0xf00 "
+                )),
+                "{save}"
+            );
+        }
         assert_eq!(r[r.len() - 2], "-A OUTGATE -j DROP");
     }
 

@@ -93,7 +93,12 @@ pub fn nft(cfg: &RulesConfig) -> Result<String, RulesError> {
             "\t\ticmpv6 type { mld-listener-report, mld-listener-done, mld2-listener-report } ip6 hoplimit 1 return".into(),
         ]);
     }
-    l.push("\t\t# decided flow: the verdict from the conntrack mark, unless the packet has one (REPEAT pass)".into());
+    l.extend([
+        "\t\t# the daemon's REPEAT of a packet it passed but has not decided: on, nothing saved; before the".into(),
+        "\t\t# restore, so that a conntrack mark holding this value is never restored into a pass".into(),
+        format!("\t\t{} return", bits(m.pending())),
+        "\t\t# decided flow: the verdict from the conntrack mark, unless the packet has one (REPEAT pass)".into(),
+    ]);
     for v in verdicts {
         l.push(format!(
             "\t\t{} ct mark & {mask} == {} meta mark set meta mark | {}",
@@ -114,11 +119,12 @@ pub fn nft(cfg: &RulesConfig) -> Result<String, RulesError> {
             }
         ),
         format!("\t\t{} {}", bits(0), nft_queue(cfg)),
-        "\t\t# a verdict: keep it in conntrack so the flow skips the queue".into(),
+        "\t\t# a verdict: keep it in conntrack so the flow skips the queue; only a verdict, only into empty".into(),
+        "\t\t# bits, so no other value is ever saved and a flow's verdict is never rewritten".into(),
     ]);
     for v in verdicts {
         l.push(format!(
-            "\t\t{} ct mark set ct mark & {keep} | {}",
+            "\t\t{} ct mark & {mask} == 0x0 ct mark set ct mark & {keep} | {}",
             bits(v),
             hex(v)
         ));
@@ -162,7 +168,8 @@ mod tests {
             "\t\tmeta mark & 0xf00 == 0x0 ct mark & 0xf00 == 0x100 meta mark set meta mark | 0x100\n",
             "\t\tmeta mark & 0xf00 == 0x0 ct mark & 0xf00 != 0x0 drop\n",
             "\t\tmeta mark & 0xf00 == 0x0 queue num 0-3 fanout,bypass\n",
-            "\t\tmeta mark & 0xf00 == 0x200 ct mark set ct mark & 0xfffff0ff | 0x200\n",
+            "\t\tmeta mark & 0xf00 == 0x400 return\n\t\t# decided flow",
+            "\t\tmeta mark & 0xf00 == 0x200 ct mark & 0xf00 == 0x0 ct mark set ct mark & 0xfffff0ff | 0x200\n",
             "\t\tmeta mark & 0xf00 == 0x100 accept\n",
             "\t\tmeta mark & 0xf00 == 0x300 meta l4proto tcp reject with tcp reset\n",
             "\t\tmeta mark & 0xf00 == 0x300 reject with icmpx type port-unreachable\n",
@@ -202,7 +209,8 @@ mod tests {
         assert!(!text.contains("0xf00"), "{text}");
         for needle in [
             "meta mark & 0x7000 == 0x0 ct mark & 0x7000 == 0x1000 meta mark set meta mark | 0x1000\n",
-            "meta mark & 0x7000 == 0x2000 ct mark set ct mark & 0xffff8fff | 0x2000\n",
+            "meta mark & 0x7000 == 0x2000 ct mark & 0x7000 == 0x0 ct mark set ct mark & 0xffff8fff | 0x2000\n",
+            "meta mark & 0x7000 == 0x4000 return\n",
             "meta mark & 0x7000 == 0x1000 accept\n",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
