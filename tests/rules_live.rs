@@ -81,7 +81,7 @@ fn apply_is_idempotent_and_remove_restores_the_tables() {
         );
     }
     assert!(
-        first.contains("--queue-balance 0:3 --queue-cpu-fanout"),
+        first.contains("-j NFQUEUE --queue-balance 0:3\n"),
         "{first}"
     );
     assert!(first.contains("icmp6-port-unreachable"), "{first}");
@@ -370,7 +370,7 @@ fn nft_rulesets_pass_nft_check() {
     let good = nft(&configs[1]).expect("valid config");
     for (from, to) in [
         ("ct direction reply", "ct direction replyy"),
-        ("queue num 0-3 fanout,bypass", "queue num 0-3 fanoutt"),
+        ("queue num 0-3 bypass", "queue num 0-3 bypasss"),
         ("queue num 0-3", "queue num 3-0"),
         ("reject with tcp reset", "reject with tcp-reset"),
         ("\t}\n}\n", "\t}\n"),

@@ -15,6 +15,9 @@ pub(super) fn iptables_hook(cfg: &RulesConfig) -> (&'static str, String) {
     }
 }
 
+/// Several queues are balanced by the kernel's hash of the two addresses, so each flow stays on one queue
+/// (one worker decides it, and reassembles its first payload). Never `--queue-cpu-fanout`: it can send
+/// one flow's packets to two queues. The price: every flow between two addresses shares one queue.
 fn iptables_queue(cfg: &RulesConfig) -> String {
     let q = cfg.queues;
     let mut target = if q.first == q.last {
@@ -22,12 +25,8 @@ fn iptables_queue(cfg: &RulesConfig) -> String {
     } else {
         format!("-j NFQUEUE --queue-balance {}:{}", q.first, q.last)
     };
-    // The order iptables-save prints them in, so the text compares with a saved ruleset.
     if cfg.fail_open {
         target.push_str(" --queue-bypass");
-    }
-    if q.first != q.last && cfg.mode == Mode::Host {
-        target.push_str(" --queue-cpu-fanout");
     }
     target
 }
@@ -207,18 +206,21 @@ COMMIT
     }
 
     #[test]
-    fn host_four_queues_fan_out_by_cpu() {
+    fn host_four_queues_balance_by_address_never_by_cpu() {
+        // `--queue-cpu-fanout` could send one flow's packets to two workers, which breaks inspection.
+        for family in Family::ALL {
+            let text = iptables_restore(&host("0-3"), family).expect("valid config");
+            let queue: Vec<_> = rules(&text)
+                .into_iter()
+                .filter(|l| l.contains("NFQUEUE"))
+                .collect();
+            assert_eq!(
+                queue,
+                ["-A OUTGATE -m mark --mark 0x0/0xf00 -j NFQUEUE --queue-balance 0:3"]
+            );
+            assert!(!text.contains("fanout"), "{text}");
+        }
         let text = iptables_restore(&host("0-3"), Family::V4).expect("valid config");
-        let queue: Vec<_> = rules(&text)
-            .into_iter()
-            .filter(|l| l.contains("NFQUEUE"))
-            .collect();
-        assert_eq!(
-            queue,
-            [
-                "-A OUTGATE -m mark --mark 0x0/0xf00 -j NFQUEUE --queue-balance 0:3 --queue-cpu-fanout"
-            ]
-        );
         assert!(text.contains("queue 0-3, fail-closed"), "{text}");
         assert!(!text.contains("bypass"), "{text}");
     }

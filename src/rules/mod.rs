@@ -10,15 +10,16 @@
 //!   (an ESTABLISHED accept, say) lets packets of a flow under inspection or of a dropped flow by, and the
 //!   daemon's REPEAT pass (the hook again from its first rule) runs no other rule twice. Outgate only
 //!   restricts: its accept returns to the admin's rules.
-//! - Decided flows never reach userspace: the verdict the daemon puts in the packet mark ([`Marks`]) is saved in the conntrack mark, and later packets take it from there. Exception: a flow dropped
-//!   or rejected at its first packet leaves no conntrack entry (entries are confirmed only when a packet
-//!   leaves), so its retries are queued again and the daemon answers them from its flow table.
-//! - Undecided packets go to the queues: new flows, flows still inspected (the daemon accepted without a
-//!   mark), and packets without conntrack (untracked, invalid), each of which is decided on its own.
-//!   Host mode spreads several queues by sending CPU (`fanout`), since the kernel's balance hashes only the
-//!   two addresses and would put every flow to one server on one queue; the cost: one flow's packets can
-//!   reach several queues. Gateway mode balances by that address hash (one flow, one queue).
-//! - A value in outgate's bits that is not a verdict is dropped: fail closed.
+//! - Decided flows never reach userspace: the verdict the daemon puts in outgate's bits of the packet mark
+//!   ([`Marks`]) is saved in the conntrack mark, and later packets take it from there. Exception: a flow
+//!   dropped or rejected at its first packet leaves no conntrack entry (entries are confirmed only when a
+//!   packet leaves), so its retries are queued again and the daemon answers them from its flow table.
+//! - Undecided packets go to the queues: new flows, flows still inspected, and packets without conntrack
+//!   (untracked, invalid), each of which is decided on its own. Several queues are balanced by the hash of
+//!   the two addresses, so one flow stays on one queue (never by CPU, which can split a flow).
+//! - Passed but undecided (the daemon's pending value: a flow still inspected): on to the admin's rules,
+//!   nothing saved. Only a verdict is ever saved, and only into empty conntrack bits. Any other value in
+//!   outgate's bits, in the packet or the conntrack mark, is dropped: fail closed.
 //! - Daemon not running (no listener on a queue): fail-closed drops undecided packets silently (a local
 //!   sender's `send` succeeds); fail-open (`--queue-bypass`, nft `bypass`) accepts them in this table.
 //!   Decided flows keep their verdict either way, in conntrack. Queue full: not the ruleset's choice; the

@@ -10,20 +10,14 @@ fn nft_interface(name: &str) -> String {
     }
 }
 
+/// Balanced by address hash, never `fanout` (by CPU): see the iptables backend's queue rule.
 fn nft_queue(cfg: &RulesConfig) -> String {
-    let mut flags = Vec::new();
-    if cfg.queues.first != cfg.queues.last && cfg.mode == Mode::Host {
-        flags.push("fanout");
-    }
+    let statement = format!("queue num {}", cfg.queues);
     if cfg.fail_open {
-        flags.push("bypass");
+        statement + " bypass"
+    } else {
+        statement
     }
-    let mut statement = format!("queue num {}", cfg.queues);
-    if !flags.is_empty() {
-        statement.push(' ');
-        statement.push_str(&flags.join(","));
-    }
-    statement
 }
 
 /// The ruleset as one `nft -f` file: `table inet outgate`, both families, the same steps as iptables.
@@ -167,7 +161,7 @@ mod tests {
             "\t\tct direction reply return\n",
             "\t\tmeta mark & 0xf00 == 0x0 ct mark & 0xf00 == 0x100 meta mark set meta mark | 0x100\n",
             "\t\tmeta mark & 0xf00 == 0x0 ct mark & 0xf00 != 0x0 drop\n",
-            "\t\tmeta mark & 0xf00 == 0x0 queue num 0-3 fanout,bypass\n",
+            "\t\tmeta mark & 0xf00 == 0x0 queue num 0-3 bypass\n",
             "\t\tmeta mark & 0xf00 == 0x400 return\n\t\t# decided flow",
             "\t\tmeta mark & 0xf00 == 0x200 ct mark & 0xf00 == 0x0 ct mark set ct mark & 0xfffff0ff | 0x200\n",
             "\t\tmeta mark & 0xf00 == 0x100 accept\n",
@@ -190,6 +184,7 @@ mod tests {
         let text = nft(&cfg).expect("valid config");
         assert!(text.contains("\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n\t\tiifname \"br*\" oifname \"wan0\" jump gate\n"), "{text}");
         assert!(text.contains(" queue num 2-5\n"), "{text}");
+        assert!(!text.contains("fanout"), "{text}");
         assert!(!text.contains("icmpv6"), "{text}");
         let one = nft(&RulesConfig {
             fail_open: true,
