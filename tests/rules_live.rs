@@ -260,6 +260,78 @@ fn nft_packet_marks_that_are_no_verdict_are_never_saved() {
     );
 }
 
+/// The nft backend's FTP helper, loaded alone (the rest of the nft ruleset has a `queue` statement this
+/// kernel cannot load): a passive download, PASV over IPv4 and EPSV over IPv6, must give the control
+/// connection the `ftp` helper and make the data connection an expected one. A helper assigned before
+/// the conntrack lookup (priority raw) finds no connection and does nothing.
+#[test]
+fn nft_ftp_helper_is_assigned_after_conntrack() {
+    if !common::root("nft_ftp_helper_is_assigned_after_conntrack") {
+        return;
+    }
+    let (a, b) = Netns::pair();
+    let text = nft(&host("0", false)).expect("valid config");
+    let start = text
+        .find("\tct helper ftp-standard {")
+        .expect("the helper object");
+    let chain = text.find("\tchain helpers {").expect("the helpers chain");
+    let end = chain + text[chain..].find("\n\t}\n").expect("the chain's end") + 4;
+    let helper_only = format!("table inet outgate {{\n{}}}\n", &text[start..end]);
+    assert!(!helper_only.contains("queue"), "{helper_only}");
+    a.nft_load(&helper_only);
+
+    let root = tempfile::tempdir().expect("temp dir");
+    std::fs::write(root.path().join("file.txt"), "outgate ftp test\n").expect("write");
+    let root_dir = root.path().to_str().expect("UTF-8 path");
+    // Debian's python3 carries pyftpdlib (python3-pyftpdlib); anonymous, read-only.
+    let _server = b.spawn(
+        "/usr/bin/python3",
+        &[
+            "-m",
+            "pyftpdlib",
+            "-i",
+            "::",
+            "-p",
+            "21",
+            "-d",
+            root_dir,
+            "-r",
+            "50000-50020",
+        ],
+    );
+    b.wait_tcp_listening(21);
+    for server in [B4, B6] {
+        // ftplib uses PASV over IPv4 and EPSV over IPv6.
+        let script = format!(
+            "import ftplib\nf = ftplib.FTP()\nf.connect('{server}', 21, timeout=5)\nf.login()\n\
+             got = []\nf.retrbinary('RETR file.txt', got.append)\nf.quit()\nprint(b''.join(got).decode())"
+        );
+        let got = a.out("/usr/bin/python3", &["-c", &script]);
+        assert_eq!(got, "outgate ftp test\n\n", "{server}");
+    }
+    let control = a.out("conntrack", &["-L", "-p", "tcp", "--dport", "21"]);
+    assert_eq!(control.lines().count(), 2, "{control}");
+    for line in control.lines() {
+        assert!(
+            line.contains(" helper=ftp "),
+            "no helper on the control connection: {line}"
+        );
+    }
+    let expected = a.out("conntrack", &["-L", "-p", "tcp", "--status", "EXPECTED"]);
+    for server in [B4, B6] {
+        let data = expected
+            .lines()
+            .filter(|l| l.contains(&format!(" dst={server} ")) && l.contains(" dport=500"))
+            .count();
+        assert_eq!(
+            data,
+            1,
+            "{server}: the data connection is not an expected one:\n{expected}\nall:\n{}",
+            a.out("conntrack", &["-L", "-p", "tcp"])
+        );
+    }
+}
+
 /// 9005: a packet mark that is no verdict; 9006 and 9007: the pending value, and the admin drops
 /// 9006 in a rule after outgate's. Every flow has a conntrack entry whose other bits are set.
 /// `queue_rule`: the iptables queue rule, which no packet may reach (empty for nft).
@@ -724,6 +796,32 @@ impl Netns {
         }
     }
 
+    /// Starts `program` in this namespace, in the background.
+    fn spawn(&self, program: &str, args: &[&str]) -> Spawned {
+        let child = self
+            .exec(program, args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program}: cannot start: {e}"));
+        Spawned(child)
+    }
+
+    /// Waits up to 10 s until something listens on TCP `port`.
+    fn wait_tcp_listening(&self, port: u16) {
+        let filter = format!("sport = :{port}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.out("ss", &["-H", "-tln", &filter]).trim().is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nothing listens on TCP {port} in {}",
+                self.name
+            );
+            sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Both families' conntrack entries to UDP `dport` (made by [`Netns::conntrack_udp`]) have `mark`.
     fn assert_conntrack_marks(&self, dport: u16, mark: u32) {
         let entries = self.out(
@@ -852,6 +950,16 @@ impl Netns {
         let path = std::env::temp_dir().join(format!("{}-{n}.nft", self.name));
         std::fs::write(&path, text).expect("write temp file");
         path.to_str().expect("UTF-8 temp dir").to_string()
+    }
+}
+
+/// A process started in a namespace, killed when dropped.
+struct Spawned(std::process::Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

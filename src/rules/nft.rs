@@ -68,9 +68,11 @@ pub fn nft(cfg: &RulesConfig) -> Result<String, RulesError> {
         "\tct helper ftp-standard {".into(),
         "\t\ttype \"ftp\" protocol tcp;".into(),
         "\t}".into(),
+        "\t# after the conntrack lookup (priority -200), or `ct helper set` finds no connection to set it on".into(),
+        "\t# (nftables wiki, \"Conntrack helpers\"); on the first packet, which creates the connection".into(),
         format!("\tchain helpers {{"),
-        format!("\t\ttype filter hook {helper_hook} priority raw; policy accept;"),
-        format!("\t\t{helper_match}tcp dport 21 ct helper set \"ftp-standard\""),
+        format!("\t\ttype filter hook {helper_hook} priority filter; policy accept;"),
+        format!("\t\t{helper_match}tcp dport 21 ct state new ct helper set \"ftp-standard\""),
         "\t}".into(),
         format!("\tchain {chain} {{"),
         format!("\t\ttype filter hook {hook} priority filter; policy accept;"),
@@ -157,7 +159,7 @@ mod tests {
         let text = nft(&cfg).expect("valid config");
         for needle in [
             "\tchain output {\n\t\ttype filter hook output priority filter; policy accept;\n\t\toifname != \"lo\" jump gate\n\t}",
-            "\tchain helpers {\n\t\ttype filter hook output priority raw; policy accept;\n\t\toifname != \"lo\" tcp dport 21 ct helper set \"ftp-standard\"\n\t}",
+            "\tchain helpers {\n\t\ttype filter hook output priority filter; policy accept;\n\t\toifname != \"lo\" tcp dport 21 ct state new ct helper set \"ftp-standard\"\n\t}",
             "\t\tct direction reply return\n",
             "\t\tmeta mark & 0xf00 == 0x0 ct mark & 0xf00 == 0x100 meta mark set meta mark | 0x100\n",
             "\t\tmeta mark & 0xf00 == 0x0 ct mark & 0xf00 != 0x0 drop\n",
