@@ -68,14 +68,19 @@ pub fn nft(cfg: &RulesConfig) -> Result<String, RulesError> {
         "\tct helper ftp-standard {".into(),
         "\t\ttype \"ftp\" protocol tcp;".into(),
         "\t}".into(),
-        "\t# after the conntrack lookup (priority -200), or `ct helper set` finds no connection to set it on".into(),
-        "\t# (nftables wiki, \"Conntrack helpers\"); on the first packet, which creates the connection".into(),
+        "\t# Assigned after the conntrack lookup (priority -200): before it, `ct helper set` finds no".into(),
+        "\t# connection to set it on (nftables wiki, \"Conntrack helpers\"). On a connection's first packet.".into(),
         format!("\tchain helpers {{"),
         format!("\t\ttype filter hook {helper_hook} priority filter; policy accept;"),
         format!("\t\t{helper_match}tcp dport 21 ct state new ct helper set \"ftp-standard\""),
         "\t}".into(),
+        "\t# Base chains of one hook run in priority order, and `accept` in one does not skip the others".into(),
+        "\t# (only `drop` ends the hook), so no other chain can let a packet past this one. Before".into(),
+        "\t# `priority filter` nonetheless: outgate decides before iptables-nft's filter table and the".into(),
+        "\t# admin's own filter chains see the packet, as the iptables jump is first in its hook (at".into(),
+        "\t# equal priority, the order would be whichever chain was registered first).".into(),
         format!("\tchain {chain} {{"),
-        format!("\t\ttype filter hook {hook} priority filter; policy accept;"),
+        format!("\t\ttype filter hook {hook} priority filter - 10; policy accept;"),
         format!("\t\t{jump}"),
         "\t}".into(),
         "\tchain gate {".into(),
@@ -158,7 +163,7 @@ mod tests {
         };
         let text = nft(&cfg).expect("valid config");
         for needle in [
-            "\tchain output {\n\t\ttype filter hook output priority filter; policy accept;\n\t\toifname != \"lo\" jump gate\n\t}",
+            "\tchain output {\n\t\ttype filter hook output priority filter - 10; policy accept;\n\t\toifname != \"lo\" jump gate\n\t}",
             "\tchain helpers {\n\t\ttype filter hook output priority filter; policy accept;\n\t\toifname != \"lo\" tcp dport 21 ct state new ct helper set \"ftp-standard\"\n\t}",
             "\t\tct direction reply return\n",
             "\t\tmeta mark & 0xf00 == 0x0 ct mark & 0xf00 == 0x100 meta mark set meta mark | 0x100\n",
@@ -184,7 +189,7 @@ mod tests {
             ..gateway()
         };
         let text = nft(&cfg).expect("valid config");
-        assert!(text.contains("\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n\t\tiifname \"br*\" oifname \"wan0\" jump gate\n"), "{text}");
+        assert!(text.contains("\tchain forward {\n\t\ttype filter hook forward priority filter - 10; policy accept;\n\t\tiifname \"br*\" oifname \"wan0\" jump gate\n"), "{text}");
         assert!(text.contains(" queue num 2-5\n"), "{text}");
         assert!(!text.contains("fanout"), "{text}");
         assert!(!text.contains("icmpv6"), "{text}");
