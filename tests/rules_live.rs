@@ -122,6 +122,61 @@ fn apply_is_idempotent_and_remove_restores_the_tables() {
     assert_eq!(ns.tables(), before);
 }
 
+/// An `ip6tables-restore` that passes `--test` and fails the commit (the real one from PATH does the
+/// test): `apply` must leave IPv4 as it was, with or without an outgate ruleset there before.
+#[test]
+fn apply_is_all_or_nothing_across_families() {
+    if !common::root("apply_is_all_or_nothing_across_families") {
+        return;
+    }
+    let real = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join("ip6tables-restore"))
+        .find(|p| p.is_file())
+        .expect("ip6tables-restore in PATH");
+    let fake = tempfile::tempdir().expect("temp dir");
+    let script = fake.path().join("ip6tables-restore");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = --test ] && exec {} \"$@\"; done\n\
+             echo 'fake ip6tables-restore: commit refused' >&2\nexit 1\n",
+            real.display()
+        ),
+    )
+    .expect("write the fake");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod the fake");
+
+    let ns = Netns::new();
+    for tool in ["iptables", "ip6tables"] {
+        ns.ok(tool, &split("-A OUTPUT -p tcp --dport 9 -j DROP"));
+    }
+    // Nothing of outgate there: nothing afterwards either.
+    let before = ns.tables();
+    let result = ns.child_result_in_path("apply iptables host 0 closed - -", Some(fake.path()));
+    assert!(result.starts_with("error: ip6tables-restore"), "{result}");
+    assert!(result.contains("commit refused"), "{result}");
+    assert_eq!(ns.tables(), before, "a failed apply left IPv4 changed");
+
+    // An earlier ruleset, its jump no longer first: exactly that, afterwards.
+    ns.child("apply iptables gateway 1 open lan0 wan0");
+    for tool in ["iptables", "ip6tables"] {
+        ns.ok(tool, &split("-I FORWARD 1 -p tcp --dport 7 -j DROP"));
+        ns.ok(
+            tool,
+            &split("-t raw -I PREROUTING 1 -p tcp --dport 7 -j CT --notrack"),
+        );
+    }
+    let before = ns.tables();
+    let result = ns.child_result_in_path("apply iptables host 0-3 closed - -", Some(fake.path()));
+    assert!(result.starts_with("error: ip6tables-restore"), "{result}");
+    assert_eq!(ns.tables(), before, "a failed apply left IPv4 changed");
+    assert!(
+        before.contains("-A FORWARD -i lan0 -o wan0 -j OUTGATE"),
+        "{before}"
+    );
+}
+
 #[test]
 fn without_daemon_fail_closed_drops_and_fail_open_passes() {
     if !common::root("without_daemon_fail_closed_drops_and_fail_open_passes") {
@@ -748,12 +803,22 @@ impl Netns {
 
     /// Runs a [`netns_child`] action in this namespace; its result line.
     fn child_result(&self, action: &str) -> String {
+        self.child_result_in_path(action, None)
+    }
+
+    /// [`Netns::child_result`] with `first` put first in the child's PATH (to replace a command).
+    fn child_result_in_path(&self, action: &str, first: Option<&std::path::Path>) -> String {
         let exe = std::env::current_exe().expect("test binary path");
         let exe = exe.to_str().expect("UTF-8 path");
         let mut c = self.exec(
             exe,
             &["--exact", "netns_child", "--nocapture", "--test-threads=1"],
         );
+        if let Some(first) = first {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            let dirs = std::iter::once(first.to_path_buf()).chain(std::env::split_paths(&path));
+            c.env("PATH", std::env::join_paths(dirs).expect("PATH"));
+        }
         let out = must(c.env(CHILD_ENV, action), action);
         out.lines()
             .find_map(|l| Some(l.split_once(RESULT)?.1)) // after the harness's "test netns_child ... "

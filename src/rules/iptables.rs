@@ -155,6 +155,81 @@ pub fn iptables_restore(cfg: &RulesConfig, family: Family) -> Result<String, Rul
     Ok(lines(l))
 }
 
+/// What one table holds of outgate, from `iptables -S` (which prints rules as restore reads them, quotes
+/// included).
+pub(super) struct Present {
+    /// `-D` lines for every jump or goto to [`CHAIN`]: by spec, so a rule inserted meanwhile cannot shift
+    /// a deletion to the wrong rule.
+    pub deletes: Vec<String>,
+    /// Whether the chain exists.
+    pub chain: bool,
+    /// The chain's rules, `-A OUTGATE ...`.
+    pub rules: Vec<String>,
+    /// The jumps as `-I CHAIN N ...`, N their place in their chain, in listing order.
+    pub inserts: Vec<String>,
+}
+
+impl Present {
+    pub fn read(listing: &str) -> Present {
+        let mut present = Present {
+            deletes: Vec::new(),
+            chain: false,
+            rules: Vec::new(),
+            inserts: Vec::new(),
+        };
+        let mut places: Vec<(&str, usize)> = Vec::new();
+        for line in listing.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let (Some(&"-A"), Some(&chain), Some(rest)) =
+                (words.first(), words.get(1), line.splitn(3, ' ').nth(2))
+            else {
+                if words.as_slice() == ["-N", CHAIN] {
+                    present.chain = true;
+                }
+                continue;
+            };
+            let place = match places.iter_mut().find(|(c, _)| *c == chain) {
+                Some((_, n)) => {
+                    *n += 1;
+                    *n
+                }
+                None => {
+                    places.push((chain, 1));
+                    1
+                }
+            };
+            if chain == CHAIN {
+                present.rules.push(line.to_string());
+            } else if let [.., "-j" | "-g", target] = words.as_slice()
+                && *target == CHAIN
+            {
+                present.deletes.push(format!("-D {chain} {rest}"));
+                present.inserts.push(format!("-I {chain} {place} {rest}"));
+            }
+        }
+        present
+    }
+}
+
+/// Restore lines that turn outgate's part of `table` from `now` back into `before`: the jumps at their
+/// old places (inserted in listing order, so each lands where it was), the chain's old rules, or no chain.
+pub(super) fn put_back(table: &str, before: &Present, now: &Present) -> Vec<String> {
+    let mut l = vec![format!("*{table}")];
+    l.extend(now.deletes.iter().cloned());
+    if now.chain {
+        l.push(format!("-F {CHAIN}"));
+        if !before.chain {
+            l.push(format!("-X {CHAIN}"));
+        }
+    } else if before.chain {
+        l.push(format!(":{CHAIN} - [0:0]"));
+    }
+    l.extend(before.rules.iter().cloned());
+    l.extend(before.inserts.iter().cloned());
+    l.push("COMMIT".into());
+    l
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,5 +424,74 @@ COMMIT
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn a_listing_is_read_back_with_the_jumps_places() {
+        let listing = "\
+-P INPUT ACCEPT
+-P FORWARD ACCEPT
+-N ADMIN
+-N OUTGATE
+-A FORWARD -p tcp -m tcp --dport 7 -j DROP
+-A FORWARD -i lan0 -o wan0 -j OUTGATE
+-A OUTPUT -m comment --comment \"two words\" -j OUTGATE
+-A OUTGATE -m conntrack --ctdir REPLY -j RETURN
+-A OUTGATE -j DROP
+-A ADMIN -j OUTGATE2
+-A ADMIN -g OUTGATE
+";
+        let before = Present::read(listing);
+        assert!(before.chain);
+        assert_eq!(
+            before.deletes,
+            [
+                "-D FORWARD -i lan0 -o wan0 -j OUTGATE",
+                "-D OUTPUT -m comment --comment \"two words\" -j OUTGATE",
+                "-D ADMIN -g OUTGATE",
+            ]
+        );
+        assert_eq!(
+            before.inserts,
+            [
+                "-I FORWARD 2 -i lan0 -o wan0 -j OUTGATE",
+                "-I OUTPUT 1 -m comment --comment \"two words\" -j OUTGATE",
+                "-I ADMIN 2 -g OUTGATE",
+            ]
+        );
+        assert_eq!(
+            before.rules,
+            [
+                "-A OUTGATE -m conntrack --ctdir REPLY -j RETURN",
+                "-A OUTGATE -j DROP"
+            ]
+        );
+        let now = Present::read("-N OUTGATE\n-A OUTPUT ! -o lo -j OUTGATE\n-A OUTGATE -j RETURN\n");
+        assert_eq!(
+            put_back("filter", &before, &now),
+            [
+                "*filter",
+                "-D OUTPUT ! -o lo -j OUTGATE",
+                "-F OUTGATE",
+                "-A OUTGATE -m conntrack --ctdir REPLY -j RETURN",
+                "-A OUTGATE -j DROP",
+                "-I FORWARD 2 -i lan0 -o wan0 -j OUTGATE",
+                "-I OUTPUT 1 -m comment --comment \"two words\" -j OUTGATE",
+                "-I ADMIN 2 -g OUTGATE",
+                "COMMIT",
+            ]
+        );
+        let nothing = Present::read("-P OUTPUT ACCEPT\n");
+        assert!(!nothing.chain);
+        assert_eq!(
+            put_back("raw", &nothing, &now),
+            [
+                "*raw",
+                "-D OUTPUT ! -o lo -j OUTGATE",
+                "-F OUTGATE",
+                "-X OUTGATE",
+                "COMMIT"
+            ]
+        );
     }
 }

@@ -30,8 +30,9 @@
 //!   mode IPv6 neighbour discovery and MLD reports, without which IPv6 stops under a default-deny policy
 //!   (kept link-local by hop limit; crafting them needs CAP_NET_RAW, which can remove the rules anyway).
 //!
-//! [`apply`] is idempotent and atomic per family: one `iptables-restore --noflush` transaction deletes
-//! every jump to [`CHAIN`] (whatever mode or version made it), redefines the chain and inserts the jump.
+//! [`apply`] is idempotent, and all or nothing: per family one `iptables-restore --noflush` transaction
+//! deletes every jump to [`CHAIN`] (whatever mode or version made it), redefines the chain and inserts
+//! the jump; both are tested before either is committed, and IPv4 is put back as it was if IPv6 fails.
 //! [`remove`] leaves no outgate chain, jump or nft table (the empty `filter` table that iptables-nft
 //! creates on first use, and legacy iptables even on listing, stays). Commands run with
 //! [`std::process::Command`]; their errors name the command and its stderr on one line.
@@ -51,7 +52,7 @@ mod marks;
 mod nft;
 
 pub use iptables::iptables_restore;
-use iptables::{iptables_body, iptables_raw_body};
+use iptables::{Present, iptables_body, iptables_raw_body};
 pub use marks::Marks;
 pub use nft::nft;
 
@@ -332,6 +333,12 @@ pub enum RulesError {
     NotInstalled { program: String },
     #[error("{command}: {message}")]
     Command { command: String, message: String },
+    #[error("{failed}; and putting {family} back as it was failed too: {back}")]
+    PutBack {
+        failed: Box<RulesError>,
+        family: &'static str,
+        back: Box<RulesError>,
+    },
 }
 
 fn hex(value: u32) -> String {
@@ -353,13 +360,17 @@ fn lines(l: Vec<String>) -> String {
 }
 
 /// Installs the ruleset, replacing any outgate rules of either backend and any mode (a mode or interface
-/// change leaves no stale jump). Idempotent. iptables: each family is one atomic `*-restore --noflush`
-/// transaction; if IPv6 fails, IPv4 stays applied and the error names ip6tables-restore.
-/// nft: one atomic `nft -f` that deletes and recreates the table.
+/// change leaves no stale jump). Idempotent.
+///
+/// iptables: all or nothing across the families. Both transactions (one `*-restore --noflush` each) are
+/// tested first (`--test`), then IPv4 is committed, then IPv6; if IPv6's commit fails, IPv4 is put back
+/// as it was (outgate's earlier chains and jumps, at their places, or nothing), and the error names
+/// ip6tables-restore. nft: one atomic `nft -f` that deletes and recreates the table.
 pub fn apply(cfg: &RulesConfig, backend: Backend) -> Result<(), RulesError> {
     cfg.validate()?;
     match backend {
         Backend::Iptables => {
+            let mut plans = Vec::new();
             for family in Family::ALL {
                 let installed = |table| {
                     present_iptables(family, table)?.ok_or_else(|| RulesError::NotInstalled {
@@ -368,13 +379,33 @@ pub fn apply(cfg: &RulesConfig, backend: Backend) -> Result<(), RulesError> {
                 };
                 let (raw, filter) = (installed("raw")?, installed("filter")?);
                 let mut l = vec!["*raw".to_string()];
-                l.extend(raw.deletes);
+                l.extend(raw.deletes.iter().cloned());
                 l.extend(iptables_raw_body(cfg));
                 l.extend(["COMMIT".to_string(), "*filter".to_string()]);
-                l.extend(filter.deletes);
+                l.extend(filter.deletes.iter().cloned());
                 l.extend(iptables_body(cfg, family));
                 l.push("COMMIT".into());
-                restore(family, &lines(l))?;
+                plans.push((family, lines(l), [("raw", raw), ("filter", filter)]));
+            }
+            for (family, text, _) in &plans {
+                run(family.restore(), &["-w", "--noflush", "--test"], Some(text))?;
+            }
+            let mut committed = Vec::new();
+            for (family, text, before) in &plans {
+                if let Err(e) = restore(*family, text) {
+                    // Only IPv6 can get here with IPv4 committed: put it back, newest first.
+                    for (family, before) in committed.into_iter().rev() {
+                        if let Err(back) = put_back(family, before) {
+                            return Err(RulesError::PutBack {
+                                failed: Box::new(e),
+                                family: family.name(),
+                                back: Box::new(back),
+                            });
+                        }
+                    }
+                    return Err(e);
+                }
+                committed.push((*family, before));
             }
             remove_nft()
         }
@@ -393,6 +424,18 @@ pub fn apply(cfg: &RulesConfig, backend: Backend) -> Result<(), RulesError> {
     }
 }
 
+/// Puts outgate's part of `family`'s tables back as `before` describes it (see [`apply`]).
+fn put_back(family: Family, before: &[(&str, Present); 2]) -> Result<(), RulesError> {
+    let mut l = Vec::new();
+    for (table, before) in before {
+        let now = present_iptables(family, table)?.ok_or_else(|| RulesError::NotInstalled {
+            program: family.iptables().to_string(),
+        })?;
+        l.extend(iptables::put_back(table, before, &now));
+    }
+    restore(family, &lines(l))
+}
+
 /// Removes every trace of outgate: each jump to [`CHAIN`] in the filter table (any chain, any mode),
 /// the chain, for both families, and nft's `table inet outgate`. Succeeds when nothing is there, and when
 /// a tool is not installed (nothing of outgate can be there then). Tries everything, reports the first error.
@@ -405,36 +448,12 @@ pub fn remove() -> Result<(), RulesError> {
     results.into_iter().collect()
 }
 
-/// What the filter table holds of outgate: `-D` lines for every jump or goto to [`CHAIN`], and whether
-/// the chain exists. `None` when the tool is not installed.
-struct Present {
-    deletes: Vec<String>,
-    chain: bool,
-}
-
 fn present_iptables(family: Family, table: &str) -> Result<Option<Present>, RulesError> {
-    let listing = match run(family.iptables(), &["-w", "-t", table, "-S"], None) {
-        Ok(listing) => listing,
-        Err(RulesError::NotInstalled { .. }) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mut present = Present {
-        deletes: Vec::new(),
-        chain: false,
-    };
-    for line in listing.lines() {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["-N", name] if *name == CHAIN => present.chain = true,
-            ["-A", .., "-j" | "-g", target] if *target == CHAIN => {
-                // `-S` prints rules in the syntax restore reads (quotes included): delete by spec, so a
-                // rule inserted meanwhile cannot shift the deletion to the wrong rule.
-                present.deletes.push(format!("-D{}", &line[2..]));
-            }
-            _ => {}
-        }
+    match run(family.iptables(), &["-w", "-t", table, "-S"], None) {
+        Ok(listing) => Ok(Some(Present::read(&listing))),
+        Err(RulesError::NotInstalled { .. }) => Ok(None),
+        Err(e) => Err(e),
     }
-    Ok(Some(present))
 }
 
 fn remove_iptables(family: Family) -> Result<(), RulesError> {
