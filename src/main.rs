@@ -19,7 +19,9 @@ use outgate::log::{FlowLine, HttpLine, TlsLine, rfc3339};
 use outgate::nfqueue::{self, LogTarget, RunConfig};
 use outgate::policy::{DEFAULT_POLICY, LoadError};
 use outgate::replay::{ReplayConfig, replay};
-use outgate::rules::{self, Backend, Family, Marks, Mode, QueueRange, RulesConfig};
+use outgate::rules::{
+    self, Backend, Family, Marks, Mode, QueueRange, Rate, RulesConfig, SourceLimit,
+};
 use outgate::{Engine, Policy};
 
 const ABOUT: &str = "Outbound packet filter: default-deny egress that stays practical.";
@@ -171,6 +173,14 @@ enum Command {
         /// other software's marks (WireGuard, multi-WAN, Kubernetes). The daemon must be given the same.
         #[arg(long, value_name = "MASK", default_value_t = Marks::DEFAULT)]
         mark_mask: Marks,
+        /// At most RATE packets per source address go to the queues (N/second or N/minute, e.g.
+        /// 200/second); the kernel drops the rest. A dropped flow's retries all reach the daemon, so one
+        /// client could otherwise flood it. Decided flows are not counted.
+        #[arg(long, value_name = "RATE")]
+        limit_per_source: Option<Rate>,
+        /// How many packets a source may send at once above --limit-per-source [default: the rate's N].
+        #[arg(long, value_name = "N", requires = "limit_per_source")]
+        limit_burst: Option<u32>,
         /// iptables (iptables-restore text, applied with iptables-nft or legacy) or nft. Note: kernels
         /// without NFT_QUEUE cannot run the nft ruleset's queue statement.
         #[arg(long, default_value = "iptables")]
@@ -290,20 +300,27 @@ fn main() -> ExitCode {
             fail_open,
             fail_closed: _,
             mark_mask,
+            limit_per_source,
+            limit_burst,
             backend,
             apply,
             remove,
-        } => {
-            let cfg = RulesConfig {
-                queues,
-                mode,
-                lan,
-                wan,
-                fail_open,
-                marks: mark_mask,
-            };
-            rules_command(&cfg, backend, apply, remove)
-        }
+        } => limit_per_source
+            .map(|rate| SourceLimit::new(rate, limit_burst))
+            .transpose()
+            .map_err(|e| e.to_string())
+            .and_then(|limit_per_source| {
+                let cfg = RulesConfig {
+                    queues,
+                    mode,
+                    lan,
+                    wan,
+                    fail_open,
+                    marks: mark_mask,
+                    limit_per_source,
+                };
+                rules_command(&cfg, backend, apply, remove)
+            }),
     };
     match result {
         Ok(code) => code,

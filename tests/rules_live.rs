@@ -18,7 +18,7 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use outgate::Verdict;
-use outgate::rules::{Backend, Marks, Mode, RulesConfig, apply, nft, remove};
+use outgate::rules::{Backend, Family, Marks, Mode, RulesConfig, SourceLimit, apply, nft, remove};
 
 const M: Marks = Marks::DEFAULT;
 
@@ -122,6 +122,64 @@ fn apply_is_idempotent_and_remove_restores_the_tables() {
     assert_eq!(ns.tables(), before);
 }
 
+/// The text `outgate rules` prints is what iptables-save shows once it is applied, rule for rule, so a
+/// reader can compare the two (and the unit tests' expected text is the kernel's).
+#[test]
+fn generated_rules_are_what_iptables_save_prints() {
+    if !common::root("generated_rules_are_what_iptables_save_prints") {
+        return;
+    }
+    let ns = Netns::new();
+    for (action, cfg) in [
+        ("apply iptables host 0 closed - -", host("0", false)),
+        (
+            "apply iptables host 0-3 open - eth0 mask=0x7000 limit=120/minute burst=7",
+            RulesConfig {
+                wan: Some("eth0".into()),
+                marks: "0x7000".parse().expect("valid"),
+                limit_per_source: Some(
+                    SourceLimit::new("120/minute".parse().expect("valid"), Some(7)).expect("valid"),
+                ),
+                ..host("0-3", true)
+            },
+        ),
+        (
+            "apply iptables gateway 2-5 closed br+ wan0 limit=7/minute",
+            RulesConfig {
+                mode: Mode::Gateway,
+                lan: Some("br+".into()),
+                wan: Some("wan0".into()),
+                limit_per_source: Some(
+                    SourceLimit::new("7/minute".parse().expect("valid"), None).expect("valid"),
+                ),
+                ..host("2-5", false)
+            },
+        ),
+    ] {
+        ns.child(action);
+        for family in Family::ALL {
+            let text = outgate::rules::iptables_restore(&cfg, family).expect("valid config");
+            let generated: Vec<String> = text
+                .lines()
+                .filter_map(|l| {
+                    if l.starts_with("-A ") {
+                        return Some(l.to_string());
+                    }
+                    // `-I HOOK 1 ...` is saved as `-A HOOK ...`
+                    let (hook, rest) = l.strip_prefix("-I ")?.split_once(" 1 ")?;
+                    Some(format!("-A {hook} {rest}"))
+                })
+                .collect();
+            let saved = ns.out(&format!("{}-save", family.iptables()), &[]);
+            let saved: Vec<&str> = saved
+                .lines()
+                .filter(|l| l.starts_with("-A ") && l.contains("OUTGATE"))
+                .collect();
+            assert_eq!(saved, generated, "{action} {family:?}");
+        }
+    }
+}
+
 /// An `ip6tables-restore` that passes `--test` and fails the commit (the real one from PATH does the
 /// test): `apply` must leave IPv4 as it was, with or without an outgate ruleset there before.
 #[test]
@@ -175,6 +233,30 @@ fn apply_is_all_or_nothing_across_families() {
         before.contains("-A FORWARD -i lan0 -o wan0 -j OUTGATE"),
         "{before}"
     );
+}
+
+/// Fail-open without a daemon passes every undecided packet (`--queue-bypass`), except what is over the
+/// per-source limit: of 200 packets sent at once from one address, only the burst gets through.
+#[test]
+fn limit_per_source_caps_what_goes_to_the_queue() {
+    if !common::root("limit_per_source_caps_what_goes_to_the_queue") {
+        return;
+    }
+    let (a, b) = Netns::pair();
+    b.count_udp_in(9010);
+    a.child("apply iptables host 0 open - - limit=1/minute burst=10");
+    let sent = a.child(&format!("udp-send {B4} 9010 0 200 0"));
+    assert!(sent.contains("sent=10 errors=190 "), "{sent}");
+    assert_eq!(b.eventually_udp_in(9010, (10, 0)), (10, 0));
+    settle();
+    assert_eq!(b.udp_in(9010), (10, 0));
+    let limit = "-A OUTGATE -m mark --mark 0x0/0xf00 -m hashlimit --hashlimit-above 1/min \
+                 --hashlimit-burst 10 --hashlimit-mode srcip --hashlimit-name outgate4 -j DROP";
+    assert_eq!(a.counter("iptables", limit), 190);
+    // Another family, another bucket.
+    b.count_udp_in(9011);
+    a.child(&format!("udp-send {B6} 9011 0 20 0"));
+    assert_eq!(b.eventually_udp_in(9011, (0, 10)), (0, 10));
 }
 
 #[test]
@@ -479,6 +561,13 @@ fn nft_rulesets_pass_nft_check() {
             ..host("5", false)
         },
         RulesConfig {
+            limit_per_source: Some(
+                SourceLimit::new("200/second".parse().expect("valid"), Some(20)).expect("valid"),
+            ),
+            marks: "0x7000".parse().expect("valid"),
+            ..host("0-1", false)
+        },
+        RulesConfig {
             queues: "2-5".parse().expect("valid"),
             mode: Mode::Gateway,
             lan: Some("br+".into()),
@@ -596,8 +685,10 @@ fn marks_are_the_daemon_contract() {
 
 /// Runs in a copy of this binary inside a namespace when `OUTGATE_RULES_CHILD` is set; otherwise it
 /// has nothing to do. Prints one result line, prefixed with [`RESULT`]:
-/// - `apply BACKEND MODE QUEUES open|closed LAN|- WAN|-` and `remove`: `ok` or `error: MESSAGE`
-/// - `udp-send ADDR PORT SPORT COUNT`: `ADDR PORT sent=N errors=M last=ERROR`
+/// - `apply BACKEND MODE QUEUES open|closed LAN|- WAN|- [mask=MASK] [limit=RATE] [burst=N]` and
+///   `remove`: `ok` or `error: MESSAGE`
+/// - `udp-send ADDR PORT SPORT COUNT [GAP_MS]`: `ADDR PORT sent=N errors=M last=ERROR`, a packet every
+///   GAP_MS (default 20) milliseconds
 /// - `tcp-connect ADDR PORT`: `refused`, `timeout`, `connected` or `error: MESSAGE`
 #[test]
 fn netns_child() {
@@ -617,9 +708,9 @@ fn child_action(action: &str) -> String {
         Err(e) => format!("error: {e}"),
     };
     match words.as_slice() {
-        ["apply", backend, mode, queues, fail, lan, wan] => {
+        ["apply", backend, mode, queues, fail, lan, wan, options @ ..] => {
             let name = |w: &str| (w != "-").then(|| w.to_string());
-            let cfg = RulesConfig {
+            let mut cfg = RulesConfig {
                 queues: queues.parse().expect("queue range"),
                 mode: mode.parse().expect("mode"),
                 lan: name(lan),
@@ -627,10 +718,24 @@ fn child_action(action: &str) -> String {
                 fail_open: *fail == "open",
                 ..RulesConfig::default()
             };
+            let (mut rate, mut burst) = (None, None);
+            for option in options {
+                match option.split_once('=') {
+                    Some(("mask", mask)) => cfg.marks = mask.parse().expect("mark mask"),
+                    Some(("limit", limit)) => rate = Some(limit.parse().expect("rate")),
+                    Some(("burst", n)) => burst = Some(n.parse().expect("burst")),
+                    _ => panic!("unknown apply option {option:?}"),
+                }
+            }
+            cfg.limit_per_source =
+                rate.map(|rate| SourceLimit::new(rate, burst).expect("valid limit"));
             outcome(apply(&cfg, backend.parse::<Backend>().expect("backend")))
         }
         ["remove"] => outcome(remove()),
-        ["udp-send", addr, port, sport, count] => udp_send(addr, port, sport, count),
+        ["udp-send", addr, port, sport, count] => udp_send(addr, port, sport, count, 20),
+        ["udp-send", addr, port, sport, count, gap] => {
+            udp_send(addr, port, sport, count, gap.parse().expect("gap"))
+        }
         ["tcp-connect", addr, port] => tcp_connect(addr, port),
         _ => panic!("unknown child action {action:?}"),
     }
@@ -641,7 +746,7 @@ fn socket_addr(addr: &str, port: &str) -> std::net::SocketAddr {
     (ip, port.parse::<u16>().expect("port")).into()
 }
 
-fn udp_send(addr: &str, port: &str, sport: &str, count: &str) -> String {
+fn udp_send(addr: &str, port: &str, sport: &str, count: &str, gap_ms: u64) -> String {
     let to = socket_addr(addr, port);
     let any = if to.is_ipv4() { "0.0.0.0" } else { "::" };
     let socket = std::net::UdpSocket::bind(socket_addr(any, sport)).expect("bind");
@@ -655,7 +760,7 @@ fn udp_send(addr: &str, port: &str, sport: &str, count: &str) -> String {
                 last = format!("{:?}", e.kind());
             }
         }
-        sleep(Duration::from_millis(20));
+        sleep(Duration::from_millis(gap_ms));
     }
     format!("{addr} {port} sent={sent} errors={errors} last={last}")
 }

@@ -87,6 +87,23 @@ pub(super) fn iptables_body(cfg: &RulesConfig, family: Family) -> Vec<String> {
         "# Decided flow: its verdict comes from the conntrack mark. Not when the packet carries one:".into(),
         "# that is the REPEAT pass, and restoring the still-empty conntrack mark would loop it.".into(),
         format!("-A {c} {none} -j CONNMARK --restore-mark --nfmask {mask} --ctmask {mask}"),
+    ]);
+    if let Some(limit) = cfg.limit_per_source {
+        let name = match family {
+            Family::V4 => "outgate4",
+            Family::V6 => "outgate6",
+        };
+        l.extend([
+            "# At most so many packets per source address to the daemon: a dropped flow's retries all come".into(),
+            "# back to it (the kernel never confirms their connection); one client must not flood it.".into(),
+            format!(
+                "-A {c} {none} -m hashlimit --hashlimit-above {} --hashlimit-burst {} --hashlimit-mode srcip --hashlimit-name {name} -j DROP",
+                limit.rate.iptables(),
+                limit.burst
+            ),
+        ]);
+    }
+    l.extend([
         queue_comment.into(),
         format!("-A {c} {none} {}", iptables_queue(cfg)),
         "# Keep a verdict in conntrack so the flow skips the queue: only a verdict, and only into empty".into(),
@@ -493,5 +510,28 @@ COMMIT
                 "COMMIT"
             ]
         );
+    }
+
+    #[test]
+    fn the_limit_per_source_sits_between_restore_and_queue() {
+        let cfg = RulesConfig {
+            limit_per_source: Some(
+                SourceLimit::new("200/second".parse().expect("valid"), Some(50)).expect("valid"),
+            ),
+            ..host("0")
+        };
+        for (family, name) in [(Family::V4, "outgate4"), (Family::V6, "outgate6")] {
+            let text = iptables_restore(&cfg, family).expect("valid config");
+            let r = rules(&text);
+            let limit = format!(
+                "-A OUTGATE -m mark --mark 0x0/0xf00 -m hashlimit --hashlimit-above 200/sec \
+                 --hashlimit-burst 50 --hashlimit-mode srcip --hashlimit-name {name} -j DROP"
+            );
+            let at = r.iter().position(|l| *l == limit).expect(&text);
+            assert!(r[at - 1].contains("--restore-mark"), "{text}");
+            assert!(r[at + 1].contains("-j NFQUEUE"), "{text}");
+        }
+        let none = iptables_restore(&host("0"), Family::V4).expect("valid config");
+        assert!(!none.contains("hashlimit"), "{none}");
     }
 }

@@ -48,11 +48,13 @@ use std::str::FromStr;
 use crate::Verdict;
 
 mod iptables;
+mod limit;
 mod marks;
 mod nft;
 
 pub use iptables::iptables_restore;
 use iptables::{Present, iptables_body, iptables_raw_body};
+pub use limit::{Rate, RateUnit, SourceLimit};
 pub use marks::Marks;
 pub use nft::nft;
 
@@ -228,6 +230,8 @@ pub struct RulesConfig {
     pub fail_open: bool,
     /// Outgate's bits of the packet and conntrack marks.
     pub marks: Marks,
+    /// At most this many packets per source address go to the queues; the rest are dropped.
+    pub limit_per_source: Option<SourceLimit>,
 }
 
 impl Default for RulesConfig {
@@ -239,6 +243,7 @@ impl Default for RulesConfig {
             wan: None,
             fail_open: false,
             marks: Marks::DEFAULT,
+            limit_per_source: None,
         }
     }
 }
@@ -329,6 +334,12 @@ pub enum RulesError {
     LanInHostMode,
     #[error("invalid mark mask '{mask}': {reason}")]
     MarkMask { mask: String, reason: &'static str },
+    #[error("invalid --{option} '{value}': {reason}")]
+    Limit {
+        option: &'static str,
+        value: String,
+        reason: &'static str,
+    },
     #[error("{program}: not found; is it installed and in PATH?")]
     NotInstalled { program: String },
     #[error("{command}: {message}")]

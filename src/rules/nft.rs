@@ -68,9 +68,29 @@ pub fn nft(cfg: &RulesConfig) -> Result<String, RulesError> {
         "\tct helper ftp-standard {".into(),
         "\t\ttype \"ftp\" protocol tcp;".into(),
         "\t}".into(),
+    ];
+    if let Some(limit) = cfg.limit_per_source {
+        // An idle address's bucket is forgotten after as long as hashlimit keeps it.
+        let timeout = match limit.rate.unit {
+            RateUnit::Second => "10s",
+            RateUnit::Minute => "1m",
+        };
+        l.extend([
+            "\t# --limit-per-source: a dropped flow's retries all come back to the daemon (the kernel never".into(),
+            "\t# confirms their connection); one client must not flood it. A token bucket per address.".into(),
+        ]);
+        for (set, kind) in [("limit4", "ipv4_addr"), ("limit6", "ipv6_addr")] {
+            l.extend([
+                format!("\tset {set} {{"),
+                format!("\t\ttype {kind}; size 65535; flags dynamic,timeout; timeout {timeout};"),
+                "\t}".into(),
+            ]);
+        }
+    }
+    l.extend([
         "\t# Assigned after the conntrack lookup (priority -200): before it, `ct helper set` finds no".into(),
         "\t# connection to set it on (nftables wiki, \"Conntrack helpers\"). On a connection's first packet.".into(),
-        format!("\tchain helpers {{"),
+        "\tchain helpers {".into(),
         format!("\t\ttype filter hook {helper_hook} priority filter; policy accept;"),
         format!("\t\t{helper_match}tcp dport 21 ct state new ct helper set \"ftp-standard\""),
         "\t}".into(),
@@ -86,7 +106,7 @@ pub fn nft(cfg: &RulesConfig) -> Result<String, RulesError> {
         "\tchain gate {".into(),
         "\t\t# replies on connections opened from outside are not outbound flows".into(),
         "\t\tct direction reply return".into(),
-    ];
+    ]);
     if cfg.mode == Mode::Host {
         l.extend([
             "\t\t# IPv6 needs neighbour discovery and MLD reports; link-local by hop limit".into(),
@@ -119,6 +139,22 @@ pub fn nft(cfg: &RulesConfig) -> Result<String, RulesError> {
                 "is dropped (fail-closed)"
             }
         ),
+    ]);
+    if let Some(limit) = cfg.limit_per_source {
+        l.push(
+            "\t\t# at most so many packets per source address to the daemon (see the sets above)"
+                .into(),
+        );
+        for (set, address) in [("limit4", "ip saddr"), ("limit6", "ip6 saddr")] {
+            l.push(format!(
+                "\t\t{} update @{set} {{ {address} limit rate over {} burst {} packets }} drop",
+                bits(0),
+                limit.rate.nft(),
+                limit.burst
+            ));
+        }
+    }
+    l.extend([
         format!("\t\t{} {}", bits(0), nft_queue(cfg)),
         "\t\t# a verdict: keep it in conntrack so the flow skips the queue; only a verdict, only into empty".into(),
         "\t\t# bits, so no other value is ever saved and a flow's verdict is never rewritten".into(),
@@ -217,5 +253,24 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn nft_limit_per_source_is_a_set_per_family() {
+        let cfg = RulesConfig {
+            limit_per_source: Some(
+                SourceLimit::new("30/minute".parse().expect("valid"), None).expect("valid"),
+            ),
+            ..gateway()
+        };
+        let text = nft(&cfg).expect("valid config");
+        for needle in [
+            "\tset limit4 {\n\t\ttype ipv4_addr; size 65535; flags dynamic,timeout; timeout 1m;\n\t}\n",
+            "\tset limit6 {\n\t\ttype ipv6_addr; size 65535; flags dynamic,timeout; timeout 1m;\n\t}\n",
+            "\t\tmeta mark & 0xf00 == 0x0 update @limit4 { ip saddr limit rate over 30/minute burst 30 packets } drop\n\t\tmeta mark & 0xf00 == 0x0 update @limit6 { ip6 saddr limit rate over 30/minute burst 30 packets } drop\n\t\tmeta mark & 0xf00 == 0x0 queue num 2-5 bypass\n",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        }
+        assert!(!nft(&gateway()).expect("valid config").contains("limit"));
     }
 }
