@@ -280,7 +280,7 @@ fn main() -> ExitCode {
                 metrics,
                 ..RunConfig::default()
             };
-            run_live(policy, cfg)
+            run_live(policy, queues, cfg)
         }
         Command::Report { format, logs } => {
             let report = outgate::report::report(&logs).map_err(|e| e.to_string());
@@ -401,13 +401,18 @@ fn rules_command(
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_live(policy: Option<PathBuf>, cfg: RunConfig) -> Result<ExitCode, String> {
+fn run_live(
+    policy: Option<PathBuf>,
+    queues: QueueRange,
+    cfg: RunConfig,
+) -> Result<ExitCode, String> {
     if policy.is_none() {
         eprintln!(
             "outgate: no --policy given: using the built-in default policy (see `outgate check --print-default`)"
         );
     }
     let engine = Arc::new(Engine::new(load_policy(policy)?));
+    check_ruleset(queues, &cfg)?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [SIGTERM, SIGINT] {
         signal_hook::flag::register(signal, stop.clone())
@@ -441,6 +446,27 @@ fn run_live(policy: Option<PathBuf>, cfg: RunConfig) -> Result<ExitCode, String>
         summary.packets, summary.flows
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses to start when the installed ruleset sends to other queues, fails the other way or uses other
+/// mark bits (a ruleset for queues 0-3 with a daemon on 0 would drop three quarters of new flows); warns
+/// when there is none.
+fn check_ruleset(queues: QueueRange, cfg: &RunConfig) -> Result<(), String> {
+    match rules::installed() {
+        Ok(Some(installed)) => match installed.mismatch(queues, cfg.fail_open, cfg.marks) {
+            Some(message) => Err(message),
+            None => Ok(()),
+        },
+        Ok(None) => {
+            eprintln!(
+                "outgate: warning: no outgate ruleset is installed: nothing is queued until `outgate rules --apply`"
+            );
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "cannot read the installed ruleset (this needs root, or CAP_NET_ADMIN): {e}"
+        )),
+    }
 }
 
 fn run_replay(

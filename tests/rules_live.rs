@@ -18,7 +18,10 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use outgate::Verdict;
-use outgate::rules::{Backend, Family, Marks, Mode, RulesConfig, SourceLimit, apply, nft, remove};
+use outgate::rules::{
+    Backend, Family, Installed, Marks, Mode, RulesConfig, SourceLimit, apply, installed, nft,
+    remove,
+};
 
 const M: Marks = Marks::DEFAULT;
 
@@ -178,6 +181,146 @@ fn generated_rules_are_what_iptables_save_prints() {
             assert_eq!(saved, generated, "{action} {family:?}");
         }
     }
+}
+
+/// The iptables ruleset describes itself, and [`installed`] reads it back; a chain without description
+/// (an older outgate's), or families that disagree, are errors rather than guesses.
+#[test]
+fn installed_reads_the_ruleset_back() {
+    if !common::root("installed_reads_the_ruleset_back") {
+        return;
+    }
+    let ns = Netns::new();
+    assert_eq!(ns.child("installed"), "None");
+    ns.child("apply iptables host 0-3 closed - -");
+    let expected = Installed {
+        backend: Backend::Iptables,
+        config: host("0-3", false),
+    };
+    assert_eq!(ns.child("installed"), format!("{:?}", Some(expected)));
+    ns.child("apply iptables gateway 2 open br+ wan0 mask=0x7000 limit=5/second burst=9");
+    let expected = Installed {
+        backend: Backend::Iptables,
+        config: RulesConfig {
+            mode: Mode::Gateway,
+            lan: Some("br+".into()),
+            wan: Some("wan0".into()),
+            marks: "0x7000".parse().expect("valid"),
+            limit_per_source: Some(
+                SourceLimit::new("5/second".parse().expect("valid"), Some(9)).expect("valid"),
+            ),
+            ..host("2", true)
+        },
+    };
+    assert_eq!(ns.child("installed"), format!("{:?}", Some(expected)));
+
+    let description = "outgate ruleset: mode=gateway queues=3 fail=open mark-mask=0x7000 lan=br+ \
+                       wan=wan0 limit=5/second burst=9";
+    ns.ok(
+        "ip6tables",
+        &[
+            "-R",
+            "OUTGATE",
+            "1",
+            "-m",
+            "comment",
+            "--comment",
+            description,
+        ],
+    );
+    let result = ns.child_result("installed");
+    assert!(
+        result.starts_with("error: the IPv4 and IPv6 rulesets differ (IPv4: "),
+        "{result}"
+    );
+    assert!(result.contains("queues=3"), "{result}");
+    ns.ok("ip6tables", &["-D", "OUTGATE", "1"]);
+    assert_eq!(
+        ns.child_result("installed"),
+        "error: IPv6 chain OUTGATE has no description (made by an older outgate?): run `outgate \
+         rules --apply` to replace it"
+    );
+    ns.child("remove");
+    assert_eq!(ns.child("installed"), "None");
+}
+
+/// `outgate run` reads the installed ruleset before it binds a queue: other queues, another fail mode or
+/// other mark bits, and it refuses to start, naming both values and the commands that fix it. No
+/// ruleset: it starts, and warns once that nothing will be queued.
+#[test]
+fn run_refuses_a_ruleset_made_for_other_settings() {
+    if !common::root("run_refuses_a_ruleset_made_for_other_settings") {
+        return;
+    }
+    let ns = Netns::new();
+    let run = |args: &str| {
+        let mut words = vec!["run", "--policy", "/dev/null"];
+        words.extend(args.split_whitespace());
+        let out = ns
+            .exec(common::outgate_bin(), &words)
+            .output()
+            .expect("run outgate");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    ns.child("apply iptables host 0-3 closed - -");
+    let (code, stderr) = run("--queues 0");
+    assert_eq!(code, Some(1), "{stderr}");
+    for needle in [
+        "the installed ruleset (iptables, host mode) does not match this daemon",
+        "queues: the ruleset sends to 0-3, this daemon binds 0\n",
+        "start the daemon as the ruleset expects: outgate run --queues 0-3 --fail-closed \
+         --mark-mask 0xf00",
+        "or make the ruleset match the daemon: outgate rules --apply --mode host --queues 0 \
+         --fail-closed --mark-mask 0xf00\n",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle:?} in\n{stderr}");
+    }
+    assert!(!stderr.contains("fail mode:"), "{stderr}");
+    let (code, stderr) = run("--queues 0-3 --fail-open --mark-mask 0xf000");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("fail mode: the ruleset is fail-closed, this daemon fail-open"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("mark mask: the ruleset uses 0xf00, this daemon 0xf000"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("queues:"), "{stderr}");
+    assert!(
+        !Netns::queues_bound(&ns).contains(&0),
+        "a refused daemon bound a queue"
+    );
+
+    // No ruleset: the daemon starts, and says that nothing comes to it.
+    ns.child("remove");
+    let log = tempfile::NamedTempFile::new().expect("temp file");
+    let daemon = {
+        let mut c = ns.exec(
+            common::outgate_bin(),
+            &["run", "--policy", "/dev/null", "--queues", "7"],
+        );
+        c.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log.reopen().expect("temp file"));
+        Spawned(c.spawn().expect("start outgate run"))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !ns.queues_bound().contains(&7) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "queue 7 was never bound"
+        );
+        sleep(Duration::from_millis(50));
+    }
+    drop(daemon);
+    let stderr = std::fs::read_to_string(log.path()).expect("read stderr");
+    let warning = "outgate: warning: no outgate ruleset is installed: nothing is queued until \
+                   `outgate rules --apply`\n";
+    assert_eq!(stderr.matches(warning).count(), 1, "{stderr}");
 }
 
 /// An `ip6tables-restore` that passes `--test` and fails the commit (the real one from PATH does the
@@ -687,6 +830,7 @@ fn marks_are_the_daemon_contract() {
 /// has nothing to do. Prints one result line, prefixed with [`RESULT`]:
 /// - `apply BACKEND MODE QUEUES open|closed LAN|- WAN|- [mask=MASK] [limit=RATE] [burst=N]` and
 ///   `remove`: `ok` or `error: MESSAGE`
+/// - `installed`: [`installed`]'s answer, `{:?}`, or `error: MESSAGE`
 /// - `udp-send ADDR PORT SPORT COUNT [GAP_MS]`: `ADDR PORT sent=N errors=M last=ERROR`, a packet every
 ///   GAP_MS (default 20) milliseconds
 /// - `tcp-connect ADDR PORT`: `refused`, `timeout`, `connected` or `error: MESSAGE`
@@ -732,6 +876,10 @@ fn child_action(action: &str) -> String {
             outcome(apply(&cfg, backend.parse::<Backend>().expect("backend")))
         }
         ["remove"] => outcome(remove()),
+        ["installed"] => match installed() {
+            Ok(found) => format!("{found:?}"),
+            Err(e) => format!("error: {e}"),
+        },
         ["udp-send", addr, port, sport, count] => udp_send(addr, port, sport, count, 20),
         ["udp-send", addr, port, sport, count, gap] => {
             udp_send(addr, port, sport, count, gap.parse().expect("gap"))
@@ -964,6 +1112,14 @@ impl Netns {
                 ],
             );
         }
+    }
+
+    /// The NFQUEUE numbers bound in this namespace.
+    fn queues_bound(&self) -> Vec<u16> {
+        self.out("cat", &["/proc/net/netfilter/nfnetlink_queue"])
+            .lines()
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .collect()
     }
 
     /// Starts `program` in this namespace, in the background.

@@ -45,6 +45,9 @@ pub(super) fn iptables_body(cfg: &RulesConfig, family: Family) -> Vec<String> {
         "# daemon's REPEAT pass (the hook again from its first rule) runs no other rule twice."
             .into(),
         format!("-I {hook} 1 {hook_match} -j {c}"),
+        "# What this ruleset was made with: `outgate run` reads it, and refuses to start with other".into(),
+        "# queues, another fail mode or other mark bits.".into(),
+        format!("-A {c} -m comment --comment \"{}\"", describe::describe(cfg)),
         "# Replies on connections opened from outside are not outbound flows.".into(),
         format!("-A {c} -m conntrack --ctdir REPLY -j RETURN"),
     ];
@@ -269,6 +272,9 @@ COMMIT
 # First in the hook: no earlier rule may pass packets of flows under inspection, and the
 # daemon's REPEAT pass (the hook again from its first rule) runs no other rule twice.
 -I OUTPUT 1 ! -o lo -j OUTGATE
+# What this ruleset was made with: `outgate run` reads it, and refuses to start with other
+# queues, another fail mode or other mark bits.
+-A OUTGATE -m comment --comment \"outgate ruleset: mode=host queues=0 fail=closed mark-mask=0xf00\"
 # Replies on connections opened from outside are not outbound flows.
 -A OUTGATE -m conntrack --ctdir REPLY -j RETURN
 # The daemon's REPEAT of a packet it passed but has not decided (pending): on to the admin's

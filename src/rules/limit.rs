@@ -83,7 +83,7 @@ impl fmt::Display for Rate {
 }
 
 /// Digits only, 1 to [`MAX`].
-fn number(s: &str) -> Option<u32> {
+pub(super) fn number(s: &str) -> Option<u32> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

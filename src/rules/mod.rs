@@ -47,11 +47,13 @@ use std::str::FromStr;
 
 use crate::Verdict;
 
+mod describe;
 mod iptables;
 mod limit;
 mod marks;
 mod nft;
 
+pub use describe::Installed;
 pub use iptables::iptables_restore;
 use iptables::{Present, iptables_body, iptables_raw_body};
 pub use limit::{Rate, RateUnit, SourceLimit};
@@ -340,6 +342,20 @@ pub enum RulesError {
         value: String,
         reason: &'static str,
     },
+    #[error(
+        "outgate's ruleset describes itself as '{text}': {reason}; run `outgate rules --apply` to replace it"
+    )]
+    Description { text: String, reason: String },
+    #[error(
+        "{0} has no description (made by an older outgate?): run `outgate rules --apply` to replace it"
+    )]
+    Undescribed(String),
+    #[error("{0}: run `outgate rules --apply` to replace it")]
+    Inconsistent(String),
+    #[error(
+        "the nft ruleset describes itself in a comment of {length} characters, and nft takes at most {max}: use shorter interface names, or --backend iptables"
+    )]
+    NftDescription { length: usize, max: usize },
     #[error("{program}: not found; is it installed and in PATH?")]
     NotInstalled { program: String },
     #[error("{command}: {message}")]
@@ -445,6 +461,60 @@ fn put_back(family: Family, before: &[(&str, Present); 2]) -> Result<(), RulesEr
         l.extend(iptables::put_back(table, before, &now));
     }
     restore(family, &lines(l))
+}
+
+/// The ruleset outgate installed, read from its description (see [`Installed`]): `None` when there is
+/// none. An error when a ruleset cannot describe itself (made by an older outgate), when the families'
+/// rulesets differ, or when both backends hold one: a daemon must not guess which one it serves.
+pub fn installed() -> Result<Option<Installed>, RulesError> {
+    let mut families = Vec::new();
+    for family in Family::ALL {
+        match run(family.iptables(), &["-w", "-t", "filter", "-S"], None) {
+            Ok(listing) => families.push((family, describe::in_iptables(family, &listing)?)),
+            Err(RulesError::NotInstalled { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let iptables = match families.as_slice() {
+        [(_, v4), (_, v6)] if v4 == v6 => v4.clone(),
+        [(_, v4), (_, v6)] => {
+            let show = |cfg: &Option<RulesConfig>| {
+                cfg.as_ref().map_or("none".to_string(), describe::describe)
+            };
+            return Err(RulesError::Inconsistent(format!(
+                "the IPv4 and IPv6 rulesets differ (IPv4: {}; IPv6: {})",
+                show(v4),
+                show(v6)
+            )));
+        }
+        [(_, one)] => one.clone(),
+        _ => None,
+    };
+    let nft = match run("nft", &["list", "table", "inet", NFT_TABLE], None) {
+        Ok(listing) => Some(describe::in_nft(&listing)?),
+        Err(RulesError::NotInstalled { .. }) => None,
+        // What nft says when the table is not there.
+        Err(RulesError::Command { message, .. })
+            if message.contains("No such file or directory") =>
+        {
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    match (iptables, nft) {
+        (Some(_), Some(_)) => Err(RulesError::Inconsistent(format!(
+            "both an iptables ruleset (chain {CHAIN}) and an nft one (table inet {NFT_TABLE}) are installed"
+        ))),
+        (Some(config), None) => Ok(Some(Installed {
+            backend: Backend::Iptables,
+            config,
+        })),
+        (None, Some(config)) => Ok(Some(Installed {
+            backend: Backend::Nft,
+            config,
+        })),
+        (None, None) => Ok(None),
+    }
 }
 
 /// Removes every trace of outgate: each jump to [`CHAIN`] in the filter table (any chain, any mode),

@@ -51,6 +51,7 @@ pub fn nft(cfg: &RulesConfig) -> Result<String, RulesError> {
         (_, _, Some(wan)) => ("output", format!("oifname {} ", nft_interface(wan))),
         _ => ("output", "oifname != \"lo\" ".to_string()),
     };
+    let description = describe::describe_for_nft(cfg)?;
     let m = cfg.marks;
     let mask = hex(m.mask());
     let keep = hex(!m.mask());
@@ -104,6 +105,8 @@ pub fn nft(cfg: &RulesConfig) -> Result<String, RulesError> {
         format!("\t\t{jump}"),
         "\t}".into(),
         "\tchain gate {".into(),
+        "\t\t# what this ruleset was made with: `outgate run` reads it".into(),
+        format!("\t\tcontinue comment \"{description}\""),
         "\t\t# replies on connections opened from outside are not outbound flows".into(),
         "\t\tct direction reply return".into(),
     ]);
