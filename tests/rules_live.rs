@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use outgate::Verdict;
 use outgate::rules::{
-    Backend, Family, Installed, Marks, Mode, RulesConfig, SourceLimit, apply, installed, nft,
-    remove,
+    Backend, Family, Installed, Marks, Mode, RulesConfig, SourceLimit, apply, ensure_first,
+    installed, nft, remove,
 };
 
 const M: Marks = Marks::DEFAULT;
@@ -321,6 +321,102 @@ fn run_refuses_a_ruleset_made_for_other_settings() {
     let warning = "outgate: warning: no outgate ruleset is installed: nothing is queued until \
                    `outgate rules --apply`\n";
     assert_eq!(stderr.matches(warning).count(), 1, "{stderr}");
+}
+
+/// What ufw, firewalld and Docker do on every reload (insert their rules at position 1) is undone by
+/// `ensure_first`, which reports each repair once.
+#[test]
+fn ensure_first_puts_the_jump_back_first() {
+    if !common::root("ensure_first_puts_the_jump_back_first") {
+        return;
+    }
+    let ns = Netns::new();
+    let established = "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT";
+    ns.child("apply iptables host 0 closed - -");
+    assert_eq!(ns.child("ensure-first host 0 closed - -"), "nothing");
+    for tool in ["iptables", "ip6tables"] {
+        ns.ok(tool, &split(&format!("-I OUTPUT 1 {established}")));
+    }
+    ns.ok(
+        "iptables",
+        &split("-t raw -I OUTPUT 1 -p udp --dport 9 -j ACCEPT"),
+    );
+    let repairs = ns.child("ensure-first host 0 closed - -");
+    assert_eq!(
+        repairs.split(" | ").collect::<Vec<_>>(),
+        [
+            "IPv4 raw OUTPUT: rule 1 was `-A OUTPUT -p udp -m udp --dport 9 -j ACCEPT`, the jump \
+             was further down; the jump to OUTGATE is rule 1 again",
+            "IPv4 filter OUTPUT: rule 1 was `-A OUTPUT -m conntrack --ctstate RELATED,ESTABLISHED \
+             -j ACCEPT`, the jump was further down; the jump to OUTGATE is rule 1 again",
+            "IPv6 filter OUTPUT: rule 1 was `-A OUTPUT -m conntrack --ctstate RELATED,ESTABLISHED \
+             -j ACCEPT`, the jump was further down; the jump to OUTGATE is rule 1 again",
+        ]
+    );
+    let tables = ns.tables();
+    for family in tables.split("*filter").skip(1) {
+        let output: Vec<_> = family
+            .lines()
+            .take_while(|l| *l != "COMMIT")
+            .filter(|l| l.starts_with("-A OUTPUT "))
+            .collect();
+        assert_eq!(
+            output,
+            [
+                "-A OUTPUT ! -o lo -j OUTGATE".to_string(),
+                format!("-A OUTPUT {established}")
+            ],
+            "{tables}"
+        );
+    }
+    assert_eq!(ns.child("ensure-first host 0 closed - -"), "nothing");
+
+    // A jump deleted by hand comes back too.
+    ns.ok("ip6tables", &split("-D OUTPUT ! -o lo -j OUTGATE"));
+    assert_eq!(
+        ns.child("ensure-first host 0 closed - -"),
+        format!(
+            "IPv6 filter OUTPUT: rule 1 was `-A OUTPUT {established}`, the jump was missing; the \
+             jump to OUTGATE is rule 1 again"
+        )
+    );
+    assert_eq!(ns.child("ensure-first host 0 closed - -"), "nothing");
+
+    // Gateway mode: FORWARD, and the raw table's PREROUTING.
+    ns.child("apply iptables gateway 0 closed lan0 wan0");
+    for tool in ["iptables", "ip6tables"] {
+        ns.ok(tool, &split(&format!("-I FORWARD 1 {established}")));
+    }
+    let repairs = ns.child("ensure-first gateway 0 closed lan0 wan0");
+    assert_eq!(
+        repairs.matches("filter FORWARD: rule 1 was `").count(),
+        2,
+        "{repairs}"
+    );
+    assert!(!repairs.contains("raw"), "{repairs}");
+    let tables = ns.tables();
+    let jumps = tables
+        .lines()
+        .filter(|l| l.starts_with("-A FORWARD "))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        jumps[0], "-A FORWARD -i lan0 -o wan0 -j OUTGATE",
+        "{tables}"
+    );
+    assert_eq!(
+        ns.child("ensure-first gateway 0 closed lan0 wan0"),
+        "nothing"
+    );
+
+    // No ruleset at all: a reload flushed it, and the jump alone cannot bring it back.
+    ns.child("remove");
+    let gone = ns.child_result("ensure-first gateway 0 closed lan0 wan0");
+    assert!(
+        gone.starts_with(
+            "error: outgate's ruleset is gone: the IPv4 raw table has no chain OUTGATE"
+        ),
+        "{gone}"
+    );
 }
 
 /// An `ip6tables-restore` that passes `--test` and fails the commit (the real one from PATH does the
@@ -830,6 +926,8 @@ fn marks_are_the_daemon_contract() {
 /// has nothing to do. Prints one result line, prefixed with [`RESULT`]:
 /// - `apply BACKEND MODE QUEUES open|closed LAN|- WAN|- [mask=MASK] [limit=RATE] [burst=N]` and
 ///   `remove`: `ok` or `error: MESSAGE`
+/// - `ensure-first MODE QUEUES open|closed LAN|- WAN|-`: [`ensure_first`]'s repairs joined by ` | `,
+///   `nothing`, or `error: MESSAGE`
 /// - `installed`: [`installed`]'s answer, `{:?}`, or `error: MESSAGE`
 /// - `udp-send ADDR PORT SPORT COUNT [GAP_MS]`: `ADDR PORT sent=N errors=M last=ERROR`, a packet every
 ///   GAP_MS (default 20) milliseconds
@@ -876,6 +974,22 @@ fn child_action(action: &str) -> String {
             outcome(apply(&cfg, backend.parse::<Backend>().expect("backend")))
         }
         ["remove"] => outcome(remove()),
+        ["ensure-first", mode, queues, fail, lan, wan] => {
+            let name = |w: &str| (w != "-").then(|| w.to_string());
+            let cfg = RulesConfig {
+                queues: queues.parse().expect("queue range"),
+                mode: mode.parse().expect("mode"),
+                lan: name(lan),
+                wan: name(wan),
+                fail_open: *fail == "open",
+                ..RulesConfig::default()
+            };
+            match ensure_first(&cfg) {
+                Ok(repairs) if repairs.is_empty() => "nothing".into(),
+                Ok(repairs) => repairs.join(" | "),
+                Err(e) => format!("error: {e}"),
+            }
+        }
         ["installed"] => match installed() {
             Ok(found) => format!("{found:?}"),
             Err(e) => format!("error: {e}"),

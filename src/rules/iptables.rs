@@ -7,12 +7,27 @@ fn mark_is(marks: Marks, value: u32) -> String {
 }
 
 /// The hook chain and the match of the jump to [`CHAIN`].
-pub(super) fn iptables_hook(cfg: &RulesConfig) -> (&'static str, String) {
+fn iptables_hook(cfg: &RulesConfig) -> (&'static str, String) {
     match (cfg.mode, &cfg.lan, &cfg.wan) {
         (Mode::Gateway, Some(lan), Some(wan)) => ("FORWARD", format!("-i {lan} -o {wan}")),
         (_, _, Some(wan)) => ("OUTPUT", format!("-o {wan}")),
         _ => ("OUTPUT", "! -o lo".to_string()),
     }
+}
+
+/// The jumps to [`CHAIN`], each the first rule of its hook: (table, hook chain, the rule after
+/// `-A HOOK `), raw table first.
+pub(super) fn jumps(cfg: &RulesConfig) -> [(&'static str, &'static str, String); 2] {
+    let (hook, hook_match) = iptables_hook(cfg);
+    // raw has no FORWARD: in gateway mode the LAN side's PREROUTING sees the same packets.
+    let (raw_hook, raw_match) = match (cfg.mode, &cfg.lan) {
+        (Mode::Gateway, Some(lan)) => ("PREROUTING", format!("-i {lan}")),
+        _ => ("OUTPUT", hook_match.clone()),
+    };
+    [
+        ("raw", raw_hook, format!("{raw_match} -j {CHAIN}")),
+        ("filter", hook, format!("{hook_match} -j {CHAIN}")),
+    ]
 }
 
 /// Several queues are balanced by the kernel's hash of the two addresses, so each flow stays on one queue
@@ -33,7 +48,7 @@ fn iptables_queue(cfg: &RulesConfig) -> String {
 
 /// The table body: everything between `*filter` and `COMMIT`, with a comment above each step.
 pub(super) fn iptables_body(cfg: &RulesConfig, family: Family) -> Vec<String> {
-    let (hook, hook_match) = iptables_hook(cfg);
+    let [_, (_, hook, jump)] = jumps(cfg);
     let c = CHAIN;
     let m = cfg.marks;
     let mask = hex(m.mask());
@@ -44,7 +59,7 @@ pub(super) fn iptables_body(cfg: &RulesConfig, family: Family) -> Vec<String> {
             .into(),
         "# daemon's REPEAT pass (the hook again from its first rule) runs no other rule twice."
             .into(),
-        format!("-I {hook} 1 {hook_match} -j {c}"),
+        format!("-I {hook} 1 {jump}"),
         "# What this ruleset was made with: `outgate run` reads it, and refuses to start with other".into(),
         "# queues, another fail mode or other mark bits.".into(),
         format!("-A {c} -m comment --comment \"{}\"", describe::describe(cfg)),
@@ -138,14 +153,10 @@ pub(super) fn iptables_body(cfg: &RulesConfig, family: Family) -> Vec<String> {
 /// accepted control connection's data channel is accepted in the kernel, and nothing else on high ports.
 pub(super) fn iptables_raw_body(cfg: &RulesConfig) -> Vec<String> {
     let c = CHAIN;
-    // raw has no FORWARD: in gateway mode the LAN side's PREROUTING sees the same packets.
-    let hook = match (cfg.mode, &cfg.lan) {
-        (Mode::Gateway, Some(lan)) => format!("-I PREROUTING 1 -i {lan} -j {c}"),
-        _ => format!("-I OUTPUT 1 {} -j {c}", iptables_hook(cfg).1),
-    };
+    let [(_, hook, jump), _] = jumps(cfg);
     vec![
         format!(":{c} - [0:0]"),
-        hook,
+        format!("-I {hook} 1 {jump}"),
         "# FTP: the kernel's helper admits exactly the data connection the control connection announces."
             .into(),
         format!("-A {c} -p tcp -m tcp --dport 21 -j CT --helper ftp"),
