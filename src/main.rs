@@ -185,9 +185,14 @@ enum Command {
         /// without NFT_QUEUE cannot run the nft ruleset's queue statement.
         #[arg(long, default_value = "iptables")]
         backend: Backend,
-        /// Install the ruleset (replacing an earlier one).
+        /// Install the ruleset (replacing an earlier one). Refused when other software's rules write
+        /// into the mark bits (iptables/nft MARK, CONNMARK, TPROXY; `ip rule fwmark`): each is named.
         #[arg(long, conflicts_with = "remove")]
         apply: bool,
+        /// With --apply: install even though other software writes into the mark bits (a foreign value
+        /// there can pass for a verdict).
+        #[arg(long, requires = "apply")]
+        force: bool,
         /// Remove every trace of outgate's ruleset.
         #[arg(long)]
         remove: bool,
@@ -304,6 +309,7 @@ fn main() -> ExitCode {
             limit_burst,
             backend,
             apply,
+            force,
             remove,
         } => limit_per_source
             .map(|rate| SourceLimit::new(rate, limit_burst))
@@ -319,7 +325,7 @@ fn main() -> ExitCode {
                     marks: mark_mask,
                     limit_per_source,
                 };
-                rules_command(&cfg, backend, apply, remove)
+                rules_command(&cfg, backend, apply, force, remove)
             }),
     };
     match result {
@@ -381,12 +387,13 @@ fn rules_command(
     cfg: &RulesConfig,
     backend: Backend,
     apply: bool,
+    force: bool,
     remove: bool,
 ) -> Result<ExitCode, String> {
     if remove {
         rules::remove().map_err(|e| e.to_string())?;
     } else if apply {
-        rules::apply(cfg, backend).map_err(|e| e.to_string())?;
+        rules::apply(cfg, backend, force).map_err(|e| e.to_string())?;
     } else {
         let text = match backend {
             Backend::Iptables => {

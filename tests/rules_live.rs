@@ -419,6 +419,148 @@ fn ensure_first_puts_the_jump_back_first() {
     );
 }
 
+/// Other software's marks in outgate's bits: a packet that arrives with a 1 there reads as a verdict
+/// (the filter is bypassed), a conntrack mark written there forges or erases one. `apply` refuses, naming
+/// the rule; other bits, or `--force`, and it applies.
+#[test]
+fn apply_refuses_rules_that_write_into_outgates_mark_bits() {
+    if !common::root("apply_refuses_rules_that_write_into_outgates_mark_bits") {
+        return;
+    }
+    let ns = Netns::new();
+    // Outgate's own rules (its CONNMARK saves) are no collision: applying again is fine.
+    ns.child("apply iptables host 0 closed - -");
+    ns.child("apply iptables host 0 closed - -");
+    let mwan = "-A OUTPUT -j MARK --set-xmark 0x100/0x3f00";
+    let save = "-A PREROUTING -j CONNMARK --save-mark --nfmask 0x3f00 --ctmask 0x3f00";
+    let cases = [
+        Foreign {
+            what: "mwan3-like packet mark",
+            add: vec![("iptables", format!("-t mangle {mwan}"))],
+            take_away: vec![(
+                "iptables",
+                format!("-t mangle {}", mwan.replacen("-A", "-D", 1)),
+            )],
+            words: vec![format!(
+                "iptables mangle OUTPUT: `{mwan}` sets packet-mark bits 0x100"
+            )],
+            free: "0xf000",
+            in_0xf000_too: false,
+        },
+        Foreign {
+            what: "wg-quick's fwmark",
+            add: vec![("ip", "rule add not fwmark 0xca6c table 51820".into())],
+            take_away: vec![("ip", "rule del not fwmark 0xca6c table 51820".into())],
+            words: vec![
+                "ip rule: `32765: not from all fwmark 0xca6c lookup 51820`".into(),
+                "mark bits 0xa00".into(),
+            ],
+            free: "0xf0000",
+            in_0xf000_too: true,
+        },
+        Foreign {
+            what: "an nft table of the admin's",
+            add: vec![
+                ("nft", "add table inet admin".into()),
+                (
+                    "nft",
+                    "add chain inet admin out { type route hook output priority mangle ; }".into(),
+                ),
+                (
+                    "nft",
+                    "add rule inet admin out meta mark set meta mark | 0x200".into(),
+                ),
+            ],
+            take_away: vec![("nft", "delete table inet admin".into())],
+            words: vec![
+                "nft table inet admin, chain out: `meta mark set meta mark | 0x00000200` sets \
+                 packet-mark bits 0x200"
+                    .into(),
+            ],
+            free: "0xf000",
+            in_0xf000_too: false,
+        },
+        Foreign {
+            what: "a conntrack mark save",
+            add: vec![("ip6tables", format!("-t mangle {save}"))],
+            take_away: vec![(
+                "ip6tables",
+                format!("-t mangle {}", save.replacen("-A", "-D", 1)),
+            )],
+            words: vec![format!(
+                "ip6tables mangle PREROUTING: `{save}` writes conntrack-mark bits 0xf00"
+            )],
+            free: "0xf0000",
+            in_0xf000_too: true,
+        },
+    ];
+    for Foreign {
+        what,
+        add,
+        take_away,
+        words,
+        free,
+        in_0xf000_too,
+    } in &cases
+    {
+        for (program, args) in add {
+            ns.ok(program, &split(args));
+        }
+        let before = ns.tables();
+        let refused = ns.child_result("apply iptables host 0-1 closed - -");
+        assert!(
+            refused.starts_with("error: refusing to apply"),
+            "{what}: {refused}"
+        );
+        for w in words {
+            assert!(
+                refused.contains(w.as_str()),
+                "{what}: no {w:?} in {refused}"
+            );
+        }
+        assert_eq!(
+            ns.tables(),
+            before,
+            "{what}: a refused apply changed the tables"
+        );
+        let high = ns.child_result("apply iptables host 0 closed - - mask=0xf000");
+        assert_eq!(
+            high.starts_with("error: refusing"),
+            *in_0xf000_too,
+            "{what}: {high}"
+        );
+        ns.child(&format!("apply iptables host 0 closed - - mask={free}"));
+        ns.child("apply iptables host 0 closed - - force");
+        let expected = Installed {
+            backend: Backend::Iptables,
+            config: host("0", false),
+        };
+        assert_eq!(
+            ns.child("installed"),
+            format!("{:?}", Some(expected)),
+            "{what}"
+        );
+        for (program, args) in take_away {
+            ns.ok(program, &split(args));
+        }
+        ns.child("apply iptables host 0 closed - -");
+    }
+}
+
+/// Another program's use of marks, for [`apply_refuses_rules_that_write_into_outgates_mark_bits`].
+struct Foreign {
+    what: &'static str,
+    /// The commands that add it and take it away.
+    add: Vec<(&'static str, String)>,
+    take_away: Vec<(&'static str, String)>,
+    /// What the refusal must say.
+    words: Vec<String>,
+    /// A mask it leaves free.
+    free: &'static str,
+    /// Whether it also uses bits of 0xf000.
+    in_0xf000_too: bool,
+}
+
 /// An `ip6tables-restore` that passes `--test` and fails the commit (the real one from PATH does the
 /// test): `apply` must leave IPv4 as it was, with or without an outgate ruleset there before.
 #[test]
@@ -923,8 +1065,8 @@ fn marks_are_the_daemon_contract() {
 }
 
 /// Runs in a copy of this binary inside a namespace when `OUTGATE_RULES_CHILD` is set; otherwise it
-/// has nothing to do. Prints one result line, prefixed with [`RESULT`]:
-/// - `apply BACKEND MODE QUEUES open|closed LAN|- WAN|- [mask=MASK] [limit=RATE] [burst=N]` and
+/// has nothing to do. Prints one result line (newlines become ` | `), prefixed with [`RESULT`]:
+/// - `apply BACKEND MODE QUEUES open|closed LAN|- WAN|- [mask=MASK] [limit=RATE] [burst=N] [force]` and
 ///   `remove`: `ok` or `error: MESSAGE`
 /// - `ensure-first MODE QUEUES open|closed LAN|- WAN|-`: [`ensure_first`]'s repairs joined by ` | `,
 ///   `nothing`, or `error: MESSAGE`
@@ -937,7 +1079,8 @@ fn netns_child() {
     let Ok(action) = std::env::var(CHILD_ENV) else {
         return;
     };
-    println!("{RESULT}{}", child_action(&action));
+    // One line: a message of several lines (the list of colliding rules) has them joined by " | ".
+    println!("{RESULT}{}", child_action(&action).replace('\n', " | "));
 }
 
 const CHILD_ENV: &str = "OUTGATE_RULES_CHILD";
@@ -960,8 +1103,12 @@ fn child_action(action: &str) -> String {
                 fail_open: *fail == "open",
                 ..RulesConfig::default()
             };
-            let (mut rate, mut burst) = (None, None);
+            let (mut rate, mut burst, mut force) = (None, None, false);
             for option in options {
+                if *option == "force" {
+                    force = true;
+                    continue;
+                }
                 match option.split_once('=') {
                     Some(("mask", mask)) => cfg.marks = mask.parse().expect("mark mask"),
                     Some(("limit", limit)) => rate = Some(limit.parse().expect("rate")),
@@ -971,7 +1118,11 @@ fn child_action(action: &str) -> String {
             }
             cfg.limit_per_source =
                 rate.map(|rate| SourceLimit::new(rate, burst).expect("valid limit"));
-            outcome(apply(&cfg, backend.parse::<Backend>().expect("backend")))
+            outcome(apply(
+                &cfg,
+                backend.parse::<Backend>().expect("backend"),
+                force,
+            ))
         }
         ["remove"] => outcome(remove()),
         ["ensure-first", mode, queues, fail, lan, wan] => {

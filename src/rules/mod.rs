@@ -47,12 +47,14 @@ use std::str::FromStr;
 
 use crate::Verdict;
 
+mod conflicts;
 mod describe;
 mod iptables;
 mod limit;
 mod marks;
 mod nft;
 
+pub use conflicts::{MarkKind, MarkUser, collisions};
 pub use describe::Installed;
 pub use iptables::iptables_restore;
 use iptables::{Present, iptables_body, iptables_raw_body};
@@ -360,6 +362,14 @@ pub enum RulesError {
         "the nft ruleset describes itself in a comment of {length} characters, and nft takes at most {max}: use shorter interface names, or --backend iptables"
     )]
     NftDescription { length: usize, max: usize },
+    #[error(
+        "refusing to apply: other software uses outgate's mark bits {mask}, where a foreign value could pass for a verdict (or be dropped as none):{rules}\n{hint}, and give `outgate run` the same; or apply anyway with --force"
+    )]
+    MarkCollision {
+        mask: String,
+        rules: String,
+        hint: String,
+    },
     #[error("{program}: not found; is it installed and in PATH?")]
     NotInstalled { program: String },
     #[error("{command}: {message}")]
@@ -393,12 +403,18 @@ fn lines(l: Vec<String>) -> String {
 /// Installs the ruleset, replacing any outgate rules of either backend and any mode (a mode or interface
 /// change leaves no stale jump). Idempotent.
 ///
+/// First it reads the other rules that use marks (see [`collisions`]) and refuses, naming each rule that
+/// writes into outgate's bits, unless `force`.
+///
 /// iptables: all or nothing across the families. Both transactions (one `*-restore --noflush` each) are
 /// tested first (`--test`), then IPv4 is committed, then IPv6; if IPv6's commit fails, IPv4 is put back
 /// as it was (outgate's earlier chains and jumps, at their places, or nothing), and the error names
 /// ip6tables-restore. nft: one atomic `nft -f` that deletes and recreates the table.
-pub fn apply(cfg: &RulesConfig, backend: Backend) -> Result<(), RulesError> {
+pub fn apply(cfg: &RulesConfig, backend: Backend, force: bool) -> Result<(), RulesError> {
     cfg.validate()?;
+    if !force && let Some(refusal) = conflicts::refusal(cfg.marks, &conflicts::mark_users()?) {
+        return Err(refusal);
+    }
     match backend {
         Backend::Iptables => {
             let mut plans = Vec::new();
