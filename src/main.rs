@@ -104,7 +104,12 @@ enum Command {
     /// SIGTERM or SIGINT after answering every packet it holds. Needs root (CAP_NET_ADMIN).
     ///
     /// Fail-closed is the default: when the daemon is not running or its queue is full, outbound traffic
-    /// stops. With --fail-open it flows unfiltered instead (the ruleset must be made with the same choice).
+    /// stops. With --fail-open it flows unfiltered instead.
+    ///
+    /// Before it binds a queue it reads the installed ruleset's description, and refuses to start when
+    /// the ruleset was made with other --queues, another fail mode or another --mark-mask (it names both
+    /// values and the commands that make them agree); with no ruleset installed it warns that nothing
+    /// will be queued.
     Run {
         /// Policy file (default: the built-in policy, which is announced on stderr).
         #[arg(short, long, value_name = "FILE")]
@@ -146,9 +151,15 @@ enum Command {
     ///
     /// Its own chain OUTGATE, hooked first in OUTPUT (host mode, loopback excluded) or FORWARD (gateway
     /// mode, --lan to --wan), for IPv4 and IPv6. Decided flows are handled by their conntrack mark in the
-    /// kernel; undecided ones go to the queues. Without --apply or --remove, prints it (iptables-restore
-    /// format, or an nftables ruleset with --backend nft). --apply is idempotent; --remove leaves no
-    /// trace of outgate in any table.
+    /// kernel; undecided ones go to the queues (several queues by address hash: one flow, one queue).
+    /// Without --apply or --remove, prints it (iptables-restore format, or an nftables ruleset with
+    /// --backend nft).
+    ///
+    /// --apply is idempotent, and all or nothing across IPv4 and IPv6. It refuses while other software
+    /// writes into the mark bits (a foreign value there could pass for a verdict): choose free bits with
+    /// --mark-mask, or override with --force. The ruleset describes itself in a comment that `outgate run`
+    /// checks: give both the same --queues, fail mode and --mark-mask. --remove leaves no trace of outgate
+    /// in any table.
     Rules {
         /// Queues to spread flows over: `0` or `0-3` (the same as `outgate run --queues`).
         #[arg(long, value_name = "N|A-B", default_value = "0")]
@@ -179,7 +190,8 @@ enum Command {
         #[arg(long, value_name = "RATE")]
         limit_per_source: Option<Rate>,
         /// How many packets a source may send at once above --limit-per-source [default: the rate's N].
-        #[arg(long, value_name = "N", requires = "limit_per_source")]
+        #[arg(long, value_name = "N", requires = "limit_per_source",
+              value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         limit_burst: Option<u32>,
         /// iptables (iptables-restore text, applied with iptables-nft or legacy) or nft. Note: kernels
         /// without NFT_QUEUE cannot run the nft ruleset's queue statement.

@@ -1,25 +1,34 @@
-//! The kernel ruleset that sends outbound flows to the daemon: generated as text, applied and removed.
+//! The kernel ruleset that sends outbound flows to the daemon: generated as text, applied, kept first,
+//! read back and removed.
 //!
 //! `outgate rules [--queues 0-3] [--mode host|gateway] [--lan IF] [--wan IF] [--fail-open|--fail-closed]
-//! [--backend iptables|nft] [--apply|--remove]` prints or installs it, for IPv4 and IPv6. Host mode filters
-//! what this host sends (filter OUTPUT, loopback excluded; `--wan` limits it to one interface); gateway mode
-//! what it forwards from `--lan` to `--wan` (filter FORWARD).
+//! [--mark-mask MASK] [--limit-per-source RATE [--limit-burst N]] [--backend iptables|nft]
+//! [--apply [--force]|--remove]` prints or installs it, for IPv4 and IPv6. Host mode filters what this
+//! host sends (filter OUTPUT, loopback excluded; `--wan` limits it to one interface); gateway mode what it
+//! forwards from `--lan` to `--wan` (filter FORWARD).
 //!
 //! What the ruleset guarantees:
-//! - Outgate sees every filtered packet first: the jump is the first rule of its hook, so no earlier rule
-//!   (an ESTABLISHED accept, say) lets packets of a flow under inspection or of a dropped flow by, and the
-//!   daemon's REPEAT pass (the hook again from its first rule) runs no other rule twice. Outgate only
-//!   restricts: its accept returns to the admin's rules.
+//! - Outgate sees every filtered packet first: the iptables jump is the first rule of its hook, so no
+//!   earlier rule (an ESTABLISHED accept, say) lets packets of a flow under inspection or of a dropped
+//!   flow by, and the daemon's REPEAT pass (the hook again from its first rule) runs no other rule twice.
+//!   Firewalls that insert at position 1 on reload undo that; [`ensure_first`] puts the jump back. nft:
+//!   outgate's base chain runs at `priority filter - 10`, and an `accept` in another chain does not skip
+//!   it. Outgate only restricts: its accept returns to the admin's rules.
 //! - Decided flows never reach userspace: the verdict the daemon puts in outgate's bits of the packet mark
 //!   ([`Marks`]) is saved in the conntrack mark, and later packets take it from there. Exception: a flow
 //!   dropped or rejected at its first packet leaves no conntrack entry (entries are confirmed only when a
-//!   packet leaves), so its retries are queued again and the daemon answers them from its flow table.
+//!   packet leaves), so its retries are queued again and the daemon answers them from its flow table;
+//!   `--limit-per-source` caps, per source address, what goes to the queues.
 //! - Undecided packets go to the queues: new flows, flows still inspected, and packets without conntrack
 //!   (untracked, invalid), each of which is decided on its own. Several queues are balanced by the hash of
 //!   the two addresses, so one flow stays on one queue (never by CPU, which can split a flow).
 //! - Passed but undecided (the daemon's pending value: a flow still inspected): on to the admin's rules,
 //!   nothing saved. Only a verdict is ever saved, and only into empty conntrack bits. Any other value in
 //!   outgate's bits, in the packet or the conntrack mark, is dropped: fail closed.
+//! - Nothing else writes outgate's bits: [`apply`] refuses while other software's rules do (a foreign 1
+//!   there would read as a verdict; see [`collisions`]), unless forced.
+//! - The ruleset describes itself (queues, fail mode, bits; see [`Installed`]): [`installed`] reads it
+//!   back, so that the daemon refuses to serve a ruleset made for other queues, fail mode or bits.
 //! - Daemon not running (no listener on a queue): fail-closed drops undecided packets silently (a local
 //!   sender's `send` succeeds); fail-open (`--queue-bypass`, nft `bypass`) accepts them in this table.
 //!   Decided flows keep their verdict either way, in conntrack. Queue full: not the ruleset's choice; the
