@@ -7,8 +7,10 @@
 //! packets) runs in a copy of this test binary started there, `ip netns exec NS <this binary> --exact
 //! netns_child`, which performs the action named in `OUTGATE_RULES_CHILD` (see [`netns_child`]).
 //!
-//! No daemon is ever bound: what a fail-closed queue without listener does, and what decided flows do,
-//! is the kernel's doing alone. Decided flows are made with `conntrack -I` (a conntrack entry with a mark).
+//! No daemon decides anything here: what a fail-closed queue without listener does, and what decided
+//! flows do, is the kernel's doing alone. Decided flows are made with `conntrack -I` (a conntrack entry
+//! with a mark), packets that arrive with outgate's bits set with a mangle rule. (`outgate run` is only
+//! started to see its check of the installed ruleset.)
 
 mod common;
 
