@@ -19,7 +19,9 @@ use outgate::log::{FlowLine, HttpLine, TlsLine, rfc3339};
 use outgate::nfqueue::{self, LogTarget, RunConfig};
 use outgate::policy::{Cidr, DEFAULT_POLICY, LoadError};
 use outgate::replay::{ReplayConfig, replay};
-use outgate::rules::{self, Backend, Family, Mode, QueueRange, RulesConfig};
+use outgate::rules::{
+    self, Backend, Family, Marks, Mode, QueueRange, Rate, RulesConfig, SourceLimit,
+};
 use outgate::{Engine, Policy};
 
 const ABOUT: &str = "Outbound packet filter: default-deny egress that stays practical.";
@@ -107,7 +109,12 @@ enum Command {
     /// SIGTERM or SIGINT after answering every packet it holds. Needs root (CAP_NET_ADMIN).
     ///
     /// Fail-closed is the default: when the daemon is not running or its queue is full, outbound traffic
-    /// stops. With --fail-open it flows unfiltered instead (the ruleset must be made with the same choice).
+    /// stops. With --fail-open it flows unfiltered instead.
+    ///
+    /// Before it binds a queue it reads the installed ruleset's description, and refuses to start when
+    /// the ruleset was made with other --queues, another fail mode or another --mark-mask (it names both
+    /// values and the commands that make them agree); with no ruleset installed it warns that nothing
+    /// will be queued.
     Run {
         /// Policy file (default: the built-in policy, which is announced on stderr).
         #[arg(short, long, value_name = "FILE")]
@@ -122,6 +129,10 @@ enum Command {
         /// Drop traffic when the queue is full or no daemon runs (the default).
         #[arg(long)]
         fail_closed: bool,
+        /// Outgate's bits of the packet and conntrack marks: the same as the ruleset's (`outgate rules
+        /// --mark-mask`).
+        #[arg(long, value_name = "MASK", default_value_t = Marks::DEFAULT)]
+        mark_mask: Marks,
         /// Write one JSON line per decided flow to FILE (`-` for stdout); same keys as replay's --flows.
         #[arg(long, value_name = "FILE")]
         log: Option<String>,
@@ -145,9 +156,15 @@ enum Command {
     ///
     /// Its own chain OUTGATE, hooked first in OUTPUT (host mode, loopback excluded) or FORWARD (gateway
     /// mode, --lan to --wan), for IPv4 and IPv6. Decided flows are handled by their conntrack mark in the
-    /// kernel; undecided ones go to the queues. Without --apply or --remove, prints it (iptables-restore
-    /// format, or an nftables ruleset with --backend nft). --apply is idempotent; --remove leaves no
-    /// trace of outgate in any table.
+    /// kernel; undecided ones go to the queues (several queues by address hash: one flow, one queue).
+    /// Without --apply or --remove, prints it (iptables-restore format, or an nftables ruleset with
+    /// --backend nft).
+    ///
+    /// --apply is idempotent, and all or nothing across IPv4 and IPv6. It refuses while other software
+    /// writes into the mark bits (a foreign value there could pass for a verdict): choose free bits with
+    /// --mark-mask, or override with --force. The ruleset describes itself in a comment that `outgate run`
+    /// checks: give both the same --queues, fail mode and --mark-mask. --remove leaves no trace of outgate
+    /// in any table.
     Rules {
         /// Queues to spread flows over: `0` or `0-3` (the same as `outgate run --queues`).
         #[arg(long, value_name = "N|A-B", default_value = "0")]
@@ -168,13 +185,31 @@ enum Command {
         /// With no daemon listening, drop undecided traffic (the default).
         #[arg(long)]
         fail_closed: bool,
+        /// Outgate's bits of the packet and conntrack marks: one contiguous run of at least 3 bits, free of
+        /// other software's marks (WireGuard, multi-WAN, Kubernetes). The daemon must be given the same.
+        #[arg(long, value_name = "MASK", default_value_t = Marks::DEFAULT)]
+        mark_mask: Marks,
+        /// At most RATE packets per source address go to the queues (N/second or N/minute, e.g.
+        /// 200/second); the kernel drops the rest. A dropped flow's retries all reach the daemon, so one
+        /// client could otherwise flood it. Decided flows are not counted.
+        #[arg(long, value_name = "RATE")]
+        limit_per_source: Option<Rate>,
+        /// How many packets a source may send at once above --limit-per-source [default: the rate's N].
+        #[arg(long, value_name = "N", requires = "limit_per_source",
+              value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        limit_burst: Option<u32>,
         /// iptables (iptables-restore text, applied with iptables-nft or legacy) or nft. Note: kernels
         /// without NFT_QUEUE cannot run the nft ruleset's queue statement.
         #[arg(long, default_value = "iptables")]
         backend: Backend,
-        /// Install the ruleset (replacing an earlier one).
+        /// Install the ruleset (replacing an earlier one). Refused when other software's rules write
+        /// into the mark bits (iptables/nft MARK, CONNMARK, TPROXY; `ip rule fwmark`): each is named.
         #[arg(long, conflicts_with = "remove")]
         apply: bool,
+        /// With --apply: install even though other software writes into the mark bits (a foreign value
+        /// there can pass for a verdict).
+        #[arg(long, requires = "apply")]
+        force: bool,
         /// Remove every trace of outgate's ruleset.
         #[arg(long)]
         remove: bool,
@@ -239,6 +274,7 @@ fn main() -> ExitCode {
             queues,
             fail_open,
             fail_closed: _,
+            mark_mask,
             log,
             http_log,
             tls_log,
@@ -258,6 +294,7 @@ fn main() -> ExitCode {
             let cfg = RunConfig {
                 queues: (queues.first..=queues.last).collect(),
                 fail_open,
+                marks: mark_mask,
                 queue_maxlen,
                 rcvbuf: rcvbuf_mib << 20,
                 log: target(log),
@@ -266,7 +303,7 @@ fn main() -> ExitCode {
                 metrics,
                 ..RunConfig::default()
             };
-            run_live(policy, cfg)
+            run_live(policy, queues, cfg)
         }
         Command::Report { format, logs } => {
             let report = outgate::report::report(&logs).map_err(|e| e.to_string());
@@ -285,19 +322,29 @@ fn main() -> ExitCode {
             wan,
             fail_open,
             fail_closed: _,
+            mark_mask,
+            limit_per_source,
+            limit_burst,
             backend,
             apply,
+            force,
             remove,
-        } => {
-            let cfg = RulesConfig {
-                queues,
-                mode,
-                lan,
-                wan,
-                fail_open,
-            };
-            rules_command(&cfg, backend, apply, remove)
-        }
+        } => limit_per_source
+            .map(|rate| SourceLimit::new(rate, limit_burst))
+            .transpose()
+            .map_err(|e| e.to_string())
+            .and_then(|limit_per_source| {
+                let cfg = RulesConfig {
+                    queues,
+                    mode,
+                    lan,
+                    wan,
+                    fail_open,
+                    marks: mark_mask,
+                    limit_per_source,
+                };
+                rules_command(&cfg, backend, apply, force, remove)
+            }),
     };
     match result {
         Ok(code) => code,
@@ -362,12 +409,13 @@ fn rules_command(
     cfg: &RulesConfig,
     backend: Backend,
     apply: bool,
+    force: bool,
     remove: bool,
 ) -> Result<ExitCode, String> {
     if remove {
         rules::remove().map_err(|e| e.to_string())?;
     } else if apply {
-        rules::apply(cfg, backend).map_err(|e| e.to_string())?;
+        rules::apply(cfg, backend, force).map_err(|e| e.to_string())?;
     } else {
         let text = match backend {
             Backend::Iptables => {
@@ -382,13 +430,18 @@ fn rules_command(
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_live(policy: Option<PathBuf>, cfg: RunConfig) -> Result<ExitCode, String> {
+fn run_live(
+    policy: Option<PathBuf>,
+    queues: QueueRange,
+    cfg: RunConfig,
+) -> Result<ExitCode, String> {
     if policy.is_none() {
         eprintln!(
             "outgate: no --policy given: using the built-in default policy (see `outgate check --print-default`)"
         );
     }
     let engine = Arc::new(Engine::new(load_policy(policy)?));
+    check_ruleset(queues, &cfg)?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [SIGTERM, SIGINT] {
         signal_hook::flag::register(signal, stop.clone())
@@ -422,6 +475,27 @@ fn run_live(policy: Option<PathBuf>, cfg: RunConfig) -> Result<ExitCode, String>
         summary.packets, summary.flows
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses to start when the installed ruleset sends to other queues, fails the other way or uses other
+/// mark bits (a ruleset for queues 0-3 with a daemon on 0 would drop three quarters of new flows); warns
+/// when there is none.
+fn check_ruleset(queues: QueueRange, cfg: &RunConfig) -> Result<(), String> {
+    match rules::installed() {
+        Ok(Some(installed)) => match installed.mismatch(queues, cfg.fail_open, cfg.marks) {
+            Some(message) => Err(message),
+            None => Ok(()),
+        },
+        Ok(None) => {
+            eprintln!(
+                "outgate: warning: no outgate ruleset is installed: nothing is queued until `outgate rules --apply`"
+            );
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "cannot read the installed ruleset (this needs root, or CAP_NET_ADMIN): {e}"
+        )),
+    }
 }
 
 fn run_replay(

@@ -353,3 +353,61 @@ fn replay_lan_names_the_client_of_a_flow_seen_from_its_middle() {
     assert_eq!(o.status.code(), Some(2), "a bad network is a usage error");
     assert!(stderr(&o).contains("bad prefix length"), "{}", stderr(&o));
 }
+
+/// `outgate rules` prints (no root needed): the new options reach the text, and bad values are usage
+/// errors that say what is wrong.
+#[test]
+fn rules_mark_mask_and_limit_per_source() {
+    let help = stdout(&outgate(&["rules", "--help"]));
+    for flag in [
+        "--mark-mask",
+        "--limit-per-source",
+        "--limit-burst",
+        "--force",
+    ] {
+        assert!(help.contains(flag), "rules --help lacks {flag}:\n{help}");
+    }
+    assert!(stdout(&outgate(&["run", "--help"])).contains("--mark-mask"));
+
+    let o = outgate(&[
+        "rules",
+        "--mark-mask",
+        "0x7000",
+        "--limit-per-source",
+        "120/minute",
+        "--limit-burst",
+        "9",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    for needle in [
+        "--comment \"outgate ruleset: mode=host queues=0 fail=closed mark-mask=0x7000 limit=2/second burst=9\"",
+        "-A OUTGATE -m mark --mark 0x4000/0x7000 -j RETURN\n",
+        "--hashlimit-above 2/sec --hashlimit-burst 9 --hashlimit-mode srcip --hashlimit-name outgate4 -j DROP\n",
+        "--hashlimit-name outgate6 -j DROP\n",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+
+    for (args, message) in [
+        (
+            &["rules", "--mark-mask", "0xf0f"][..],
+            "invalid mark mask '0xf0f': the bits must be one contiguous run",
+        ),
+        (
+            &["rules", "--limit-per-source", "5/hour"][..],
+            "invalid --limit-per-source '5/hour': the unit is second or minute",
+        ),
+        (&["rules", "--limit-burst", "5"][..], "--limit-per-source"),
+        (&["rules", "--force"][..], "--apply"),
+        (
+            &["rules", "--limit-per-source", "5/s", "--limit-burst", "0"][..],
+            "0 is not in 1..=1000000",
+        ),
+        (&["run", "--mark-mask", "0x3"][..], "at least 3 bits"),
+    ] {
+        let o = outgate(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&o).contains(message), "{args:?}: {}", stderr(&o));
+    }
+}

@@ -30,6 +30,7 @@ use std::time::{Instant, SystemTime};
 use crossbeam_channel::bounded;
 
 use crate::Engine;
+use crate::rules::Marks;
 use metrics::Metrics;
 use queue::{Queue, QueueConfig, QueueError};
 
@@ -70,6 +71,8 @@ pub struct RunConfig {
     /// Queue numbers, one worker each.
     pub queues: Vec<u16>,
     pub fail_open: bool,
+    /// Outgate's bits of the mark: the same as the ruleset's (`outgate rules --mark-mask`).
+    pub marks: Marks,
     /// Bytes of each packet copied to userspace when no rule needs payload (else whole packets).
     pub copy_range: u32,
     /// Packets the kernel holds per queue waiting for a verdict.
@@ -90,6 +93,7 @@ impl Default for RunConfig {
         RunConfig {
             queues: vec![0],
             fail_open: false,
+            marks: Marks::DEFAULT,
             // IPv6 header with extension headers plus a full TCP header: enough for every port rule.
             copy_range: 256,
             queue_maxlen: 16_384,
@@ -212,6 +216,7 @@ pub fn run(
     ready();
     let shared = worker::Shared {
         engine: &engine,
+        marks: cfg.marks,
         metrics: &metrics,
         stop: &stop,
         log: log_tx,

@@ -2,9 +2,10 @@
 //!
 //! A decided flow's packet gets NF_REPEAT with outgate's mark bits set to the verdict; the ruleset saves
 //! them into the conntrack mark and acts on them, so the flow's later packets stay in the kernel. A
-//! packet of a flow still waiting for its first payload gets a plain NF_ACCEPT, so the next one comes up
-//! too. A malformed packet or orphan fragment gets a plain NF_ACCEPT/NF_DROP without a mark: it must not
-//! decide the conntrack entry it belongs to.
+//! packet of a flow still waiting for its first payload gets NF_REPEAT with the pending value, which the
+//! ruleset passes on to the admin's later rules without saving it, so the next packet comes up too. A
+//! malformed packet or orphan fragment must not decide the conntrack entry it belongs to: pending when
+//! `option malformed` accepts it, else a plain NF_DROP.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime};
@@ -18,12 +19,14 @@ use super::metrics::{Metrics, QueueCounters};
 use super::queue::{Queue, QueueError, QueuedPacket, Verdict as NfVerdict, VerdictMsg};
 use crate::flow::{FlowRecord, FlowTable};
 use crate::log::{FlowLine, HttpLine, TlsLine, rfc3339};
-use crate::rules::{MARK_ACCEPT, MARK_DROP, MARK_MASK, MARK_REJECT};
+use crate::rules::Marks;
 use crate::{Decision, Engine, Reason, Timestamp, Verdict};
 
 /// What a worker needs besides its queue; shared by all workers.
 pub(super) struct Shared<'a> {
     pub engine: &'a Engine,
+    /// Outgate's bits of the mark, as the ruleset was made with.
+    pub marks: Marks,
     pub metrics: &'a Metrics,
     pub stop: &'a AtomicBool,
     pub log: Option<Sender<(Sink, String)>>,
@@ -35,20 +38,20 @@ pub(super) struct Shared<'a> {
 }
 
 /// The kernel verdict and mark for a decision.
-fn kernel_verdict(d: Decision, old_mark: u32) -> (NfVerdict, Option<u32>) {
-    let bits = match d.verdict {
-        Verdict::Accept => MARK_ACCEPT,
-        Verdict::Drop => MARK_DROP,
-        Verdict::Reject => MARK_REJECT,
-    };
+fn kernel_verdict(d: Decision, old_mark: u32, marks: Marks) -> (NfVerdict, Option<u32>) {
+    let bits = marks.verdict(d.verdict);
+    let with = |bits: u32| Some((old_mark & !marks.mask()) | bits);
     match (d.reason, d.verdict) {
-        // Still waiting for the first payload: pass without a mark, so the next packet comes up too.
-        (Reason::Inspecting, _) => (NfVerdict::Accept, None),
-        (Reason::Malformed(_) | Reason::OrphanFragment, Verdict::Accept) => {
-            (NfVerdict::Accept, None)
+        // Passed but undecided (still waiting for the first payload; or malformed under `option
+        // malformed ACCEPT`, which must not decide its connection): REPEAT with the pending value, which
+        // the ruleset sends on to the admin's later rules without saving it. A plain ACCEPT would end
+        // the hook's table, past those rules.
+        (Reason::Inspecting, _)
+        | (Reason::Malformed(_) | Reason::OrphanFragment, Verdict::Accept) => {
+            (NfVerdict::Repeat, with(marks.pending()))
         }
         (Reason::Malformed(_) | Reason::OrphanFragment, _) => (NfVerdict::Drop, None),
-        _ => (NfVerdict::Repeat, Some((old_mark & !MARK_MASK) | bits)),
+        _ => (NfVerdict::Repeat, with(bits)),
     }
 }
 
@@ -110,7 +113,7 @@ pub(super) fn run(queue: &mut Queue, index: usize, shared: &Shared<'_>) {
                 continue;
             }
             shared.metrics.count_packet(index, decision);
-            let (v, mark) = kernel_verdict(decision, p.mark);
+            let (v, mark) = kernel_verdict(decision, p.mark, shared.marks);
             answers.push((p.id, v, mark));
         }
         answer(queue, &answers, &table, counters);
@@ -128,7 +131,7 @@ fn release(
 ) {
     for (id, d) in table.drain_released() {
         shared.metrics.count_packet(index, d);
-        let (v, mark) = kernel_verdict(d, held_marks.remove(&id).unwrap_or(0));
+        let (v, mark) = kernel_verdict(d, held_marks.remove(&id).unwrap_or(0), shared.marks);
         answers.push((id as u32, v, mark));
     }
 }
@@ -223,30 +226,51 @@ mod tests {
     use crate::packet::Malformed;
 
     #[test]
-    fn verdicts_carry_marks_except_for_malformed() {
+    fn verdicts_carry_marks_and_undecided_packets_the_pending_value() {
         let rule = |v| Decision {
             verdict: v,
             reason: Reason::Rule(0),
         };
+        let m = Marks::DEFAULT;
         assert_eq!(
-            kernel_verdict(rule(Verdict::Accept), 0),
-            (NfVerdict::Repeat, Some(MARK_ACCEPT))
+            kernel_verdict(rule(Verdict::Accept), 0, m),
+            (NfVerdict::Repeat, Some(0x100))
         );
         assert_eq!(
-            kernel_verdict(rule(Verdict::Reject), 0xf00f),
-            (NfVerdict::Repeat, Some(0xf00f & !MARK_MASK | MARK_REJECT))
+            kernel_verdict(rule(Verdict::Reject), 0xf00f, m),
+            (NfVerdict::Repeat, Some(0xf00f & !0xf00 | 0x300))
+        );
+        let high = Marks::new(0xf000).expect("valid mask");
+        assert_eq!(
+            kernel_verdict(rule(Verdict::Drop), 0xffff, high),
+            (NfVerdict::Repeat, Some(0x2fff))
         );
         let bad = |v| Decision {
             verdict: v,
             reason: Reason::Malformed(Malformed::BadIpHeader),
         };
         assert_eq!(
-            kernel_verdict(bad(Verdict::Drop), 0),
+            kernel_verdict(bad(Verdict::Drop), 0, m),
             (NfVerdict::Drop, None)
         );
+        // Passed but undecided: REPEAT with the pending value, so the admin's later rules still see them
+        // (a plain ACCEPT would end the hook's table), other bits of the mark kept.
+        let pending = Some(0xf00f & !0xf00 | 0x400);
         assert_eq!(
-            kernel_verdict(bad(Verdict::Accept), 0),
-            (NfVerdict::Accept, None)
+            kernel_verdict(bad(Verdict::Accept), 0xf00f, m),
+            (NfVerdict::Repeat, pending)
+        );
+        let inspecting = Decision {
+            verdict: Verdict::Accept,
+            reason: Reason::Inspecting,
+        };
+        assert_eq!(
+            kernel_verdict(inspecting, 0xf00f, m),
+            (NfVerdict::Repeat, pending)
+        );
+        assert_eq!(
+            kernel_verdict(inspecting, 0, high),
+            (NfVerdict::Repeat, Some(0x4000))
         );
     }
 }

@@ -1,0 +1,630 @@
+//! Other software's marks: what [`super::apply`] reads before it installs, and refuses to share.
+//!
+//! The chain trusts a packet that arrives with outgate's bits set (that is the daemon's REPEAT), so a
+//! foreign 1 in them reads as a verdict, or as no verdict and is dropped; a foreign write into the
+//! conntrack mark's bits forges or erases a flow's verdict. What counts, and why:
+//! - Packet mark: rules that can set a bit inside the mask to 1 (iptables `MARK`, `TPROXY
+//!   --tproxy-mark`; nft `meta mark set`). Clearing bits is harmless: outgate's packet bits are 0
+//!   before its chain. Copying the conntrack mark in (`CONNMARK --restore-mark`, nft `meta mark set ct
+//!   mark`) is harmless too, since nothing else may write there.
+//! - Conntrack mark: rules that write a bit inside the mask at all (`CONNMARK --set-xmark`,
+//!   `--save-mark`; nft `ct mark set`, unless it keeps the mask's bits as they are).
+//! - `ip rule ... fwmark X[/M]`: something (WireGuard, a VPN) marks packets with X.
+//!
+//! Outgate's own chain and table are left out. An expression outgate cannot bound (a hash, a number
+//! generator) counts as writing every bit.
+
+use super::*;
+
+/// Which mark a rule writes or reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MarkKind {
+    /// It can set these bits of the packet mark to 1.
+    Packet,
+    /// It writes these bits of the conntrack mark.
+    Conntrack,
+    /// Policy routing by these bits: something marks packets with them.
+    Routing,
+}
+
+/// A rule of other software that uses bits of the marks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MarkUser {
+    /// Where it is: `iptables mangle OUTPUT`, `nft table inet admin, chain out`, `ip rule`.
+    pub place: String,
+    /// The rule as its tool lists it.
+    pub rule: String,
+    pub kind: MarkKind,
+    /// The bits it uses (see [`MarkKind`]), all 32 of them.
+    pub bits: u32,
+}
+
+impl MarkUser {
+    /// One line for an error message: the rule and its bits inside `mask`.
+    fn describe(&self, mask: u32) -> String {
+        let bits = self.bits & mask;
+        let what = match self.kind {
+            MarkKind::Packet => format!("sets packet-mark bits {bits:#x}"),
+            MarkKind::Conntrack => format!("writes conntrack-mark bits {bits:#x}"),
+            MarkKind::Routing => format!(
+                "routes by mark bits {bits:#x}, so something (WireGuard, a VPN) marks packets with them"
+            ),
+        };
+        format!("{}: `{}` {what}", self.place, self.rule)
+    }
+}
+
+/// Every rule of other software that uses mark bits: `iptables-save` and `ip6tables-save` (every table),
+/// `nft list ruleset` (without outgate's table and the tables iptables-nft owns, already read), `ip rule`
+/// and `ip -6 rule`. A tool that is not installed holds no rules.
+pub fn mark_users() -> Result<Vec<MarkUser>, RulesError> {
+    let listing = |program: &str, args: &[&str]| match run(program, args, None) {
+        Ok(text) => Ok(Some(text)),
+        Err(RulesError::NotInstalled { .. }) => Ok(None),
+        Err(e) => Err(e),
+    };
+    let mut users = Vec::new();
+    for family in Family::ALL {
+        let save = format!("{}-save", family.iptables());
+        if let Some(text) = listing(&save, &[])? {
+            users.extend(iptables_users(family, &text));
+        }
+    }
+    if let Some(text) = listing("nft", &["list", "ruleset"])? {
+        users.extend(nft_users(&text));
+    }
+    for (args, place) in [(["-4", "rule"], "ip rule"), (["-6", "rule"], "ip -6 rule")] {
+        if let Some(text) = listing("ip", &args)? {
+            users.extend(ip_rule_users(place, &text));
+        }
+    }
+    Ok(users)
+}
+
+/// The rules of other software that use bits of `marks`.
+pub fn collisions(marks: Marks) -> Result<Vec<MarkUser>, RulesError> {
+    let users = mark_users()?;
+    Ok(users
+        .into_iter()
+        .filter(|u| u.bits & marks.mask() != 0)
+        .collect())
+}
+
+/// The refusal of [`super::apply`]: every colliding rule, and a mask no rule here uses, if there is one.
+pub(super) fn refusal(marks: Marks, users: &[MarkUser]) -> Option<RulesError> {
+    let colliding: Vec<&MarkUser> = users
+        .iter()
+        .filter(|u| u.bits & marks.mask() != 0)
+        .collect();
+    if colliding.is_empty() {
+        return None;
+    }
+    let used = users.iter().fold(0, |bits, u| bits | u.bits);
+    let free = [12, 16, 20, 24, 28, 4, 0]
+        .map(|shift| 0xf_u32 << shift)
+        .into_iter()
+        .find(|mask| mask & used == 0);
+    Some(RulesError::MarkCollision {
+        mask: marks.to_string(),
+        rules: colliding
+            .iter()
+            .map(|u| format!("\n  {}", u.describe(marks.mask())))
+            .collect(),
+        hint: match free {
+            Some(mask) => format!("choose free bits with --mark-mask ({mask:#x} is free here)"),
+            None => "no 4-bit run is free of other software's marks here".to_string(),
+        },
+    })
+}
+
+/// Splits a listed rule into words; a quoted string (a comment) is one word, quotes kept.
+fn words(line: &str) -> Vec<&str> {
+    let mut words = Vec::new();
+    let mut start = None;
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, c) in line.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => {
+                quoted = !quoted;
+                start.get_or_insert(i);
+            }
+            c if c.is_whitespace() && !quoted => {
+                if let Some(s) = start.take() {
+                    words.push(&line[s..i]);
+                }
+            }
+            _ => {
+                start.get_or_insert(i);
+            }
+        }
+    }
+    if let Some(s) = start {
+        words.push(&line[s..]);
+    }
+    words
+}
+
+/// `0x100`, `256`; nft's `0x00000100,` with a list's comma.
+fn number(word: &str) -> Option<u32> {
+    let word = word.trim_end_matches(',');
+    match word.strip_prefix("0x") {
+        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+        None => word.parse().ok(),
+    }
+}
+
+/// `V/M` (or `V`, mask all ones).
+fn value_mask(word: &str) -> Option<(u32, u32)> {
+    match word.split_once('/') {
+        Some((v, m)) => Some((number(v)?, number(m)?)),
+        None => Some((number(word)?, u32::MAX)),
+    }
+}
+
+/// The mark users in `iptables-save` output of every table.
+fn iptables_users(family: Family, save: &str) -> Vec<MarkUser> {
+    let mut users = Vec::new();
+    let mut table = "";
+    for line in save.lines() {
+        if let Some(name) = line.strip_prefix('*') {
+            table = name;
+            continue;
+        }
+        let w = words(line);
+        let [Some(&"-A"), Some(&chain)] = [w.first(), w.get(1)] else {
+            continue;
+        };
+        if chain == CHAIN {
+            continue;
+        }
+        let Some(j) = w.iter().position(|x| *x == "-j") else {
+            continue;
+        };
+        let options = w.get(j + 2..).unwrap_or_default();
+        let option = |name: &str| {
+            let at = options.iter().position(|x| *x == name)?;
+            options.get(at + 1).copied()
+        };
+        let has = |name: &str| options.contains(&name);
+        // A form outgate cannot read counts as every bit.
+        let bits = |parsed: Option<u32>| parsed.unwrap_or(u32::MAX);
+        let found = match w.get(j + 1).copied() {
+            Some("MARK") => {
+                let set = ["--set-xmark", "--set-mark", "--or-mark", "--xor-mark"]
+                    .into_iter()
+                    .find_map(|o| option(o).map(|v| value_mask(v).map(|(v, _)| v)));
+                match set {
+                    Some(v) => Some((MarkKind::Packet, bits(v))),
+                    // `--and-mark` only clears bits.
+                    None if has("--and-mark") => None,
+                    None => Some((MarkKind::Packet, u32::MAX)),
+                }
+            }
+            Some("TPROXY") => option("--tproxy-mark")
+                .map(|v| (MarkKind::Packet, bits(value_mask(v).map(|(v, _)| v)))),
+            Some("CONNMARK") => {
+                if has("--restore-mark") {
+                    None
+                } else if has("--save-mark") {
+                    // ct = (ct & ~ctmask) ^ (packet & nfmask): both masks' bits change.
+                    let mask = |o| option(o).map_or(Some(u32::MAX), number);
+                    let both = mask("--ctmask").zip(mask("--nfmask")).map(|(c, n)| c | n);
+                    Some((MarkKind::Conntrack, bits(both)))
+                } else if let Some(v) = option("--set-xmark").or(option("--set-mark")) {
+                    Some((MarkKind::Conntrack, bits(value_mask(v).map(|(v, m)| v | m))))
+                } else if let Some(v) = option("--and-mark") {
+                    Some((MarkKind::Conntrack, bits(number(v).map(|v| !v))))
+                } else {
+                    let v = option("--or-mark").or(option("--xor-mark"));
+                    Some((MarkKind::Conntrack, bits(v.and_then(number))))
+                }
+            }
+            _ => None,
+        };
+        if let Some((kind, bits)) = found
+            && bits != 0
+        {
+            users.push(MarkUser {
+                place: format!("{} {table} {chain}", family.iptables()),
+                rule: line.to_string(),
+                kind,
+                bits,
+            });
+        }
+    }
+    users
+}
+
+/// The tables `nft list ruleset` shows that are outgate's own, or iptables-nft's (read through
+/// iptables-save already).
+fn skipped_table(family: &str, name: &str) -> bool {
+    (family == "inet" && name == NFT_TABLE)
+        || (matches!(family, "ip" | "ip6")
+            && matches!(name, "filter" | "mangle" | "raw" | "nat" | "security"))
+}
+
+/// The mark users in `nft list ruleset` output.
+fn nft_users(ruleset: &str) -> Vec<MarkUser> {
+    let mut users = Vec::new();
+    let mut depth = 0usize;
+    let mut table: Option<(String, bool)> = None;
+    let mut chain: Option<String> = None;
+    for line in ruleset.lines() {
+        let w = words(line);
+        match (depth, w.as_slice()) {
+            (0, ["table", family, name, "{"]) => {
+                table = Some((format!("{family} {name}"), skipped_table(family, name)));
+            }
+            (1, ["chain", name, "{"]) => chain = Some(name.to_string()),
+            (2, _) => {
+                if let (Some((table, false)), Some(chain)) = (&table, &chain) {
+                    for (kind, bits) in nft_statements(&w) {
+                        users.push(MarkUser {
+                            place: format!("nft table {table}, chain {chain}"),
+                            rule: line.trim().to_string(),
+                            kind,
+                            bits,
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+        let opened = w.iter().filter(|x| **x == "{").count();
+        let closed = w.iter().filter(|x| **x == "}").count();
+        depth = (depth + opened).saturating_sub(closed);
+        if depth < 2 {
+            chain = None;
+        }
+        if depth == 0 {
+            table = None;
+        }
+    }
+    users
+}
+
+/// Each `meta mark set` and `ct mark set` of one rule: the bits it uses, when any.
+fn nft_statements(w: &[&str]) -> Vec<(MarkKind, u32)> {
+    let mut found = Vec::new();
+    for i in 0..w.len() {
+        let kind = match (
+            w.get(i.wrapping_sub(1)).copied(),
+            w[i],
+            w.get(i + 1).copied(),
+        ) {
+            (Some("meta"), "mark", Some("set")) => MarkKind::Packet,
+            (Some("ct"), "mark", Some("set")) => MarkKind::Conntrack,
+            _ => continue,
+        };
+        let bits = nft_expression_bits(kind, w.get(i + 2..).unwrap_or_default());
+        if bits != 0 {
+            found.push((kind, bits));
+        }
+    }
+    found
+}
+
+/// The bits an nft mark expression uses: for the packet mark, those it can set to 1; for the conntrack
+/// mark, those it does not keep. Operations apply one after another; an `|` or `^` counts however it
+/// is ordered with an `&` (nft lists iptables-nft's rules in either order).
+fn nft_expression_bits(kind: MarkKind, expr: &[&str]) -> u32 {
+    let (mut ones, mut kept, rest) = match (kind, expr) {
+        (MarkKind::Packet, ["meta", "mark", rest @ ..]) => (0, u32::MAX, rest),
+        (MarkKind::Packet, ["ct", "mark", rest @ ..]) => (0, 0, rest),
+        (MarkKind::Packet, ["mark", rest @ ..]) => (0, u32::MAX, rest),
+        (MarkKind::Conntrack, ["ct", "mark", rest @ ..]) => (0, u32::MAX, rest),
+        (_, [value, rest @ ..]) if number(value).is_some() => {
+            (number(value).unwrap_or(u32::MAX), 0, rest)
+        }
+        _ if expr.contains(&"map") => return map_values(expr).unwrap_or(u32::MAX),
+        _ => return u32::MAX,
+    };
+    let mut rest: &[&str] = rest;
+    while let [op, value, tail @ ..] = rest {
+        let (op, Some(v)) = (*op, number(value)) else {
+            break;
+        };
+        match op {
+            "&" | "and" => kept &= v,
+            "|" | "or" | "^" | "xor" => {
+                ones |= v;
+                kept &= !v;
+            }
+            _ => break,
+        }
+        rest = tail;
+    }
+    if let [op, ..] = rest
+        && matches!(*op, "<<" | ">>" | "lshift" | "rshift")
+    {
+        return u32::MAX;
+    }
+    match kind {
+        MarkKind::Packet => ones,
+        _ => !kept,
+    }
+}
+
+/// `... map { k : V, k : V }`: every V ORed; `None` when one is not a number.
+fn map_values(expr: &[&str]) -> Option<u32> {
+    let open = expr.iter().position(|x| *x == "{")?;
+    let close = expr.iter().position(|x| *x == "}")?;
+    let inner = expr.get(open + 1..close)?;
+    let mut bits = 0;
+    for (i, w) in inner.iter().enumerate() {
+        if *w == ":" {
+            bits |= number(inner.get(i + 1)?)?;
+        }
+    }
+    Some(bits)
+}
+
+/// The `fwmark X[/M]` of `ip rule` output.
+fn ip_rule_users(place: &str, text: &str) -> Vec<MarkUser> {
+    text.lines()
+        .filter_map(|line| {
+            let w = words(line);
+            let at = w.iter().position(|x| *x == "fwmark")?;
+            let bits = w
+                .get(at + 1)
+                .and_then(|v| value_mask(v))
+                .map_or(u32::MAX, |(v, m)| v & m);
+            (bits != 0).then(|| MarkUser {
+                place: place.to_string(),
+                rule: w.join(" "),
+                kind: MarkKind::Routing,
+                bits,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: u32 = u32::MAX;
+
+    /// (kind, bits, rule) of each user, for comparing.
+    fn found(users: &[MarkUser]) -> Vec<(MarkKind, u32, &str)> {
+        users
+            .iter()
+            .map(|u| (u.kind, u.bits, u.rule.as_str()))
+            .collect()
+    }
+
+    /// `iptables-save` of iptables-nft 1.8.9, after `iptables -t mangle -A OUTPUT -j MARK --set-mark
+    /// 0x200/0x3f00`, `--or-mark`, `--and-mark`, `--xor-mark`, CONNMARK `--save-mark` without masks and
+    /// `--mask 0xff`, `--set-mark 0x100`, `--and-mark 0xff`, TPROXY, and outgate's own chain.
+    const IPTABLES_SAVE: &str = r#"# Generated by iptables-save v1.8.9 (nf_tables) on Mon Nov 30 17:08:53 2026
+*mangle
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A PREROUTING -j CONNMARK --save-mark --nfmask 0x3f00 --ctmask 0x3f00
+-A PREROUTING -j CONNMARK --save-mark --nfmask 0xffffffff --ctmask 0xffffffff
+-A PREROUTING -j CONNMARK --save-mark --nfmask 0xff --ctmask 0xff
+-A PREROUTING -j CONNMARK --restore-mark --nfmask 0x3f00 --ctmask 0x3f00
+-A PREROUTING -j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff
+-A PREROUTING -j CONNMARK --set-xmark 0x100/0x3f00
+-A PREROUTING -j CONNMARK --set-xmark 0x100/0xffffffff
+-A PREROUTING -j CONNMARK --set-xmark 0x0/0xffffff00
+-A PREROUTING -p tcp -j TPROXY --on-port 1234 --on-ip 0.0.0.0 --tproxy-mark 0x1/0x1
+-A PREROUTING -p tcp -j TPROXY --on-port 1234 --on-ip 127.0.0.1 --tproxy-mark 0x100/0xffffffff
+-A PREROUTING -m comment --comment "-j MARK --set-xmark 0x100/0x3f00" -j ACCEPT
+-A PREROUTING -m mark --mark 0x100/0x3f00 -j ACCEPT
+-A OUTPUT -j MARK --set-xmark 0x100/0x3f00
+-A OUTPUT -j MARK --set-xmark 0x200/0x3f00
+-A OUTPUT -j MARK --set-xmark 0x7/0xffffffff
+-A OUTPUT -j MARK --set-xmark 0x4000/0x4000
+-A OUTPUT -j MARK --set-xmark 0x0/0xff00
+-A OUTPUT -j MARK --set-xmark 0x800/0x0
+COMMIT
+# Completed on Mon Nov 30 17:08:53 2026
+*filter
+:OUTPUT ACCEPT [0:0]
+:OUTGATE - [0:0]
+:X - [0:0]
+-A OUTPUT ! -o lo -j OUTGATE
+-A OUTGATE -m mark --mark 0x100/0xf00 -m connmark --mark 0x0/0xf00 -j CONNMARK --save-mark --nfmask 0xf00 --ctmask 0xf00
+-A X -j MARK --set-xmark 0x100/0x3f00
+COMMIT
+"#;
+
+    #[test]
+    fn iptables_save_lines() {
+        use MarkKind::{Conntrack as C, Packet as P};
+        let users = iptables_users(Family::V4, IPTABLES_SAVE);
+        let l = |n: usize| IPTABLES_SAVE.lines().nth(n).expect("a line");
+        assert_eq!(
+            found(&users),
+            [
+                (C, 0x3f00, l(4)),
+                (C, ALL, l(5)),
+                (C, 0xff, l(6)),
+                (C, 0x3f00, l(9)),
+                (C, ALL, l(10)),
+                (C, 0xffff_ff00, l(11)),
+                (P, 0x1, l(12)),
+                (P, 0x100, l(13)),
+                (P, 0x100, l(16)),
+                (P, 0x200, l(17)),
+                (P, 0x7, l(18)),
+                (P, 0x4000, l(19)),
+                (P, 0x800, l(21)),
+                (P, 0x100, l(30)),
+            ]
+        );
+        assert_eq!(users[0].place, "iptables mangle PREROUTING");
+        assert_eq!(users[13].place, "iptables filter X");
+        let v6 = iptables_users(Family::V6, IPTABLES_SAVE);
+        assert_eq!(v6[0].place, "ip6tables mangle PREROUTING");
+    }
+
+    #[test]
+    fn iptables_forms_outgate_cannot_read_count_as_every_bit() {
+        let save = "*mangle\n-A OUTPUT -j MARK --set-xmark zzz\n-A OUTPUT -j MARK --frob 1\n\
+                    -A OUTPUT -j CONNMARK --set-xmark 0x1/zz\n-A OUTPUT -j CONNMARK --and-mark 0xffff00ff\n";
+        let bits: Vec<u32> = iptables_users(Family::V4, save)
+            .iter()
+            .map(|u| u.bits)
+            .collect();
+        assert_eq!(bits, [ALL, ALL, ALL, 0xff00]);
+    }
+
+    /// `nft list ruleset` of nft 1.0.6 after loading native rules (as written: `mark set mark &
+    /// 0xffff00ff`, `meta mark set meta mark & 0xffff00ff | 0x100`, which nft lists simplified), with
+    /// an iptables-nft table and outgate's own table, both skipped.
+    const NFT_RULESET: &str = r#"table inet admin {
+	chain out {
+		type route hook output priority mangle; policy accept;
+		meta mark set meta mark | 0x00000200
+		meta mark set 0x00000100
+		meta mark set meta mark & 0xffff00ff
+		meta mark set meta mark & 0xffff01ff | 0x00000100
+		meta mark set meta mark ^ 0x00000100
+		meta mark set ct mark
+		meta mark set ct mark & 0x00003f00
+		ct mark set meta mark
+		ct mark set meta mark & 0x00003f00
+		ct mark set ct mark & 0xffff00ff | 0x00010000
+		ct mark set ct mark | 0x00010000
+		ct mark set ct mark & 0xfffff0ff
+		ct mark set 0x00000100
+		ct mark set ct mark & 0xffff0fff | 0x00000100
+		meta mark set ip daddr map { 10.0.0.1 : 0x00000100, 10.0.0.2 : 0x00000200 }
+		meta mark set numgen inc mod 2 offset 256
+		meta mark set jhash ip saddr mod 2
+		ip daddr 10.0.0.9 meta mark set 0x00000300 comment "meta mark set 0x1 {"
+		meta mark set meta mark | 0x00000100 ct mark set meta mark
+	}
+
+	set marks {
+		type ipv4_addr . mark
+		elements = { 10.0.0.1 . 0x00000100 }
+	}
+}
+table netdev nd {
+	chain in {
+		type filter hook ingress device "lo" priority filter; policy accept;
+		meta mark set 0x00000400
+	}
+}
+table ip mangle {
+	chain OUTPUT {
+		type route hook output priority mangle; policy accept;
+		counter packets 0 bytes 0 meta mark set mark and 0xffffc0ff xor 0x100
+	}
+}
+table inet outgate {
+	chain gate {
+		meta mark & 0x00000f00 == 0x00000100 ct mark & 0x00000f00 == 0x00000000 ct mark set ct mark & 0xfffff0ff | 0x00000100
+	}
+}
+table bridge filter {
+	chain OUTPUT {
+		type filter hook output priority filter; policy accept;
+		counter packets 0 bytes 0 meta mark set 0x00000800
+	}
+}
+"#;
+
+    #[test]
+    fn nft_ruleset_lines() {
+        use MarkKind::{Conntrack as C, Packet as P};
+        let users = nft_users(NFT_RULESET);
+        let l = |n: usize| NFT_RULESET.lines().nth(n).expect("a line").trim();
+        assert_eq!(
+            found(&users),
+            [
+                (P, 0x200, l(3)),
+                (P, 0x100, l(4)),
+                (P, 0x100, l(6)),
+                (P, 0x100, l(7)),
+                (C, ALL, l(10)),
+                (C, ALL, l(11)),
+                (C, 0x1_ff00, l(12)),
+                (C, 0x1_0000, l(13)),
+                (C, 0xf00, l(14)),
+                (C, ALL, l(15)),
+                (C, 0xf100, l(16)),
+                (P, 0x300, l(17)),
+                (P, ALL, l(18)),
+                (P, ALL, l(19)),
+                (P, 0x300, l(20)),
+                (P, 0x100, l(21)),
+                (C, ALL, l(21)),
+                (P, 0x400, l(32)),
+                (P, 0x800, l(49)),
+            ]
+        );
+        assert_eq!(users[0].place, "nft table inet admin, chain out");
+        assert_eq!(users[17].place, "nft table netdev nd, chain in");
+        assert_eq!(users[18].place, "nft table bridge filter, chain OUTPUT");
+    }
+
+    #[test]
+    fn ip_rule_lines() {
+        let v4 = "0:\tfrom all lookup local\n32764:\tfrom all fwmark 0x100/0x3f00 lookup 100\n\
+                  32765:\tnot from all fwmark 0xca6c lookup 51820\n32766:\tfrom all lookup main\n";
+        let users = ip_rule_users("ip rule", v4);
+        assert_eq!(
+            found(&users),
+            [
+                (
+                    MarkKind::Routing,
+                    0x100,
+                    "32764: from all fwmark 0x100/0x3f00 lookup 100"
+                ),
+                (
+                    MarkKind::Routing,
+                    0xca6c,
+                    "32765: not from all fwmark 0xca6c lookup 51820"
+                ),
+            ]
+        );
+        assert!(ip_rule_users("ip -6 rule", "0:\tfrom all lookup local\n").is_empty());
+    }
+
+    #[test]
+    fn a_refusal_names_what_collides_and_a_free_mask() {
+        let mut users = iptables_users(
+            Family::V4,
+            "*mangle\n-A OUTPUT -j MARK --set-xmark 0x100/0x3f00\n",
+        );
+        users.extend(ip_rule_users(
+            "ip rule",
+            "32765:\tnot from all fwmark 0xca6c lookup 51820\n",
+        ));
+        let err = refusal(Marks::DEFAULT, &users)
+            .expect("collides")
+            .to_string();
+        assert_eq!(
+            err,
+            "refusing to apply: other software uses outgate's mark bits 0xf00, where a foreign value \
+             could pass for a verdict (or be dropped as none):
+  iptables mangle OUTPUT: `-A OUTPUT -j MARK --set-xmark 0x100/0x3f00` sets packet-mark bits 0x100
+  ip rule: `32765: not from all fwmark 0xca6c lookup 51820` routes by mark bits 0xa00, so something \
+             (WireGuard, a VPN) marks packets with them
+choose free bits with --mark-mask (0xf0000 is free here), and give `outgate run` the same; or apply \
+             anyway with --force"
+        );
+        // 0x100 is set inside 0x3f00, not inside 0xf000; WireGuard's 0xca6c is in both.
+        let only_mwan = &users[..1];
+        assert!(refusal(Marks::new(0xf000).expect("valid"), only_mwan).is_none());
+        let err = refusal(Marks::new(0xf000).expect("valid"), &users)
+            .expect("collides")
+            .to_string();
+        assert!(err.contains("mark bits 0xc000"), "{err}");
+        assert!(!err.contains("MARK"), "{err}");
+        // Nothing free: said so.
+        let all = iptables_users(
+            Family::V4,
+            "*mangle\n-A OUTPUT -j MARK --set-xmark 0xffffffff/0xffffffff\n",
+        );
+        let err = refusal(Marks::DEFAULT, &all).expect("collides").to_string();
+        assert!(err.contains("no 4-bit run is free"), "{err}");
+    }
+}

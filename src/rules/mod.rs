@@ -1,0 +1,594 @@
+//! The kernel ruleset that sends outbound flows to the daemon: generated as text, applied, kept first,
+//! read back and removed.
+//!
+//! `outgate rules [--queues 0-3] [--mode host|gateway] [--lan IF] [--wan IF] [--fail-open|--fail-closed]
+//! [--mark-mask MASK] [--limit-per-source RATE [--limit-burst N]] [--backend iptables|nft]
+//! [--apply [--force]|--remove]` prints or installs it, for IPv4 and IPv6. Host mode filters what this
+//! host sends (filter OUTPUT, loopback excluded; `--wan` limits it to one interface); gateway mode what it
+//! forwards from `--lan` to `--wan` (filter FORWARD).
+//!
+//! What the ruleset guarantees:
+//! - Outgate sees every filtered packet first: the iptables jump is the first rule of its hook, so no
+//!   earlier rule (an ESTABLISHED accept, say) lets packets of a flow under inspection or of a dropped
+//!   flow by, and the daemon's REPEAT pass (the hook again from its first rule) runs no other rule twice.
+//!   Firewalls that insert at position 1 on reload undo that; [`ensure_first`] puts the jump back. nft:
+//!   outgate's base chain runs at `priority filter - 10`, and an `accept` in another chain does not skip
+//!   it. Outgate only restricts: its accept returns to the admin's rules.
+//! - Decided flows never reach userspace: the verdict the daemon puts in outgate's bits of the packet mark
+//!   ([`Marks`]) is saved in the conntrack mark, and later packets take it from there. Exception: a flow
+//!   dropped or rejected at its first packet leaves no conntrack entry (entries are confirmed only when a
+//!   packet leaves), so its retries are queued again and the daemon answers them from its flow table;
+//!   `--limit-per-source` caps, per source address, what goes to the queues.
+//! - Undecided packets go to the queues: new flows, flows still inspected, and packets without conntrack
+//!   (untracked, invalid), each of which is decided on its own. Several queues are balanced by the hash of
+//!   the two addresses, so one flow stays on one queue (never by CPU, which can split a flow).
+//! - Passed but undecided (the daemon's pending value: a flow still inspected): on to the admin's rules,
+//!   nothing saved. Only a verdict is ever saved, and only into empty conntrack bits. Any other value in
+//!   outgate's bits, in the packet or the conntrack mark, is dropped: fail closed.
+//! - Nothing else writes outgate's bits: [`apply`] refuses while other software's rules do (a foreign 1
+//!   there would read as a verdict; see [`collisions`]), unless forced.
+//! - The ruleset describes itself (queues, fail mode, bits; see [`Installed`]): [`installed`] reads it
+//!   back, so that the daemon refuses to serve a ruleset made for other queues, fail mode or bits.
+//! - Daemon not running (no listener on a queue): fail-closed drops undecided packets silently (a local
+//!   sender's `send` succeeds); fail-open (`--queue-bypass`, nft `bypass`) accepts them in this table.
+//!   Decided flows keep their verdict either way, in conntrack. Queue full: not the ruleset's choice; the
+//!   kernel drops unless the daemon binds its queues with `NFQA_CFG_F_FAIL_OPEN`, which it must set exactly
+//!   when fail-open is chosen.
+//! - Not filtered: replies on connections opened from outside (conntrack direction REPLY: the daemon would
+//!   take the responder for the initiator; what may connect in is the inbound firewall's job), and in host
+//!   mode IPv6 neighbour discovery and MLD reports, without which IPv6 stops under a default-deny policy
+//!   (kept link-local by hop limit; crafting them needs CAP_NET_RAW, which can remove the rules anyway).
+//!
+//! [`apply`] is idempotent, and all or nothing: per family one `iptables-restore --noflush` transaction
+//! deletes every jump to [`CHAIN`] (whatever mode or version made it), redefines the chain and inserts
+//! the jump; both are tested before either is committed, and IPv4 is put back as it was if IPv6 fails.
+//! [`remove`] leaves no outgate chain, jump or nft table (the empty `filter` table that iptables-nft
+//! creates on first use, and legacy iptables even on listing, stays). Commands run with
+//! [`std::process::Command`]; their errors name the command and its stderr on one line.
+//!
+//! nftables: the `queue` statement needs `CONFIG_NFT_QUEUE`; without it the nft ruleset cannot be loaded
+//! (the iptables `NFQUEUE` target is separate and works).
+
+use std::io::{ErrorKind, Write};
+use std::process::{Command, Stdio};
+
+use crate::Verdict;
+
+mod config;
+mod conflicts;
+mod describe;
+mod iptables;
+mod limit;
+mod marks;
+mod nft;
+
+pub use config::{Backend, Family, Mode, QueueRange, RulesConfig};
+pub use conflicts::{MarkKind, MarkUser, collisions};
+pub use describe::Installed;
+pub use iptables::iptables_restore;
+use iptables::{Present, iptables_body, iptables_raw_body};
+pub use limit::{Rate, RateUnit, SourceLimit};
+pub use marks::Marks;
+pub use nft::nft;
+
+/// The iptables chain; in nftables the table is `inet outgate`.
+pub const CHAIN: &str = "OUTGATE";
+
+const NFT_TABLE: &str = "outgate";
+
+/// Why a ruleset could not be made, applied or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    #[error("invalid queue range '{0}': expected N or N-M with N <= M <= 65535")]
+    Queues(String),
+    #[error("invalid mode '{0}': expected host or gateway")]
+    Mode(String),
+    #[error("invalid backend '{0}': expected iptables or nft")]
+    Backend(String),
+    #[error("invalid --{option} interface '{name}': {reason}")]
+    Interface {
+        option: &'static str,
+        name: String,
+        reason: &'static str,
+    },
+    #[error("gateway mode needs --lan and --wan (--{0} is missing)")]
+    MissingInterface(&'static str),
+    #[error(
+        "--lan is for gateway mode; host mode filters what this host sends (--wan limits it to one interface)"
+    )]
+    LanInHostMode,
+    #[error("invalid mark mask '{mask}': {reason}")]
+    MarkMask { mask: String, reason: &'static str },
+    #[error("invalid --{option} '{value}': {reason}")]
+    Limit {
+        option: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    #[error(
+        "outgate's ruleset describes itself as '{text}': {reason}; run `outgate rules --apply` to replace it"
+    )]
+    Description { text: String, reason: String },
+    #[error(
+        "{0} has no description (made by an older outgate?): run `outgate rules --apply` to replace it"
+    )]
+    Undescribed(String),
+    #[error("{0}: run `outgate rules --apply` to replace it")]
+    Inconsistent(String),
+    #[error(
+        "outgate's ruleset is gone: the {0} has no chain {CHAIN}, and there is no nft table inet outgate (flushed by a firewall reload?): run `outgate rules --apply`"
+    )]
+    Gone(String),
+    #[error(
+        "the nft ruleset describes itself in a comment of {length} characters, and nft takes at most {max}: use shorter interface names, or --backend iptables"
+    )]
+    NftDescription { length: usize, max: usize },
+    #[error(
+        "refusing to apply: other software uses outgate's mark bits {mask}, where a foreign value could pass for a verdict (or be dropped as none):{rules}\n{hint}, and give `outgate run` the same; or apply anyway with --force"
+    )]
+    MarkCollision {
+        mask: String,
+        rules: String,
+        hint: String,
+    },
+    #[error("{program}: not found; is it installed and in PATH?")]
+    NotInstalled { program: String },
+    #[error("{command}: {message}")]
+    Command { command: String, message: String },
+    #[error("{failed}; and putting {family} back as it was failed too: {back}")]
+    PutBack {
+        failed: Box<RulesError>,
+        family: &'static str,
+        back: Box<RulesError>,
+    },
+}
+
+fn hex(value: u32) -> String {
+    format!("{value:#x}")
+}
+
+fn fail_mode(cfg: &RulesConfig) -> &'static str {
+    if cfg.fail_open {
+        "fail-open"
+    } else {
+        "fail-closed"
+    }
+}
+
+fn lines(l: Vec<String>) -> String {
+    let mut text = l.join("\n");
+    text.push('\n');
+    text
+}
+
+/// Installs the ruleset, replacing any outgate rules of either backend and any mode (a mode or interface
+/// change leaves no stale jump). Idempotent.
+///
+/// First it reads the other rules that use marks (see [`collisions`]) and refuses, naming each rule that
+/// writes into outgate's bits, unless `force`.
+///
+/// iptables: all or nothing across the families. Both transactions (one `*-restore --noflush` each) are
+/// tested first (`--test`), then IPv4 is committed, then IPv6; if IPv6's commit fails, IPv4 is put back
+/// as it was (outgate's earlier chains and jumps, at their places, or nothing), and the error names
+/// ip6tables-restore. nft: one atomic `nft -f` that deletes and recreates the table.
+pub fn apply(cfg: &RulesConfig, backend: Backend, force: bool) -> Result<(), RulesError> {
+    cfg.validate()?;
+    if !force && let Some(refusal) = conflicts::refusal(cfg.marks, &conflicts::mark_users()?) {
+        return Err(refusal);
+    }
+    match backend {
+        Backend::Iptables => {
+            let mut plans = Vec::new();
+            for family in Family::ALL {
+                let installed = |table| {
+                    present_iptables(family, table)?.ok_or_else(|| RulesError::NotInstalled {
+                        program: family.iptables().to_string(),
+                    })
+                };
+                let (raw, filter) = (installed("raw")?, installed("filter")?);
+                let mut l = vec!["*raw".to_string()];
+                l.extend(raw.deletes.iter().cloned());
+                l.extend(iptables_raw_body(cfg));
+                l.extend(["COMMIT".to_string(), "*filter".to_string()]);
+                l.extend(filter.deletes.iter().cloned());
+                l.extend(iptables_body(cfg, family));
+                l.push("COMMIT".into());
+                plans.push((family, lines(l), [("raw", raw), ("filter", filter)]));
+            }
+            for (family, text, _) in &plans {
+                run(family.restore(), &["-w", "--noflush", "--test"], Some(text))?;
+            }
+            let mut committed = Vec::new();
+            for (family, text, before) in &plans {
+                if let Err(e) = restore(*family, text) {
+                    // Only IPv6 can get here with IPv4 committed: put it back, newest first.
+                    for (family, before) in committed.into_iter().rev() {
+                        if let Err(back) = put_back(family, before) {
+                            return Err(RulesError::PutBack {
+                                failed: Box::new(e),
+                                family: family.name(),
+                                back: Box::new(back),
+                            });
+                        }
+                    }
+                    return Err(e);
+                }
+                committed.push((*family, before));
+            }
+            remove_nft()
+        }
+        Backend::Nft => {
+            // `table` creates it if absent, so the `delete` never fails: one transaction either way.
+            let text = format!(
+                "table inet {NFT_TABLE}\ndelete table inet {NFT_TABLE}\n{}",
+                nft(cfg)?
+            );
+            run("nft", &["-f", "-"], Some(&text))?;
+            for family in Family::ALL {
+                remove_iptables(family)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Puts outgate's part of `family`'s tables back as `before` describes it (see [`apply`]).
+fn put_back(family: Family, before: &[(&str, Present); 2]) -> Result<(), RulesError> {
+    let mut l = Vec::new();
+    for (table, before) in before {
+        let now = present_iptables(family, table)?.ok_or_else(|| RulesError::NotInstalled {
+            program: family.iptables().to_string(),
+        })?;
+        l.extend(iptables::put_back(table, before, &now));
+    }
+    restore(family, &lines(l))
+}
+
+/// The ruleset outgate installed, read from its description (see [`Installed`]): `None` when there is
+/// none. An error when a ruleset cannot describe itself (made by an older outgate), when the families'
+/// rulesets differ, or when both backends hold one: a daemon must not guess which one it serves.
+pub fn installed() -> Result<Option<Installed>, RulesError> {
+    let mut families = Vec::new();
+    for family in Family::ALL {
+        match run(family.iptables(), &["-w", "-t", "filter", "-S"], None) {
+            Ok(listing) => families.push((family, describe::in_iptables(family, &listing)?)),
+            Err(RulesError::NotInstalled { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let iptables = match families.as_slice() {
+        [(_, v4), (_, v6)] if v4 == v6 => v4.clone(),
+        [(_, v4), (_, v6)] => {
+            let show = |cfg: &Option<RulesConfig>| {
+                cfg.as_ref().map_or("none".to_string(), describe::describe)
+            };
+            return Err(RulesError::Inconsistent(format!(
+                "the IPv4 and IPv6 rulesets differ (IPv4: {}; IPv6: {})",
+                show(v4),
+                show(v6)
+            )));
+        }
+        [(_, one)] => one.clone(),
+        _ => None,
+    };
+    let nft = match run("nft", &["list", "table", "inet", NFT_TABLE], None) {
+        Ok(listing) => Some(describe::in_nft(&listing)?),
+        Err(RulesError::NotInstalled { .. }) => None,
+        // What nft says when the table is not there.
+        Err(RulesError::Command { message, .. })
+            if message.contains("No such file or directory") =>
+        {
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    match (iptables, nft) {
+        (Some(_), Some(_)) => Err(RulesError::Inconsistent(format!(
+            "both an iptables ruleset (chain {CHAIN}) and an nft one (table inet {NFT_TABLE}) are installed"
+        ))),
+        (Some(config), None) => Ok(Some(Installed {
+            backend: Backend::Iptables,
+            config,
+        })),
+        (None, Some(config)) => Ok(Some(Installed {
+            backend: Backend::Nft,
+            config,
+        })),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Puts the jump to [`CHAIN`] back as the first rule of its hooks (iptables backend; both families, the
+/// filter table's hook and the raw table's), where ufw, firewalld or Docker insert their own rules at
+/// position 1 on every reload: an `ESTABLISHED,RELATED -j ACCEPT` above the jump passes every packet
+/// after the handshake of a flow still under inspection. Each repair is one `*-restore --noflush`
+/// transaction per family (every jump deleted, one inserted at 1). Returns one line per repair
+/// (family, table, chain, what stood first); none when nothing was wrong. Meant to be called every few
+/// seconds: when all is well it only lists rule 1 of each hook.
+///
+/// nft: nothing to do. Base chains run by priority, and an `accept` in another one does not skip
+/// outgate's. An error when neither backend's ruleset is installed (a firewall reload may have flushed
+/// it): the jump alone cannot bring it back.
+pub fn ensure_first(cfg: &RulesConfig) -> Result<Vec<String>, RulesError> {
+    cfg.validate()?;
+    let mut repairs = Vec::new();
+    for family in Family::ALL {
+        let mut text = Vec::new();
+        let mut found = Vec::new();
+        for (table, hook, rest) in iptables::jumps(cfg) {
+            let jump = format!("-A {hook} {rest}");
+            // Any failure here (a tool that reports an empty chain as an error, say) is settled by
+            // the full listing below, which reports real errors.
+            let first = run(
+                family.iptables(),
+                &["-w", "-t", table, "-S", hook, "1"],
+                None,
+            )
+            .ok()
+            .and_then(|out| out.lines().next().map(str::to_string));
+            if first.as_deref() == Some(jump.as_str()) {
+                continue;
+            }
+            let present = match present_iptables(family, table)? {
+                Some(present) if present.chain => present,
+                _ => return nft_installed_or(format!("{} {table} table", family.name())),
+            };
+            let missing = !present.deletes.contains(&format!("-D {hook} {rest}"));
+            found.push(format!(
+                "{} {table} {hook}: {}, {}; the jump to {CHAIN} is rule 1 again",
+                family.name(),
+                first.map_or("the chain was empty".to_string(), |r| format!(
+                    "rule 1 was `{r}`"
+                )),
+                if missing {
+                    "the jump was missing"
+                } else {
+                    "the jump was further down"
+                }
+            ));
+            text.push(format!("*{table}"));
+            text.extend(present.deletes);
+            text.push(format!("-I {hook} 1 {rest}"));
+            text.push("COMMIT".into());
+        }
+        if !text.is_empty() {
+            restore(family, &lines(text))?;
+            repairs.extend(found);
+        }
+    }
+    Ok(repairs)
+}
+
+/// For [`ensure_first`]: no iptables chain in `place`. Fine when the nft backend is in use.
+fn nft_installed_or(place: String) -> Result<Vec<String>, RulesError> {
+    match run("nft", &["list", "table", "inet", NFT_TABLE], None) {
+        Ok(_) => Ok(Vec::new()),
+        Err(_) => Err(RulesError::Gone(place)),
+    }
+}
+
+/// Removes every trace of outgate: each jump to [`CHAIN`] in the filter table (any chain, any mode),
+/// the chain, for both families, and nft's `table inet outgate`. Succeeds when nothing is there, and when
+/// a tool is not installed (nothing of outgate can be there then). Tries everything, reports the first error.
+pub fn remove() -> Result<(), RulesError> {
+    let results = [
+        remove_iptables(Family::V4),
+        remove_iptables(Family::V6),
+        remove_nft(),
+    ];
+    results.into_iter().collect()
+}
+
+fn present_iptables(family: Family, table: &str) -> Result<Option<Present>, RulesError> {
+    match run(family.iptables(), &["-w", "-t", table, "-S"], None) {
+        Ok(listing) => Ok(Some(Present::read(&listing))),
+        Err(RulesError::NotInstalled { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn remove_iptables(family: Family) -> Result<(), RulesError> {
+    let mut l = Vec::new();
+    for table in ["raw", "filter"] {
+        let Some(present) = present_iptables(family, table)? else {
+            return Ok(());
+        };
+        if present.deletes.is_empty() && !present.chain {
+            continue;
+        }
+        l.push(format!("*{table}"));
+        l.extend(present.deletes);
+        if present.chain {
+            l.push(format!("-F {CHAIN}"));
+            l.push(format!("-X {CHAIN}"));
+        }
+        l.push("COMMIT".into());
+    }
+    if l.is_empty() {
+        return Ok(());
+    }
+    restore(family, &lines(l))
+}
+
+fn remove_nft() -> Result<(), RulesError> {
+    // Listing fails when nft is missing, the kernel has no nf_tables, or the table is absent: nothing to do.
+    if run("nft", &["list", "table", "inet", NFT_TABLE], None).is_err() {
+        return Ok(());
+    }
+    run("nft", &["delete", "table", "inet", NFT_TABLE], None).map(drop)
+}
+
+fn restore(family: Family, text: &str) -> Result<(), RulesError> {
+    run(family.restore(), &["-w", "--noflush"], Some(text)).map(drop)
+}
+
+/// Runs a command, feeding it `input`; its stdout, or an error naming the command with its stderr on one line.
+fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<String, RulesError> {
+    let command = std::iter::once(program)
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let failed = |message: String| RulesError::Command {
+        command: command.clone(),
+        message,
+    };
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| match e.kind() {
+            ErrorKind::NotFound => RulesError::NotInstalled {
+                program: program.to_string(),
+            },
+            _ => failed(format!("cannot run: {e}")),
+        })?;
+    // Inputs are a few KiB, below the pipe buffer: writing before reading cannot deadlock. The pipe is
+    // closed when `stdin` drops, at the end of this block.
+    let written = match (input, child.stdin.take()) {
+        (Some(text), Some(mut stdin)) => stdin.write_all(text.as_bytes()),
+        _ => Ok(()),
+    };
+    let output = child
+        .wait_with_output()
+        .map_err(|e| failed(format!("cannot wait for it: {e}")))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = stderr
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" | ");
+        return Err(failed(if stderr.is_empty() {
+            format!("failed ({})", output.status)
+        } else {
+            stderr
+        }));
+    }
+    written.map_err(|e| failed(format!("cannot write its input: {e}")))?;
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(super) fn host(queues: &str) -> RulesConfig {
+        RulesConfig {
+            queues: queues.parse().expect("valid range"),
+            ..RulesConfig::default()
+        }
+    }
+
+    pub(super) fn gateway() -> RulesConfig {
+        RulesConfig {
+            queues: "2-5".parse().expect("valid range"),
+            mode: Mode::Gateway,
+            lan: Some("lan0".into()),
+            wan: Some("wan0".into()),
+            fail_open: true,
+            ..RulesConfig::default()
+        }
+    }
+
+    /// Rules only, without comments: what iptables-save would show (apart from `-I` for `-A`).
+    pub(super) fn rules(text: &str) -> Vec<&str> {
+        text.lines().filter(|l| !l.starts_with('#')).collect()
+    }
+
+    #[test]
+    fn bad_interface_names_are_refused_before_any_text() {
+        for (name, reason) in [
+            ("", "empty"),
+            ("abcdefghijklmnop", "longer than 15"),
+            ("eth0 -j ACCEPT", "only letters"),
+            ("eth0\n-A", "only letters"),
+            ("wan\"0", "only letters"),
+            ("-j", "must not start"),
+            ("..", "not a valid"),
+            ("lo", "loopback"),
+        ] {
+            let cfg = RulesConfig {
+                wan: Some(name.into()),
+                ..gateway()
+            };
+            // (`apply` validates the same way first; not called here: unit tests must not touch the host.)
+            for result in [iptables_restore(&cfg, Family::V4), nft(&cfg)] {
+                let err = result.expect_err(name).to_string();
+                assert!(err.contains(reason), "{name:?}: {err}");
+                assert!(err.starts_with("invalid --wan interface"), "{err}");
+            }
+        }
+        for ok in [
+            "eth0",
+            "wlp3s0",
+            "br-lan.10",
+            "veth+",
+            "wg@x",
+            "abcdefghijklmno",
+        ] {
+            let cfg = RulesConfig {
+                lan: Some(ok.into()),
+                ..gateway()
+            };
+            assert!(cfg.validate().is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn gateway_needs_lan_and_wan_host_takes_no_lan() {
+        let no_lan = RulesConfig {
+            lan: None,
+            ..gateway()
+        };
+        let err = iptables_restore(&no_lan, Family::V4).expect_err("no lan");
+        assert_eq!(
+            err.to_string(),
+            "gateway mode needs --lan and --wan (--lan is missing)"
+        );
+        let no_wan = RulesConfig {
+            wan: None,
+            ..gateway()
+        };
+        assert!(
+            nft(&no_wan)
+                .expect_err("no wan")
+                .to_string()
+                .contains("--wan is missing")
+        );
+        let host_lan = RulesConfig {
+            lan: Some("eth1".into()),
+            ..host("0")
+        };
+        assert!(matches!(
+            host_lan.validate(),
+            Err(RulesError::LanInHostMode)
+        ));
+    }
+
+    #[test]
+    fn command_errors_are_one_line_and_name_the_command() {
+        let err = run(
+            "sh",
+            &["-c", "echo first >&2; echo; echo second >&2; exit 3"],
+            None,
+        )
+        .expect_err("exit 3");
+        assert_eq!(
+            err.to_string(),
+            "sh -c echo first >&2; echo; echo second >&2; exit 3: first | second"
+        );
+        let err = run("sh", &["-c", "exit 4"], None).expect_err("exit 4");
+        assert!(err.to_string().contains("exit status: 4"), "{err}");
+        let err = run("outgate-no-such-program", &[], None).expect_err("missing");
+        assert!(matches!(err, RulesError::NotInstalled { .. }), "{err}");
+        let out = run("cat", &[], Some("fed\n")).expect("cat runs");
+        assert_eq!(out, "fed\n");
+    }
+}
