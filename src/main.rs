@@ -114,7 +114,14 @@ enum Command {
     /// Before it binds a queue it reads the installed ruleset's description, and refuses to start when
     /// the ruleset was made with other --queues, another fail mode or another --mark-mask (it names both
     /// values and the commands that make them agree); with no ruleset installed it warns that nothing
-    /// will be queued.
+    /// will be queued. While it runs it keeps the ruleset's jump first in its hook (other firewalls insert
+    /// theirs at the top), logging each repair.
+    ///
+    /// SIGHUP (systemctl reload) re-reads --policy off the packet path and swaps it in; a policy with
+    /// errors is refused (FILE:LINE:COL on stderr and in the metrics) and the one in force stays. After a
+    /// reload, and at the start, the flows the kernel already passes are decided again under the policy in
+    /// force: a connection it no longer allows is cut, one it still allows is not touched. SIGHUP also
+    /// reopens the logs (logrotate).
     Run {
         /// Policy file (default: the built-in policy, which is announced on stderr).
         #[arg(short, long, value_name = "FILE")]
@@ -151,6 +158,11 @@ enum Command {
         /// Socket receive buffer per queue, in MiB (the default loses nothing in BENCHMARKS.md's blast).
         #[arg(long, value_name = "MIB", default_value_t = 64)]
         rcvbuf_mib: usize,
+        /// Remember the policy in force in FILE (e.g. /run/outgate/state). After a restart with the same
+        /// policy, connections a payload rule allowed keep their verdict; without it (or with another
+        /// policy) they get `option midstream`, since their first payload can no longer be read.
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
     },
     /// Print, apply or remove the kernel ruleset that sends undecided flows to outgate's queues.
     ///
@@ -281,6 +293,7 @@ fn main() -> ExitCode {
             metrics,
             queue_maxlen,
             rcvbuf_mib,
+            state,
         } => {
             let target = |l: Option<String>| {
                 l.map(|l| {
@@ -301,9 +314,11 @@ fn main() -> ExitCode {
                 http_log: target(http_log),
                 tls_log: target(tls_log),
                 metrics,
+                policy_path: policy,
+                state,
                 ..RunConfig::default()
             };
-            run_live(policy, queues, cfg)
+            run_live(queues, cfg)
         }
         Command::Report { format, logs } => {
             let report = outgate::report::report(&logs).map_err(|e| e.to_string());
@@ -430,44 +445,40 @@ fn rules_command(
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_live(
-    policy: Option<PathBuf>,
-    queues: QueueRange,
-    cfg: RunConfig,
-) -> Result<ExitCode, String> {
-    if policy.is_none() {
+fn run_live(queues: QueueRange, mut cfg: RunConfig) -> Result<ExitCode, String> {
+    if cfg.policy_path.is_none() {
         eprintln!(
             "outgate: no --policy given: using the built-in default policy (see `outgate check --print-default`)"
         );
     }
-    let engine = Arc::new(Engine::new(load_policy(policy)?));
-    check_ruleset(queues, &cfg)?;
+    let policy = load_policy(cfg.policy_path.clone())?;
+    cfg.ruleset = check_ruleset(queues, &cfg)?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [SIGTERM, SIGINT] {
         signal_hook::flag::register(signal, stop.clone())
             .map_err(|e| format!("cannot handle signals: {e}"))?;
     }
-    // Until reload exists, SIGHUP must not kill the filter (systemd's ExecReload sends it).
+    // SIGHUP reloads: the signal thread only passes it on; the daemon's reload thread does the work.
+    let (reload_tx, reload_rx) = crossbeam_channel::unbounded();
     let mut hup = Signals::new([SIGHUP]).map_err(|e| format!("cannot handle signals: {e}"))?;
     std::thread::spawn(move || {
         for _ in hup.forever() {
-            eprintln!(
-                "outgate: SIGHUP: reloading is not supported yet; the policy in use is unchanged"
-            );
+            let _ = reload_tx.send(());
         }
     });
-    let queues = cfg.queues.clone();
     let mode = if cfg.fail_open {
         "fail-open"
     } else {
         "fail-closed"
     };
-    let summary = nfqueue::run(engine.clone(), &cfg, stop, || {
+    let summary = nfqueue::run(policy, &cfg, stop, reload_rx, |policy| {
         eprintln!(
-            "outgate: filtering on NFQUEUE {queues:?} ({mode}), policy {}",
-            engine.policy().file()
+            "outgate: filtering on NFQUEUE {queues} ({mode}, mark bits {}), policy {} ({})",
+            cfg.marks,
+            policy.file(),
+            policy.hash()
         );
-        nfqueue::notify_ready();
+        nfqueue::notify("READY=1");
     })
     .map_err(|e| e.to_string())?;
     eprintln!(
@@ -480,17 +491,18 @@ fn run_live(
 /// Refuses to start when the installed ruleset sends to other queues, fails the other way or uses other
 /// mark bits (a ruleset for queues 0-3 with a daemon on 0 would drop three quarters of new flows); warns
 /// when there is none.
-fn check_ruleset(queues: QueueRange, cfg: &RunConfig) -> Result<(), String> {
+/// The installed iptables ruleset comes back, for the daemon to keep its jump first.
+fn check_ruleset(queues: QueueRange, cfg: &RunConfig) -> Result<Option<RulesConfig>, String> {
     match rules::installed() {
         Ok(Some(installed)) => match installed.mismatch(queues, cfg.fail_open, cfg.marks) {
             Some(message) => Err(message),
-            None => Ok(()),
+            None => Ok((installed.backend == Backend::Iptables).then_some(installed.config)),
         },
         Ok(None) => {
             eprintln!(
                 "outgate: warning: no outgate ruleset is installed: nothing is queued until `outgate rules --apply`"
             );
-            Ok(())
+            Ok(None)
         }
         Err(e) => Err(format!(
             "cannot read the installed ruleset (this needs root, or CAP_NET_ADMIN): {e}"

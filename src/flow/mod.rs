@@ -278,6 +278,19 @@ impl FlowTable {
         self.config.inspect.held = n.max(1);
     }
 
+    /// Live, after a reload: the new policy's settings (the bound on held packets stays), and the decided
+    /// flows that no payload decided are forgotten, so that their next packets (a dropped flow's retries,
+    /// say) are decided under the new policy. Flows a payload decided keep their decision while they
+    /// settle (the reload decides their conntrack entries again), as do FTP data connections (they
+    /// follow their control connection); flows waiting for their payload go on, read under the new policy.
+    pub fn policy_changed(&mut self, config: FlowConfig) {
+        let held = self.config.inspect.held;
+        self.config = config;
+        self.config.inspect.held = held;
+        self.flows
+            .retain(|_, f| !f.decided() || f.app.is_some() || f.decision.reason == Reason::FtpData);
+    }
+
     /// When on, flows that leave the table (expired, evicted, or at [`FlowTable::finish_all`]) are kept
     /// for [`FlowTable::drain_finished`]; replay uses this to report every flow.
     pub fn keep_finished(&mut self, keep: bool) {

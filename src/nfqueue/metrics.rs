@@ -2,17 +2,20 @@
 //!
 //! Workers only ever add to atomics (relaxed: each counter is independent), so counting costs no lock and
 //! never waits. The HTTP endpoint is a plain thread answering every request with the current text; the
-//! kernel's own drop counters are read from /proc/net/netfilter/nfnetlink_queue at that moment.
+//! kernel's own drop counters are read from /proc/net/netfilter/nfnetlink_queue at that moment. New
+//! flows per policy line belong to the policy in force (they start again at a reload, as the lines do).
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
+use super::Live;
 use super::queue::proc_stats;
-use crate::{Decision, Engine, Policy, Reason, Verdict};
+use super::reload::{Held, InForce};
+use crate::{Decision, Reason, Verdict};
 
 /// Counters of one queue (one worker).
 #[derive(Default)]
@@ -24,30 +27,53 @@ pub struct QueueCounters {
     pub malformed: AtomicU64,
     /// Flows decided and handed to the kernel (their later packets never come up).
     pub flows_offloaded: AtomicU64,
+    /// TCP flows whose packets came without their SYN (open before the daemon, or lost by the kernel).
+    pub flows_midstream: AtomicU64,
     /// Receive-buffer overruns (ENOBUFS): survived, counted.
     pub enobufs: AtomicU64,
-    /// Verdicts the kernel refused, or that could not be sent.
+    /// Verdicts that could not be sent.
     pub verdict_errors: AtomicU64,
+    /// Packets held back now, waiting for their flow's first payload (a gauge).
+    pub held: AtomicU64,
+    /// Flows whose wait was ended early to keep the inspection memory and held packets bounded.
+    pub inspections_evicted: AtomicU64,
+}
+
+/// How the last reload (or the start) went.
+#[derive(Clone, Debug, Default)]
+pub struct LastReload {
+    pub at: Option<SystemTime>,
+    /// The policy's errors (`FILE:LINE:COL: message`), or why the kernel's flows could not be held to it.
+    pub error: Option<String>,
+    /// What holding the kernel's flows to the policy did.
+    pub held: Held,
 }
 
 /// All live counters.
 pub struct Metrics {
     pub queues: Vec<QueueCounters>,
-    /// New flows per rule (index = rule id), per policy line, and for the no-policy fallback.
-    rule_flows: Vec<AtomicU64>,
-    policy_flows: Vec<AtomicU64>,
-    no_policy_flows: AtomicU64,
     /// Flow-log lines dropped because the logger could not keep up.
     pub log_dropped: AtomicU64,
+    pub reloads: AtomicU64,
+    pub reloads_refused: AtomicU64,
+    pub last_reload: Mutex<LastReload>,
+    /// Flows in the kernel cut because a reload (or the start) decided them again under a stricter policy.
+    pub flows_cut: AtomicU64,
+    /// Times the jump to outgate's chain was found away from first place and put back.
+    pub ruleset_repairs: AtomicU64,
 }
 
 fn slot(v: Verdict) -> usize {
     Verdict::ALL.iter().position(|&x| x == v).unwrap_or(0)
 }
 
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 impl Metrics {
-    pub fn new(queues: impl Iterator<Item = u16>, policy: &Policy) -> Metrics {
-        let counters = |n: usize| (0..n).map(|_| AtomicU64::new(0)).collect();
+    pub fn new(queues: impl Iterator<Item = u16>) -> Metrics {
         Metrics {
             queues: queues
                 .map(|queue| QueueCounters {
@@ -55,10 +81,12 @@ impl Metrics {
                     ..Default::default()
                 })
                 .collect(),
-            rule_flows: counters(policy.rules().len()),
-            policy_flows: counters(policy.pair_policies().len()),
-            no_policy_flows: AtomicU64::new(0),
             log_dropped: AtomicU64::new(0),
+            reloads: AtomicU64::new(0),
+            reloads_refused: AtomicU64::new(0),
+            last_reload: Mutex::new(LastReload::default()),
+            flows_cut: AtomicU64::new(0),
+            ruleset_repairs: AtomicU64::new(0),
         }
     }
 
@@ -73,26 +101,27 @@ impl Metrics {
         }
     }
 
-    /// Counts a newly decided flow on queue index `q`.
-    pub fn count_flow(&self, q: usize, d: Decision) {
+    /// Counts a newly decided flow on queue index `q`, and under its line in the policy in force.
+    pub fn count_flow(&self, q: usize, in_force: &InForce, d: Decision, midstream: bool) {
         if let Some(c) = self.queues.get(q) {
             c.flows_offloaded.fetch_add(1, Relaxed);
+            if midstream {
+                c.flows_midstream.fetch_add(1, Relaxed);
+            }
         }
-        let counter = match d.reason {
-            Reason::Rule(i) => self.rule_flows.get(i as usize),
-            Reason::Policy(i) => self.policy_flows.get(i as usize),
-            Reason::NoPolicy => Some(&self.no_policy_flows),
-            _ => None,
-        };
-        if let Some(c) = counter {
-            c.fetch_add(1, Relaxed);
-        }
+        in_force.count_flow(d);
+    }
+
+    /// Records how a reload or the start went.
+    pub fn record_reload(&self, outcome: LastReload) {
+        self.flows_cut.fetch_add(outcome.held.cut, Relaxed);
+        *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) = outcome;
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self, policy: &Policy) -> String {
+    pub fn render(&self, in_force: &InForce, workers_up: &[bool]) -> String {
         let mut out = String::new();
-        let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, u64)>| {
+        let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, f64)>| {
             let _ = writeln!(
                 out,
                 "# HELP outgate_{name} {help}\n# TYPE outgate_{name} {kind}"
@@ -105,12 +134,100 @@ impl Metrics {
                 }
             }
         };
-        let per_queue = |f: &dyn Fn(&QueueCounters) -> u64| -> Vec<(String, u64)> {
+        let per_queue = |f: &dyn Fn(&QueueCounters) -> u64| -> Vec<(String, f64)> {
             self.queues
                 .iter()
-                .map(|c| (format!("queue=\"{}\"", c.queue), f(c)))
+                .map(|c| (format!("queue=\"{}\"", c.queue), f(c) as f64))
                 .collect()
         };
+        let one = |v: u64| vec![(String::new(), v as f64)];
+        let policy = in_force.engine.policy();
+        family(
+            "policy_info",
+            "gauge",
+            "The policy in force: its file and hash (compare two gateways' hashes), and its generation.",
+            vec![(
+                format!(
+                    "file=\"{}\",hash=\"{}\",generation=\"{}\"",
+                    escape(policy.file()),
+                    policy.hash(),
+                    in_force.generation
+                ),
+                1.0,
+            )],
+        );
+        family(
+            "policy_loaded_timestamp_seconds",
+            "gauge",
+            "When the policy in force was loaded (Unix time).",
+            vec![(String::new(), unix_seconds(in_force.loaded))],
+        );
+        let last = self
+            .last_reload
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        family(
+            "reloads_total",
+            "counter",
+            "Reloads (SIGHUP) by result: ok, or refused (the policy did not compile; the old one stays).",
+            vec![
+                ("result=\"ok\"".into(), self.reloads.load(Relaxed) as f64),
+                (
+                    "result=\"refused\"".into(),
+                    self.reloads_refused.load(Relaxed) as f64,
+                ),
+            ],
+        );
+        family(
+            "reload_last_timestamp_seconds",
+            "gauge",
+            "When the last reload (or the start) was tried (Unix time).",
+            vec![(String::new(), last.at.map_or(0.0, unix_seconds))],
+        );
+        family(
+            "reload_last_error_info",
+            "gauge",
+            "1 with the last reload's error as label while it stands; 0 when the last reload went well.",
+            vec![match &last.error {
+                Some(e) => (format!("error=\"{}\"", escape(e)), 1.0),
+                None => ("error=\"\"".into(), 0.0),
+            }],
+        );
+        let held = last.held;
+        family(
+            "reload_flows",
+            "gauge",
+            "The kernel's flows at the last reload (or start): checked against the policy, decided again \
+             (their verdict changed), cut (now dropped or rejected).",
+            vec![
+                ("what=\"checked\"".into(), held.checked as f64),
+                ("what=\"changed\"".into(), held.changed as f64),
+                ("what=\"cut\"".into(), held.cut as f64),
+            ],
+        );
+        family(
+            "flows_cut_total",
+            "counter",
+            "Flows in the kernel cut because the policy in force no longer allows them.",
+            one(self.flows_cut.load(Relaxed)),
+        );
+        family(
+            "worker_up",
+            "gauge",
+            "1 while the queue's worker answers (it went round its loop in the last 3 s).",
+            self.queues
+                .iter()
+                .zip(workers_up)
+                .map(|(c, up)| (format!("queue=\"{}\"", c.queue), f64::from(u8::from(*up))))
+                .collect(),
+        );
+        family(
+            "ruleset_repairs_total",
+            "counter",
+            "Times the jump to outgate's chain was no longer first in its hook and was put back.",
+            one(self.ruleset_repairs.load(Relaxed)),
+        );
         family(
             "packets_total",
             "counter",
@@ -124,7 +241,7 @@ impl Metrics {
                 Verdict::ALL.iter().map(move |v| {
                     (
                         format!("queue=\"{}\",verdict=\"{}\"", c.queue, v.name()),
-                        c.verdicts[slot(*v)].load(Relaxed),
+                        c.verdicts[slot(*v)].load(Relaxed) as f64,
                     )
                 })
             })
@@ -148,6 +265,24 @@ impl Metrics {
             per_queue(&|c| c.flows_offloaded.load(Relaxed)),
         );
         family(
+            "flows_midstream_total",
+            "counter",
+            "TCP flows whose packets reached the daemon without their SYN, decided from their middle.",
+            per_queue(&|c| c.flows_midstream.load(Relaxed)),
+        );
+        family(
+            "held_packets",
+            "gauge",
+            "Packets held back until their flow's first payload decides it.",
+            per_queue(&|c| c.held.load(Relaxed)),
+        );
+        family(
+            "inspections_evicted_total",
+            "counter",
+            "Waits for a first payload ended early (inspect-limit) to keep inspection memory bounded.",
+            per_queue(&|c| c.inspections_evicted.load(Relaxed)),
+        );
+        family(
             "enobufs_total",
             "counter",
             "Socket receive-buffer overruns (ENOBUFS).",
@@ -156,14 +291,14 @@ impl Metrics {
         family(
             "verdict_errors_total",
             "counter",
-            "Verdicts refused by the kernel.",
+            "Verdicts that could not be sent.",
             per_queue(&|c| c.verdict_errors.load(Relaxed)),
         );
-        let kernel = |f: &dyn Fn(super::queue::ProcQueueStats) -> u64| -> Vec<(String, u64)> {
+        let kernel = |f: &dyn Fn(super::queue::ProcQueueStats) -> u64| -> Vec<(String, f64)> {
             self.queues
                 .iter()
                 .filter_map(|c| {
-                    proc_stats(c.queue).map(|s| (format!("queue=\"{}\"", c.queue), f(s)))
+                    proc_stats(c.queue).map(|s| (format!("queue=\"{}\"", c.queue), f(s) as f64))
                 })
                 .collect()
         };
@@ -179,36 +314,36 @@ impl Metrics {
             "Packets the kernel dropped because the socket buffer was full.",
             kernel(&|s| s.user_dropped),
         );
-        let mut rules: Vec<(String, u64)> = Vec::new();
-        for (i, c) in self.rule_flows.iter().enumerate() {
+        let mut rules: Vec<(String, f64)> = Vec::new();
+        for (i, c) in in_force.rule_flows.iter().enumerate() {
             let cite = policy.cite(Reason::Rule(i as u32)).unwrap_or_default();
             rules.push((
                 format!("rule=\"{}\",kind=\"rule\"", escape(&cite)),
-                c.load(Relaxed),
+                c.load(Relaxed) as f64,
             ));
         }
-        for (i, c) in self.policy_flows.iter().enumerate() {
+        for (i, c) in in_force.policy_flows.iter().enumerate() {
             let cite = policy.cite(Reason::Policy(i as u32)).unwrap_or_default();
             rules.push((
                 format!("rule=\"{}\",kind=\"policy\"", escape(&cite)),
-                c.load(Relaxed),
+                c.load(Relaxed) as f64,
             ));
         }
         rules.push((
             "rule=\"-\",kind=\"no-policy\"".into(),
-            self.no_policy_flows.load(Relaxed),
+            in_force.no_policy_flows.load(Relaxed) as f64,
         ));
         family(
             "rule_flows_total",
             "counter",
-            "New flows decided, by the policy line that decided them.",
+            "New flows decided under the policy in force, by the line that decided them.",
             rules,
         );
         family(
             "log_lines_dropped_total",
             "counter",
-            "Flow-log lines dropped because the log could not keep up.",
-            vec![(String::new(), self.log_dropped.load(Relaxed))],
+            "Log lines dropped because the log could not keep up.",
+            one(self.log_dropped.load(Relaxed)),
         );
         out
     }
@@ -221,12 +356,8 @@ fn escape(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Serves `render` on `addr` from a background thread; returns once the socket is bound.
-pub fn serve(
-    addr: SocketAddr,
-    metrics: Arc<Metrics>,
-    engine: Arc<Engine>,
-) -> std::io::Result<SocketAddr> {
+/// Serves the metrics on `addr` from a background thread; returns once the socket is bound.
+pub(super) fn serve(addr: SocketAddr, live: Arc<Live>) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
     std::thread::Builder::new().name("outgate-metrics".into()).spawn(move || {
@@ -236,7 +367,7 @@ pub fn serve(
             // The request itself does not matter: every path answers with the metrics.
             let mut buf = [0u8; 1024];
             let _ = stream.read(&mut buf);
-            let body = metrics.render(engine.policy());
+            let body = live.render_metrics();
             let head = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()

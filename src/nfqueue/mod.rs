@@ -1,69 +1,48 @@
-//! The live edge: bind the NFQUEUE queues, run one worker per queue, log and count, stop cleanly.
+//! The live edge: bind the NFQUEUE queues, run one worker per queue, log and count, reload, stop cleanly.
 //!
 //! Promises:
-//! - Every packet that reaches the daemon gets exactly one verdict, also on shutdown: on SIGTERM/SIGINT
-//!   the workers stop receiving only after the socket is empty, answer what they hold, then unbind.
-//! - Nothing blocks a worker: counters are atomics, the flow log goes through a bounded channel whose
-//!   overflow is counted, not waited on.
+//! - Every packet that reaches the daemon gets exactly one verdict, also on reload and shutdown: on
+//!   SIGTERM/SIGINT the workers stop receiving only after the socket is empty, answer what they hold
+//!   (packets held for a first payload get their flow's `inspect-limit`), then unbind.
+//! - Nothing blocks a worker: counters are atomics, the logs go through a bounded channel whose overflow is
+//!   counted, not waited on; a reload is compiled on its own thread and swapped in atomically
+//!   (`reload`).
 //! - Fail-open or fail-closed is one choice: with fail-open the queue's overflow is accepted by the kernel
 //!   (NFQA_CFG_F_FAIL_OPEN) and the ruleset adds `--queue-bypass` (no daemon: traffic flows); with
-//!   fail-closed both drop. A worker that dies closes its socket, which the kernel treats as "no daemon".
+//!   fail-closed both drop. A worker that dies takes the daemon with it: the process ends with an error,
+//!   its sockets close, the kernel treats that as "no daemon", and systemd's `Restart=` brings it back; a
+//!   worker that stops answering starves systemd's watchdog, with the same end (`supervise`).
 //!
 //! `netlink` (the socket and the wire format) is the only module of the crate with `unsafe`; `queue` (NFQUEUE)
 //! and `conntrack` (reading and re-marking the kernel's flows) are built on it. See `queue`'s header for why
 //! the project carries its own netlink code instead of the nfq crate.
 
 pub mod conntrack;
+mod logger;
 pub mod metrics;
 #[allow(unsafe_code)]
 mod netlink;
 pub mod queue;
+pub mod reload;
+mod supervise;
 mod worker;
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::time::{Instant, SystemTime};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::bounded;
+use arc_swap::ArcSwap;
+use crossbeam_channel::{Receiver, Sender};
 
-use crate::Engine;
-use crate::rules::Marks;
+use crate::rules::{Marks, RulesConfig};
+use crate::{Engine, Policy};
+use logger::LogMsg;
+pub use logger::{LogTarget, Sink};
 use metrics::Metrics;
 use queue::{Queue, QueueConfig, QueueError};
-
-/// The logs the daemon writes, in the order of [`RunConfig`]'s fields.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sink {
-    Flows = 0,
-    Http = 1,
-    Tls = 2,
-}
-
-fn open_log(target: &LogTarget) -> Result<Box<dyn Write + Send>, RunError> {
-    Ok(match target {
-        LogTarget::Stdout => Box::new(std::io::stdout()),
-        LogTarget::File(p) => Box::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|source| RunError::Log {
-                    path: p.display().to_string(),
-                    source,
-                })?,
-        ),
-    })
-}
-
-/// Where a log goes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LogTarget {
-    Stdout,
-    File(PathBuf),
-}
+use reload::{InForce, Memory};
 
 /// Settings of `outgate run`.
 #[derive(Clone, Debug)]
@@ -73,8 +52,6 @@ pub struct RunConfig {
     pub fail_open: bool,
     /// Outgate's bits of the mark: the same as the ruleset's (`outgate rules --mark-mask`).
     pub marks: Marks,
-    /// Bytes of each packet copied to userspace when no rule needs payload (else whole packets).
-    pub copy_range: u32,
     /// Packets the kernel holds per queue waiting for a verdict.
     pub queue_maxlen: u32,
     /// Socket receive buffer per queue, bytes.
@@ -86,6 +63,12 @@ pub struct RunConfig {
     /// One JSON line per TLS ClientHello a rule looked at.
     pub tls_log: Option<LogTarget>,
     pub metrics: Option<SocketAddr>,
+    /// The policy file SIGHUP re-reads (`None`: the built-in policy, which a reload leaves as it is).
+    pub policy_path: Option<PathBuf>,
+    /// Where the policy in force is remembered across restarts (`--state`).
+    pub state: Option<PathBuf>,
+    /// The installed iptables ruleset, kept first in its hooks (`None`: nothing to guard).
+    pub ruleset: Option<RulesConfig>,
 }
 
 impl Default for RunConfig {
@@ -94,19 +77,20 @@ impl Default for RunConfig {
             queues: vec![0],
             fail_open: false,
             marks: Marks::DEFAULT,
-            // IPv6 header with extension headers plus a full TCP header: enough for every port rule.
-            copy_range: 256,
             queue_maxlen: 16_384,
             rcvbuf: 64 << 20,
             log: None,
             http_log: None,
             tls_log: None,
             metrics: None,
+            policy_path: None,
+            state: None,
+            ruleset: None,
         }
     }
 }
 
-/// Why the daemon could not start.
+/// Why the daemon could not start, or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("NFQUEUE {queue}: {source}{hint}")]
@@ -125,6 +109,9 @@ pub enum RunError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// A worker died; the daemon stopped so that the fail mode applies (and systemd restarts it).
+    #[error("{0}; stopped (every queue is let go: the fail mode applies until a restart)")]
+    WorkerFailed(String),
 }
 
 /// What a run did, for the exit message.
@@ -134,119 +121,203 @@ pub struct RunSummary {
     pub flows: u64,
 }
 
-/// Binds the queues and runs until `stop` is set (by the caller's signal handler).
-/// `ready` is called once every queue is bound (systemd's READY=1).
+/// A worker that went round its loop within this long is up (the loop wakes every 100 ms when idle).
+const UP: Duration = Duration::from_secs(3);
+
+/// What the workers, the reload and the supervisor share.
+pub(crate) struct Live {
+    pub policy: ArcSwap<InForce>,
+    pub metrics: Metrics,
+    pub marks: Marks,
+    pub stop: Arc<AtomicBool>,
+    /// Why a worker failed, if one did.
+    failure: Mutex<Option<String>>,
+    /// What each worker read of the flows it decided by their first payload.
+    pub memories: Vec<Mutex<Memory>>,
+    /// Milliseconds since `started` of each worker's last round, and the policy generation it runs.
+    heartbeats: Vec<AtomicU64>,
+    generations: Vec<AtomicU64>,
+    pub log: Option<Sender<LogMsg>>,
+    /// Which of the logs are written, indexed by [`Sink`]: lines for the others are not even made.
+    pub sinks: [bool; 3],
+    /// Monotonic origin of the engine's time, and the wall-clock time at that origin (for logs).
+    pub started: Instant,
+    pub started_wall: SystemTime,
+    /// Packets the kernel holds per queue: held packets may take at most half.
+    pub queue_maxlen: u32,
+}
+
+impl Live {
+    fn millis(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// A worker's round: it is alive, and runs policy `generation`.
+    fn beat(&self, index: usize, generation: u64) {
+        if let (Some(h), Some(g)) = (self.heartbeats.get(index), self.generations.get(index)) {
+            h.store(self.millis(), Relaxed);
+            g.store(generation, Relaxed);
+        }
+    }
+
+    fn workers_up(&self) -> Vec<bool> {
+        let failed = self.failure().is_some();
+        let now = self.millis();
+        self.heartbeats
+            .iter()
+            .map(|h| !failed && now.saturating_sub(h.load(Relaxed)) <= UP.as_millis() as u64)
+            .collect()
+    }
+
+    fn render_metrics(&self) -> String {
+        self.metrics.render(&self.policy.load(), &self.workers_up())
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A worker failed: everything stops, so that the process ends and the fail mode applies.
+    fn fail(&self, why: String) {
+        eprintln!("outgate: {why}");
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(why);
+        self.stop.store(true, Relaxed);
+    }
+
+    /// Waits (at most `patience`) until every worker that is up runs policy `generation`.
+    fn wait_for_generation(&self, generation: u64, patience: Duration) {
+        let until = Instant::now() + patience;
+        while Instant::now() < until
+            && self
+                .generations
+                .iter()
+                .zip(self.workers_up())
+                .any(|(g, up)| up && g.load(Relaxed) < generation)
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Binds the queues and runs until `stop` is set (by the caller's signal handler) or a worker fails.
+/// Each message on `reloads` re-reads the policy (SIGHUP). `ready` is called once every queue is bound
+/// and the kernel's flows are held to the policy (systemd's READY=1).
 pub fn run(
-    engine: Arc<Engine>,
+    policy: Policy,
     cfg: &RunConfig,
     stop: Arc<AtomicBool>,
-    ready: impl FnOnce(),
+    reloads: Receiver<()>,
+    ready: impl FnOnce(&Policy),
 ) -> Result<RunSummary, RunError> {
-    // Rules on HTTP hosts, SNI or the protocol spoken need whole packets; port rules only headers.
-    let copy_range = if engine.policy().needs_payload() {
-        queue::MAX_COPY_RANGE
-    } else {
-        cfg.copy_range
-    };
     let mut queues = Vec::with_capacity(cfg.queues.len());
     for &queue_num in &cfg.queues {
-        let qc = QueueConfig {
-            queue_num,
-            copy_range,
-            max_len: cfg.queue_maxlen,
-            rcvbuf: cfg.rcvbuf,
-            fail_open: cfg.fail_open,
-            ..QueueConfig::default()
-        };
-        let q = Queue::bind(&qc).map_err(|source| {
-            let hint = match source {
-                QueueError::PermissionDenied(_) => " (run as root, or with CAP_NET_ADMIN)",
-                QueueError::QueueBusy { .. } => {
-                    " (is another outgate running? see /proc/net/netfilter/nfnetlink_queue)"
-                }
-                _ => "",
-            };
-            RunError::Bind {
-                queue: queue_num,
-                source,
-                hint,
-            }
+        queues.push(bind(queue_num, cfg)?);
+    }
+    let logger = logger::start([cfg.log.clone(), cfg.http_log.clone(), cfg.tls_log.clone()])
+        .map_err(|(path, source)| RunError::Log {
+            path: path.display().to_string(),
+            source,
         })?;
-        queues.push(q);
-    }
-    let metrics = Arc::new(Metrics::new(cfg.queues.iter().copied(), engine.policy()));
-    if let Some(addr) = cfg.metrics {
-        metrics::serve(addr, metrics.clone(), engine.clone())
-            .map_err(|source| RunError::Metrics { addr, source })?;
-    }
-    // One logger thread writes every log; each line is tagged with its log.
-    let targets = [&cfg.log, &cfg.http_log, &cfg.tls_log];
-    let (log_tx, log_thread) = if targets.iter().all(|t| t.is_none()) {
-        (None, None)
-    } else {
-        let mut outs: Vec<Option<std::io::BufWriter<Box<dyn Write + Send>>>> = Vec::new();
-        for target in targets {
-            outs.push(
-                target
-                    .as_ref()
-                    .map(open_log)
-                    .transpose()?
-                    .map(std::io::BufWriter::new),
-            );
-        }
-        let (tx, rx) = bounded::<(Sink, String)>(65_536);
-        let thread = std::thread::spawn(move || {
-            // Lines are flushed as the channel runs dry, so `tail -f` sees them promptly.
-            while let Ok((sink, line)) = rx.recv() {
-                if let Some(Some(w)) = outs.get_mut(sink as usize) {
-                    let _ = writeln!(w, "{line}");
-                }
-                if rx.is_empty() {
-                    for w in outs.iter_mut().flatten() {
-                        let _ = w.flush();
-                    }
-                }
-            }
-            for w in outs.iter_mut().flatten() {
-                let _ = w.flush();
-            }
-        });
-        (Some(tx), Some(thread))
-    };
-    ready();
-    let shared = worker::Shared {
-        engine: &engine,
+    let (log, log_thread) = logger.map_or((None, None), |(tx, t)| (Some(tx), Some(t)));
+    let engine = Engine::new(policy);
+    let max_flows = engine.policy().options().flows.max_flows;
+    let n = cfg.queues.len();
+    let live = Arc::new(Live {
+        policy: ArcSwap::from_pointee(InForce::new(engine, 1)),
+        metrics: Metrics::new(cfg.queues.iter().copied()),
         marks: cfg.marks,
-        metrics: &metrics,
-        stop: &stop,
-        log: log_tx,
-        sinks: targets.map(|t| t.is_some()),
+        stop,
+        failure: Mutex::new(None),
+        memories: (0..n).map(|_| Mutex::new(Memory::new(max_flows))).collect(),
+        heartbeats: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        generations: (0..n).map(|_| AtomicU64::new(1)).collect(),
+        log,
+        sinks: [&cfg.log, &cfg.http_log, &cfg.tls_log].map(Option::is_some),
         started: Instant::now(),
         started_wall: SystemTime::now(),
-    };
+        queue_maxlen: cfg.queue_maxlen,
+    });
+    reload::hold_at_start(&live, cfg.state.as_deref());
+    if let Some(addr) = cfg.metrics {
+        metrics::serve(addr, live.clone()).map_err(|source| RunError::Metrics { addr, source })?;
+    }
+    ready(live.policy.load().engine.policy());
     std::thread::scope(|scope| {
         for (index, queue) in queues.iter_mut().enumerate() {
-            let shared = &shared;
-            scope.spawn(move || worker::run(queue, index, shared));
+            let live = &live;
+            scope.spawn(move || {
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    worker::run(queue, index, live)
+                }));
+                if let Err(panic) = outcome {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    live.fail(format!(
+                        "the worker of NFQUEUE {} failed: {what}",
+                        cfg.queues.get(index).copied().unwrap_or_default()
+                    ));
+                }
+            });
         }
+        scope.spawn(|| reload::serve(&live, &reloads, cfg));
+        scope.spawn(|| supervise::watch(&live, cfg.ruleset.as_ref()));
     });
     for q in queues {
         // Closing the socket unbinds as well; an explicit unbind just says so to the kernel first.
         let _ = q.unbind();
     }
-    drop(shared);
-    if let Some(t) = log_thread {
-        let _ = t.join();
+    if let (Some(log), Some(thread)) = (&live.log, log_thread) {
+        let _ = log.send(LogMsg::Close);
+        let _ = thread.join();
     }
-    let sum = |f: fn(&metrics::QueueCounters) -> u64| metrics.queues.iter().map(f).sum();
+    if let Some(why) = live.failure() {
+        return Err(RunError::WorkerFailed(why));
+    }
+    let sum = |f: fn(&metrics::QueueCounters) -> u64| live.metrics.queues.iter().map(f).sum();
     Ok(RunSummary {
-        packets: sum(|c| c.packets.load(std::sync::atomic::Ordering::Relaxed)),
-        flows: sum(|c| c.flows_offloaded.load(std::sync::atomic::Ordering::Relaxed)),
+        packets: sum(|c| c.packets.load(Relaxed)),
+        flows: sum(|c| c.flows_offloaded.load(Relaxed)),
     })
 }
 
-/// Tells systemd the service is ready (`Type=notify`), when started by it.
-pub fn notify_ready() {
+/// Binds one queue. Whole packets are copied: a policy with payload rules needs them, and a reload
+/// may bring one.
+fn bind(queue_num: u16, cfg: &RunConfig) -> Result<Queue, RunError> {
+    let qc = QueueConfig {
+        queue_num,
+        copy_range: queue::MAX_COPY_RANGE,
+        max_len: cfg.queue_maxlen,
+        rcvbuf: cfg.rcvbuf,
+        fail_open: cfg.fail_open,
+        ..QueueConfig::default()
+    };
+    Queue::bind(&qc).map_err(|source| {
+        let hint = match source {
+            QueueError::PermissionDenied(_) => " (run as root, or with CAP_NET_ADMIN)",
+            QueueError::QueueBusy { .. } => {
+                " (is another outgate running? see /proc/net/netfilter/nfnetlink_queue)"
+            }
+            _ => "",
+        };
+        RunError::Bind {
+            queue: queue_num,
+            source,
+            hint,
+        }
+    })
+}
+
+/// Tells systemd something (`READY=1`, `WATCHDOG=1`), when started by it (`NOTIFY_SOCKET`).
+pub fn notify(state: &str) {
     use std::os::linux::net::SocketAddrExt;
     use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
@@ -258,6 +329,6 @@ pub fn notify_ready() {
         None => UnixAddr::from_pathname(&path),
     };
     if let (Ok(sock), Ok(addr)) = (UnixDatagram::unbound(), addr) {
-        let _ = sock.send_to_addr(b"READY=1", &addr);
+        let _ = sock.send_to_addr(state.as_bytes(), &addr);
     }
 }

@@ -7,35 +7,21 @@
 //! malformed packet or orphan fragment must not decide the conntrack entry it belongs to: pending when
 //! `option malformed` accepts it, else a plain NF_DROP.
 
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::time::{Duration, Instant, SystemTime};
-
-use crossbeam_channel::{Sender, TrySendError};
-
-use super::Sink;
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, SystemTime};
 
-use super::metrics::{Metrics, QueueCounters};
+use crossbeam_channel::TrySendError;
+
+use super::Live;
+use super::logger::{LogMsg, Sink};
+use super::metrics::QueueCounters;
 use super::queue::{Queue, QueueError, QueuedPacket, Verdict as NfVerdict, VerdictMsg};
+use super::reload::InForce;
 use crate::flow::{FlowRecord, FlowTable};
 use crate::log::{FlowLine, HttpLine, TlsLine, rfc3339};
 use crate::rules::Marks;
-use crate::{Decision, Engine, Reason, Timestamp, Verdict};
-
-/// What a worker needs besides its queue; shared by all workers.
-pub(super) struct Shared<'a> {
-    pub engine: &'a Engine,
-    /// Outgate's bits of the mark, as the ruleset was made with.
-    pub marks: Marks,
-    pub metrics: &'a Metrics,
-    pub stop: &'a AtomicBool,
-    pub log: Option<Sender<(Sink, String)>>,
-    /// Which of the logs are written, indexed by [`Sink`]: lines for the others are not even made.
-    pub sinks: [bool; 3],
-    /// Monotonic origin of the engine's time, and the wall-clock time at that origin (for logs).
-    pub started: Instant,
-    pub started_wall: SystemTime,
-}
+use crate::{Decision, Reason, Timestamp, Verdict};
 
 /// The kernel verdict and mark for a decision.
 fn kernel_verdict(d: Decision, old_mark: u32, marks: Marks) -> (NfVerdict, Option<u32>) {
@@ -58,29 +44,48 @@ fn kernel_verdict(d: Decision, old_mark: u32, marks: Marks) -> (NfVerdict, Optio
 /// One packet's answer: its id, the kernel verdict, and the mark to set.
 type Answer = (u32, NfVerdict, Option<u32>);
 
+/// A test build's fault injection: `OUTGATE_TEST_PANIC_QUEUE=N` makes the worker of queue N panic at its
+/// first packet, to show what a dead worker leads to. Release builds never read it.
+fn injected_fault(queue: u16) -> bool {
+    cfg!(debug_assertions)
+        && std::env::var("OUTGATE_TEST_PANIC_QUEUE").is_ok_and(|v| v == queue.to_string())
+}
+
 /// Runs until `stop` is set, then drains what the socket holds and returns.
-pub(super) fn run(queue: &mut Queue, index: usize, shared: &Shared<'_>) {
+pub(super) fn run(queue: &mut Queue, index: usize, live: &Live) {
     queue.set_nonblocking(true);
-    let mut table = shared.engine.new_flow_table();
+    let fault = injected_fault(live.metrics.queues[index].queue);
+    let mut in_force = live.policy.load_full();
+    let mut table = in_force.engine.new_flow_table();
     table.keep_created(true);
     table.offloaded(true);
+    // Held packets wait in the kernel's queue, which every new flow shares: at most half of it.
+    table.set_max_held((live.queue_maxlen / 2) as usize);
     let mut packets: Vec<QueuedPacket> = Vec::with_capacity(64);
     let mut answers: Vec<Answer> = Vec::with_capacity(64);
     // The marks of packets held back, for their verdict (a verdict's mark replaces the packet's).
     let mut held_marks: HashMap<u64, u32> = HashMap::new();
-    let counters = &shared.metrics.queues[index];
-    let now = || Timestamp::from_nanos(shared.started.elapsed().as_nanos() as u64);
+    let counters = &live.metrics.queues[index];
+    let now = || Timestamp::from_nanos(live.started.elapsed().as_nanos() as u64);
     loop {
-        let stopping = shared.stop.load(Relaxed);
+        let stopping = live.stop.load(Relaxed);
         answers.clear();
+        // The policy in force, for this round; a reload is taken up here, between batches.
+        if live.policy.load().generation != in_force.generation {
+            in_force = live.policy.load_full();
+            table.policy_changed(in_force.engine.policy().options().flows);
+        }
+        live.beat(index, in_force.generation);
+        let engine = &in_force.engine;
         if !stopping {
-            // Wake up now and then to notice a stop request, and to end waits that ran out.
+            // Wake up now and then to notice a stop request or a reload, and to end waits that ran out.
             match queue.poll(Duration::from_millis(100)) {
                 Ok(true) => {}
                 Ok(false) | Err(_) => {
                     table.tick(now());
-                    release(&mut table, &mut held_marks, &mut answers, index, shared);
+                    release(&mut table, &mut held_marks, &mut answers, index, live);
                     answer(queue, &answers, &table, counters);
+                    log_created(&mut table, index, live, &in_force);
                     continue;
                 }
             }
@@ -90,9 +95,9 @@ pub(super) fn run(queue: &mut Queue, index: usize, shared: &Shared<'_>) {
             Ok(0) if stopping => {
                 // Held packets get their flows' `inspect-limit` before the queue is let go.
                 table.finish_all();
-                release(&mut table, &mut held_marks, &mut answers, index, shared);
+                release(&mut table, &mut held_marks, &mut answers, index, live);
                 answer(queue, &answers, &table, counters);
-                log_created(&mut table, index, shared);
+                log_created(&mut table, index, live, &in_force);
                 return;
             }
             Ok(_) => {}
@@ -103,21 +108,25 @@ pub(super) fn run(queue: &mut Queue, index: usize, shared: &Shared<'_>) {
             Err(_) if stopping => return,
             Err(_) => continue,
         }
+        assert!(
+            !fault || packets.is_empty(),
+            "fault injected by OUTGATE_TEST_PANIC_QUEUE"
+        );
         for p in &packets {
             let id = u64::from(p.id);
-            let decision = shared.engine.decide(&mut table, &p.payload, now(), id);
+            let decision = engine.decide(&mut table, &p.payload, now(), id);
             // Packets held back for their flow's first payload get its decision, before this one.
-            release(&mut table, &mut held_marks, &mut answers, index, shared);
+            release(&mut table, &mut held_marks, &mut answers, index, live);
             if decision.reason == Reason::Held {
                 held_marks.insert(id, p.mark);
                 continue;
             }
-            shared.metrics.count_packet(index, decision);
-            let (v, mark) = kernel_verdict(decision, p.mark, shared.marks);
+            live.metrics.count_packet(index, decision);
+            let (v, mark) = kernel_verdict(decision, p.mark, live.marks);
             answers.push((p.id, v, mark));
         }
         answer(queue, &answers, &table, counters);
-        log_created(&mut table, index, shared);
+        log_created(&mut table, index, live, &in_force);
     }
 }
 
@@ -127,11 +136,11 @@ fn release(
     held_marks: &mut HashMap<u64, u32>,
     answers: &mut Vec<Answer>,
     index: usize,
-    shared: &Shared<'_>,
+    live: &Live,
 ) {
     for (id, d) in table.drain_released() {
-        shared.metrics.count_packet(index, d);
-        let (v, mark) = kernel_verdict(d, held_marks.remove(&id).unwrap_or(0), shared.marks);
+        live.metrics.count_packet(index, d);
+        let (v, mark) = kernel_verdict(d, held_marks.remove(&id).unwrap_or(0), live.marks);
         answers.push((id as u32, v, mark));
     }
 }
@@ -139,26 +148,50 @@ fn release(
 /// Sends the answers. A batch verdict covers every queued id up to its own, so none is used while
 /// packets are held back.
 fn answer(queue: &mut Queue, answers: &[Answer], table: &FlowTable, counters: &QueueCounters) {
+    counters.held.store(table.held() as u64, Relaxed);
+    counters
+        .inspections_evicted
+        .store(table.stats().inspections_evicted, Relaxed);
     if !answers.is_empty() && send_verdicts(queue, answers, table.held() == 0).is_err() {
         counters.verdict_errors.fetch_add(1, Relaxed);
     }
 }
 
-/// Counts and logs the flows decided since the last call.
-fn log_created(table: &mut FlowTable, index: usize, shared: &Shared<'_>) {
+/// Counts, logs and remembers the flows decided since the last call. What a payload showed is kept for a
+/// reload to decide the flow again on the same grounds; a new connection decided without one clears what
+/// an earlier connection on the same 4-tuple showed.
+fn log_created(table: &mut FlowTable, index: usize, live: &Live, in_force: &InForce) {
+    let needs_payload = in_force.engine.policy().needs_payload();
     for rec in table.drain_created() {
-        shared.metrics.count_flow(index, rec.flow.decision);
-        if let Some(log) = &shared.log {
-            log_flow(shared, log, &rec);
+        live.metrics
+            .count_flow(index, in_force, rec.flow.decision, rec.flow.midstream);
+        if let Some(log) = &live.log {
+            log_flow(live, in_force, log, &rec);
+        }
+        if !needs_payload {
+            continue;
+        }
+        let Some(memory) = live.memories.get(index) else {
+            continue;
+        };
+        let mut memory = memory.lock().unwrap_or_else(|e| e.into_inner());
+        match rec.inspected {
+            Some(inspected) => memory.remember(rec.key, inspected.at, inspected.payload),
+            None => memory.forget(&rec.key),
         }
     }
 }
 
 /// Sends a decided flow's lines to the logger: never waits, counts what the channel cannot take.
-fn log_flow(shared: &Shared<'_>, log: &Sender<(Sink, String)>, rec: &FlowRecord) {
-    let policy = shared.engine.policy();
+fn log_flow(
+    live: &Live,
+    in_force: &InForce,
+    log: &crossbeam_channel::Sender<LogMsg>,
+    rec: &FlowRecord,
+) {
+    let policy = in_force.engine.policy();
     let wall = |t: Timestamp| {
-        let at = shared.started_wall + Duration::from_nanos(t.as_nanos());
+        let at = live.started_wall + Duration::from_nanos(t.as_nanos());
         rfc3339(Timestamp::from_nanos(wall_nanos(at)))
     };
     let flow_line = || {
@@ -169,7 +202,7 @@ fn log_flow(shared: &Shared<'_>, log: &Sender<(Sink, String)>, rec: &FlowRecord)
         )));
         serde_json::to_string(&line)
     };
-    let [flows, http, tls] = shared.sinks;
+    let [flows, http, tls] = live.sinks;
     let lines = [
         flows.then(|| (Sink::Flows, flow_line())),
         http.then(|| HttpLine::new(policy, rec, wall))
@@ -181,8 +214,10 @@ fn log_flow(shared: &Shared<'_>, log: &Sender<(Sink, String)>, rec: &FlowRecord)
     ];
     for (sink, text) in lines.into_iter().flatten() {
         let Ok(text) = text else { continue };
-        if let Err(TrySendError::Full(_)) = log.try_send((sink, text)) {
-            shared.metrics.log_dropped.fetch_add(1, Relaxed);
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+            log.try_send(LogMsg::Line(sink, text))
+        {
+            live.metrics.log_dropped.fetch_add(1, Relaxed);
         }
     }
 }

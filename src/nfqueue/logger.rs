@@ -1,0 +1,166 @@
+//! The logger thread: every log the daemon writes goes through it, so no worker ever waits on a disk.
+//!
+//! Workers hand lines over a bounded channel with `try_send`; a line the channel cannot take is counted
+//! (`outgate_log_lines_dropped_total`), never waited for. `Reopen` (sent on SIGHUP) closes and reopens
+//! every file, for logrotate; a file that cannot be reopened keeps the old handle and says so on stderr.
+//! `Close` ends the thread once every line before it is written.
+
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+
+/// The logs the daemon writes, in the order of `RunConfig`'s fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sink {
+    Flows = 0,
+    Http = 1,
+    Tls = 2,
+}
+
+/// Where a log goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogTarget {
+    Stdout,
+    File(PathBuf),
+}
+
+/// What the logger is sent.
+pub enum LogMsg {
+    Line(Sink, String),
+    /// Close and reopen the log files (logrotate moved them).
+    Reopen,
+    /// Write what is left and end (the daemon stops).
+    Close,
+}
+
+/// Lines waiting for the disk; past this, lines are dropped and counted.
+const BACKLOG: usize = 65_536;
+
+fn open(target: &LogTarget) -> std::io::Result<BufWriter<Box<dyn Write + Send>>> {
+    let out: Box<dyn Write + Send> = match target {
+        LogTarget::Stdout => Box::new(std::io::stdout()),
+        LogTarget::File(p) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)?,
+        ),
+    };
+    Ok(BufWriter::new(out))
+}
+
+/// The running logger: where to send lines, and the thread to join once `Close` is sent.
+pub type Logger = (Sender<LogMsg>, JoinHandle<()>);
+
+/// Opens the logs and starts the logger. `None` when no log is asked for. An unopenable file is an
+/// error naming it.
+pub fn start(targets: [Option<LogTarget>; 3]) -> Result<Option<Logger>, (PathBuf, std::io::Error)> {
+    if targets.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let mut outs = Vec::with_capacity(targets.len());
+    for target in &targets {
+        let out = match target {
+            Some(t) => Some(open(t).map_err(|e| (path_of(t), e))?),
+            None => None,
+        };
+        outs.push(out);
+    }
+    let (tx, rx) = bounded::<LogMsg>(BACKLOG);
+    let thread = std::thread::Builder::new()
+        .name("outgate-log".into())
+        .spawn(move || write_lines(&rx, &targets, outs))
+        .map_err(|e| (PathBuf::from("<logger thread>"), e))?;
+    Ok(Some((tx, thread)))
+}
+
+fn path_of(t: &LogTarget) -> PathBuf {
+    match t {
+        LogTarget::Stdout => PathBuf::from("-"),
+        LogTarget::File(p) => p.clone(),
+    }
+}
+
+type Out = BufWriter<Box<dyn Write + Send>>;
+
+fn write_lines(
+    rx: &Receiver<LogMsg>,
+    targets: &[Option<LogTarget>; 3],
+    mut outs: Vec<Option<Out>>,
+) {
+    // Lines are flushed as the channel runs dry, so `tail -f` sees them promptly.
+    while let Ok(msg) = rx.recv() {
+        match msg {
+            LogMsg::Line(sink, line) => {
+                if let Some(Some(w)) = outs.get_mut(sink as usize) {
+                    let _ = writeln!(w, "{line}");
+                }
+            }
+            LogMsg::Close => break,
+            LogMsg::Reopen => {
+                for (out, target) in outs.iter_mut().zip(targets) {
+                    if let (Some(w), Some(t @ LogTarget::File(_))) = (out.as_mut(), target) {
+                        let _ = w.flush();
+                        match open(t) {
+                            Ok(fresh) => *w = fresh,
+                            Err(e) => eprintln!(
+                                "outgate: {}: cannot reopen the log, writing on to the old file: {e}",
+                                path_of(t).display()
+                            ),
+                        }
+                    }
+                }
+            }
+        }
+        if rx.is_empty() {
+            for w in outs.iter_mut().flatten() {
+                let _ = w.flush();
+            }
+        }
+    }
+    for w in outs.iter_mut().flatten() {
+        let _ = w.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_reach_their_files_and_reopen_follows_a_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let flows = dir.path().join("flows.jsonl");
+        let (tx, thread) = start([Some(LogTarget::File(flows.clone())), None, None])
+            .unwrap()
+            .unwrap();
+        tx.send(LogMsg::Line(Sink::Flows, "one".into())).unwrap();
+        tx.send(LogMsg::Line(Sink::Http, "nowhere".into())).unwrap();
+        // logrotate: the file is moved away, then the daemon is told.
+        let rotated = dir.path().join("flows.jsonl.1");
+        while std::fs::read_to_string(&flows).unwrap_or_default() != "one\n" {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        std::fs::rename(&flows, &rotated).unwrap();
+        tx.send(LogMsg::Reopen).unwrap();
+        tx.send(LogMsg::Line(Sink::Flows, "two".into())).unwrap();
+        drop(tx);
+        thread.join().unwrap();
+        assert_eq!(std::fs::read_to_string(&rotated).unwrap(), "one\n");
+        assert_eq!(std::fs::read_to_string(&flows).unwrap(), "two\n");
+    }
+
+    #[test]
+    fn an_unwritable_log_is_an_error_naming_it() {
+        let err = start([
+            None,
+            Some(LogTarget::File("/nonexistent/dir/http.jsonl".into())),
+            None,
+        ])
+        .err()
+        .unwrap();
+        assert_eq!(err.0, PathBuf::from("/nonexistent/dir/http.jsonl"));
+    }
+}

@@ -1,0 +1,453 @@
+//! The policy in force, swapped whole on reload, and the flows already in the kernel held to it.
+//!
+//! Promises:
+//! - A policy is read and compiled off the packet path (the reload thread); one that fails to compile
+//!   never replaces the one in force: its errors (`FILE:LINE:COL: message`) go to stderr and to the
+//!   metrics, and the old policy keeps working.
+//! - The swap is atomic (`arc-swap`): every packet is decided by one policy, the old or the new. Each
+//!   worker moves to the new one at its next batch, and announces that it did.
+//! - After a reload, and at the start, the flows the kernel already answers from their conntrack mark
+//!   are decided again under the policy in force ([`hold_flows`]): the conntrack table is read, each
+//!   entry whose mark holds a verdict is decided from its original tuple, with the first payload the
+//!   daemon read when it first decided it (see [`Memory`]), and where the verdict changes, the mark is
+//!   rewritten over ctnetlink. A flow both policies allow is not touched (no packet of it is lost); a
+//!   flow the new policy drops or rejects is cut at its next packet.
+//! - A flow whose decision needs its first payload, which the daemon no longer knows (it was decided
+//!   before this daemon started, or forgotten to keep memory bounded), gets `option midstream` — unless
+//!   the previous daemon left a state file saying that the very same policy decided it ([`State`]).
+//! - An FTP data connection (conntrack entry with a master) follows its control connection.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use super::conntrack::{Conntrack, ConntrackError, Entry, Tuple};
+use super::logger::LogMsg;
+use super::metrics::LastReload;
+use super::{Live, RunConfig};
+use crate::flow::FlowKey;
+use crate::inspect::Payload;
+use crate::packet::{Packet, Transport};
+use crate::rules::Marks;
+use crate::{Decision, Engine, Policy, Reason, Timestamp, Verdict};
+
+/// A compiled policy in force, with what is counted per line of it; replaced whole on reload.
+pub struct InForce {
+    pub engine: Engine,
+    /// 1 for the policy the daemon started with, then one more per successful reload.
+    pub generation: u64,
+    pub loaded: SystemTime,
+    /// New flows per rule (index = rule id), per policy line, and for the no-policy fallback.
+    pub rule_flows: Vec<AtomicU64>,
+    pub policy_flows: Vec<AtomicU64>,
+    pub no_policy_flows: AtomicU64,
+}
+
+impl InForce {
+    pub fn new(engine: Engine, generation: u64) -> InForce {
+        let counters = |n: usize| (0..n).map(|_| AtomicU64::new(0)).collect();
+        let policy = engine.policy();
+        InForce {
+            rule_flows: counters(policy.rules().len()),
+            policy_flows: counters(policy.pair_policies().len()),
+            no_policy_flows: AtomicU64::new(0),
+            engine,
+            generation,
+            loaded: SystemTime::now(),
+        }
+    }
+
+    /// Counts a newly decided flow under the line that decided it.
+    pub fn count_flow(&self, d: Decision) {
+        let counter = match d.reason {
+            Reason::Rule(i) => self.rule_flows.get(i as usize),
+            Reason::Policy(i) => self.policy_flows.get(i as usize),
+            Reason::NoPolicy => Some(&self.no_policy_flows),
+            _ => None,
+        };
+        if let Some(c) = counter {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// What one worker read of the flows it decided by their first payload: kept so that a reload can
+/// decide them again on the same grounds. Bounded; at the bound the older half is forgotten (those
+/// flows fall to `option midstream` at the next reload, if a payload rule still concerns them).
+pub struct Memory {
+    flows: HashMap<FlowKey, (Timestamp, Payload)>,
+    max: usize,
+}
+
+impl Memory {
+    pub fn new(max: usize) -> Memory {
+        Memory {
+            flows: HashMap::new(),
+            max: max.max(2),
+        }
+    }
+
+    pub fn remember(&mut self, key: FlowKey, at: Timestamp, payload: Payload) {
+        if self.flows.len() >= self.max && !self.flows.contains_key(&key) {
+            let mut ages: Vec<Timestamp> = self.flows.values().map(|(t, _)| *t).collect();
+            let half = ages.len() / 2;
+            let (_, cut, _) = ages.select_nth_unstable(half);
+            let cut = *cut;
+            self.flows.retain(|_, (t, _)| *t > cut);
+        }
+        self.flows.insert(key, (at, payload));
+    }
+
+    /// A new connection on `key` was decided without its payload: what was read of an earlier one on
+    /// the same 4-tuple no longer applies.
+    pub fn forget(&mut self, key: &FlowKey) {
+        self.flows.remove(key);
+    }
+
+    pub fn get(&self, key: &FlowKey) -> Option<&Payload> {
+        self.flows.get(key).map(|(_, p)| p)
+    }
+
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+}
+
+/// A packet of a conntrack tuple's direction (headers only), to ask the policy about it.
+pub fn packet_of(t: &Tuple) -> Packet<'static> {
+    let transport = match (t.proto, t.icmp) {
+        (6, _) => Transport::Tcp {
+            sport: t.sport,
+            dport: t.dport,
+            seq: None,
+            flags: None,
+        },
+        (17, _) => Transport::Udp {
+            sport: t.sport,
+            dport: t.dport,
+        },
+        (1 | 58, Some(icmp)) => Transport::Icmp {
+            icmp_type: icmp.icmp_type,
+            code: icmp.code,
+            ident: Some(icmp.id),
+        },
+        _ => Transport::Other,
+    };
+    Packet::headers(t.src, t.dst, t.proto, transport)
+}
+
+/// What holding the kernel's flows to the policy did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Held {
+    /// Conntrack entries whose mark holds a verdict of outgate's.
+    pub checked: u64,
+    /// Entries whose verdict changed (and whose mark was rewritten).
+    pub changed: u64,
+    /// Of those, entries the policy now drops or rejects: cut at their next packet.
+    pub cut: u64,
+    /// Entries that ended between reading the table and rewriting their mark.
+    pub gone: u64,
+    /// Rewrites the kernel refused.
+    pub failed: u64,
+}
+
+/// Decides every flow the kernel answers from its conntrack mark again, under `engine`, and rewrites
+/// the marks whose verdict changed. `payload_of` finds the first payload the daemon read of a flow.
+/// `trust_unknown`: a flow a payload rule concerns whose payload is not known keeps its verdict (the same
+/// policy decided it, see [`State`]) instead of getting `option midstream`.
+pub fn hold_flows(
+    engine: &Engine,
+    marks: Marks,
+    payload_of: impl Fn(&FlowKey) -> Option<Payload>,
+    trust_unknown: bool,
+) -> Result<Held, ConntrackError> {
+    let mut ct = Conntrack::open()?;
+    let dump = ct.dump()?;
+    let mut held = Held::default();
+    let mut updates: Vec<(&Entry, u32)> = Vec::new();
+    for entry in &dump.entries {
+        let Some(old) = marks.decode(entry.mark) else {
+            continue;
+        };
+        held.checked += 1;
+        // An expected connection (FTP data) stands or falls with the connection that announced it.
+        let tuple = entry.master.as_ref().unwrap_or(&entry.orig);
+        let p = packet_of(tuple);
+        let payload = FlowKey::of(&p).and_then(|(key, _)| payload_of(&key));
+        let decision = engine.redecide(&p, payload.as_ref());
+        let new = match decision.reason {
+            Reason::Midstream if trust_unknown => old,
+            _ => decision.verdict,
+        };
+        if new != old {
+            held.changed += 1;
+            if new != Verdict::Accept {
+                held.cut += 1;
+            }
+            updates.push((entry, marks.verdict(new)));
+        }
+    }
+    if !updates.is_empty() {
+        let done = ct.set_marks(&updates, marks.mask())?;
+        held.gone = done.gone;
+        held.failed = done.failed;
+    }
+    Ok(held)
+}
+
+/// What a daemon leaves for the next one (`run --state FILE`): the policy that decided the flows in the
+/// kernel, and the outgate version that read it. When both match at the next start, the flows a payload
+/// rule decided keep their verdicts although their payloads are no longer known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct State {
+    pub policy_hash: String,
+    pub version: String,
+}
+
+impl State {
+    pub fn current(engine: &Engine) -> State {
+        State {
+            policy_hash: engine.policy().hash().to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+
+    /// The state a file holds; `None` when it is missing or unreadable (then nothing is trusted).
+    pub fn read(path: &Path) -> Option<State> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        Some(State {
+            policy_hash: v.get("policy_hash")?.as_str()?.to_string(),
+            version: v.get("version")?.as_str()?.to_string(),
+        })
+    }
+
+    /// Writes the file whole or not at all (a temporary file renamed over it).
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let text = serde_json::json!({"policy_hash": self.policy_hash, "version": self.version});
+        let tmp = PathBuf::from(format!("{}.new", path.display()));
+        std::fs::write(&tmp, format!("{text}\n"))?;
+        std::fs::rename(&tmp, path)
+    }
+}
+
+/// Holds the kernel's flows to the policy the daemon starts with: a flow a payload rule concerns keeps its
+/// verdict only when the state file says the same policy (and outgate version) decided it.
+pub(super) fn hold_at_start(live: &Live, state: Option<&Path>) {
+    let in_force = live.policy.load();
+    let current = State::current(&in_force.engine);
+    let trusted = state.and_then(State::read).is_some_and(|s| s == current);
+    let outcome = hold_and_report(live, &in_force.engine, trusted, "start");
+    if let (Some(path), None) = (state, &outcome.error) {
+        save_state(&current, path);
+    }
+    live.metrics.record_reload(outcome);
+}
+
+/// The reload thread: each message on `requests` (SIGHUP) re-reads the policy, until the daemon stops.
+pub(super) fn serve(live: &Live, requests: &Receiver<()>, cfg: &RunConfig) {
+    while !live.stop.load(Relaxed) {
+        match requests.recv_timeout(Duration::from_millis(200)) {
+            Ok(()) => reload(live, cfg),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+/// Re-reads the policy; swaps it in if it compiles, and holds the kernel's flows to it; reopens the logs.
+fn reload(live: &Live, cfg: &RunConfig) {
+    let loaded = match &cfg.policy_path {
+        Some(path) => Policy::load(path),
+        None => Ok(Policy::builtin()),
+    };
+    match loaded {
+        Err(e) => {
+            let text = e.to_string();
+            for line in text.lines() {
+                eprintln!("outgate: reload refused, the policy in force stays: {line}");
+            }
+            live.metrics.reloads_refused.fetch_add(1, Relaxed);
+            live.metrics.record_reload(LastReload {
+                at: Some(SystemTime::now()),
+                error: Some(text),
+                held: Held::default(),
+            });
+        }
+        Ok(policy) => {
+            let old = live.policy.load_full();
+            if policy.hash() == old.engine.policy().hash() {
+                eprintln!(
+                    "outgate: reload: {} is unchanged ({})",
+                    policy.file(),
+                    policy.hash()
+                );
+            } else {
+                let generation = old.generation + 1;
+                live.policy
+                    .store(Arc::new(InForce::new(Engine::new(policy), generation)));
+                // Flows decided under the old policy reach the kernel before the table is read.
+                live.wait_for_generation(generation, Duration::from_secs(2));
+                let in_force = live.policy.load();
+                let outcome = hold_and_report(live, &in_force.engine, false, "reload");
+                if let (Some(path), None) = (&cfg.state, &outcome.error) {
+                    save_state(&State::current(&in_force.engine), path);
+                }
+                live.metrics.record_reload(outcome);
+            }
+            live.metrics.reloads.fetch_add(1, Relaxed);
+        }
+    }
+    if let Some(log) = &live.log {
+        let _ = log.send(LogMsg::Reopen);
+    }
+}
+
+/// Holds the kernel's flows to `engine`'s policy and says what that did, on stderr and as the outcome.
+fn hold_and_report(live: &Live, engine: &Engine, trust_unknown: bool, when: &str) -> LastReload {
+    let policy = engine.policy();
+    let held = hold_flows(
+        engine,
+        live.marks,
+        |key| recall(&live.memories, key),
+        trust_unknown,
+    );
+    let mut outcome = LastReload {
+        at: Some(SystemTime::now()),
+        ..LastReload::default()
+    };
+    match held {
+        Ok(h) => {
+            eprintln!(
+                "outgate: {when}: policy {} ({}) in force; flows in the kernel: {} checked, {} decided again, {} cut{}",
+                policy.file(),
+                policy.hash(),
+                h.checked,
+                h.changed,
+                h.cut,
+                if h.failed > 0 {
+                    format!(", {} the kernel refused to re-mark", h.failed)
+                } else {
+                    String::new()
+                }
+            );
+            outcome.held = h;
+        }
+        Err(e) => {
+            let text = format!(
+                "cannot read or re-mark the kernel's flows (conntrack): {e}; flows decided before keep their verdicts"
+            );
+            eprintln!("outgate: {when}: {text}");
+            outcome.error = Some(text);
+        }
+    }
+    outcome
+}
+
+fn save_state(state: &State, path: &Path) {
+    if let Err(e) = state.write(path) {
+        eprintln!(
+            "outgate: {}: cannot write the state (a restart will hold payload-decided flows to option midstream): {e}",
+            path.display()
+        );
+    }
+}
+
+/// The memories of every worker, as one lookup.
+pub fn recall(memories: &[Mutex<Memory>], key: &FlowKey) -> Option<Payload> {
+    memories.iter().find_map(|m| {
+        m.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Policy;
+    use crate::flow::FlowKey;
+    use std::net::IpAddr;
+
+    fn tuple(src: &str, dst: &str, proto: u8, dport: u16) -> Tuple {
+        Tuple {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            proto,
+            sport: 40000,
+            dport,
+            icmp: None,
+        }
+    }
+
+    #[test]
+    fn a_tuple_is_asked_about_as_its_first_packet() {
+        let engine = Engine::new(
+            Policy::compile(
+                "p",
+                "policy loc net DROP\nACCEPT loc net tcp 80\nACCEPT loc net tcp 443 app=tls\n",
+            )
+            .unwrap(),
+        );
+        let p = packet_of(&tuple("10.0.0.2", "192.0.2.1", 6, 80));
+        assert_eq!(engine.redecide(&p, None).verdict, Verdict::Accept);
+        let p = packet_of(&tuple("10.0.0.2", "192.0.2.1", 6, 443));
+        assert_eq!(
+            engine.redecide(&p, None),
+            Decision {
+                verdict: Verdict::Reject,
+                reason: Reason::Midstream
+            },
+            "443 needs the first payload"
+        );
+        let key = FlowKey::of(&p).unwrap().0;
+        let (a, _) = key.endpoint(crate::flow::Side::Lo);
+        assert_eq!(a, "10.0.0.2".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn memory_is_bounded_and_forgets_the_oldest() {
+        let mut m = Memory::new(4);
+        let key = |port| {
+            FlowKey::of(&packet_of(&tuple("10.0.0.2", "192.0.2.1", 6, port)))
+                .unwrap()
+                .0
+        };
+        for port in 1..=4 {
+            m.remember(
+                key(port),
+                Timestamp::from_secs(u64::from(port)),
+                Payload::default(),
+            );
+        }
+        m.remember(key(5), Timestamp::from_secs(5), Payload::default());
+        assert!(m.len() <= 4);
+        assert!(m.get(&key(1)).is_none() && m.get(&key(5)).is_some());
+        m.forget(&key(5));
+        assert!(m.get(&key(5)).is_none());
+    }
+
+    #[test]
+    fn state_round_trips_and_a_broken_file_trusts_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        let s = State {
+            policy_hash: "sha256:ab".into(),
+            version: "1".into(),
+        };
+        s.write(&path).unwrap();
+        assert_eq!(State::read(&path), Some(s));
+        std::fs::write(&path, "{\"policy_hash\": 3}").unwrap();
+        assert_eq!(State::read(&path), None);
+        assert_eq!(State::read(&dir.path().join("missing")), None);
+    }
+}
