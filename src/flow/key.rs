@@ -5,7 +5,9 @@ use std::net::{IpAddr, Ipv6Addr};
 use crate::packet::{Packet, Transport, has_echo_ident};
 
 /// A flow's identity, the same for both directions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct FlowKey {
     // Addresses as IPv4-mapped 128-bit numbers in two words: compared and hashed as words, not as
     // byte slices, 8-byte aligned (a u128 would pad the entry to 16), and ports kept apart from them

@@ -35,7 +35,9 @@ const DNS_TCP_MIN_LEN: usize = 17;
 const DNS_TCP_MAX_LEN: usize = 4096;
 
 /// An application protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum App {
     Http,
     Tls,

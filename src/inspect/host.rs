@@ -28,7 +28,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// What a host string names.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Host {
     /// A DNS name, lower-case, without a trailing dot.
     Name(String),

@@ -33,7 +33,7 @@ use super::host::{Host, parse_host};
 pub const MAX_HEADERS: usize = 64;
 
 /// A request head.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Request {
     /// As sent (case kept).
     pub method: String,
@@ -58,7 +58,7 @@ pub struct Request {
 }
 
 /// Ways a request makes its host ambiguous or hides it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Evasion {
     /// More than one Host field line (RFC 9112 §3.2: a server must answer 400).
     SeveralHosts,

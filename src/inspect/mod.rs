@@ -10,7 +10,7 @@ pub mod tls;
 use detect::{App, Detection, Transport};
 
 /// What the first payload of a flow showed.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Payload {
     pub app: Option<App>,
     pub http: Option<http::Request>,

@@ -52,7 +52,7 @@ const EXT_SUPPORTED_VERSIONS: u16 = 43;
 const EXT_ECH: u16 = 0xfe0d;
 
 /// What a ClientHello says in the clear.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ClientHello {
     /// The server_name extension's host_name, lower-cased; `None` when the extension is absent.
     pub sni: Option<String>,

@@ -134,6 +134,9 @@ pub(crate) struct Live {
     failure: Mutex<Option<String>>,
     /// What each worker read of the flows it decided by their first payload.
     pub memories: Vec<Mutex<Memory>>,
+    /// What the previous daemon read (from `--state`), and whether anything is left of it.
+    pub restored: Mutex<Memory>,
+    pub restored_any: AtomicBool,
     /// Milliseconds since `started` of each worker's last round, and the policy generation it runs.
     heartbeats: Vec<AtomicU64>,
     generations: Vec<AtomicU64>,
@@ -190,6 +193,46 @@ impl Live {
         self.stop.store(true, Relaxed);
     }
 
+    /// What a flow's first payload showed, if a worker (or the previous daemon) still knows it.
+    fn recall(&self, key: &crate::flow::FlowKey) -> Option<crate::inspect::Payload> {
+        let lock = |m: &Mutex<Memory>| {
+            m.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(key)
+                .cloned()
+        };
+        self.memories
+            .iter()
+            .find_map(lock)
+            .or_else(|| lock(&self.restored))
+    }
+
+    /// Remembers what decided flow `rec` showed (or, decided without a payload, forgets what an earlier
+    /// connection on its 4-tuple showed), in worker `index`'s memory.
+    fn remember(&self, index: usize, rec: crate::flow::FlowRecord) {
+        let Some(memory) = self.memories.get(index) else {
+            return;
+        };
+        match rec.inspected {
+            Some(i) => memory
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remember(rec.key, i.at, i.payload),
+            None => {
+                memory
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .forget(&rec.key);
+                if self.restored_any.load(Relaxed) {
+                    self.restored
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .forget(&rec.key);
+                }
+            }
+        }
+    }
+
     /// Waits (at most `patience`) until every worker that is up runs policy `generation`.
     fn wait_for_generation(&self, generation: u64, patience: Duration) {
         let until = Instant::now() + patience;
@@ -235,6 +278,8 @@ pub fn run(
         stop,
         failure: Mutex::new(None),
         memories: (0..n).map(|_| Mutex::new(Memory::new(max_flows))).collect(),
+        restored: Mutex::new(Memory::new(max_flows)),
+        restored_any: AtomicBool::new(false),
         heartbeats: (0..n).map(|_| AtomicU64::new(0)).collect(),
         generations: (0..n).map(|_| AtomicU64::new(1)).collect(),
         log,
@@ -274,6 +319,9 @@ pub fn run(
     for q in queues {
         // Closing the socket unbinds as well; an explicit unbind just says so to the kernel first.
         let _ = q.unbind();
+    }
+    if let (Some(path), None) = (&cfg.state, live.failure()) {
+        reload::save_at_stop(&live, path);
     }
     if let (Some(log), Some(thread)) = (&live.log, log_thread) {
         let _ = log.send(LogMsg::Close);

@@ -18,9 +18,10 @@
 //! - An FTP data connection (conntrack entry with a master) follows its control connection.
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -110,6 +111,10 @@ impl Memory {
 
     pub fn get(&self, key: &FlowKey) -> Option<&Payload> {
         self.flows.get(key).map(|(_, p)| p)
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = (&FlowKey, &Payload)> {
+        self.flows.iter().map(|(k, (_, p))| (k, p))
     }
 
     pub fn len(&self) -> usize {
@@ -204,12 +209,15 @@ pub fn hold_flows(
 }
 
 /// What a daemon leaves for the next one (`run --state FILE`): the policy that decided the flows in the
-/// kernel, and the outgate version that read it. When both match at the next start, the flows a payload
-/// rule decided keep their verdicts although their payloads are no longer known.
+/// kernel, the outgate version that read it, and (written at a clean stop) what the first payloads of
+/// the flows a payload rule decided showed. At the next start, a flow whose payload is there is decided
+/// again on it; one whose payload is not keeps its verdict only when the policy and version are the same
+/// (else `option midstream`). A daemon killed with -9 leaves the state of its last start or reload.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct State {
     pub policy_hash: String,
     pub version: String,
+    pub flows: Vec<(FlowKey, Payload)>,
 }
 
 impl State {
@@ -217,24 +225,43 @@ impl State {
         State {
             policy_hash: engine.policy().hash().to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            flows: Vec::new(),
         }
     }
 
-    /// The state a file holds; `None` when it is missing or unreadable (then nothing is trusted).
-    pub fn read(path: &Path) -> Option<State> {
+    /// Whether the flows in the kernel were decided by the very same policy, read by the same outgate.
+    pub fn same_policy(&self, other: &State) -> bool {
+        self.policy_hash == other.policy_hash && self.version == other.version
+    }
+
+    /// The state a file holds, with at most `max` flows; `None` when it is missing or its first line
+    /// does not read (then nothing is trusted). Flow lines that do not read are skipped.
+    pub fn read(path: &Path, max: usize) -> Option<State> {
         let text = std::fs::read_to_string(path).ok()?;
-        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let mut lines = text.lines();
+        let head: serde_json::Value = serde_json::from_str(lines.next()?).ok()?;
+        let flows = lines
+            .filter_map(|l| serde_json::from_str::<(FlowKey, Payload)>(l).ok())
+            .take(max)
+            .collect();
         Some(State {
-            policy_hash: v.get("policy_hash")?.as_str()?.to_string(),
-            version: v.get("version")?.as_str()?.to_string(),
+            policy_hash: head.get("policy_hash")?.as_str()?.to_string(),
+            version: head.get("version")?.as_str()?.to_string(),
+            flows,
         })
     }
 
-    /// Writes the file whole or not at all (a temporary file renamed over it).
+    /// Writes the file whole or not at all (a temporary file renamed over it): a JSON line with the
+    /// policy hash and version, then one line a flow.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        let text = serde_json::json!({"policy_hash": self.policy_hash, "version": self.version});
         let tmp = PathBuf::from(format!("{}.new", path.display()));
-        std::fs::write(&tmp, format!("{text}\n"))?;
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        let head = serde_json::json!({"policy_hash": self.policy_hash, "version": self.version});
+        writeln!(out, "{head}")?;
+        for flow in &self.flows {
+            writeln!(out, "{}", serde_json::to_string(flow)?)?;
+        }
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         std::fs::rename(&tmp, path)
     }
 }
@@ -244,12 +271,33 @@ impl State {
 pub(super) fn hold_at_start(live: &Live, state: Option<&Path>) {
     let in_force = live.policy.load();
     let current = State::current(&in_force.engine);
-    let trusted = state.and_then(State::read).is_some_and(|s| s == current);
+    let max = in_force.engine.policy().options().flows.max_flows;
+    let saved = state.and_then(|p| State::read(p, max));
+    let trusted = saved.as_ref().is_some_and(|s| s.same_policy(&current));
+    if let Some(saved) = saved.filter(|s| s.version == current.version) {
+        let mut restored = live.restored.lock().unwrap_or_else(|e| e.into_inner());
+        for (key, payload) in saved.flows {
+            restored.remember(key, Timestamp::default(), payload);
+        }
+        live.restored_any.store(!restored.is_empty(), Relaxed);
+    }
     let outcome = hold_and_report(live, &in_force.engine, trusted, "start");
     if let (Some(path), None) = (state, &outcome.error) {
         save_state(&current, path);
     }
     live.metrics.record_reload(outcome);
+}
+
+/// At a clean stop: the policy in force and every payload remembered, for the next daemon.
+pub(super) fn save_at_stop(live: &Live, path: &Path) {
+    let mut state = State::current(&live.policy.load().engine);
+    for memory in live.memories.iter().chain(std::iter::once(&live.restored)) {
+        let memory = memory.lock().unwrap_or_else(|e| e.into_inner());
+        state
+            .flows
+            .extend(memory.entries().map(|(k, p)| (*k, p.clone())));
+    }
+    save_state(&state, path);
 }
 
 /// The reload thread: each message on `requests` (SIGHUP) re-reads the policy, until the daemon stops.
@@ -314,12 +362,7 @@ fn reload(live: &Live, cfg: &RunConfig) {
 /// Holds the kernel's flows to `engine`'s policy and says what that did, on stderr and as the outcome.
 fn hold_and_report(live: &Live, engine: &Engine, trust_unknown: bool, when: &str) -> LastReload {
     let policy = engine.policy();
-    let held = hold_flows(
-        engine,
-        live.marks,
-        |key| recall(&live.memories, key),
-        trust_unknown,
-    );
+    let held = hold_flows(engine, live.marks, |key| live.recall(key), trust_unknown);
     let mut outcome = LastReload {
         at: Some(SystemTime::now()),
         ..LastReload::default()
@@ -359,16 +402,6 @@ fn save_state(state: &State, path: &Path) {
             path.display()
         );
     }
-}
-
-/// The memories of every worker, as one lookup.
-pub fn recall(memories: &[Mutex<Memory>], key: &FlowKey) -> Option<Payload> {
-    memories.iter().find_map(|m| {
-        m.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .cloned()
-    })
 }
 
 #[cfg(test)]
@@ -440,14 +473,36 @@ mod tests {
     fn state_round_trips_and_a_broken_file_trusts_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state");
+        let key = FlowKey::of(&packet_of(&tuple("10.0.0.2", "192.0.2.1", 6, 443)))
+            .unwrap()
+            .0;
+        let payload = crate::inspect::read_payload(
+            crate::inspect::detect::Transport::Tcp,
+            b"GET / HTTP/1.1\r\nHost: www.example.org\r\n\r\n",
+        )
+        .unwrap();
         let s = State {
             policy_hash: "sha256:ab".into(),
             version: "1".into(),
+            flows: vec![(key, payload)],
         };
         s.write(&path).unwrap();
-        assert_eq!(State::read(&path), Some(s));
-        std::fs::write(&path, "{\"policy_hash\": 3}").unwrap();
-        assert_eq!(State::read(&path), None);
-        assert_eq!(State::read(&dir.path().join("missing")), None);
+        assert_eq!(State::read(&path, 10), Some(s.clone()));
+        assert_eq!(
+            State::read(&path, 0).map(|s| s.flows.len()),
+            Some(0),
+            "at most max flows"
+        );
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("{not a flow}\n");
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(
+            State::read(&path, 10),
+            Some(s),
+            "a flow line that does not read is skipped"
+        );
+        std::fs::write(&path, "{\"policy_hash\": 3}\n").unwrap();
+        assert_eq!(State::read(&path, 10), None);
+        assert_eq!(State::read(&dir.path().join("missing"), 10), None);
     }
 }

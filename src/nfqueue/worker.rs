@@ -44,11 +44,26 @@ fn kernel_verdict(d: Decision, old_mark: u32, marks: Marks) -> (NfVerdict, Optio
 /// One packet's answer: its id, the kernel verdict, and the mark to set.
 type Answer = (u32, NfVerdict, Option<u32>);
 
-/// A test build's fault injection: `OUTGATE_TEST_PANIC_QUEUE=N` makes the worker of queue N panic at its
-/// first packet, to show what a dead worker leads to. Release builds never read it.
-fn injected_fault(queue: u16) -> bool {
-    cfg!(debug_assertions)
-        && std::env::var("OUTGATE_TEST_PANIC_QUEUE").is_ok_and(|v| v == queue.to_string())
+/// A fault a test build can inject (`OUTGATE_TEST_FAULT=panic:N` or `hang:N`): the worker of queue N
+/// panics, or stops answering, at its first packet, to show what a dead or stuck worker leads to.
+/// Release builds never read it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    Panic,
+    Hang,
+}
+
+fn injected_fault(queue: u16) -> Fault {
+    if !cfg!(debug_assertions) {
+        return Fault::None;
+    }
+    let wanted = std::env::var("OUTGATE_TEST_FAULT").unwrap_or_default();
+    match wanted.split_once(':') {
+        Some(("panic", q)) if q == queue.to_string() => Fault::Panic,
+        Some(("hang", q)) if q == queue.to_string() => Fault::Hang,
+        _ => Fault::None,
+    }
 }
 
 /// Runs until `stop` is set, then drains what the socket holds and returns.
@@ -108,10 +123,15 @@ pub(super) fn run(queue: &mut Queue, index: usize, live: &Live) {
             Err(_) if stopping => return,
             Err(_) => continue,
         }
-        assert!(
-            !fault || packets.is_empty(),
-            "fault injected by OUTGATE_TEST_PANIC_QUEUE"
-        );
+        if !packets.is_empty() {
+            match fault {
+                Fault::None => {}
+                Fault::Panic => panic!("fault injected by OUTGATE_TEST_FAULT"),
+                Fault::Hang => loop {
+                    std::thread::sleep(Duration::from_secs(1));
+                },
+            }
+        }
         for p in &packets {
             let id = u64::from(p.id);
             let decision = engine.decide(&mut table, &p.payload, now(), id);
@@ -168,16 +188,8 @@ fn log_created(table: &mut FlowTable, index: usize, live: &Live, in_force: &InFo
         if let Some(log) = &live.log {
             log_flow(live, in_force, log, &rec);
         }
-        if !needs_payload {
-            continue;
-        }
-        let Some(memory) = live.memories.get(index) else {
-            continue;
-        };
-        let mut memory = memory.lock().unwrap_or_else(|e| e.into_inner());
-        match rec.inspected {
-            Some(inspected) => memory.remember(rec.key, inspected.at, inspected.payload),
-            None => memory.forget(&rec.key),
+        if needs_payload {
+            live.remember(index, rec);
         }
     }
 }

@@ -429,6 +429,26 @@ impl Setup {
         i
     }
 
+    /// Starts the daemon like [`Setup::daemon`], its stderr going to `daemon.err` in the lab (read it with
+    /// [`Setup::daemon_err`] while it runs). The policy is the lab's `policy.rules`, written first.
+    pub fn daemon_logged(&mut self, policy: &str, args: &str) -> usize {
+        let err = self.lab.path("daemon.err");
+        self.daemon(policy, &format!("{args} 2>>{}", err.display()))
+    }
+
+    /// What the daemon started with [`Setup::daemon_logged`] wrote to stderr so far.
+    pub fn daemon_err(&self) -> String {
+        std::fs::read_to_string(self.lab.path("daemon.err")).unwrap_or_default()
+    }
+
+    /// The daemon's metrics (it must run with `--metrics 127.0.0.1:9717`).
+    pub fn metrics(&self) -> String {
+        let o = self
+            .lab
+            .try_sh(&self.filter, "curl -s http://127.0.0.1:9717/metrics");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
     /// curl from the client: (exit code, seconds, body).
     pub fn curl(&self, host: &str, port: u16, path: &str) -> (i32, f64, String) {
         let url = if host.contains(':') {
@@ -455,4 +475,11 @@ impl Setup {
             .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
             .collect()
     }
+}
+
+/// The value of the first metric line that starts with `prefix` (name and labels), if any.
+pub fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
