@@ -115,8 +115,10 @@ fn reload_holds_open_connections_to_the_new_policy() {
     let client = stream(&s, 12, &[WEB, "8080"]);
     std::thread::sleep(Duration::from_secs(3));
 
-    // 8080 is closed by the new policy: SIGHUP, and the connection already open is cut.
+    // 8080 is closed by the new policy: SIGHUP, and the connection already open is cut. logrotate has
+    // moved the flow log away just before: the reload reopens it.
     std::fs::write(s.lab.path("policy.rules"), CLOSED_8080).unwrap();
+    std::fs::rename(s.lab.path("flows.jsonl"), s.lab.path("flows.jsonl.1")).unwrap();
     let hup = now();
     sighup(&mut s, d);
     wait_for(Duration::from_secs(5), || {
@@ -130,6 +132,20 @@ fn reload_holds_open_connections_to_the_new_policy() {
     );
     let (code, _, _) = s.curl(&s.server4, 8080, "/");
     assert_eq!(code, 28, "a new connection to 8080 is dropped");
+    let rotated = s.flows_log();
+    assert!(
+        rotated
+            .iter()
+            .any(|f| f["dst"].as_str().is_some_and(|d| d.ends_with(":8080"))
+                && f["verdict"] == "drop"),
+        "after the reload the flow log is written to the new file: {rotated:#?}"
+    );
+    assert!(
+        std::fs::read_to_string(s.lab.path("flows.jsonl.1"))
+            .unwrap()
+            .contains(":80\""),
+        "the rotated file kept the lines before"
+    );
     let result = finish(client);
     let got = arrivals(&s);
     let last_8080 = got[&8080].iter().cloned().fold(0.0, f64::max);
