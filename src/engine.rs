@@ -325,7 +325,7 @@ mod tests {
         assert_eq!(d.reason, Reason::Policy(0), "port 22 falls to the policy");
         table.finish_all();
         let rec = table.drain_finished().next().unwrap();
-        assert!(rec.flow.midstream);
+        assert!(rec.flow.midstream());
         assert_eq!(
             rec.key.endpoint(rec.flow.initiator),
             ("10.0.0.2".parse().unwrap(), 50123),

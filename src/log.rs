@@ -205,7 +205,7 @@ impl FlowLine {
             ts: None,
             app: rec.flow.app.map(|a| a.name()),
             host,
-            midstream: rec.flow.midstream,
+            midstream: rec.flow.midstream(),
         }
     }
 }

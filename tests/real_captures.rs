@@ -186,7 +186,7 @@ fn flows_agree_with_tshark_and_verdicts_follow_the_port_list() {
             )
             .map(|(f, r)| {
                 let reversed = (f.proto.clone(), f.dst.clone(), f.src.clone());
-                if r.flow.midstream
+                if r.flow.midstream()
                     && !their_keys.contains(&key(&f))
                     && their_keys.contains(&reversed)
                 {

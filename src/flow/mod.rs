@@ -119,18 +119,31 @@ pub struct Flow {
     pub icmp_type: Option<u8>,
     /// The protocol its first payload showed, when a rule looked.
     pub app: Option<App>,
-    /// A TCP flow first seen without its SYN: it began before the capture (or the daemon) saw it.
-    pub midstream: bool,
-    /// The initiator's initial sequence number, for a TCP flow that began with its SYN.
-    isn: Option<u32>,
-    fin_lo: bool,
-    fin_hi: bool,
-    rst: bool,
+    /// The initiator's initial sequence number, for a TCP flow that began with its SYN (`HAS_ISN`).
+    isn: u32,
+    /// `FIN_LO`, `FIN_HI`, `RST`, `MIDSTREAM`, `HAS_ISN`: one byte, so that an entry (key and flow)
+    /// stays at 104 bytes.
+    bits: u8,
 }
 
+const FIN_LO: u8 = 1;
+const FIN_HI: u8 = 2;
+const RST: u8 = 4;
+const MIDSTREAM: u8 = 8;
+const HAS_ISN: u8 = 16;
+
 impl Flow {
+    /// A TCP flow first seen without its SYN: it began before the capture (or the daemon) saw it.
+    pub fn midstream(&self) -> bool {
+        self.bits & MIDSTREAM != 0
+    }
+
+    fn isn(&self) -> Option<u32> {
+        (self.bits & HAS_ISN != 0).then_some(self.isn)
+    }
+
     fn tcp_closed(&self) -> bool {
-        self.rst || (self.fin_lo && self.fin_hi)
+        self.bits & RST != 0 || self.bits & (FIN_LO | FIN_HI) == FIN_LO | FIN_HI
     }
 
     fn decided(&self) -> bool {
@@ -157,10 +170,14 @@ impl Flow {
     }
 
     fn note_close(&mut self, side: Side, flags: TcpFlags) {
-        self.rst |= flags.rst;
-        match side {
-            Side::Lo => self.fin_lo |= flags.fin,
-            Side::Hi => self.fin_hi |= flags.fin,
+        if flags.rst {
+            self.bits |= RST;
+        }
+        if flags.fin {
+            self.bits |= match side {
+                Side::Lo => FIN_LO,
+                Side::Hi => FIN_HI,
+            };
         }
     }
 }
@@ -362,7 +379,7 @@ impl FlowTable {
         let (timeouts, offloaded) = (self.config.timeouts, self.offloaded);
         if let Some(flow) = self.flows.get_mut(&key) {
             let new_connection = opening
-                && (flow.isn != tcp_seq
+                && (flow.isn() != tcp_seq
                     || flow.tcp_closed()
                     || (offloaded && flow.decided() && flow.decision.verdict == Verdict::Accept));
             let idle = now.as_nanos().saturating_sub(flow.last_ts.as_nanos());
@@ -395,11 +412,13 @@ impl FlowTable {
             bytes: 0,
             icmp_type,
             app: None,
-            midstream,
-            isn: if opening { tcp_seq } else { None },
-            fin_lo: false,
-            fin_hi: false,
-            rst: false,
+            isn: tcp_seq.filter(|_| opening).unwrap_or(0),
+            bits: if midstream { MIDSTREAM } else { 0 }
+                | if opening && tcp_seq.is_some() {
+                    HAS_ISN
+                } else {
+                    0
+                },
         };
         flow.count(p, now);
         flow.note_close(side, flags);

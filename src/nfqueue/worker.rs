@@ -184,7 +184,7 @@ fn log_created(table: &mut FlowTable, index: usize, live: &Live, in_force: &InFo
     let needs_payload = in_force.engine.policy().needs_payload();
     for rec in table.drain_created() {
         live.metrics
-            .count_flow(index, in_force, rec.flow.decision, rec.flow.midstream);
+            .count_flow(index, in_force, rec.flow.decision, rec.flow.midstream());
         if let Some(log) = &live.log {
             log_flow(live, in_force, log, &rec);
         }

@@ -141,7 +141,7 @@ impl Counters {
 
     pub fn count_flow(&mut self, rec: &FlowRecord) {
         let d = rec.flow.decision;
-        if rec.flow.midstream {
+        if rec.flow.midstream() {
             // Every packet of a flow seen from its middle got the flow's decision (nothing is inspected):
             // move them from the verdict counts to the midstream ones.
             let n = rec.flow.packets;
