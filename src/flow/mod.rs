@@ -349,13 +349,23 @@ impl FlowTable {
 
     /// Housekeeping that time alone makes due: expired flows, and held packets whose wait ran out
     /// (their flows get `inspect-limit`). Every packet calls it; live, the worker also calls it when idle.
+    #[inline]
     pub fn tick(&mut self, now: Timestamp) {
-        if now >= self.next_sweep {
-            self.sweep(now);
+        // One comparison on the hot path: the earlier of the two due times.
+        if now >= self.next_sweep.min(self.next_deadline) {
+            if now >= self.next_sweep {
+                self.sweep(now);
+            }
+            if now >= self.next_deadline {
+                self.expire_inspections(now);
+            }
         }
-        if now >= self.next_deadline {
-            self.expire_inspections(now);
-        }
+    }
+
+    /// Whether held packets were released since the last [`FlowTable::drain_released`].
+    #[inline]
+    pub fn has_released(&self) -> bool {
+        !self.released.is_empty()
     }
 
     /// The hot path: counts the packet on its flow and returns the flow's decision, or, for a new flow,

@@ -99,6 +99,15 @@ struct WorkerOutput {
     verdicts: Vec<(u64, Verdict)>,
 }
 
+impl WorkerOutput {
+    fn count(&mut self, seq: u64, decision: Decision, keep_verdict: bool) {
+        self.counters.count_packet(decision);
+        if keep_verdict {
+            self.verdicts.push((seq, decision.verdict));
+        }
+    }
+}
+
 impl<'e> Worker<'e> {
     fn new(engine: &'e Engine, keep_flows: bool, keep_verdicts: bool) -> Worker<'e> {
         let mut table = engine.new_flow_table();
@@ -120,24 +129,18 @@ impl<'e> Worker<'e> {
     fn decide(&mut self, ip: &[u8], ts: Timestamp, seq: u64) {
         let decision = self.engine.decide(&mut self.table, ip, ts, seq);
         // Packets held back until their flow was decided get its decision now, before this one.
-        self.absorb_released();
-        if decision.reason != Reason::Held {
-            self.count(seq, decision);
+        if self.table.has_released() {
+            self.absorb_released();
         }
-    }
-
-    fn count(&mut self, seq: u64, decision: Decision) {
-        self.out.counters.count_packet(decision);
-        if self.keep_verdicts {
-            self.out.verdicts.push((seq, decision.verdict));
+        if decision.reason != Reason::Held {
+            self.out.count(seq, decision, self.keep_verdicts);
         }
     }
 
     /// Counts the held packets whose flows were decided.
     fn absorb_released(&mut self) {
-        let released: Vec<(u64, Decision)> = self.table.drain_released().collect();
-        for (seq, decision) in released {
-            self.count(seq, decision);
+        for (seq, decision) in self.table.drain_released() {
+            self.out.count(seq, decision, self.keep_verdicts);
         }
     }
 
