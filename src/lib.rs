@@ -33,6 +33,8 @@ pub mod policy;
 pub mod replay;
 pub mod report;
 pub mod rules;
+#[cfg(test)]
+mod testutil;
 
 pub use decision::{Decision, Reason, Verdict};
 pub use engine::Engine;

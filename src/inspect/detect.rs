@@ -869,13 +869,7 @@ mod tests {
 
     #[test]
     fn garbage_never_panics() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::testutil::xorshift(0x2545_f491_4f6c_dd1d);
         let seeds: [&[u8]; 6] = [
             &DNS_QUERY,
             &QUIC_INITIAL,

@@ -582,14 +582,11 @@ mod tests {
             let got = packets(&b[..cut]);
             assert!(got.len() <= 1 || cut == b.len());
         }
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = crate::testutil::xorshift(0x9e37_79b9_7f4a_7c15);
         for _ in 0..20_000 {
             let mut c = b.clone();
             for _ in 0..3 {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                let bit = (state % (c.len() as u64 * 8)) as usize;
+                let bit = (next() % (c.len() as u64 * 8)) as usize;
                 c[bit / 8] ^= 1 << (bit % 8);
             }
             packets(&c);

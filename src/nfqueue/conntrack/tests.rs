@@ -370,13 +370,7 @@ fn random_bit_flips_never_panic() {
     let mut datagram = bytes(DUMP);
     datagram.extend(bytes(DONE));
     let answers = [bytes(ACK), bytes(ENOENT)].concat();
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = crate::testutil::xorshift(0x2545_f491_4f6c_dd1d);
     let mut read = 0usize;
     for round in 0..30_000 {
         let base = if round % 4 == 0 { &answers } else { &datagram };
