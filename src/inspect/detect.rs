@@ -889,7 +889,11 @@ mod tests {
                 }
             }
             let cut = (next() as usize) % (s.len() + 1);
-            let server = if next() % 2 == 0 { Some(seed) } else { None };
+            let server = if next().is_multiple_of(2) {
+                Some(seed)
+            } else {
+                None
+            };
             for t in [Transport::Tcp, Transport::Udp] {
                 let _ = detect(t, &s[..cut], server);
             }
