@@ -974,10 +974,10 @@ mod tests {
         assert_eq!(ticks_to_nanos(u64::MAX, 127, 0), Some(0));
     }
 
-    /// The shared real captures, read in place (they must not be copied into the project).
-    fn real_captures() -> Option<(PathBuf, Vec<PathBuf>)> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/pcaps-real");
-        // CI has ../shared beside the clone: a missing folder is a failure, not a skip.
+    /// The shared real captures, read in place (they must not be copied into the project); `None` (a
+    /// skip) without `../shared`, except in CI.
+    fn real_captures(test: &str) -> Option<(PathBuf, Vec<PathBuf>)> {
+        let dir = crate::testutil::shared_captures(test)?;
         let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         let mut files: Vec<PathBuf> = entries
             .map(|e| e.unwrap().path())
@@ -989,7 +989,9 @@ mod tests {
 
     #[test]
     fn real_captures_read_to_the_end_with_the_right_counts() {
-        let Some((dir, files)) = real_captures() else {
+        let Some((dir, files)) =
+            real_captures("real_captures_read_to_the_end_with_the_right_counts")
+        else {
             return;
         };
         let manifest = std::fs::read_to_string(dir.join("MANIFEST.tsv")).unwrap();
@@ -1059,7 +1061,8 @@ mod tests {
 
     #[test]
     fn every_prefix_and_random_damage_of_real_captures() {
-        let Some((dir, _)) = real_captures() else {
+        let Some((dir, _)) = real_captures("every_prefix_and_random_damage_of_real_captures")
+        else {
             return;
         };
         let scratch = tempfile::NamedTempFile::new().unwrap();
@@ -1103,7 +1106,7 @@ mod tests {
     fn real_captures_agree_with_pcap_file() {
         use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption as Opt;
         use pcap_file::pcapng::{Block, PcapNgReader};
-        let Some((_, files)) = real_captures() else {
+        let Some((_, files)) = real_captures("real_captures_agree_with_pcap_file") else {
             return;
         };
         let mut compared = 0;

@@ -354,7 +354,9 @@ mod tests {
     #[test]
     fn real_captures_unwrap_to_ip() {
         use crate::replay::capture::CaptureReader;
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/pcaps-real");
+        let Some(dir) = crate::testutil::shared_captures("real_captures_unwrap_to_ip") else {
+            return;
+        };
         let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         // Files whose every packet must unwrap to IP of a known version (by link type).
         let expect: &[(&str, &[(LinkType, u8)])] = &[
