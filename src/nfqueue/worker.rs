@@ -96,7 +96,11 @@ pub(super) fn run(queue: &mut Queue, index: usize, live: &Live) {
             // Wake up now and then to notice a stop request or a reload, and to end waits that ran out.
             match queue.poll(Duration::from_millis(100)) {
                 Ok(true) => {}
-                Ok(false) | Err(_) => {
+                idle => {
+                    if idle.is_err() {
+                        // A failing socket must not turn this loop into a spin.
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
                     table.tick(now());
                     release(&mut table, &mut held_marks, &mut answers, index, live);
                     answer(queue, &answers, &table, counters);
@@ -107,7 +111,11 @@ pub(super) fn run(queue: &mut Queue, index: usize, live: &Live) {
         }
         packets.clear();
         match queue.recv_batch(&mut packets) {
-            Ok(0) if stopping => {
+            Err(QueueError::Overrun) => {
+                counters.enobufs.fetch_add(1, Relaxed);
+                continue;
+            }
+            Ok(0) | Err(_) if stopping => {
                 // Held packets get their flows' `inspect-limit` before the queue is let go.
                 table.finish_all();
                 release(&mut table, &mut held_marks, &mut answers, index, live);
@@ -116,11 +124,6 @@ pub(super) fn run(queue: &mut Queue, index: usize, live: &Live) {
                 return;
             }
             Ok(_) => {}
-            Err(QueueError::Overrun) => {
-                counters.enobufs.fetch_add(1, Relaxed);
-                continue;
-            }
-            Err(_) if stopping => return,
             Err(_) => continue,
         }
         if !packets.is_empty() {
