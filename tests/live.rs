@@ -99,12 +99,7 @@ fn allowed_and_blocked(mut s: Setup) {
         .lab
         .try_sh(&s.filter, "curl -s http://127.0.0.1:9717/metrics");
     let text = String::from_utf8_lossy(&metrics.stdout);
-    let value = |line: &str| -> u64 {
-        text.lines()
-            .find(|l| l.starts_with(line))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or(0)
-    };
+    let value = |line: &str| common::metric(&text, line).unwrap_or(0.0) as u64;
     assert!(value("outgate_packets_total{queue=\"0\"}") > 0, "{text}");
     assert!(
         value("outgate_verdicts_total{queue=\"0\",verdict=\"reject\"}") >= 2,

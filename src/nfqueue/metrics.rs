@@ -72,6 +72,66 @@ fn unix_seconds(t: SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// A per-queue family: its name, type, help, and the counter it reads.
+type PerQueue = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&QueueCounters) -> u64,
+);
+
+/// The per-queue families, in the order they are printed.
+const PER_QUEUE: [PerQueue; 8] = [
+    (
+        "packets_total",
+        "counter",
+        "Packets received from the kernel queue.",
+        |c| c.packets.load(Relaxed),
+    ),
+    (
+        "malformed_total",
+        "counter",
+        "Packets decided as malformed.",
+        |c| c.malformed.load(Relaxed),
+    ),
+    (
+        "flows_offloaded_total",
+        "counter",
+        "Flows decided and handed to the kernel's conntrack mark.",
+        |c| c.flows_offloaded.load(Relaxed),
+    ),
+    (
+        "flows_midstream_total",
+        "counter",
+        "TCP flows whose packets reached the daemon without their SYN, decided from their middle.",
+        |c| c.flows_midstream.load(Relaxed),
+    ),
+    (
+        "held_packets",
+        "gauge",
+        "Packets held back until their flow's first payload decides it.",
+        |c| c.held.load(Relaxed),
+    ),
+    (
+        "inspections_evicted_total",
+        "counter",
+        "Waits for a first payload ended early (inspect-limit) to keep inspection memory bounded.",
+        |c| c.inspections_evicted.load(Relaxed),
+    ),
+    (
+        "enobufs_total",
+        "counter",
+        "Socket receive-buffer overruns (ENOBUFS).",
+        |c| c.enobufs.load(Relaxed),
+    ),
+    (
+        "verdict_errors_total",
+        "counter",
+        "Verdicts that could not be sent.",
+        |c| c.verdict_errors.load(Relaxed),
+    ),
+];
+
 impl Metrics {
     pub fn new(queues: impl Iterator<Item = u16>) -> Metrics {
         Metrics {
@@ -228,12 +288,9 @@ impl Metrics {
             "Times the jump to outgate's chain was no longer first in its hook and was put back.",
             one(self.ruleset_repairs.load(Relaxed)),
         );
-        family(
-            "packets_total",
-            "counter",
-            "Packets received from the kernel queue.",
-            per_queue(&|c| c.packets.load(Relaxed)),
-        );
+        for (name, kind, help, read) in PER_QUEUE {
+            family(name, kind, help, per_queue(&read));
+        }
         let verdicts = self
             .queues
             .iter()
@@ -251,48 +308,6 @@ impl Metrics {
             "counter",
             "Verdicts given, by kind.",
             verdicts,
-        );
-        family(
-            "malformed_total",
-            "counter",
-            "Packets decided as malformed.",
-            per_queue(&|c| c.malformed.load(Relaxed)),
-        );
-        family(
-            "flows_offloaded_total",
-            "counter",
-            "Flows decided and handed to the kernel's conntrack mark.",
-            per_queue(&|c| c.flows_offloaded.load(Relaxed)),
-        );
-        family(
-            "flows_midstream_total",
-            "counter",
-            "TCP flows whose packets reached the daemon without their SYN, decided from their middle.",
-            per_queue(&|c| c.flows_midstream.load(Relaxed)),
-        );
-        family(
-            "held_packets",
-            "gauge",
-            "Packets held back until their flow's first payload decides it.",
-            per_queue(&|c| c.held.load(Relaxed)),
-        );
-        family(
-            "inspections_evicted_total",
-            "counter",
-            "Waits for a first payload ended early (inspect-limit) to keep inspection memory bounded.",
-            per_queue(&|c| c.inspections_evicted.load(Relaxed)),
-        );
-        family(
-            "enobufs_total",
-            "counter",
-            "Socket receive-buffer overruns (ENOBUFS).",
-            per_queue(&|c| c.enobufs.load(Relaxed)),
-        );
-        family(
-            "verdict_errors_total",
-            "counter",
-            "Verdicts that could not be sent.",
-            per_queue(&|c| c.verdict_errors.load(Relaxed)),
         );
         let kernel = |f: &dyn Fn(super::queue::ProcQueueStats) -> u64| -> Vec<(String, f64)> {
             self.queues
