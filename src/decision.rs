@@ -14,25 +14,70 @@ pub enum Verdict {
     Drop,
     /// Drop and tell the sender (TCP reset, ICMP port unreachable) so it fails at once instead of hanging.
     Reject,
+    /// Accept, through a slow traffic class ([`Decision::class`]): the flow works, slowly, instead of
+    /// breaking.
+    Shape,
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 3] = [Verdict::Accept, Verdict::Drop, Verdict::Reject];
+    pub const ALL: [Verdict; 4] = [
+        Verdict::Accept,
+        Verdict::Drop,
+        Verdict::Reject,
+        Verdict::Shape,
+    ];
 
-    /// The lower-case name used in logs and JSON (`accept`, `drop`, `reject`).
+    /// What the kernel can be told to do with a flow: a shaped flow is accepted, with its class beside
+    /// the verdict.
+    pub const KERNEL: [Verdict; 3] = [Verdict::Accept, Verdict::Drop, Verdict::Reject];
+
+    /// The lower-case name used in logs and JSON (`accept`, `drop`, `reject`, `shape`).
     pub fn name(self) -> &'static str {
         match self {
             Verdict::Accept => "accept",
             Verdict::Drop => "drop",
             Verdict::Reject => "reject",
+            Verdict::Shape => "shape",
         }
     }
 
-    /// Parses a policy action keyword (case-insensitive).
+    /// Parses a plain policy action keyword (case-insensitive): ACCEPT, DROP, REJECT or SHAPE.
     pub fn from_keyword(word: &str) -> Option<Verdict> {
         Verdict::ALL
             .into_iter()
             .find(|v| v.name().eq_ignore_ascii_case(word))
+    }
+
+    /// Whether the flow's packets go on (accepted or shaped).
+    pub fn passes(self) -> bool {
+        matches!(self, Verdict::Accept | Verdict::Shape)
+    }
+
+    /// The verdict the kernel applies: a shaped flow is accepted (into its class).
+    pub fn in_kernel(self) -> Verdict {
+        match self {
+            Verdict::Shape => Verdict::Accept,
+            v => v,
+        }
+    }
+}
+
+/// What a flow's packets get: a verdict, and for [`Verdict::Shape`] the traffic class (an index into
+/// the policy's classes; 0 otherwise).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Action {
+    pub verdict: Verdict,
+    pub class: u8,
+}
+
+impl Action {
+    pub const ACCEPT: Action = Action {
+        verdict: Verdict::Accept,
+        class: 0,
+    };
+
+    pub const fn of(verdict: Verdict) -> Action {
+        Action { verdict, class: 0 }
     }
 }
 
@@ -93,9 +138,44 @@ impl Reason {
     }
 }
 
-/// A verdict with its reason.
+/// A verdict with its reason: what the policy says of a flow, and, when that is not enforced, what the
+/// flow gets instead.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Decision {
     pub verdict: Verdict,
     pub reason: Reason,
+    /// For [`Verdict::Shape`]: the traffic class, an index into the policy's classes.
+    pub class: u8,
+    /// When the line that decided is only audited (`AUDIT(...)`): what the flow gets instead, from the
+    /// rest of the policy. `None`: the decision is enforced.
+    pub applied: Option<Action>,
+}
+
+impl Decision {
+    pub const fn new(verdict: Verdict, reason: Reason) -> Decision {
+        Decision {
+            verdict,
+            reason,
+            class: 0,
+            applied: None,
+        }
+    }
+
+    /// What the policy says: verdict and class.
+    pub fn action(&self) -> Action {
+        Action {
+            verdict: self.verdict,
+            class: self.class,
+        }
+    }
+
+    /// What the flow's packets get: the decision, or what an audited line leaves them.
+    pub fn enforced_action(&self) -> Action {
+        self.applied.unwrap_or(self.action())
+    }
+
+    /// Whether the decision is what the packets get.
+    pub fn enforced(&self) -> bool {
+        self.applied.is_none()
+    }
 }

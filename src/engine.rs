@@ -16,22 +16,13 @@ use crate::packet::{Packet, Transport};
 use crate::policy::{Cidr, Eval, Policy};
 
 /// The decision of a flow that waits for its first payload.
-const INSPECTING: Decision = Decision {
-    verdict: Verdict::Accept,
-    reason: Reason::Inspecting,
-};
+const INSPECTING: Decision = Decision::new(Verdict::Accept, Reason::Inspecting);
 
 /// What a packet held back until its flow is decided gets now: no verdict yet.
-const HELD: Decision = Decision {
-    verdict: Verdict::Drop,
-    reason: Reason::Held,
-};
+const HELD: Decision = Decision::new(Verdict::Drop, Reason::Held);
 
 /// The decision of a data connection an accepted FTP control connection announced.
-const FTP_DATA: Decision = Decision {
-    verdict: Verdict::Accept,
-    reason: Reason::FtpData,
-};
+const FTP_DATA: Decision = Decision::new(Verdict::Accept, Reason::FtpData);
 
 /// Reads an accepted FTP control connection (TCP port 21) for the data connections it announces, and
 /// expects exactly those. Like the kernel's helper without `loose`: an announcement naming another
@@ -103,18 +94,14 @@ impl Engine {
         let packet = match Packet::parse(ip) {
             Ok(p) => p,
             Err(m) => {
-                return Decision {
-                    verdict: malformed,
-                    reason: Reason::Malformed(m),
-                };
+                return Decision::new(malformed, Reason::Malformed(m));
             }
         };
         let Some(key) = FlowKey::of(&packet) else {
             // A later fragment has no ports: it follows its first fragment's flow, or is an orphan.
-            return flows.follow_fragment(&packet, now).unwrap_or(Decision {
-                verdict: malformed,
-                reason: Reason::OrphanFragment,
-            });
+            return flows
+                .follow_fragment(&packet, now)
+                .unwrap_or(Decision::new(malformed, Reason::OrphanFragment));
         };
         let announced = flows.take_expected(&packet, &key.0, now);
         let offloaded = flows.is_offloaded();
@@ -162,10 +149,7 @@ impl Engine {
     pub fn redecide(&self, p: &Packet<'_>, payload: Option<&Payload>) -> Decision {
         match self.policy.evaluate(p, payload) {
             Eval::Decided(d) => d,
-            Eval::NeedPayload => Decision {
-                verdict: self.policy.options().midstream,
-                reason: Reason::Midstream,
-            },
+            Eval::NeedPayload => Decision::new(self.policy.options().midstream, Reason::Midstream),
         }
     }
 
@@ -272,10 +256,7 @@ mod tests {
             [Reason::Inspecting; 2],
             "the handshake passes"
         );
-        let drop = Decision {
-            verdict: Verdict::Drop,
-            reason: Reason::Rule(0),
-        };
+        let drop = Decision::new(Verdict::Drop, Reason::Rule(0));
         assert_eq!(
             d[2], drop,
             "the partial request was held, and dropped with its flow"
@@ -307,10 +288,7 @@ mod tests {
         let d = run(&engine, &[mid(true, 443, b"data")]);
         assert_eq!(
             d[0],
-            Decision {
-                verdict: Verdict::Reject,
-                reason: Reason::Midstream
-            },
+            Decision::new(Verdict::Reject, Reason::Midstream),
             "443's rules need the first payload, which cannot be read from the middle"
         );
         let mut table = engine.new_flow_table();
@@ -360,13 +338,7 @@ mod tests {
                 seg(443, 10, false, b"SSH-2.0-OpenSSH_9.2p1\r\n"),
             ],
         );
-        assert_eq!(
-            ssh[1],
-            Decision {
-                verdict: Verdict::Drop,
-                reason: Reason::Rule(2)
-            }
-        );
+        assert_eq!(ssh[1], Decision::new(Verdict::Drop, Reason::Rule(2)));
         // A TLS record header: decided once the ClientHello is whole or cannot be one.
         let tls = run(
             &engine,
@@ -397,10 +369,7 @@ mod tests {
         assert_eq!(d[2].reason, Reason::Inspecting);
         assert_eq!(
             d[3],
-            Decision {
-                verdict: Verdict::Drop,
-                reason: Reason::InspectLimit
-            },
+            Decision::new(Verdict::Drop, Reason::InspectLimit),
             "4th packet: the budget"
         );
         assert_eq!(d[4], d[3]);

@@ -36,7 +36,7 @@ pub mod rules;
 #[cfg(test)]
 mod testutil;
 
-pub use decision::{Decision, Reason, Verdict};
+pub use decision::{Action, Decision, Reason, Verdict};
 pub use engine::Engine;
 pub use policy::Policy;
 

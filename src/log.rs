@@ -1,8 +1,10 @@
 //! Flow log lines: one JSON object per flow, the same keys in replay (`--flows`) and, later, live (`--log`).
 //!
 //! The keys are a contract other tools read: `proto`, `src`, `dst` (`ip:port`, `[ipv6]:port`; addresses
-//! alone for ICMP and portless protocols), `icmp_type` (ICMP only), `verdict`, `rule` (`FILE:LINE` or null),
-//! `reason`, `packets`, `bytes`, `first_ts` (RFC 3339, UTC, nanoseconds); the live log adds `ts`, when
+//! alone for ICMP and portless protocols), `icmp_type` (ICMP only), `verdict` (with `class` when it is
+//! `shape`), `rule` (`FILE:LINE` or null), `reason`, `enforced` and `applied` (only when the verdict was
+//! not enforced: an audited line, or `--audit`), `packets`, `bytes`, `first_ts` (RFC 3339, UTC,
+//! nanoseconds); the live log adds `ts`, when
 //! the line was written; flows a rule inspected add `app` and `host`; a TCP flow first seen in its
 //! middle adds `"midstream": true`.
 //!
@@ -15,11 +17,11 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::Serialize;
 
-use crate::Timestamp;
 use crate::flow::FlowRecord;
 use crate::inspect::host::Host;
 use crate::packet::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::policy::Policy;
+use crate::{Decision, Timestamp, Verdict};
 
 /// One flow, as logged.
 #[derive(Debug, Serialize)]
@@ -29,9 +31,8 @@ pub struct FlowLine {
     pub dst: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub icmp_type: Option<u8>,
-    pub verdict: &'static str,
-    pub rule: Option<String>,
-    pub reason: &'static str,
+    #[serde(flatten)]
+    pub outcome: Outcome,
     pub packets: u64,
     pub bytes: u64,
     pub first_ts: String,
@@ -60,9 +61,8 @@ pub struct HttpLine {
     pub host: Option<String>,
     pub url: String,
     pub user_agent: Option<String>,
-    pub verdict: &'static str,
-    pub rule: Option<String>,
-    pub reason: &'static str,
+    #[serde(flatten)]
+    pub outcome: Outcome,
 }
 
 /// One TLS ClientHello, for the TLS log.
@@ -73,9 +73,76 @@ pub struct TlsLine {
     pub server: String,
     pub sni: Option<String>,
     pub alpn: Vec<String>,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// What a line says about the decision, the same in the flow, HTTP and TLS logs: `verdict` (and for
+/// `shape` its `class`), `rule` and `reason`, and, when that verdict was not what the packets got (an
+/// audited line, or `--audit`), `"enforced": false` and the verdict `applied` instead.
+#[derive(Debug, Serialize)]
+pub struct Outcome {
     pub verdict: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
     pub rule: Option<String>,
     pub reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enforced: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied: Option<&'static str>,
+}
+
+/// The log lines that carry an [`Outcome`].
+pub trait LogLine: Sized {
+    fn outcome_mut(&mut self) -> &mut Outcome;
+
+    /// Under `--audit` (`on`), marks the line as not enforced: every packet was accepted.
+    fn audited(mut self, on: bool) -> Self {
+        if on {
+            self.outcome_mut().audit_all();
+        }
+        self
+    }
+}
+
+impl LogLine for FlowLine {
+    fn outcome_mut(&mut self) -> &mut Outcome {
+        &mut self.outcome
+    }
+}
+
+impl LogLine for HttpLine {
+    fn outcome_mut(&mut self) -> &mut Outcome {
+        &mut self.outcome
+    }
+}
+
+impl LogLine for TlsLine {
+    fn outcome_mut(&mut self) -> &mut Outcome {
+        &mut self.outcome
+    }
+}
+
+impl Outcome {
+    pub fn new(policy: &Policy, d: Decision) -> Outcome {
+        Outcome {
+            verdict: d.verdict.name(),
+            class: (d.verdict == Verdict::Shape)
+                .then(|| policy.class_name(d.class).map(str::to_string))
+                .flatten(),
+            rule: policy.cite(d.reason),
+            reason: d.reason.kind(),
+            enforced: (!d.enforced()).then_some(false),
+            applied: d.applied.map(|a| a.verdict.name()),
+        }
+    }
+
+    /// `--audit`: nothing was enforced, every packet was accepted.
+    pub fn audit_all(&mut self) {
+        self.enforced = Some(false);
+        self.applied = Some(Verdict::Accept.name());
+    }
 }
 
 /// A host as logs write it: names as they are, addresses as literals (IPv6 in brackets, like a URL).
@@ -123,9 +190,7 @@ impl HttpLine {
             host,
             url: request.path_and_query.clone(),
             user_agent: request.user_agent.clone(),
-            verdict: d.verdict.name(),
-            rule: policy.cite(d.reason),
-            reason: d.reason.kind(),
+            outcome: Outcome::new(policy, d),
         })
     }
 }
@@ -147,9 +212,7 @@ impl TlsLine {
             server,
             sni: hello.sni.clone(),
             alpn: hello.alpn.clone(),
-            verdict: d.verdict.name(),
-            rule: policy.cite(d.reason),
-            reason: d.reason.kind(),
+            outcome: Outcome::new(policy, d),
         })
     }
 }
@@ -196,9 +259,7 @@ impl FlowLine {
             src,
             dst,
             icmp_type: rec.flow.icmp_type,
-            verdict: decision.verdict.name(),
-            rule: policy.cite(decision.reason),
-            reason: decision.reason.kind(),
+            outcome: Outcome::new(policy, decision),
             packets: rec.flow.packets,
             bytes: rec.flow.bytes,
             first_ts: rfc3339(rec.flow.first_ts),

@@ -15,7 +15,7 @@ use std::sync::atomic::AtomicBool;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use outgate::log::{FlowLine, HttpLine, TlsLine, rfc3339};
+use outgate::log::{FlowLine, HttpLine, LogLine, TlsLine, rfc3339};
 use outgate::nfqueue::{self, LogTarget, RunConfig};
 use outgate::policy::{Cidr, DEFAULT_POLICY, LoadError};
 use outgate::replay::{ReplayConfig, replay};
@@ -98,6 +98,10 @@ enum Command {
         /// higher, ephemeral-looking port is the client.
         #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
         lan: Vec<Cidr>,
+        /// Audit: count and log what the policy would do, but as if every packet passed (log lines say
+        /// "enforced":false); the summary shows what enforcing would change.
+        #[arg(long)]
+        audit: bool,
         /// Capture files (pcap or pcapng).
         #[arg(required = true, value_name = "CAPTURE")]
         captures: Vec<PathBuf>,
@@ -265,6 +269,7 @@ fn main() -> ExitCode {
             write_accepted,
             write_dropped,
             lan,
+            audit,
             captures,
         } => {
             let workers = workers.map_or_else(
@@ -278,6 +283,7 @@ fn main() -> ExitCode {
                 write_accepted,
                 write_dropped,
                 progress: true,
+                audit,
             };
             run_replay(policy, lan, cfg, format, [flows, http_log, tls_log])
         }
@@ -539,14 +545,14 @@ fn run_replay(
         let Some((path, out)) = out else { continue };
         let write_err = |e: std::io::Error| format!("{}: {e}", path.display());
         for rec in &report.flows {
-            let line =
-                match i {
-                    0 => serde_json::to_string(&FlowLine::new(policy, rec)).ok(),
-                    1 => HttpLine::new(policy, rec, rfc3339)
-                        .and_then(|l| serde_json::to_string(&l).ok()),
-                    _ => TlsLine::new(policy, rec, rfc3339)
-                        .and_then(|l| serde_json::to_string(&l).ok()),
-                };
+            let audit = cfg.audit;
+            let line = match i {
+                0 => serde_json::to_string(&FlowLine::new(policy, rec).audited(audit)).ok(),
+                1 => HttpLine::new(policy, rec, rfc3339)
+                    .and_then(|l| serde_json::to_string(&l.audited(audit)).ok()),
+                _ => TlsLine::new(policy, rec, rfc3339)
+                    .and_then(|l| serde_json::to_string(&l.audited(audit)).ok()),
+            };
             if let Some(line) = line {
                 writeln!(out, "{line}").map_err(write_err)?;
             }

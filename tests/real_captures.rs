@@ -237,7 +237,7 @@ fn flows_agree_with_tshark_and_verdicts_follow_the_port_list() {
             let expected = match (line.proto.as_ref(), line.icmp_type) {
                 // A data connection tshark saw announced on an (accepted) FTP control connection.
                 ("tcp", _) if t.ftp_endpoints.contains(&tshark_style(&line.dst)) => {
-                    assert_eq!(line.reason, "ftp-data", "{name}: {line:?}");
+                    assert_eq!(line.outcome.reason, "ftp-data", "{name}: {line:?}");
                     "accept"
                 }
                 ("tcp" | "udp", _) => {
@@ -252,13 +252,13 @@ fn flows_agree_with_tshark_and_verdicts_follow_the_port_list() {
                 _ => "drop",
             };
             assert_eq!(
-                line.verdict,
+                line.outcome.verdict,
                 expected,
                 "{name}: {}",
                 serde_json::to_string(&line).unwrap()
             );
             assert!(
-                line.rule.is_some() || line.reason == "ftp-data",
+                line.outcome.rule.is_some() || line.outcome.reason == "ftp-data",
                 "{name}: the default policy cites a line for every flow but FTP data channels"
             );
         }
@@ -381,17 +381,17 @@ fn payload_rules_read_the_real_captures() {
     };
     let tls = first_line("tls12_sni_curl.pcap");
     assert_eq!(
-        (tls.app, tls.host.as_deref(), tls.verdict),
+        (tls.app, tls.host.as_deref(), tls.outcome.verdict),
         (Some("tls"), Some("www.ntop.org"), "accept")
     );
     let http = first_line("http_post_numeric_host.pcap");
     assert_eq!(
-        (http.app, http.host.as_deref(), http.verdict),
+        (http.app, http.host.as_deref(), http.outcome.verdict),
         (Some("http"), Some("192.168.235.101"), "drop")
     );
     let ssh = first_line("ssh_port22.pcap");
     assert_eq!(
-        (ssh.app, ssh.verdict, ssh.rule.as_deref()),
+        (ssh.app, ssh.outcome.verdict, ssh.outcome.rule.as_deref()),
         (Some("ssh"), "drop", Some("payload.rules:6"))
     );
 }

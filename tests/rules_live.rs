@@ -1058,7 +1058,7 @@ fn nft_decided_flows_are_answered_in_the_kernel() {
 fn marks_are_the_daemon_contract() {
     assert_eq!(M.mask(), 0xf00);
     assert_eq!(
-        Verdict::ALL.map(|v| M.verdict(v)),
+        Verdict::KERNEL.map(|v| M.verdict(v)),
         [0x100, 0x200, 0x300],
         "accept, drop, reject"
     );

@@ -77,10 +77,7 @@ pub(super) struct Inspection {
 
 impl FlowTable {
     fn limit(&self) -> Decision {
-        Decision {
-            verdict: self.config.inspect.limit,
-            reason: Reason::InspectLimit,
-        }
+        Decision::new(self.config.inspect.limit, Reason::InspectLimit)
     }
 
     /// Feeds a packet of a flow still waiting for its first payload. The initiator's payload is collected
@@ -132,13 +129,7 @@ impl FlowTable {
         self.inspect_bytes = (self.inspect_bytes + state.stream.held()).saturating_sub(before);
         let over = state.packets >= cfg.packets || state.stream.bytes().len() >= cfg.bytes;
         let decided = match added {
-            Added::Conflict => Some((
-                Decision {
-                    verdict: cfg.limit,
-                    reason: Reason::AmbiguousStream,
-                },
-                None,
-            )),
+            Added::Conflict => Some((Decision::new(cfg.limit, Reason::AmbiguousStream), None)),
             Added::Grew => read(state.stream.bytes()).map(|(d, payload)| (d, Some(payload))),
             Added::Nothing => None,
         };

@@ -45,7 +45,7 @@ fn udp(sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
 }
 
 const fn decision(verdict: Verdict, reason: Reason) -> Decision {
-    Decision { verdict, reason }
+    Decision::new(verdict, reason)
 }
 const ACCEPT: Decision = decision(Verdict::Accept, Reason::NoPolicy);
 const DROP: Decision = decision(Verdict::Drop, Reason::NoPolicy);

@@ -23,7 +23,7 @@ pub struct QueueCounters {
     pub queue: u16,
     pub packets: AtomicU64,
     /// Packets per verdict, indexed like [`Verdict::ALL`].
-    pub verdicts: [AtomicU64; 3],
+    pub verdicts: [AtomicU64; 4],
     pub malformed: AtomicU64,
     /// Flows decided and handed to the kernel (their later packets never come up).
     pub flows_offloaded: AtomicU64,

@@ -436,10 +436,7 @@ mod tests {
         let p = packet_of(&tuple("10.0.0.2", "192.0.2.1", 6, 443));
         assert_eq!(
             engine.redecide(&p, None),
-            Decision {
-                verdict: Verdict::Reject,
-                reason: Reason::Midstream
-            },
+            Decision::new(Verdict::Reject, Reason::Midstream),
             "443 needs the first payload"
         );
         let key = FlowKey::of(&p).unwrap().0;

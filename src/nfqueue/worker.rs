@@ -277,10 +277,7 @@ mod tests {
 
     #[test]
     fn verdicts_carry_marks_and_undecided_packets_the_pending_value() {
-        let rule = |v| Decision {
-            verdict: v,
-            reason: Reason::Rule(0),
-        };
+        let rule = |v| Decision::new(v, Reason::Rule(0));
         let m = Marks::DEFAULT;
         assert_eq!(
             kernel_verdict(rule(Verdict::Accept), 0, m),
@@ -295,10 +292,7 @@ mod tests {
             kernel_verdict(rule(Verdict::Drop), 0xffff, high),
             (NfVerdict::Repeat, Some(0x2fff))
         );
-        let bad = |v| Decision {
-            verdict: v,
-            reason: Reason::Malformed(Malformed::BadIpHeader),
-        };
+        let bad = |v| Decision::new(v, Reason::Malformed(Malformed::BadIpHeader));
         assert_eq!(
             kernel_verdict(bad(Verdict::Drop), 0, m),
             (NfVerdict::Drop, None)
@@ -310,10 +304,7 @@ mod tests {
             kernel_verdict(bad(Verdict::Accept), 0xf00f, m),
             (NfVerdict::Repeat, pending)
         );
-        let inspecting = Decision {
-            verdict: Verdict::Accept,
-            reason: Reason::Inspecting,
-        };
+        let inspecting = Decision::new(Verdict::Accept, Reason::Inspecting);
         assert_eq!(
             kernel_verdict(inspecting, 0xf00f, m),
             (NfVerdict::Repeat, pending)

@@ -9,7 +9,7 @@
 use std::net::IpAddr;
 
 use super::parse::{Parsed, Proto, Rule, Service};
-use crate::decision::{Decision, Reason, RuleId, Verdict};
+use crate::decision::{Action, Decision, Reason, RuleId, Verdict};
 use crate::inspect::Payload;
 use crate::packet::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Packet, Transport};
 
@@ -115,10 +115,7 @@ impl Compiled {
     ) -> Eval {
         let (s, d) = self.zones_of(parsed, p);
         let Some(pair) = self.pairs.get(s * self.zone_count + d) else {
-            return Eval::Decided(Decision {
-                verdict: Verdict::Drop,
-                reason: Reason::NoPolicy,
-            });
+            return Eval::Decided(Decision::new(Verdict::Drop, Reason::NoPolicy));
         };
         let class = classify(p);
         let start = match class {
@@ -129,6 +126,16 @@ impl Compiled {
             None => Some(pair.other),
         };
         let start = usize::from(start.unwrap_or(0));
+        // First match wins. An audited line that matches first is what the flow is logged and counted
+        // as; the walk goes on for what it gets: the next matching line that is not audited.
+        let mut audited: Option<Decision> = None;
+        let settle = |enforced: Decision, audited: Option<Decision>| match audited {
+            Some(would) => Decision {
+                applied: Some(enforced.enforced_action()),
+                ..would
+            },
+            None => enforced,
+        };
         if start > 0 {
             for &id in pair.rules.get(start - 1..).unwrap_or(&[]) {
                 let Some(rule) = parsed.rules.get(id as usize) else {
@@ -140,25 +147,30 @@ impl Compiled {
                 {
                     continue;
                 }
-                let decided = Eval::Decided(Decision {
-                    verdict: rule.verdict,
-                    reason: Reason::Rule(id),
-                });
-                if rule.terms.is_empty() {
-                    return decided;
+                let decided = Decision {
+                    class: rule.class,
+                    ..Decision::new(rule.verdict, Reason::Rule(id))
+                };
+                if !rule.terms.is_empty() {
+                    match payload {
+                        None => return Eval::NeedPayload,
+                        Some(pl) if rule.terms.matches(pl, rule.verdict) => {}
+                        Some(_) => continue,
+                    }
                 }
-                match payload {
-                    None => return Eval::NeedPayload,
-                    Some(pl) if rule.terms.matches(pl, rule.verdict) => return decided,
-                    Some(_) => {}
+                match (rule.audit, audited) {
+                    (true, None) => audited = Some(decided),
+                    (true, Some(_)) => {}
+                    (false, _) => return Eval::Decided(settle(decided, audited)),
                 }
             }
         }
-        Eval::Decided(pair.default)
+        Eval::Decided(settle(pair.default, audited))
     }
 
     /// For `check`: the verdict a selector gets in pair (s, d) from rules that apply to every address of
-    /// their zones (rules narrowed to some addresses are left out of this summary).
+    /// their zones (rules narrowed to some addresses are left out of this summary), as enforced: audited
+    /// lines are left out, and an audited policy line leaves flows accepted.
     pub(super) fn verdict_for_any_address(
         &self,
         parsed: &Parsed,
@@ -173,12 +185,13 @@ impl Compiled {
             .iter()
             .filter_map(|&id| parsed.rules.get(id as usize))
             .find(|r| {
-                r.src.nets.is_empty()
+                !r.audit
+                    && r.src.nets.is_empty()
                     && r.dst.nets.is_empty()
                     && r.terms.is_empty()
                     && service_matches(&r.service, class)
             })
-            .map_or(pair.default.verdict, |r| r.verdict)
+            .map_or(pair.default.enforced_action().verdict, |r| r.verdict)
     }
 }
 
@@ -253,16 +266,15 @@ fn pair_table(parsed: &Parsed, s: usize, d: usize) -> Result<PairTable, String> 
         .pair_policies
         .iter()
         .position(|p| p.src.covers(s) && p.dst.covers(d))
-        .map_or(
+        .map_or(Decision::new(Verdict::Drop, Reason::NoPolicy), |i| {
+            let p = &parsed.pair_policies[i];
             Decision {
-                verdict: Verdict::Drop,
-                reason: Reason::NoPolicy,
-            },
-            |i| Decision {
-                verdict: parsed.pair_policies[i].verdict,
-                reason: Reason::Policy(i as u32),
-            },
-        );
+                class: p.class,
+                // An audited policy line has nothing behind it: its flows are accepted.
+                applied: p.audit.then_some(Action::ACCEPT),
+                ..Decision::new(p.verdict, Reason::Policy(i as u32))
+            }
+        });
     Ok(PairTable {
         rules,
         index,

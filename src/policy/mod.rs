@@ -5,6 +5,7 @@
 //! [`Decision`](crate::Decision) whose reason cites the line that made it. The language is documented in [`parse`] and in
 //! the README.
 
+pub mod action;
 mod compile;
 pub mod parse;
 pub mod terms;
@@ -13,6 +14,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::Path;
 
+pub use action::{Class, Rate};
 pub use compile::Eval;
 pub use parse::{Cidr, Options, PairPolicy, PolicyError, Proto, Rule, Service, ZoneSel};
 
@@ -149,6 +151,17 @@ impl Policy {
         &self.parsed.pair_policies
     }
 
+    /// The traffic classes SHAPE sends flows to, by index (a decision's `class`).
+    pub fn classes(&self) -> &[Class] {
+        &self.parsed.classes
+    }
+
+    /// Whether any line is audited (`AUDIT(...)`).
+    pub fn audits(&self) -> bool {
+        self.parsed.rules.iter().any(|r| r.audit)
+            || self.parsed.pair_policies.iter().any(|p| p.audit)
+    }
+
     pub fn options(&self) -> &Options {
         &self.parsed.options
     }
@@ -188,6 +201,30 @@ impl Policy {
             .iter()
             .find(|z| z.nets.iter().any(|n| n.contains(a)));
         Some(zone.is_some_and(|z| z.name != "net"))
+    }
+
+    /// A line's action as the policy language writes it: `DROP`, `SHAPE(bulk)`, `AUDIT(DROP)`.
+    pub fn action_text(&self, verdict: Verdict, class: u8, audit: bool) -> String {
+        let plain = match verdict {
+            Verdict::Shape => match self.parsed.classes.get(usize::from(class)) {
+                Some(c) if c.name != action::DEFAULT_CLASS => format!("SHAPE({})", c.name),
+                _ => "SHAPE".to_string(),
+            },
+            v => v.name().to_uppercase(),
+        };
+        if audit {
+            format!("AUDIT({plain})")
+        } else {
+            plain
+        }
+    }
+
+    /// The name of traffic class `class` (SHAPE's), if the policy has it.
+    pub fn class_name(&self, class: u8) -> Option<&str> {
+        self.parsed
+            .classes
+            .get(usize::from(class))
+            .map(|c| c.name.as_str())
     }
 
     /// Zone names by index (declared zones, plus the implicit catch-all `net` when not declared).
@@ -231,12 +268,38 @@ impl Policy {
                 "  {} -> {} {}  ({}:{})",
                 zone(p.src),
                 zone(p.dst),
-                p.verdict.name().to_uppercase(),
+                self.action_text(p.verdict, p.class, p.audit),
                 self.file,
                 p.line
             );
         }
         let _ = writeln!(out, "  anything else: DROP (no policy line)");
+        if !self.parsed.classes.is_empty() {
+            let classes: Vec<String> = self
+                .parsed
+                .classes
+                .iter()
+                .map(|c| format!("{} {} ({}:{})", c.name, c.rate, self.file, c.line))
+                .collect();
+            let _ = writeln!(out, "classes (SHAPE): {}", classes.join(", "));
+        }
+        let audited: Vec<String> = self
+            .parsed
+            .pair_policies
+            .iter()
+            .filter(|p| p.audit)
+            .map(|p| p.line)
+            .chain(self.parsed.rules.iter().filter(|r| r.audit).map(|r| r.line))
+            .map(|line| format!("{}:{line}", self.file))
+            .collect();
+        if !audited.is_empty() {
+            let _ = writeln!(
+                out,
+                "AUDIT: {} line(s) trialled, logged and counted but not enforced: {}",
+                audited.len(),
+                audited.join(", ")
+            );
+        }
         let narrowed = self
             .parsed
             .rules
@@ -258,22 +321,34 @@ impl Policy {
                 }
                 let _ = writeln!(out, "open {src} -> {dst}:");
                 for proto in Proto::ALL {
-                    let open: Vec<u16> = (0..=proto.max_selector())
-                        .filter(|&sel| {
-                            self.compiled.verdict_for_any_address(
-                                &self.parsed,
-                                s,
-                                d,
-                                Some((proto, sel)),
-                            ) == Verdict::Accept
-                        })
-                        .collect();
+                    let with = |verdict: Verdict| -> Vec<u16> {
+                        (0..=proto.max_selector())
+                            .filter(|&sel| {
+                                self.compiled.verdict_for_any_address(
+                                    &self.parsed,
+                                    s,
+                                    d,
+                                    Some((proto, sel)),
+                                ) == verdict
+                            })
+                            .collect()
+                    };
                     let what = if matches!(proto, Proto::Icmp | Proto::Icmp6) {
                         "types"
                     } else {
                         "ports"
                     };
+                    let open = with(Verdict::Accept);
                     let _ = writeln!(out, "  {:<6} {what} {}", proto.name(), format_ranges(&open));
+                    let shaped = with(Verdict::Shape);
+                    if !shaped.is_empty() {
+                        let _ = writeln!(
+                            out,
+                            "  {:<6} shaped {what} {}",
+                            proto.name(),
+                            format_ranges(&shaped)
+                        );
+                    }
                 }
                 let other = self
                     .compiled
@@ -281,10 +356,10 @@ impl Policy {
                 let _ = writeln!(
                     out,
                     "  other protocols: {}",
-                    if other == Verdict::Accept {
-                        "open"
-                    } else {
-                        "closed"
+                    match other {
+                        Verdict::Accept => "open",
+                        Verdict::Shape => "shaped",
+                        _ => "closed",
                     }
                 );
             }
@@ -318,7 +393,7 @@ fn format_ranges(sorted: &[u16]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decision::Decision;
+    use crate::decision::{Action, Decision};
     use crate::packet::Packet;
     use etherparse::PacketBuilder;
 
@@ -457,13 +532,7 @@ mod tests {
     fn no_policy_line_drops() {
         let p = Policy::compile("n", "ACCEPT loc net tcp 22\n").unwrap();
         let d = first(&p, &tcp([10, 0, 0, 2], [192, 0, 2, 1], 23));
-        assert_eq!(
-            d,
-            Decision {
-                verdict: Verdict::Drop,
-                reason: Reason::NoPolicy
-            }
-        );
+        assert_eq!(d, Decision::new(Verdict::Drop, Reason::NoPolicy));
     }
 
     #[test]
@@ -489,6 +558,118 @@ mod tests {
                 .unwrap()
                 .hash()
         );
+    }
+
+    fn to_port(dport: u16) -> Vec<u8> {
+        let mut out = Vec::new();
+        PacketBuilder::ipv4([10, 0, 0, 2], [192, 0, 2, 1], 64)
+            .tcp(40000, dport, 1, 1000)
+            .syn()
+            .write(&mut out, &[])
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn shape_sends_flows_to_their_class() {
+        let p = Policy::compile(
+            "p",
+            "policy loc net SHAPE\nACCEPT loc net tcp 443\nSHAPE(bulk) loc net tcp 6881\n\
+             class bulk 500kbit\noption shape-rate 2mbit\n",
+        )
+        .unwrap();
+        let names: Vec<(&str, u64)> = p
+            .classes()
+            .iter()
+            .map(|c| (c.name.as_str(), c.rate.bits_per_second()))
+            .collect();
+        assert_eq!(names, [("slow", 2_000_000), ("bulk", 500_000)]);
+        assert_eq!(first(&p, &to_port(443)).verdict, Verdict::Accept);
+        let bulk = first(&p, &to_port(6881));
+        assert_eq!((bulk.verdict, bulk.class), (Verdict::Shape, 1));
+        let other = first(&p, &to_port(8080));
+        assert_eq!(
+            (other.verdict, other.class, other.reason),
+            (Verdict::Shape, 0, Reason::Policy(0))
+        );
+        assert!(other.enforced());
+        let s = p.summary();
+        assert!(s.contains("loc -> net SHAPE  (p:1)"), "{s}");
+        assert!(
+            s.contains("classes (SHAPE): slow 2mbit (p:5), bulk 500kbit (p:4)"),
+            "{s}"
+        );
+        assert!(s.contains("tcp    shaped ports 0-442, 444-65535"), "{s}");
+    }
+
+    #[test]
+    fn an_audited_line_is_counted_as_it_says_and_the_rest_of_the_policy_applies() {
+        let p = Policy::compile(
+            "p",
+            "policy loc net ACCEPT\nAUDIT(DROP) loc net tcp 8080\nREJECT loc net tcp 8080\n",
+        )
+        .unwrap();
+        let d = first(&p, &to_port(8080));
+        assert_eq!((d.verdict, d.reason), (Verdict::Drop, Reason::Rule(0)));
+        assert_eq!(
+            d.applied,
+            Some(Action::of(Verdict::Reject)),
+            "the next line that is not audited applies"
+        );
+        let d = first(&p, &to_port(80));
+        assert!(d.enforced() && d.verdict == Verdict::Accept);
+        // Trialling default-deny: an audited policy line leaves its flows accepted.
+        let trial = Policy::compile(
+            "p",
+            "policy loc net AUDIT(DROP)\nACCEPT loc net tcp 443\nHTTP(AUDIT(SHAPE(b))) loc net\nclass b 1mbit\n",
+        )
+        .unwrap();
+        let d = first(&trial, &to_port(8080));
+        assert_eq!(
+            (d.verdict, d.reason, d.applied),
+            (Verdict::Drop, Reason::Policy(0), Some(Action::ACCEPT))
+        );
+        assert!(first(&trial, &to_port(443)).enforced());
+        let d = first(&trial, &to_port(80));
+        assert_eq!((d.verdict, d.class), (Verdict::Shape, 0));
+        assert_eq!(
+            d.applied,
+            Some(Action::ACCEPT),
+            "the audited policy line behind it"
+        );
+        let s = trial.summary();
+        assert!(
+            s.contains("AUDIT: 2 line(s) trialled, logged and counted but not enforced: p:1, p:3"),
+            "{s}"
+        );
+        assert!(s.contains("loc -> net AUDIT(DROP)"), "{s}");
+        assert!(
+            s.contains("tcp    ports 0-65535"),
+            "enforced, everything is open: {s}"
+        );
+    }
+
+    #[test]
+    fn shape_and_audit_errors_name_the_place() {
+        let err = |text: &str| match Policy::compile("p", text) {
+            Ok(_) => panic!("{text} compiled"),
+            Err(e) => e[0].to_string(),
+        };
+        assert_eq!(
+            err("policy loc net DROP\nSHAPE loc net tcp 80\n"),
+            "p:2:1: plain SHAPE needs `option shape-rate RATE` (its class), or name a class: SHAPE(bulk) with `class bulk 2mbit`"
+        );
+        assert_eq!(
+            err("SHAPE(bulk) loc net tcp 80\nclass bulk 1mbit\nclass bulk 2mbit\n"),
+            "p:3:7: class 'bulk' is declared twice"
+        );
+        assert_eq!(
+            err("class bulk fast\n"),
+            "p:1:12: 'fast' is not a rate (expected a number with bit, kbit, mbit, gbit, bps, kbps, mbps or gbps, like 2mbit)"
+        );
+        assert!(err("option shape-rate 2mbit\nclass slow 1mbit\n").contains("cannot name a class"));
+        assert!(err("option malformed SHAPE\n").contains("expected ACCEPT, DROP or REJECT"));
+        assert!(err("SSH(AUDIT) loc net\n").contains("AUDIT needs an action"));
     }
 
     #[test]

@@ -24,6 +24,7 @@ use std::net::IpAddr;
 
 use std::path::Path;
 
+use super::action::{self, Class, LineAction, MAX_CLASSES, Rate};
 use super::terms::Terms;
 use crate::decision::Verdict;
 use crate::flow::{FlowConfig, Timeouts};
@@ -182,6 +183,10 @@ pub struct Rule {
     /// The line as written (comment included), trimmed.
     pub text: String,
     pub verdict: Verdict,
+    /// For SHAPE: the index of its class in [`Parsed::classes`].
+    pub class: u8,
+    /// `AUDIT(...)`: logged and counted as it would decide, not enforced.
+    pub audit: bool,
     pub src: Endpoint,
     pub dst: Endpoint,
     pub service: Service,
@@ -197,6 +202,8 @@ pub struct PairPolicy {
     pub src: ZoneSel,
     pub dst: ZoneSel,
     pub verdict: Verdict,
+    pub class: u8,
+    pub audit: bool,
 }
 
 /// A declared zone.
@@ -237,6 +244,8 @@ pub struct Parsed {
     pub zones: Vec<Zone>,
     pub pair_policies: Vec<PairPolicy>,
     pub rules: Vec<Rule>,
+    /// Traffic classes for SHAPE: `slow` first when `option shape-rate` is set, then `class` lines.
+    pub classes: Vec<Class>,
     pub options: Options,
 }
 
@@ -277,6 +286,7 @@ struct LineParser<'p> {
     line: u32,
     text: &'p str,
     zone_names: &'p [String],
+    class_names: &'p [String],
 }
 
 type Fail = (u32, String);
@@ -327,14 +337,36 @@ impl LineParser<'_> {
     }
 
     fn verdict(&self, t: &Token<'_>) -> Result<Verdict, Fail> {
-        Verdict::from_keyword(t.text).ok_or_else(|| {
-            (
-                t.col,
-                format!(
-                    "unknown action '{}' (expected ACCEPT, DROP or REJECT)",
-                    t.text
-                ),
-            )
+        Verdict::from_keyword(t.text)
+            .filter(|v| *v != Verdict::Shape)
+            .ok_or_else(|| {
+                (
+                    t.col,
+                    format!(
+                        "unknown action '{}' (expected ACCEPT, DROP or REJECT)",
+                        t.text
+                    ),
+                )
+            })
+    }
+
+    fn action(&self, text: &str, col: u32) -> Result<LineAction, Fail> {
+        action::parse(text, col, self.class_names)
+    }
+
+    /// `class NAME RATE` (the name itself was collected in the first pass).
+    fn class_line(&self, toks: &[Token<'_>]) -> Result<Class, Fail> {
+        let [_, name, rate] = toks else {
+            let col = toks.get(3).map_or(toks[0].col, |t| t.col);
+            return Err((
+                col,
+                "expected 'class NAME RATE', like 'class bulk 2mbit'".into(),
+            ));
+        };
+        Ok(Class {
+            name: name.text.to_string(),
+            rate: Rate::parse(rate.text).map_err(|e| (rate.col, e))?,
+            line: self.line,
         })
     }
 
@@ -383,12 +415,15 @@ impl LineParser<'_> {
                 format!("unexpected '{}' after the policy's action", extra.text),
             ));
         }
+        let a = self.action(action.text, action.col)?;
         Ok(PairPolicy {
             line: self.line,
             text: self.text.trim().to_string(),
             src: self.zone(src)?,
             dst: self.zone(dst)?,
-            verdict: self.verdict(action)?,
+            verdict: a.verdict,
+            class: a.class,
+            audit: a.audit,
         })
     }
 
@@ -398,27 +433,30 @@ impl LineParser<'_> {
             let col = toks.last().map_or(1, |t| t.col);
             return Err((col, "expected 'ACTION SRC DST [PROTO [DPORT]]'".into()));
         };
-        let (verdict, macro_service) = match action.text.split_once('(') {
-            Some((name, inner)) => {
-                let inner = inner
-                    .strip_suffix(')')
-                    .ok_or((action.col, format!("missing ')' in '{}'", action.text)))?;
-                let v = self.verdict(&Token {
-                    text: inner,
-                    col: action.col + name.len() as u32 + 1,
-                })?;
-                let service = macro_service(name).ok_or_else(|| {
-                    (
-                        action.col,
-                        format!(
-                            "unknown macro '{name}' (expected one of: {})",
-                            MACROS.join(", ")
-                        ),
-                    )
-                })?;
-                (v, Some(service))
+        let (head, inner) = action::split_call(action.text, action.col)?;
+        let (act, macro_service) = match (macro_service(head), inner) {
+            (Some(service), Some(inner)) => (
+                self.action(inner, action.col + head.len() as u32 + 1)?,
+                Some(service),
+            ),
+            (Some(_), None) => {
+                return Err((
+                    action.col,
+                    format!("a macro takes an action: {head}(ACCEPT)"),
+                ));
             }
-            None => (self.verdict(action)?, None),
+            (None, _) if action::looks_like_action(action.text) => {
+                (self.action(action.text, action.col)?, None)
+            }
+            (None, _) => {
+                return Err((
+                    action.col,
+                    format!(
+                        "unknown macro or action '{head}' (macros: {})",
+                        MACROS.join(", ")
+                    ),
+                ));
+            }
         };
         let (src, dst) = (self.endpoint(src)?, self.endpoint(dst)?);
         let positional: Vec<&Token<'_>> =
@@ -460,7 +498,9 @@ impl LineParser<'_> {
         Ok(Rule {
             line: self.line,
             text: self.text.trim().to_string(),
-            verdict,
+            verdict: act.verdict,
+            class: act.class,
+            audit: act.audit,
             src,
             dst,
             service,
@@ -487,6 +527,12 @@ impl LineParser<'_> {
         let expected_len = match name.text.to_ascii_lowercase().as_str() {
             "malformed" => {
                 options.malformed = self.verdict(value(2)?)?;
+                3
+            }
+            "shape-rate" => {
+                // Its class was made in the first pass; here the rate is checked.
+                let t = value(2)?;
+                Rate::parse(t.text).map_err(|e| (t.col, e))?;
                 3
             }
             "max-flows" => {
@@ -553,8 +599,8 @@ impl LineParser<'_> {
                 return Err((
                     name.col,
                     format!(
-                        "unknown option '{other}' (expected malformed, midstream, timeout, max-flows, \
-                         inspect-packets, inspect-bytes, inspect-time, inspect-memory or inspect-limit)"
+                        "unknown option '{other}' (expected malformed, midstream, shape-rate, timeout, \
+                         max-flows, inspect-packets, inspect-bytes, inspect-time, inspect-memory or inspect-limit)"
                     ),
                 ));
             }
@@ -728,13 +774,75 @@ pub fn parse(file: &str, text: &str) -> Result<Parsed, Vec<PolicyError>> {
         zone_names.push("net".to_string());
     }
 
+    // Pass 1 too: class names (SHAPE(bulk) may come before `class bulk ...`); `slow` for shape-rate.
+    let mut class_names: Vec<String> = Vec::new();
+    let mut shape_rate: Option<(u32, &str)> = None;
+    for (n, _, toks) in &lines {
+        match (toks.first(), toks.get(1), toks.get(2)) {
+            (Some(o), Some(name), Some(rate))
+                if is_kw(o, "option") && name.text.eq_ignore_ascii_case("shape-rate") =>
+            {
+                shape_rate = Some((*n, rate.text));
+            }
+            (Some(c), Some(name), _) if is_kw(c, "class") => {
+                let valid = name
+                    .text
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                if !valid || name.text == action::DEFAULT_CLASS {
+                    err(
+                        *n,
+                        (
+                            name.col,
+                            format!(
+                                "'{}' cannot name a class (letters, digits, '-' and '_'; not '{}', which option shape-rate makes)",
+                                name.text,
+                                action::DEFAULT_CLASS
+                            ),
+                        ),
+                    );
+                } else if class_names.iter().any(|c| c == name.text) {
+                    err(
+                        *n,
+                        (name.col, format!("class '{}' is declared twice", name.text)),
+                    );
+                } else {
+                    class_names.push(name.text.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
     let mut parsed = Parsed::default();
+    if let Some((line, rate)) = shape_rate {
+        class_names.insert(0, action::DEFAULT_CLASS.to_string());
+        if let Ok(rate) = Rate::parse(rate) {
+            parsed.classes.push(Class {
+                name: action::DEFAULT_CLASS.to_string(),
+                rate,
+                line,
+            });
+        }
+    }
+    if class_names.len() > MAX_CLASSES {
+        err(
+            1,
+            (
+                1,
+                format!(
+                    "{} traffic classes; at most {MAX_CLASSES}",
+                    class_names.len()
+                ),
+            ),
+        );
+    }
     for (n, text, toks) in &lines {
         let lp = LineParser {
             file,
             line: *n,
             text,
             zone_names: &zone_names,
+            class_names: &class_names,
         };
         let first = &toks[0];
         let result = if is_kw(first, "zone") {
@@ -744,18 +852,20 @@ pub fn parse(file: &str, text: &str) -> Result<Parsed, Vec<PolicyError>> {
                 .map(|p| parsed.pair_policies.push(p))
         } else if is_kw(first, "option") {
             lp.option_line(toks, &mut parsed.options)
-        } else if Verdict::from_keyword(first.text).is_some() || first.text.contains('(') {
+        } else if is_kw(first, "class") {
+            lp.class_line(toks).map(|c| parsed.classes.push(c))
+        } else if action::looks_like_action(first.text) || first.text.contains('(') {
             lp.rule_line(toks).map(|r| parsed.rules.push(r))
         } else if toks
             .get(2)
-            .is_some_and(|t| Verdict::from_keyword(t.text).is_some())
+            .is_some_and(|t| action::looks_like_action(t.text))
         {
             lp.policy_line(toks).map(|p| parsed.pair_policies.push(p))
         } else {
             Err((
                 first.col,
                 format!(
-                    "'{}' does not start a statement (expected ACCEPT, DROP, REJECT, a macro, policy, zone or option)",
+                    "'{}' does not start a statement (expected ACCEPT, DROP, REJECT, SHAPE, AUDIT(...), a macro, policy, zone, class or option)",
                     first.text
                 ),
             ))

@@ -38,6 +38,8 @@ pub struct ReplayConfig {
     pub write_dropped: Option<PathBuf>,
     /// Show a progress line on stderr.
     pub progress: bool,
+    /// `--audit`: nothing is enforced; every packet counts as accepted, its decision as what would be.
+    pub audit: bool,
 }
 
 /// Errors that stop a replay before it starts or while writing its outputs.
@@ -103,17 +105,23 @@ impl WorkerOutput {
     fn count(&mut self, seq: u64, decision: Decision, keep_verdict: bool) {
         self.counters.count_packet(decision);
         if keep_verdict {
-            self.verdicts.push((seq, decision.verdict));
+            // The split captures get what the packet got.
+            self.verdicts
+                .push((seq, self.counters.applied(decision).verdict));
         }
     }
 }
 
 impl<'e> Worker<'e> {
-    fn new(engine: &'e Engine, keep_flows: bool, keep_verdicts: bool) -> Worker<'e> {
+    fn new(engine: &'e Engine, cfg: &ReplayConfig, keep_verdicts: bool) -> Worker<'e> {
+        let keep_flows = cfg.keep_flows;
         let mut table = engine.new_flow_table();
         table.keep_finished(true);
         let out = WorkerOutput {
-            counters: Counters::default(),
+            counters: Counters {
+                audit: cfg.audit,
+                ..Counters::default()
+            },
             flows: Vec::new(),
             verdicts: Vec::new(),
         };
@@ -203,7 +211,7 @@ pub fn replay(engine: &Engine, cfg: &ReplayConfig) -> Result<ReplayReport, Repla
     let mut report = ReplayReport::new(cfg, workers);
     let outputs: Vec<WorkerOutput> = if workers == 1 {
         // One worker decides inline on the reading thread: no channel, no copy of the packet.
-        let mut w = Worker::new(engine, cfg.keep_flows, keep_verdicts);
+        let mut w = Worker::new(engine, cfg, keep_verdicts);
         let mut seq = 0u64;
         for (path, reader) in cfg.captures.iter().zip(readers.iter_mut()) {
             read_capture(path, reader, &mut report, &mut seq, |ip, ts, seq| {
@@ -259,7 +267,7 @@ fn dispatch(
         let mut handles = Vec::with_capacity(workers);
         for _ in 0..workers {
             let (tx, rx) = bounded::<Batch>(8);
-            let w = Worker::new(engine, cfg.keep_flows, keep_verdicts);
+            let w = Worker::new(engine, cfg, keep_verdicts);
             let recycle = recycle_tx.clone();
             senders.push(tx);
             handles.push(scope.spawn(move || worker_thread(w, rx, recycle)));
@@ -345,7 +353,9 @@ fn write_split(cfg: &ReplayConfig, verdicts: &[(u64, Verdict)]) -> Result<(), Re
             }
             next.next();
             let out = match verdict {
-                Verdict::Accept => accepted.as_mut().map(|w| (w, &cfg.write_accepted)),
+                Verdict::Accept | Verdict::Shape => {
+                    accepted.as_mut().map(|w| (w, &cfg.write_accepted))
+                }
                 Verdict::Drop | Verdict::Reject => {
                     dropped.as_mut().map(|w| (w, &cfg.write_dropped))
                 }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::ReplayConfig;
 use super::link::{LinkError, LinkType};
 use crate::flow::{FlowRecord, FlowStats};
-use crate::{Decision, Policy, Reason, Verdict};
+use crate::{Action, Decision, Policy, Reason, Verdict};
 
 /// Packets and flows of one reason (a rule line, a policy line, ...).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -27,15 +27,20 @@ pub struct Counters {
     /// Capture records read.
     pub records: u64,
     /// Packets per verdict, indexed like [`Verdict::ALL`].
-    pub packets: [u64; 3],
+    pub packets: [u64; 4],
     /// Flows per verdict.
-    pub flows: [u64; 3],
+    pub flows: [u64; 4],
     /// Packets decided as malformed, by kind (`bad-ip-header`, `truncated-transport`, `orphan-fragment`).
     pub malformed: BTreeMap<&'static str, u64>,
     /// Records that carried no IP packet, by cause; they get no verdict.
     pub unsupported: BTreeMap<String, u64>,
     /// Hits by policy line (see [`HitTable`]).
     pub hits: HitTable,
+    /// `--audit`: nothing was enforced (every packet was accepted).
+    pub audit: bool,
+    /// Flows and packets whose verdict was not what they got: under `--audit` every one not accepted,
+    /// else those of audited lines whose verdict differs from what the rest of the policy gave.
+    pub not_enforced: Hits,
     /// TCP flows the capture holds only from their middle, and their packets: they began before the
     /// capture, so they are kept out of the verdict counts and the rule hits (which say what the policy
     /// would change), with whatever the port rules give them.
@@ -126,12 +131,24 @@ fn slot(v: Verdict) -> usize {
 }
 
 impl Counters {
+    /// What a decision's packets got.
+    pub fn applied(&self, d: Decision) -> Action {
+        if self.audit {
+            Action::ACCEPT
+        } else {
+            d.enforced_action()
+        }
+    }
+
     /// Counts a packet's decision; a held packet is counted when it is released with its flow's.
     pub fn count_packet(&mut self, d: Decision) {
         if d.reason == Reason::Held {
             return;
         }
         self.packets[slot(d.verdict)] += 1;
+        if self.applied(d) != d.action() {
+            self.not_enforced.packets += 1;
+        }
         match d.reason {
             Reason::Malformed(m) => *self.malformed.entry(m.name()).or_default() += 1,
             Reason::OrphanFragment => *self.malformed.entry("orphan-fragment").or_default() += 1,
@@ -154,6 +171,9 @@ impl Counters {
         }
         self.flows[slot(d.verdict)] += 1;
         self.hits.get_mut(d.reason).flows += 1;
+        if self.applied(d) != d.action() {
+            self.not_enforced.flows += 1;
+        }
     }
 
     pub fn count_unsupported(&mut self, e: LinkError, link: LinkType) {
@@ -167,7 +187,7 @@ impl Counters {
 
     pub fn merge(&mut self, o: &Counters) {
         self.records += o.records;
-        for i in 0..3 {
+        for i in 0..4 {
             self.packets[i] += o.packets[i];
             self.flows[i] += o.flows[i];
         }
@@ -180,6 +200,9 @@ impl Counters {
         self.hits.merge(&o.hits);
         self.midstream.flows += o.midstream.flows;
         self.midstream.packets += o.midstream.packets;
+        self.not_enforced.flows += o.not_enforced.flows;
+        self.not_enforced.packets += o.not_enforced.packets;
+        self.audit |= o.audit;
         let (a, b) = (&mut self.flow_table, &o.flow_table);
         a.created += b.created;
         a.expired += b.expired;
@@ -217,6 +240,8 @@ struct HitRow<'a> {
     kind: &'static str,
     text: &'a str,
     verdict: Verdict,
+    /// An audited line (`AUDIT(...)`): its hits are what it would do.
+    audit: bool,
     hits: Hits,
 }
 
@@ -251,6 +276,7 @@ impl ReplayReport {
                 kind: "rule",
                 text: &rule.text,
                 verdict: rule.verdict,
+                audit: rule.audit,
                 hits: hits(r),
             };
             rows.push((rule.line, row));
@@ -262,6 +288,7 @@ impl ReplayReport {
                 kind: "policy",
                 text: &p.text,
                 verdict: p.verdict,
+                audit: p.audit,
                 hits: hits(r),
             };
             rows.push((p.line, row));
@@ -309,6 +336,7 @@ impl ReplayReport {
                     kind,
                     text,
                     verdict,
+                    audit: false,
                     hits: h,
                 });
             }
@@ -331,6 +359,12 @@ impl ReplayReport {
             policy.file(),
             self.workers
         );
+        if c.audit {
+            let _ = writeln!(
+                out,
+                "AUDIT: nothing enforced, every packet passed; the verdicts below are what the policy would do\n"
+            );
+        }
         let unsupported: u64 = c.unsupported.values().sum();
         let malformed: u64 = c.malformed.values().sum();
         let _ = writeln!(out, "records        {:>12}", c.records);
@@ -370,6 +404,13 @@ impl ReplayReport {
                 c.flows[slot(v)]
             );
         }
+        if c.not_enforced.flows > 0 {
+            let _ = writeln!(
+                out,
+                "{:<10} {:>16} {:>12}  (counted above as what the policy would do; audited, they passed)",
+                "not enforced", c.not_enforced.packets, c.not_enforced.flows
+            );
+        }
         if c.midstream.flows > 0 {
             let _ = writeln!(
                 out,
@@ -384,8 +425,16 @@ impl ReplayReport {
         for row in self.hit_rows(policy) {
             let _ = writeln!(
                 out,
-                "  {:<30} {:>9} {:>12}  {}",
-                row.cite, row.hits.flows, row.hits.packets, row.text
+                "  {:<30} {:>9} {:>12}  {}{}",
+                row.cite,
+                row.hits.flows,
+                row.hits.packets,
+                row.text,
+                if row.audit {
+                    "  (audited: not enforced)"
+                } else {
+                    ""
+                }
             );
         }
         let _ = writeln!(
@@ -400,7 +449,7 @@ impl ReplayReport {
     /// The same as one JSON object (schema in the README).
     pub fn json(&self, policy: &Policy) -> Value {
         let c = &self.counters;
-        let per_verdict = |a: &[u64; 3]| -> Value {
+        let per_verdict = |a: &[u64; 4]| -> Value {
             Verdict::ALL
                 .iter()
                 .map(|v| (v.name().to_string(), json!(a[slot(*v)])))
@@ -432,17 +481,23 @@ impl ReplayReport {
             .hit_rows(policy)
             .into_iter()
             .map(|r| {
-                json!({"rule": r.cite, "kind": r.kind, "text": r.text, "verdict": r.verdict.name(),
-                       "flows": r.hits.flows, "packets": r.hits.packets})
+                let mut row = json!({"rule": r.cite, "kind": r.kind, "text": r.text, "verdict": r.verdict.name(),
+                       "flows": r.hits.flows, "packets": r.hits.packets});
+                if r.audit {
+                    row["audit"] = json!(true);
+                }
+                row
             })
             .collect();
         json!({
             "captures": self.captures,
             "policy": policy.file(),
             "workers": self.workers,
+            "mode": if c.audit { "audit" } else { "enforce" },
             "records": c.records,
             "packets": packets,
             "flows": flows,
+            "not_enforced": {"flows": c.not_enforced.flows, "packets": c.not_enforced.packets},
             "unsupported": unsupported,
             "malformed": malformed,
             "rules": rules,

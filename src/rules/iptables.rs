@@ -91,7 +91,7 @@ pub(super) fn iptables_body(cfg: &RulesConfig, family: Family) -> Vec<String> {
         "# Undecided: to the daemon; with none listening the packet is dropped (fail-closed)."
     };
     let verdict = |v| mark_is(m, m.verdict(v));
-    let save = Verdict::ALL.map(|v| {
+    let save = Verdict::KERNEL.map(|v| {
         format!(
             "-A {c} {} -m connmark --mark 0x0/{mask} -j CONNMARK --save-mark --nfmask {mask} --ctmask {mask}",
             verdict(v)

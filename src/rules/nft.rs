@@ -56,7 +56,7 @@ pub fn nft(cfg: &RulesConfig) -> Result<String, RulesError> {
     let mask = hex(m.mask());
     let keep = hex(!m.mask());
     let bits = |v: u32| format!("meta mark & {mask} == {}", hex(v));
-    let verdicts = Verdict::ALL.map(|v| m.verdict(v));
+    let verdicts = Verdict::KERNEL.map(|v| m.verdict(v));
     let mut l = vec![
         format!(
             "# outgate (nft -f): {} mode, queue {}, {}.",
