@@ -167,6 +167,11 @@ enum Command {
         /// policy) they get `option midstream`, since their first payload can no longer be read.
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
+        /// Audit: decide, log and count every flow as the policy says, but accept every packet (log lines
+        /// say "enforced":false; the metric outgate_mode says audit). For switching default-deny on
+        /// safely: run it for a while, read the logs and `outgate report`, then enforce.
+        #[arg(long)]
+        audit: bool,
     },
     /// Print, apply or remove the kernel ruleset that sends undecided flows to outgate's queues.
     ///
@@ -300,6 +305,7 @@ fn main() -> ExitCode {
             queue_maxlen,
             rcvbuf_mib,
             state,
+            audit,
         } => {
             let target = |l: Option<String>| {
                 l.map(|l| {
@@ -322,6 +328,7 @@ fn main() -> ExitCode {
                 metrics,
                 policy_path: policy,
                 state,
+                audit,
                 ..RunConfig::default()
             };
             run_live(queues, cfg)
@@ -478,8 +485,14 @@ fn run_live(queues: QueueRange, mut cfg: RunConfig) -> Result<ExitCode, String> 
         "fail-closed"
     };
     let summary = nfqueue::run(policy, &cfg, stop, reload_rx, |policy| {
+        if cfg.audit {
+            eprintln!(
+                "outgate: AUDIT mode: nothing is enforced, every packet passes; decisions are logged (\"enforced\":false) and counted"
+            );
+        }
         eprintln!(
-            "outgate: filtering on NFQUEUE {queues} ({mode}, mark bits {}), policy {} ({})",
+            "outgate: {} on NFQUEUE {queues} ({mode}, mark bits {}), policy {} ({})",
+            if cfg.audit { "auditing" } else { "filtering" },
             cfg.marks,
             policy.file(),
             policy.hash()

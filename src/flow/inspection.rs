@@ -102,7 +102,7 @@ impl FlowTable {
             Transport::Tcp { flags, seq, .. } => (flags.unwrap_or_default(), seq),
             _ => Default::default(),
         };
-        let hold = !p.payload.is_empty() || flags.fin;
+        let hold = self.hold && (!p.payload.is_empty() || flags.fin);
         // Room first: the payload this packet may add must fit in the table's inspection memory.
         while self.inspect_bytes.saturating_add(p.payload.len()) > cfg.memory {
             if !self.end_oldest_inspection(key, now) {

@@ -224,6 +224,8 @@ pub struct FlowTable {
     config: FlowConfig,
     /// The kernel answers accepted flows' later packets (live); see the module's promises.
     offloaded: bool,
+    /// Payload packets wait for their flow's decision (see `inspection`).
+    hold: bool,
     flows: HashMap<FlowKey, Flow, RandomState>,
     fragments: HashMap<FragmentKey, (FlowKey, Timestamp), RandomState>,
     next_sweep: Timestamp,
@@ -261,6 +263,7 @@ impl FlowTable {
         FlowTable {
             config,
             offloaded: false,
+            hold: true,
             flows: HashMap::with_hasher(RandomState::new()),
             fragments: HashMap::with_hasher(RandomState::new()),
             next_sweep: Timestamp::default(),
@@ -293,6 +296,12 @@ impl FlowTable {
     /// with every new flow).
     pub fn set_max_held(&mut self, n: usize) {
         self.config.inspect.held = n.max(1);
+    }
+
+    /// Whether payload packets wait for their flow's decision (on) or pass while it is read (off: under
+    /// `--audit` nothing is enforced, so nothing need wait).
+    pub fn set_hold(&mut self, on: bool) {
+        self.hold = on;
     }
 
     /// Live, after a reload: the new policy's settings (the bound on held packets stays), and the decided

@@ -29,6 +29,8 @@ pub struct QueueCounters {
     pub flows_offloaded: AtomicU64,
     /// TCP flows whose packets came without their SYN (open before the daemon, or lost by the kernel).
     pub flows_midstream: AtomicU64,
+    /// Flows whose decision was not what they got (an audited line, or `--audit`).
+    pub flows_not_enforced: AtomicU64,
     /// Receive-buffer overruns (ENOBUFS): survived, counted.
     pub enobufs: AtomicU64,
     /// Verdicts that could not be sent.
@@ -81,7 +83,7 @@ type PerQueue = (
 );
 
 /// The per-queue families, in the order they are printed.
-const PER_QUEUE: [PerQueue; 8] = [
+const PER_QUEUE: [PerQueue; 9] = [
     (
         "packets_total",
         "counter",
@@ -99,6 +101,12 @@ const PER_QUEUE: [PerQueue; 8] = [
         "counter",
         "Flows decided and handed to the kernel's conntrack mark.",
         |c| c.flows_offloaded.load(Relaxed),
+    ),
+    (
+        "flows_not_enforced_total",
+        "counter",
+        "Flows whose decision was not what they got: an audited line, or --audit (per rule: rule_flows_total).",
+        |c| c.flows_not_enforced.load(Relaxed),
     ),
     (
         "flows_midstream_total",
@@ -161,12 +169,23 @@ impl Metrics {
         }
     }
 
-    /// Counts a newly decided flow on queue index `q`, and under its line in the policy in force.
-    pub fn count_flow(&self, q: usize, in_force: &InForce, d: Decision, midstream: bool) {
+    /// Counts a newly decided flow on queue index `q`, and under its line in the policy in force;
+    /// `enforced`: whether its packets got what the decision says.
+    pub fn count_flow(
+        &self,
+        q: usize,
+        in_force: &InForce,
+        d: Decision,
+        midstream: bool,
+        enforced: bool,
+    ) {
         if let Some(c) = self.queues.get(q) {
             c.flows_offloaded.fetch_add(1, Relaxed);
             if midstream {
                 c.flows_midstream.fetch_add(1, Relaxed);
+            }
+            if !enforced {
+                c.flows_not_enforced.fetch_add(1, Relaxed);
             }
         }
         in_force.count_flow(d);
@@ -179,7 +198,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self, in_force: &InForce, workers_up: &[bool]) -> String {
+    pub fn render(&self, in_force: &InForce, workers_up: &[bool], audit: bool) -> String {
         let mut out = String::new();
         let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, f64)>| {
             let _ = writeln!(
@@ -202,6 +221,15 @@ impl Metrics {
         };
         let one = |v: u64| vec![(String::new(), v as f64)];
         let policy = in_force.engine.policy();
+        family(
+            "mode",
+            "gauge",
+            "1 for the mode the daemon runs in: enforce, or audit (every packet accepted, decisions counted).",
+            vec![(
+                format!("mode=\"{}\"", if audit { "audit" } else { "enforce" }),
+                1.0,
+            )],
+        );
         family(
             "policy_info",
             "gauge",

@@ -69,6 +69,8 @@ pub struct RunConfig {
     pub state: Option<PathBuf>,
     /// The installed iptables ruleset, kept first in its hooks (`None`: nothing to guard).
     pub ruleset: Option<RulesConfig>,
+    /// `--audit`: every decision is made, logged and counted, and every packet is accepted.
+    pub audit: bool,
 }
 
 impl Default for RunConfig {
@@ -86,6 +88,7 @@ impl Default for RunConfig {
             policy_path: None,
             state: None,
             ruleset: None,
+            audit: false,
         }
     }
 }
@@ -148,6 +151,8 @@ pub(crate) struct Live {
     pub started_wall: SystemTime,
     /// Packets the kernel holds per queue: held packets may take at most half.
     pub queue_maxlen: u32,
+    /// `--audit`: nothing is enforced.
+    pub audit: bool,
 }
 
 impl Live {
@@ -173,7 +178,17 @@ impl Live {
     }
 
     fn render_metrics(&self) -> String {
-        self.metrics.render(&self.policy.load(), &self.workers_up())
+        self.metrics
+            .render(&self.policy.load(), &self.workers_up(), self.audit)
+    }
+
+    /// What a decided flow's packets get: its enforced action, or under `--audit` accepted.
+    pub fn applied(&self, d: crate::Decision) -> crate::Action {
+        if self.audit {
+            crate::Action::ACCEPT
+        } else {
+            d.enforced_action()
+        }
     }
 
     fn failure(&self) -> Option<String> {
@@ -287,6 +302,7 @@ pub fn run(
         started: Instant::now(),
         started_wall: SystemTime::now(),
         queue_maxlen: cfg.queue_maxlen,
+        audit: cfg.audit,
     });
     reload::hold_at_start(&live, cfg.state.as_deref());
     if let Some(addr) = cfg.metrics {

@@ -34,7 +34,7 @@ use crate::flow::FlowKey;
 use crate::inspect::Payload;
 use crate::packet::{Packet, Transport};
 use crate::rules::Marks;
-use crate::{Decision, Engine, Policy, Reason, Timestamp, Verdict};
+use crate::{Action, Decision, Engine, Policy, Reason, Timestamp, Verdict};
 
 /// A compiled policy in force, with what is counted per line of it; replaced whole on reload.
 pub struct InForce {
@@ -165,13 +165,15 @@ pub struct Held {
 }
 
 /// Decides every flow the kernel answers from its conntrack mark again, under `engine`, and rewrites
-/// the marks whose verdict changed. `payload_of` finds the first payload the daemon read of a flow.
+/// the marks whose verdict changed. `payload_of` finds the first payload the daemon read of a flow;
+/// `applied` says what a decision's packets get (its enforced action, or under `--audit` accepted).
 /// `trust_unknown`: a flow a payload rule concerns whose payload is not known keeps its verdict (the same
 /// policy decided it, see [`State`]) instead of getting `option midstream`.
 pub fn hold_flows(
     engine: &Engine,
     marks: Marks,
     payload_of: impl Fn(&FlowKey) -> Option<Payload>,
+    applied: impl Fn(Decision) -> Action,
     trust_unknown: bool,
 ) -> Result<Held, ConntrackError> {
     let mut ct = Conntrack::open()?;
@@ -188,9 +190,10 @@ pub fn hold_flows(
         let p = packet_of(tuple);
         let payload = FlowKey::of(&p).and_then(|(key, _)| payload_of(&key));
         let decision = engine.redecide(&p, payload.as_ref());
+        // The kernel knows accept, drop and reject (a shaped flow is accepted, its class apart).
         let new = match decision.reason {
             Reason::Midstream if trust_unknown => old,
-            _ => decision.verdict,
+            _ => applied(decision).verdict.in_kernel(),
         };
         if new != old {
             held.changed += 1;
@@ -362,7 +365,13 @@ fn reload(live: &Live, cfg: &RunConfig) {
 /// Holds the kernel's flows to `engine`'s policy and says what that did, on stderr and as the outcome.
 fn hold_and_report(live: &Live, engine: &Engine, trust_unknown: bool, when: &str) -> LastReload {
     let policy = engine.policy();
-    let held = hold_flows(engine, live.marks, |key| live.recall(key), trust_unknown);
+    let held = hold_flows(
+        engine,
+        live.marks,
+        |key| live.recall(key),
+        |d| live.applied(d),
+        trust_unknown,
+    );
     let mut outcome = LastReload {
         at: Some(SystemTime::now()),
         ..LastReload::default()

@@ -19,15 +19,19 @@ use super::metrics::QueueCounters;
 use super::queue::{Queue, QueueError, QueuedPacket, Verdict as NfVerdict, VerdictMsg};
 use super::reload::InForce;
 use crate::flow::{FlowRecord, FlowTable};
-use crate::log::{FlowLine, HttpLine, TlsLine, rfc3339};
+use crate::log::{FlowLine, HttpLine, LogLine, TlsLine, rfc3339};
 use crate::rules::Marks;
-use crate::{Decision, Reason, Timestamp, Verdict};
+use crate::{Action, Decision, Reason, Timestamp, Verdict};
 
-/// The kernel verdict and mark for a decision.
-fn kernel_verdict(d: Decision, old_mark: u32, marks: Marks) -> (NfVerdict, Option<u32>) {
-    let bits = marks.verdict(d.verdict);
+/// The kernel verdict and mark for a decision whose packets get `applied` (see [`Live::applied`]).
+fn kernel_verdict(
+    d: Decision,
+    applied: Action,
+    old_mark: u32,
+    marks: Marks,
+) -> (NfVerdict, Option<u32>) {
     let with = |bits: u32| Some((old_mark & !marks.mask()) | bits);
-    match (d.reason, d.verdict) {
+    match (d.reason, applied.verdict) {
         // Passed but undecided (still waiting for the first payload; or malformed under `option
         // malformed ACCEPT`, which must not decide its connection): REPEAT with the pending value, which
         // the ruleset sends on to the admin's later rules without saving it. A plain ACCEPT would end
@@ -37,7 +41,7 @@ fn kernel_verdict(d: Decision, old_mark: u32, marks: Marks) -> (NfVerdict, Optio
             (NfVerdict::Repeat, with(marks.pending()))
         }
         (Reason::Malformed(_) | Reason::OrphanFragment, _) => (NfVerdict::Drop, None),
-        _ => (NfVerdict::Repeat, with(bits)),
+        (_, v) => (NfVerdict::Repeat, with(marks.verdict(v))),
     }
 }
 
@@ -76,6 +80,8 @@ pub(super) fn run(queue: &mut Queue, index: usize, live: &Live) {
     table.offloaded(true);
     // Held packets wait in the kernel's queue, which every new flow shares: at most half of it.
     table.set_max_held((live.queue_maxlen / 2) as usize);
+    // Under --audit nothing is enforced: payload packets pass while their flow is read.
+    table.set_hold(!live.audit);
     let mut packets: Vec<QueuedPacket> = Vec::with_capacity(64);
     let mut answers: Vec<Answer> = Vec::with_capacity(64);
     // The marks of packets held back, for their verdict (a verdict's mark replaces the packet's).
@@ -145,7 +151,7 @@ pub(super) fn run(queue: &mut Queue, index: usize, live: &Live) {
                 continue;
             }
             live.metrics.count_packet(index, decision);
-            let (v, mark) = kernel_verdict(decision, p.mark, live.marks);
+            let (v, mark) = kernel_verdict(decision, live.applied(decision), p.mark, live.marks);
             answers.push((p.id, v, mark));
         }
         answer(queue, &answers, &table, counters);
@@ -163,7 +169,8 @@ fn release(
 ) {
     for (id, d) in table.drain_released() {
         live.metrics.count_packet(index, d);
-        let (v, mark) = kernel_verdict(d, held_marks.remove(&id).unwrap_or(0), live.marks);
+        let old = held_marks.remove(&id).unwrap_or(0);
+        let (v, mark) = kernel_verdict(d, live.applied(d), old, live.marks);
         answers.push((id as u32, v, mark));
     }
 }
@@ -186,8 +193,10 @@ fn answer(queue: &mut Queue, answers: &[Answer], table: &FlowTable, counters: &Q
 fn log_created(table: &mut FlowTable, index: usize, live: &Live, in_force: &InForce) {
     let needs_payload = in_force.engine.policy().needs_payload();
     for rec in table.drain_created() {
+        let d = rec.flow.decision;
+        let enforced = live.applied(d) == d.action();
         live.metrics
-            .count_flow(index, in_force, rec.flow.decision, rec.flow.midstream());
+            .count_flow(index, in_force, d, rec.flow.midstream(), enforced);
         if let Some(log) = &live.log {
             log_flow(live, in_force, log, &rec);
         }
@@ -210,7 +219,7 @@ fn log_flow(
         rfc3339(Timestamp::from_nanos(wall_nanos(at)))
     };
     let flow_line = || {
-        let mut line = FlowLine::new(policy, rec);
+        let mut line = FlowLine::new(policy, rec).audited(live.audit);
         line.first_ts = wall(rec.flow.first_ts);
         line.ts = Some(rfc3339(Timestamp::from_nanos(
             wall_nanos(SystemTime::now()),
@@ -222,10 +231,10 @@ fn log_flow(
         flows.then(|| (Sink::Flows, flow_line())),
         http.then(|| HttpLine::new(policy, rec, wall))
             .flatten()
-            .map(|l| (Sink::Http, serde_json::to_string(&l))),
+            .map(|l| (Sink::Http, serde_json::to_string(&l.audited(live.audit)))),
         tls.then(|| TlsLine::new(policy, rec, wall))
             .flatten()
-            .map(|l| (Sink::Tls, serde_json::to_string(&l))),
+            .map(|l| (Sink::Tls, serde_json::to_string(&l.audited(live.audit)))),
     ];
     for (sink, text) in lines.into_iter().flatten() {
         let Ok(text) = text else { continue };
@@ -278,40 +287,49 @@ mod tests {
     #[test]
     fn verdicts_carry_marks_and_undecided_packets_the_pending_value() {
         let rule = |v| Decision::new(v, Reason::Rule(0));
+        let kv = |d: Decision, old, m| kernel_verdict(d, d.enforced_action(), old, m);
         let m = Marks::DEFAULT;
         assert_eq!(
-            kernel_verdict(rule(Verdict::Accept), 0, m),
+            kv(rule(Verdict::Accept), 0, m),
             (NfVerdict::Repeat, Some(0x100))
         );
         assert_eq!(
-            kernel_verdict(rule(Verdict::Reject), 0xf00f, m),
+            kv(rule(Verdict::Reject), 0xf00f, m),
             (NfVerdict::Repeat, Some(0xf00f & !0xf00 | 0x300))
         );
         let high = Marks::new(0xf000).expect("valid mask");
         assert_eq!(
-            kernel_verdict(rule(Verdict::Drop), 0xffff, high),
+            kv(rule(Verdict::Drop), 0xffff, high),
             (NfVerdict::Repeat, Some(0x2fff))
         );
         let bad = |v| Decision::new(v, Reason::Malformed(Malformed::BadIpHeader));
-        assert_eq!(
-            kernel_verdict(bad(Verdict::Drop), 0, m),
-            (NfVerdict::Drop, None)
-        );
+        assert_eq!(kv(bad(Verdict::Drop), 0, m), (NfVerdict::Drop, None));
         // Passed but undecided: REPEAT with the pending value, so the admin's later rules still see them
         // (a plain ACCEPT would end the hook's table), other bits of the mark kept.
         let pending = Some(0xf00f & !0xf00 | 0x400);
         assert_eq!(
-            kernel_verdict(bad(Verdict::Accept), 0xf00f, m),
+            kv(bad(Verdict::Accept), 0xf00f, m),
             (NfVerdict::Repeat, pending)
         );
         let inspecting = Decision::new(Verdict::Accept, Reason::Inspecting);
+        assert_eq!(kv(inspecting, 0xf00f, m), (NfVerdict::Repeat, pending));
+        assert_eq!(kv(inspecting, 0, high), (NfVerdict::Repeat, Some(0x4000)));
+        // What the packets get decides: an audited DROP line whose flows the rest of the policy accepts,
+        // and under --audit a malformed packet the policy drops, are passed.
+        let audited = Decision {
+            applied: Some(Action::ACCEPT),
+            ..rule(Verdict::Drop)
+        };
+        assert_eq!(kv(audited, 0, m), (NfVerdict::Repeat, Some(0x100)));
         assert_eq!(
-            kernel_verdict(inspecting, 0xf00f, m),
-            (NfVerdict::Repeat, pending)
+            kernel_verdict(bad(Verdict::Drop), Action::ACCEPT, 0, m),
+            (NfVerdict::Repeat, Some(0x400))
         );
+        let shaped = Decision::new(Verdict::Shape, Reason::Rule(0));
         assert_eq!(
-            kernel_verdict(inspecting, 0, high),
-            (NfVerdict::Repeat, Some(0x4000))
+            kv(shaped, 0, m),
+            (NfVerdict::Repeat, Some(0x100)),
+            "accepted, into its class"
         );
     }
 }
