@@ -60,6 +60,9 @@ pub struct Engine {
     policy: Policy,
     /// Replay's `--lan`: which end of a flow seen from its middle is the local client.
     lan: Vec<Cidr>,
+    /// Added to `now` to make Unix time, for rules that expire (`until=`): 0 in replay, whose `now`
+    /// is the capture's time; live, the clock at the daemon's start, whose `now` counts from it.
+    unix_offset: u64,
 }
 
 impl Engine {
@@ -67,7 +70,19 @@ impl Engine {
         Engine {
             policy,
             lan: Vec::new(),
+            unix_offset: 0,
         }
+    }
+
+    /// Live: `now` counts from the daemon's start, which was `unix_start` (nanoseconds since the epoch).
+    pub fn with_clock(mut self, unix_start: u64) -> Engine {
+        self.unix_offset = unix_start;
+        self
+    }
+
+    /// The Unix time of `now`.
+    pub fn unix_time(&self, now: Timestamp) -> Timestamp {
+        Timestamp::from_nanos(now.as_nanos().saturating_add(self.unix_offset))
     }
 
     /// Networks whose addresses are local (replay's `--lan`): a TCP flow whose SYN the capture missed
@@ -105,13 +120,14 @@ impl Engine {
         };
         let announced = flows.take_expected(&packet, &key.0, now);
         let offloaded = flows.is_offloaded();
+        let at = self.unix_time(now);
         let decision = flows.decide_or_insert(&packet, key, now, seq, |midstream| {
             if announced {
                 (FTP_DATA, key.1)
             } else if midstream {
-                self.decide_midstream(&packet, key.1, offloaded)
+                self.decide_midstream(&packet, key.1, offloaded, at)
             } else {
-                match self.policy.evaluate(&packet, None) {
+                match self.policy.evaluate(&packet, None, at) {
                     Eval::Decided(d) => (d, key.1),
                     Eval::NeedPayload => (INSPECTING, key.1),
                 }
@@ -130,7 +146,7 @@ impl Engine {
         // Only the initiator's packets add payload, so `packet` is the initiator's when `read` runs.
         let read = |bytes: &[u8]| {
             let payload = read_payload(carrier, bytes)?;
-            match self.policy.evaluate(&packet, Some(&payload)) {
+            match self.policy.evaluate(&packet, Some(&payload), at) {
                 Eval::Decided(d) => Some((d, payload)),
                 Eval::NeedPayload => None,
             }
@@ -146,8 +162,9 @@ impl Engine {
     /// its original direction (`p`, headers only) and the first payload that was read when it was first
     /// decided, if that is still known. Where a rule needs that payload and it is not known, the flow is
     /// one seen from its middle: `option midstream` decides.
-    pub fn redecide(&self, p: &Packet<'_>, payload: Option<&Payload>) -> Decision {
-        match self.policy.evaluate(p, payload) {
+    /// `at` is Unix time.
+    pub fn redecide(&self, p: &Packet<'_>, payload: Option<&Payload>, at: Timestamp) -> Decision {
+        match self.policy.evaluate(p, payload, at) {
             Eval::Decided(d) => d,
             Eval::NeedPayload => Decision::new(self.policy.options().midstream, Reason::Midstream),
         }
@@ -157,14 +174,20 @@ impl Engine {
     /// at it leaves the flow to `option midstream`; port rules decide as usual. Live, the packet's
     /// sender is the initiator (only the original direction is queued); in replay the client is told
     /// by the local side, then by the ports.
-    fn decide_midstream(&self, p: &Packet<'_>, sender: Side, offloaded: bool) -> (Decision, Side) {
+    fn decide_midstream(
+        &self,
+        p: &Packet<'_>,
+        sender: Side,
+        offloaded: bool,
+        at: Timestamp,
+    ) -> (Decision, Side) {
         let sender_is_client = offloaded || self.sender_is_client(p);
         let (view, initiator) = if sender_is_client {
             (*p, sender)
         } else {
             (p.reversed(), sender.other())
         };
-        (self.redecide(&view, None), initiator)
+        (self.redecide(&view, None, at), initiator)
     }
 
     /// Whether the sender of a packet seen in a flow's middle is the flow's client.

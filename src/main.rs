@@ -424,6 +424,13 @@ fn check(policy: Option<PathBuf>, print_default: bool) -> Result<ExitCode, Strin
     match load_policy(policy) {
         Ok(p) => {
             emit(&p.summary())?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            let notes = p.expiry_notes(outgate::Timestamp::from_nanos(now));
+            if !notes.is_empty() {
+                eprint!("{notes}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {

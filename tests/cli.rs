@@ -411,3 +411,45 @@ fn rules_mark_mask_and_limit_per_source() {
         assert!(stderr(&o).contains(message), "{args:?}: {}", stderr(&o));
     }
 }
+
+/// `until=` in replay goes by the capture's time (office_mix was captured on 2024-03-01).
+#[test]
+fn replay_expires_rules_by_capture_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps/office_mix.pcap");
+    let accepted_8080 = |until: &str| -> u64 {
+        let policy = write(
+            dir.path(),
+            "p.rules",
+            &format!("policy loc net DROP\nACCEPT loc net tcp 8080 until={until}\n"),
+        );
+        let o = outgate(&[
+            "replay",
+            "--format",
+            "json",
+            "--policy",
+            policy.to_str().unwrap(),
+            capture.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+        v["rules"][1]["flows"].as_u64().unwrap()
+    };
+    assert_eq!(
+        accepted_8080("2024-12-31"),
+        1,
+        "still valid on the capture's day"
+    );
+    assert_eq!(accepted_8080("2024-02-29"), 0, "expired before the capture");
+    let o = outgate(&[
+        "check",
+        "--policy",
+        dir.path().join("p.rules").to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    assert!(
+        stderr(&o).contains("p.rules:2: expired 2024-03-01T00:00Z"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -155,7 +155,27 @@ pub(crate) struct Live {
     pub audit: bool,
 }
 
+/// Nanoseconds since the Unix epoch.
+fn unix_nanos(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 impl Live {
+    /// The wall clock at the daemon's start, in nanoseconds since the epoch: the engines' `now` counts
+    /// from it.
+    fn unix_start(&self) -> u64 {
+        unix_nanos(self.started_wall)
+    }
+
+    /// Unix time now, as the engines see it.
+    fn unix_now(&self) -> crate::Timestamp {
+        crate::Timestamp::from_nanos(
+            self.unix_start()
+                .saturating_add(self.started.elapsed().as_nanos() as u64),
+        )
+    }
+
     fn millis(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
@@ -283,7 +303,8 @@ pub fn run(
             source,
         })?;
     let (log, log_thread) = logger.map_or((None, None), |(tx, t)| (Some(tx), Some(t)));
-    let engine = Engine::new(policy);
+    let (started, started_wall) = (Instant::now(), SystemTime::now());
+    let engine = Engine::new(policy).with_clock(unix_nanos(started_wall));
     let max_flows = engine.policy().options().flows.max_flows;
     let n = cfg.queues.len();
     let live = Arc::new(Live {
@@ -299,8 +320,8 @@ pub fn run(
         generations: (0..n).map(|_| AtomicU64::new(1)).collect(),
         log,
         sinks: [&cfg.log, &cfg.http_log, &cfg.tls_log].map(Option::is_some),
-        started: Instant::now(),
-        started_wall: SystemTime::now(),
+        started,
+        started_wall,
         queue_maxlen: cfg.queue_maxlen,
         audit: cfg.audit,
     });

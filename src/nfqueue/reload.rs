@@ -175,6 +175,7 @@ pub fn hold_flows(
     payload_of: impl Fn(&FlowKey) -> Option<Payload>,
     applied: impl Fn(Decision) -> Action,
     trust_unknown: bool,
+    at: Timestamp,
 ) -> Result<Held, ConntrackError> {
     let mut ct = Conntrack::open()?;
     let dump = ct.dump()?;
@@ -189,7 +190,7 @@ pub fn hold_flows(
         let tuple = entry.master.as_ref().unwrap_or(&entry.orig);
         let p = packet_of(tuple);
         let payload = FlowKey::of(&p).and_then(|(key, _)| payload_of(&key));
-        let decision = engine.redecide(&p, payload.as_ref());
+        let decision = engine.redecide(&p, payload.as_ref(), at);
         // The kernel knows accept, drop and reject (a shaped flow is accepted, its class apart).
         let new = match decision.reason {
             Reason::Midstream if trust_unknown => old,
@@ -343,8 +344,9 @@ fn reload(live: &Live, cfg: &RunConfig) {
                 );
             } else {
                 let generation = old.generation + 1;
+                let engine = Engine::new(policy).with_clock(live.unix_start());
                 live.policy
-                    .store(Arc::new(InForce::new(Engine::new(policy), generation)));
+                    .store(Arc::new(InForce::new(engine, generation)));
                 // Flows decided under the old policy reach the kernel before the table is read.
                 live.wait_for_generation(generation, Duration::from_secs(2));
                 let in_force = live.policy.load();
@@ -371,6 +373,7 @@ fn hold_and_report(live: &Live, engine: &Engine, trust_unknown: bool, when: &str
         |key| live.recall(key),
         |d| live.applied(d),
         trust_unknown,
+        live.unix_now(),
     );
     let mut outcome = LastReload {
         at: Some(SystemTime::now()),
@@ -441,10 +444,13 @@ mod tests {
             .unwrap(),
         );
         let p = packet_of(&tuple("10.0.0.2", "192.0.2.1", 6, 80));
-        assert_eq!(engine.redecide(&p, None).verdict, Verdict::Accept);
+        assert_eq!(
+            engine.redecide(&p, None, Timestamp::default()).verdict,
+            Verdict::Accept
+        );
         let p = packet_of(&tuple("10.0.0.2", "192.0.2.1", 6, 443));
         assert_eq!(
-            engine.redecide(&p, None),
+            engine.redecide(&p, None, Timestamp::default()),
             Decision::new(Verdict::Reject, Reason::Midstream),
             "443 needs the first payload"
         );

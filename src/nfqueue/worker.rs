@@ -216,14 +216,14 @@ fn log_flow(
     let policy = in_force.engine.policy();
     let wall = |t: Timestamp| {
         let at = live.started_wall + Duration::from_nanos(t.as_nanos());
-        rfc3339(Timestamp::from_nanos(wall_nanos(at)))
+        rfc3339(Timestamp::from_nanos(super::unix_nanos(at)))
     };
     let flow_line = || {
         let mut line = FlowLine::new(policy, rec).audited(live.audit);
         line.first_ts = wall(rec.flow.first_ts);
-        line.ts = Some(rfc3339(Timestamp::from_nanos(
-            wall_nanos(SystemTime::now()),
-        )));
+        line.ts = Some(rfc3339(Timestamp::from_nanos(super::unix_nanos(
+            SystemTime::now(),
+        ))));
         serde_json::to_string(&line)
     };
     let [flows, http, tls] = live.sinks;
@@ -244,11 +244,6 @@ fn log_flow(
             live.metrics.log_dropped.fetch_add(1, Relaxed);
         }
     }
-}
-
-fn wall_nanos(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Sends the verdicts in order, in one system call: with `batch`, a run of equal verdicts in rising id

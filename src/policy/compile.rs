@@ -112,6 +112,7 @@ impl Compiled {
         parsed: &Parsed,
         p: &Packet<'_>,
         payload: Option<&Payload>,
+        now_secs: u64,
     ) -> Eval {
         let (s, d) = self.zones_of(parsed, p);
         let Some(pair) = self.pairs.get(s * self.zone_count + d) else {
@@ -143,7 +144,8 @@ impl Compiled {
                 };
                 if !(rule.src.contains(p.src)
                     && rule.dst.contains(p.dst)
-                    && service_matches(&rule.service, class))
+                    && service_matches(&rule.service, class)
+                    && rule.until.is_none_or(|until| now_secs < until))
                 {
                     continue;
                 }

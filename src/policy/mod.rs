@@ -9,6 +9,7 @@ pub mod action;
 mod compile;
 pub mod parse;
 pub mod terms;
+pub mod until;
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -18,6 +19,7 @@ pub use action::{Class, Rate};
 pub use compile::Eval;
 pub use parse::{Cidr, Options, PairPolicy, PolicyError, Proto, Rule, Service, ZoneSel};
 
+use crate::Timestamp;
 use crate::decision::{Reason, Verdict};
 use crate::inspect::Payload;
 use crate::packet::Packet;
@@ -124,8 +126,12 @@ impl Policy {
 
     /// Decides a new flow from its first packet (whose source is the initiator), and its first payload
     /// once a rule has asked for it ([`Eval::NeedPayload`]).
-    pub fn evaluate(&self, p: &Packet<'_>, payload: Option<&Payload>) -> Eval {
-        self.compiled.evaluate(&self.parsed, p, payload)
+    ///
+    /// `at` is the time of the decision (Unix time: the capture's in replay, the clock's live): a rule
+    /// whose `until=` has passed no longer matches.
+    pub fn evaluate(&self, p: &Packet<'_>, payload: Option<&Payload>, at: Timestamp) -> Eval {
+        self.compiled
+            .evaluate(&self.parsed, p, payload, at.as_nanos() / 1_000_000_000)
     }
 
     /// Whether any rule looks at payload (then the live daemon copies whole packets).
@@ -225,6 +231,31 @@ impl Policy {
             .classes
             .get(usize::from(class))
             .map(|c| c.name.as_str())
+    }
+
+    /// For `check`: the lines with `until=` that have expired by `now` (Unix time), and those that expire
+    /// within a week, one line each; empty when there are none.
+    pub fn expiry_notes(&self, now: Timestamp) -> String {
+        let now = now.as_nanos() / 1_000_000_000;
+        let mut out = String::new();
+        for r in &self.parsed.rules {
+            let Some(until) = r.until else { continue };
+            let when = until::show(until);
+            if until <= now {
+                let _ = writeln!(
+                    out,
+                    "{}:{}: expired {when}: matches nothing any more ({})",
+                    self.file, r.line, r.text
+                );
+            } else if until - now <= 7 * 86_400 {
+                let _ = writeln!(
+                    out,
+                    "{}:{}: expires {when}, within a week ({})",
+                    self.file, r.line, r.text
+                );
+            }
+        }
+        out
     }
 
     /// Zone names by index (declared zones, plus the implicit catch-all `net` when not declared).
@@ -398,7 +429,7 @@ mod tests {
     use etherparse::PacketBuilder;
 
     fn first(policy: &Policy, bytes: &[u8]) -> Decision {
-        match policy.evaluate(&Packet::parse(bytes).unwrap(), None) {
+        match policy.evaluate(&Packet::parse(bytes).unwrap(), None, Timestamp::default()) {
             Eval::Decided(d) => d,
             Eval::NeedPayload => panic!("no rule here needs payload"),
         }
@@ -647,6 +678,48 @@ mod tests {
             s.contains("tcp    ports 0-65535"),
             "enforced, everything is open: {s}"
         );
+    }
+
+    #[test]
+    fn a_rule_past_its_until_matches_nothing() {
+        let p = Policy::compile(
+            "p",
+            "policy loc net DROP\nACCEPT loc net tcp 8080 until=2026-12-31 # exam week\nACCEPT loc net tcp 80\n",
+        )
+        .unwrap();
+        let at = |secs: u64| Timestamp::from_secs(secs);
+        let before = 1_798_675_200; // 2026-12-31T00:00Z
+        let verdict =
+            |secs| match p.evaluate(&Packet::parse(&to_port(8080)).unwrap(), None, at(secs)) {
+                Eval::Decided(d) => d.verdict,
+                Eval::NeedPayload => unreachable!(),
+            };
+        assert_eq!(verdict(before), Verdict::Accept, "during its last day");
+        assert_eq!(verdict(before + 86_399), Verdict::Accept);
+        assert_eq!(
+            verdict(before + 86_400),
+            Verdict::Drop,
+            "the day after: the policy decides"
+        );
+        let notes = p.expiry_notes(at(before));
+        assert_eq!(
+            notes,
+            "p:2: expires 2027-01-01T00:00Z, within a week (ACCEPT loc net tcp 8080 until=2026-12-31 # exam week)\n"
+        );
+        assert!(
+            p.expiry_notes(at(before + 86_400))
+                .contains("p:2: expired 2027-01-01T00:00Z")
+        );
+        assert_eq!(
+            p.expiry_notes(at(before - 30 * 86_400)),
+            "",
+            "a month ahead: nothing to say"
+        );
+        let err = match Policy::compile("p", "ACCEPT loc net 80 until=soon\n") {
+            Ok(_) => panic!("compiled"),
+            Err(e) => e[0].to_string(),
+        };
+        assert!(err.starts_with("p:1:25: 'soon' is not a date"), "{err}");
     }
 
     #[test]

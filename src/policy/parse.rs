@@ -26,6 +26,7 @@ use std::path::Path;
 
 use super::action::{self, Class, LineAction, MAX_CLASSES, Rate};
 use super::terms::Terms;
+use super::until::Expiry;
 use crate::decision::Verdict;
 use crate::flow::{FlowConfig, Timeouts};
 
@@ -192,6 +193,8 @@ pub struct Rule {
     pub service: Service,
     /// Payload match terms; empty for a rule decided on a flow's first packet.
     pub terms: Terms,
+    /// `until=`: from this moment (Unix seconds) the line no longer matches.
+    pub until: Option<Expiry>,
 }
 
 /// A `policy` line: the default for a zone pair.
@@ -462,6 +465,7 @@ impl LineParser<'_> {
         let positional: Vec<&Token<'_>> =
             rest.iter().take_while(|t| !t.text.contains('=')).collect();
         let mut terms = Terms::default();
+        let mut until = None;
         let dir = Path::new(self.file).parent().unwrap_or(Path::new(""));
         for t in &rest[positional.len()..] {
             let (key, value) = t.text.split_once('=').ok_or_else(|| {
@@ -473,6 +477,14 @@ impl LineParser<'_> {
                     ),
                 )
             })?;
+            if key.eq_ignore_ascii_case("until") {
+                if until.is_some() {
+                    return Err((t.col, "until= is given twice".to_string()));
+                }
+                let col = t.col + key.len() as u32 + 1;
+                until = Some(super::until::parse(value).map_err(|m| (col, m))?);
+                continue;
+            }
             terms
                 .add(key, value, dir)
                 .map_err(|(offset, m)| (t.col + offset as u32, m))?;
@@ -505,6 +517,7 @@ impl LineParser<'_> {
             dst,
             service,
             terms,
+            until,
         })
     }
 

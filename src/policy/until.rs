@@ -1,0 +1,174 @@
+//! `until=`: a rule that expires. After its moment the line no longer matches: live from then on, for
+//! new flows (flows it decided before keep their verdict until a reload decides them again); in replay
+//! by the capture's time.
+//!
+//! ```text
+//! until=2026-12-31             the rule holds through that day: it expires at 2027-01-01T00:00Z
+//! until=2026-12-31T18:00       it expires at 18:00 UTC that day
+//! until=2026-12-31T18:00+01:00 ... at 18:00 in UTC+1
+//! ```
+//!
+//! Times are UTC unless an offset is given: the daemon's notion of time must not depend on the
+//! machine's time zone setting.
+
+/// Seconds since the Unix epoch at which a line stops matching.
+pub type Expiry = u64;
+
+/// Parses `until=`'s value; the error says what is expected.
+pub fn parse(value: &str) -> Result<Expiry, String> {
+    let bad = || {
+        format!(
+            "'{value}' is not a date (expected YYYY-MM-DD, or YYYY-MM-DDTHH:MM with an optional Z or +HH:MM offset; UTC)"
+        )
+    };
+    let (date, time) = match value.split_once(['T', 't']) {
+        Some((d, t)) => (d, Some(t)),
+        None => (value, None),
+    };
+    let number = |s: &str, len: usize| -> Option<u64> {
+        (s.len() == len && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let mut parts = date.split('-');
+    let (Some(y), Some(m), Some(d), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    let (y, m, d) = (
+        number(y, 4).ok_or_else(bad)?,
+        number(m, 2).ok_or_else(bad)?,
+        number(d, 2).ok_or_else(bad)?,
+    );
+    if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) || y < 1970 {
+        return Err(bad());
+    }
+    let day_start = days_from_civil(y, m, d) * 86_400;
+    let Some(time) = time else {
+        // The whole of that day.
+        return Ok(day_start + 86_400);
+    };
+    let (clock, offset): (&str, i64) = if let Some(c) = time.strip_suffix(['Z', 'z']) {
+        (c, 0)
+    } else if let Some(i) = time.find(['+', '-']) {
+        let (c, o) = time.split_at(i);
+        let sign = if o.starts_with('-') { -1 } else { 1 };
+        let (oh, om) = o[1..].split_once(':').ok_or_else(bad)?;
+        let (oh, om) = (
+            number(oh, 2).ok_or_else(bad)?,
+            number(om, 2).ok_or_else(bad)?,
+        );
+        if oh > 23 || om > 59 {
+            return Err(bad());
+        }
+        (c, sign * (oh * 3600 + om * 60) as i64)
+    } else {
+        (time, 0)
+    };
+    let (h, min) = clock.split_once(':').ok_or_else(bad)?;
+    let (h, min) = (
+        number(h, 2).ok_or_else(bad)?,
+        number(min, 2).ok_or_else(bad)?,
+    );
+    if h > 23 || min > 59 {
+        return Err(bad());
+    }
+    let local = (day_start + h * 3600 + min * 60) as i64;
+    u64::try_from(local - offset).map_err(|_| bad())
+}
+
+/// `2026-12-31T18:00Z`, for messages.
+pub fn show(at: Expiry) -> String {
+    let (days, rem) = (at / 86_400, at % 86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+fn is_leap(y: u64) -> bool {
+    (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400)
+}
+
+fn days_in_month(y: u64, m: u64) -> u64 {
+    match m {
+        2 if is_leap(y) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a date (Howard Hinnant's `days_from_civil`, for years from 1970).
+fn days_from_civil(y: u64, m: u64, d: u64) -> u64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_times_are_utc_unless_an_offset_says_otherwise() {
+        // 2026-12-31T00:00Z is 1798675200.
+        assert_eq!(
+            parse("2026-12-31"),
+            Ok(1_798_675_200 + 86_400),
+            "the whole day"
+        );
+        assert_eq!(parse("2026-12-31T18:00"), Ok(1_798_675_200 + 18 * 3600));
+        assert_eq!(parse("2026-12-31T18:00Z"), Ok(1_798_675_200 + 18 * 3600));
+        assert_eq!(
+            parse("2026-12-31T18:00+01:00"),
+            Ok(1_798_675_200 + 17 * 3600)
+        );
+        assert_eq!(
+            parse("2026-12-31T18:00-00:30"),
+            Ok(1_798_675_200 + 18 * 3600 + 1800)
+        );
+        assert_eq!(
+            parse("2024-02-29"),
+            Ok(days_from_civil(2024, 3, 1) * 86_400),
+            "a leap day"
+        );
+        assert_eq!(show(1_798_675_200 + 18 * 3600), "2026-12-31T18:00Z");
+        for bad in [
+            "",
+            "2026-13-01",
+            "2026-02-30",
+            "2025-02-29",
+            "26-12-31",
+            "2026-12-31T25:00",
+            "2026-12-31T18",
+            "2026/12/31",
+            "2026-12-31T18:00+1",
+            "tomorrow",
+            "1969-12-31",
+            "2026-12-31T18:00+24:00",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+}
