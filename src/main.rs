@@ -172,6 +172,41 @@ enum Command {
         /// safely: run it for a while, read the logs and `outgate report`, then enforce.
         #[arg(long)]
         audit: bool,
+        /// Listen for `outgate try` on this Unix socket (root only: its directory is made 0700, the
+        /// socket 0600). The systemd unit uses /run/outgate/control.
+        #[arg(long, value_name = "PATH")]
+        control: Option<PathBuf>,
+    },
+    /// Try a policy on the running daemon: it switches back by itself unless confirmed in time.
+    ///
+    /// For changing the policy from a remote shell without locking yourself out (Shorewall's `try`,
+    /// iptables-apply). The policy is checked here first (errors as FILE:LINE:COL, nothing sent); the
+    /// daemon (`outgate run --control PATH`) then switches to it as a reload does: the flows the
+    /// kernel passes are decided again, those it no longer allows are cut. Unless `outgate try
+    /// --confirm` comes within --timeout seconds, the daemon reads its --policy again by itself.
+    ///
+    ///   outgate try new.rules --timeout 60      # now check you can still reach the machine
+    ///   outgate try --confirm                   # keep it: new.rules is copied over the daemon's
+    ///                                           # --policy file (the old one kept as FILE.prev)
+    ///
+    /// Only root can reach the control socket. A SIGHUP or a restart during a trial ends it: the
+    /// daemon's --policy is read again.
+    #[command(verbatim_doc_comment)]
+    Try {
+        /// The policy to try.
+        #[arg(value_name = "POLICY", required_unless_present = "confirm")]
+        policy: Option<PathBuf>,
+        /// Seconds before the daemon switches back by itself (1 to 86400).
+        #[arg(long, value_name = "SECONDS", default_value_t = 60,
+              value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        timeout: u64,
+        /// Keep the policy being tried: the daemon stops counting down, and the tried file is copied
+        /// over the daemon's --policy file (the old one kept as FILE.prev).
+        #[arg(long, conflicts_with = "policy")]
+        confirm: bool,
+        /// The daemon's control socket (`outgate run --control`).
+        #[arg(long, value_name = "PATH", default_value = "/run/outgate/control")]
+        control: PathBuf,
     },
     /// Print, apply or remove the kernel ruleset that sends undecided flows to outgate's queues.
     ///
@@ -306,6 +341,7 @@ fn main() -> ExitCode {
             rcvbuf_mib,
             state,
             audit,
+            control,
         } => {
             let target = |l: Option<String>| {
                 l.map(|l| {
@@ -329,10 +365,20 @@ fn main() -> ExitCode {
                 policy_path: policy,
                 state,
                 audit,
+                control,
                 ..RunConfig::default()
             };
             run_live(queues, cfg)
         }
+        Command::Try {
+            policy,
+            timeout,
+            confirm,
+            control,
+        } => match policy {
+            Some(policy) if !confirm => try_policy(&policy, timeout, &control),
+            _ => confirm_policy(&control),
+        },
         Command::Report { format, logs } => {
             let report = outgate::report::report(&logs).map_err(|e| e.to_string());
             report.and_then(|r| {
@@ -479,11 +525,12 @@ fn run_live(queues: QueueRange, mut cfg: RunConfig) -> Result<ExitCode, String> 
             .map_err(|e| format!("cannot handle signals: {e}"))?;
     }
     // SIGHUP reloads: the signal thread only passes it on; the daemon's reload thread does the work.
-    let (reload_tx, reload_rx) = crossbeam_channel::unbounded();
+    let (requests, requests_rx) = crossbeam_channel::unbounded();
     let mut hup = Signals::new([SIGHUP]).map_err(|e| format!("cannot handle signals: {e}"))?;
+    let reload = requests.clone();
     std::thread::spawn(move || {
         for _ in hup.forever() {
-            let _ = reload_tx.send(());
+            let _ = reload.send(nfqueue::Request::Reload);
         }
     });
     let mode = if cfg.fail_open {
@@ -491,7 +538,7 @@ fn run_live(queues: QueueRange, mut cfg: RunConfig) -> Result<ExitCode, String> 
     } else {
         "fail-closed"
     };
-    let summary = nfqueue::run(policy, &cfg, stop, reload_rx, |policy| {
+    let summary = nfqueue::run(policy, &cfg, stop, (requests, requests_rx), |policy| {
         if cfg.audit {
             eprintln!(
                 "outgate: AUDIT mode: nothing is enforced, every packet passes; decisions are logged (\"enforced\":false) and counted"
@@ -591,4 +638,100 @@ fn run_replay(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `outgate try POLICY`: checked here, then its text is sent to the daemon.
+fn try_policy(
+    policy: &std::path::Path,
+    timeout: u64,
+    control: &std::path::Path,
+) -> Result<ExitCode, String> {
+    let path = std::path::absolute(policy).map_err(|e| format!("{}: {e}", policy.display()))?;
+    let name = match path.to_str() {
+        Some(name) if !name.contains(['\t', '\n']) => name.to_string(),
+        _ => {
+            return Err(format!(
+                "{}: a policy path with tabs, newlines or not in UTF-8 cannot be tried",
+                path.display()
+            ));
+        }
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{name}: {e}"))?;
+    let checked = Policy::compile(&name, &text).map_err(|errors| {
+        let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        format!(
+            "{}\n{} error(s); nothing was sent to the daemon",
+            list.join("\n"),
+            list.len()
+        )
+    })?;
+    let answer =
+        nfqueue::control::request(control, &format!("try {timeout} {name}"), text.as_bytes())?;
+    match answer.strip_prefix("ok: ") {
+        Some(said) => {
+            println!("outgate: {said}");
+            eprintln!(
+                "outgate: {name} ({}) is in force; `outgate try --confirm` within {timeout} s keeps it",
+                checked.hash()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        None => Err(format!("the daemon refused: {answer}")),
+    }
+}
+
+/// `outgate try --confirm`: the daemon keeps the tried policy; its file replaces the daemon's
+/// --policy file (the old one kept as FILE.prev) so that a reload or restart keeps it too.
+fn confirm_policy(control: &std::path::Path) -> Result<ExitCode, String> {
+    let answer = nfqueue::control::request(control, "confirm", b"")?;
+    let fields: Vec<&str> = answer.split('\t').collect();
+    let ["confirmed", hash, tried, target] = fields.as_slice() else {
+        return Err(format!("the daemon refused: {answer}"));
+    };
+    println!("outgate: the daemon keeps {tried} ({hash})");
+    if *target == "-" {
+        eprintln!(
+            "outgate: warning: the daemon runs without --policy: a reload or restart goes back to the built-in policy"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    install(
+        std::path::Path::new(tried),
+        hash,
+        std::path::Path::new(target),
+    )?;
+    println!("outgate: {tried} copied to {target} (the old policy is {target}.prev)");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Copies the tried policy over the daemon's --policy file, unless it changed since the daemon read it.
+fn install(tried: &std::path::Path, hash: &str, target: &std::path::Path) -> Result<(), String> {
+    if std::fs::canonicalize(tried).ok() == std::fs::canonicalize(target).ok() {
+        return Ok(());
+    }
+    let text = std::fs::read(tried).map_err(|e| format!("{}: {e}", tried.display()))?;
+    let now = load_policy(Some(tried.to_path_buf()))?;
+    if now.hash() != hash {
+        return Err(format!(
+            "{} changed since the daemon read it ({hash}, now {}): the daemon keeps what it read, but \
+             {} was not replaced; copy the policy yourself",
+            tried.display(),
+            now.hash(),
+            target.display()
+        ));
+    }
+    let prev = target.with_extension(match target.extension() {
+        Some(e) => format!("{}.prev", e.to_string_lossy()),
+        None => "prev".to_string(),
+    });
+    let fail = |e: std::io::Error, p: &std::path::Path| format!("{}: {e}", p.display());
+    if target.exists() {
+        std::fs::copy(target, &prev).map_err(|e| fail(e, &prev))?;
+    }
+    let temp = target.with_extension("outgate-try");
+    std::fs::write(&temp, text).map_err(|e| fail(e, &temp))?;
+    if let Ok(meta) = std::fs::metadata(target) {
+        std::fs::set_permissions(&temp, meta.permissions()).map_err(|e| fail(e, &temp))?;
+    }
+    std::fs::rename(&temp, target).map_err(|e| fail(e, target))
 }

@@ -18,6 +18,7 @@
 //! the project carries its own netlink code instead of the nfq crate.
 
 pub mod conntrack;
+pub mod control;
 mod logger;
 pub mod metrics;
 #[allow(unsafe_code)]
@@ -35,6 +36,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, Sender};
+pub use reload::Request;
 
 use crate::rules::{Marks, RulesConfig};
 use crate::{Engine, Policy};
@@ -71,6 +73,8 @@ pub struct RunConfig {
     pub ruleset: Option<RulesConfig>,
     /// `--audit`: every decision is made, logged and counted, and every packet is accepted.
     pub audit: bool,
+    /// The control socket `outgate try` talks to (`--control`).
+    pub control: Option<PathBuf>,
 }
 
 impl Default for RunConfig {
@@ -89,6 +93,7 @@ impl Default for RunConfig {
             state: None,
             ruleset: None,
             audit: false,
+            control: None,
         }
     }
 }
@@ -110,6 +115,11 @@ pub enum RunError {
     #[error("--metrics {addr}: {source}")]
     Metrics {
         addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("--control {path}: {source}")]
+    Control {
+        path: String,
         source: std::io::Error,
     },
     /// A worker died; the daemon stopped so that the fail mode applies (and systemd restarts it).
@@ -284,13 +294,13 @@ impl Live {
 }
 
 /// Binds the queues and runs until `stop` is set (by the caller's signal handler) or a worker fails.
-/// Each message on `reloads` re-reads the policy (SIGHUP). `ready` is called once every queue is bound
-/// and the kernel's flows are held to the policy (systemd's READY=1).
+/// `requests` carries SIGHUP's reloads (the control socket adds `outgate try`'s). `ready` is called once
+/// every queue is bound and the kernel's flows are held to the policy (systemd's READY=1).
 pub fn run(
     policy: Policy,
     cfg: &RunConfig,
     stop: Arc<AtomicBool>,
-    reloads: Receiver<()>,
+    requests: (Sender<Request>, Receiver<Request>),
     ready: impl FnOnce(&Policy),
 ) -> Result<RunSummary, RunError> {
     let mut queues = Vec::with_capacity(cfg.queues.len());
@@ -329,6 +339,14 @@ pub fn run(
     if let Some(addr) = cfg.metrics {
         metrics::serve(addr, live.clone()).map_err(|source| RunError::Metrics { addr, source })?;
     }
+    let control = match &cfg.control {
+        Some(path) => Some(control::bind(path).map_err(|source| RunError::Control {
+            path: path.display().to_string(),
+            source,
+        })?),
+        None => None,
+    };
+    let (request_tx, reloads) = requests;
     ready(live.policy.load().engine.policy());
     std::thread::scope(|scope| {
         for (index, queue) in queues.iter_mut().enumerate() {
@@ -351,6 +369,10 @@ pub fn run(
             });
         }
         scope.spawn(|| reload::serve(&live, &reloads, cfg));
+        if let (Some(listener), Some(path)) = (&control, &cfg.control) {
+            let (live, tx) = (&live, request_tx.clone());
+            scope.spawn(move || control::serve(live, listener, path, &tx));
+        }
         scope.spawn(|| supervise::watch(&live, cfg.ruleset.as_ref()));
     });
     for q in queues {

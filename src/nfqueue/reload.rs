@@ -22,9 +22,9 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::conntrack::{Conntrack, ConntrackError, Entry, Tuple};
 use super::logger::LogMsg;
@@ -304,18 +304,112 @@ pub(super) fn save_at_stop(live: &Live, path: &Path) {
     save_state(&state, path);
 }
 
-/// The reload thread: each message on `requests` (SIGHUP) re-reads the policy, until the daemon stops.
-pub(super) fn serve(live: &Live, requests: &Receiver<()>, cfg: &RunConfig) {
+/// What the reload thread is asked to do.
+pub enum Request {
+    /// SIGHUP: re-read `--policy`.
+    Reload,
+    /// `outgate try`: switch to the policy `text` (read from the file `name` by the client), and back
+    /// to `--policy` unless confirmed within `timeout`.
+    Try {
+        name: String,
+        text: String,
+        timeout: Duration,
+        reply: Sender<String>,
+    },
+    /// `outgate try --confirm`: keep the policy being tried.
+    Confirm { reply: Sender<String> },
+}
+
+/// A policy being tried, and when it is given up.
+struct Trial {
+    name: String,
+    hash: String,
+    until: Instant,
+}
+
+/// The reload thread: every change of policy is made here, one at a time, until the daemon stops. A
+/// policy being tried that is not confirmed in time is given up: `--policy` is read again.
+pub(super) fn serve(live: &Live, requests: &Receiver<Request>, cfg: &RunConfig) {
+    let mut trial: Option<Trial> = None;
     while !live.stop.load(Relaxed) {
-        match requests.recv_timeout(Duration::from_millis(200)) {
-            Ok(()) => reload(live, cfg),
-            Err(RecvTimeoutError::Timeout) => {}
+        let wait = trial.as_ref().map_or(Duration::from_millis(200), |t| {
+            t.until
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(200))
+        });
+        match requests.recv_timeout(wait) {
+            Ok(Request::Reload) => {
+                if let Some(t) = trial.take() {
+                    eprintln!("outgate: try: a reload ends the trial of {}", t.name);
+                }
+                reload(live, cfg);
+            }
+            Ok(Request::Try {
+                name,
+                text,
+                timeout,
+                reply,
+            }) => {
+                let answer = match Policy::compile(&name, &text) {
+                    Err(errors) => {
+                        let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                        format!("error: {}", list.join("; "))
+                    }
+                    Ok(policy) => {
+                        let hash = policy.hash().to_string();
+                        switch_to(live, cfg, policy, "try");
+                        trial = Some(Trial {
+                            name: name.clone(),
+                            hash: hash.clone(),
+                            until: Instant::now() + timeout,
+                        });
+                        format!(
+                            "ok: trying {name} ({hash}); back to {} in {} s unless `outgate try --confirm`",
+                            cfg.policy_path
+                                .as_ref()
+                                .map_or("the built-in policy".to_string(), |p| p
+                                    .display()
+                                    .to_string()),
+                            timeout.as_secs()
+                        )
+                    }
+                };
+                let _ = reply.send(answer);
+            }
+            Ok(Request::Confirm { reply }) => {
+                let answer = match trial.take() {
+                    Some(t) => {
+                        eprintln!("outgate: try: {} confirmed", t.name);
+                        format!(
+                            "confirmed\t{}\t{}\t{}",
+                            t.hash,
+                            t.name,
+                            cfg.policy_path
+                                .as_ref()
+                                .map_or("-".to_string(), |p| p.display().to_string())
+                        )
+                    }
+                    None => "error: no policy is being tried".to_string(),
+                };
+                let _ = reply.send(answer);
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if trial.as_ref().is_some_and(|t| Instant::now() >= t.until)
+                    && let Some(t) = trial.take()
+                {
+                    eprintln!(
+                        "outgate: try: {} was not confirmed in time: back to the policy of --policy",
+                        t.name
+                    );
+                    reload(live, cfg);
+                }
+            }
             Err(RecvTimeoutError::Disconnected) => std::thread::sleep(Duration::from_millis(200)),
         }
     }
 }
 
-/// Re-reads the policy; swaps it in if it compiles, and holds the kernel's flows to it; reopens the logs.
+/// Re-reads `--policy`; swaps it in if it compiles and differs; reopens the logs.
 fn reload(live: &Live, cfg: &RunConfig) {
     let loaded = match &cfg.policy_path {
         Some(path) => Policy::load(path),
@@ -335,26 +429,14 @@ fn reload(live: &Live, cfg: &RunConfig) {
             });
         }
         Ok(policy) => {
-            let old = live.policy.load_full();
-            if policy.hash() == old.engine.policy().hash() {
+            if policy.hash() == live.policy.load().engine.policy().hash() {
                 eprintln!(
                     "outgate: reload: {} is unchanged ({})",
                     policy.file(),
                     policy.hash()
                 );
             } else {
-                let generation = old.generation + 1;
-                let engine = Engine::new(policy).with_clock(live.unix_start());
-                live.policy
-                    .store(Arc::new(InForce::new(engine, generation)));
-                // Flows decided under the old policy reach the kernel before the table is read.
-                live.wait_for_generation(generation, Duration::from_secs(2));
-                let in_force = live.policy.load();
-                let outcome = hold_and_report(live, &in_force.engine, false, "reload");
-                if let (Some(path), None) = (&cfg.state, &outcome.error) {
-                    save_state(&State::current(&in_force.engine), path);
-                }
-                live.metrics.record_reload(outcome);
+                switch_to(live, cfg, policy, "reload");
             }
             live.metrics.reloads.fetch_add(1, Relaxed);
         }
@@ -362,6 +444,22 @@ fn reload(live: &Live, cfg: &RunConfig) {
     if let Some(log) = &live.log {
         let _ = log.send(LogMsg::Reopen);
     }
+}
+
+/// Swaps `policy` in, waits until every worker runs it, and holds the kernel's flows to it.
+fn switch_to(live: &Live, cfg: &RunConfig, policy: Policy, when: &str) {
+    let generation = live.policy.load().generation + 1;
+    let engine = Engine::new(policy).with_clock(live.unix_start());
+    live.policy
+        .store(Arc::new(InForce::new(engine, generation)));
+    // Flows decided under the old policy reach the kernel before the table is read.
+    live.wait_for_generation(generation, Duration::from_secs(2));
+    let in_force = live.policy.load();
+    let outcome = hold_and_report(live, &in_force.engine, false, when);
+    if let (Some(path), None) = (&cfg.state, &outcome.error) {
+        save_state(&State::current(&in_force.engine), path);
+    }
+    live.metrics.record_reload(outcome);
 }
 
 /// Holds the kernel's flows to `engine`'s policy and says what that did, on stderr and as the outcome.
