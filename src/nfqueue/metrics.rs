@@ -383,6 +383,22 @@ impl Metrics {
             rules,
         );
         family(
+            "shaped_flows_total",
+            "counter",
+            "New flows the policy in force shapes, by class and its rate (their bytes: `tc -s class show`).",
+            policy
+                .classes()
+                .iter()
+                .zip(&in_force.shaped_flows)
+                .map(|(class, c)| {
+                    (
+                        format!("class=\"{}\",rate=\"{}\"", escape(&class.name), class.rate),
+                        c.load(Relaxed) as f64,
+                    )
+                })
+                .collect(),
+        );
+        family(
             "log_lines_dropped_total",
             "counter",
             "Log lines dropped because the log could not keep up.",

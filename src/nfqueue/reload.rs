@@ -46,6 +46,8 @@ pub struct InForce {
     pub rule_flows: Vec<AtomicU64>,
     pub policy_flows: Vec<AtomicU64>,
     pub no_policy_flows: AtomicU64,
+    /// New flows the policy shapes, by class (index = the policy's class).
+    pub shaped_flows: Vec<AtomicU64>,
 }
 
 impl InForce {
@@ -56,6 +58,7 @@ impl InForce {
             rule_flows: counters(policy.rules().len()),
             policy_flows: counters(policy.pair_policies().len()),
             no_policy_flows: AtomicU64::new(0),
+            shaped_flows: counters(policy.classes().len()),
             engine,
             generation,
             loaded: SystemTime::now(),
@@ -71,6 +74,11 @@ impl InForce {
             _ => None,
         };
         if let Some(c) = counter {
+            c.fetch_add(1, Relaxed);
+        }
+        if d.verdict == Verdict::Shape
+            && let Some(c) = self.shaped_flows.get(usize::from(d.class))
+        {
             c.fetch_add(1, Relaxed);
         }
     }

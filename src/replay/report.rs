@@ -45,7 +45,17 @@ pub struct Counters {
     /// capture, so they are kept out of the verdict counts and the rule hits (which say what the policy
     /// would change), with whatever the port rules give them.
     pub midstream: Hits,
+    /// Flows the policy shapes, by class (an index into the policy's classes).
+    pub shaped: Vec<Shaped>,
     pub flow_table: FlowStats,
+}
+
+/// Shaped flows of one class, their packets and bytes (IP, both directions).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Shaped {
+    pub flows: u64,
+    pub packets: u64,
+    pub bytes: u64,
 }
 
 /// Hits per reason in a plain vector (rule `i` at `2i`, policy line `i` at `2i + 1`, the no-policy
@@ -171,6 +181,16 @@ impl Counters {
         }
         self.flows[slot(d.verdict)] += 1;
         self.hits.get_mut(d.reason).flows += 1;
+        if d.verdict == Verdict::Shape {
+            let class = usize::from(d.class);
+            if self.shaped.len() <= class {
+                self.shaped.resize(class + 1, Shaped::default());
+            }
+            let shaped = &mut self.shaped[class];
+            shaped.flows += 1;
+            shaped.packets += rec.flow.packets;
+            shaped.bytes += rec.flow.bytes;
+        }
         if self.applied(d) != d.action() {
             self.not_enforced.flows += 1;
         }
@@ -198,6 +218,14 @@ impl Counters {
             *self.unsupported.entry(k.clone()).or_default() += v;
         }
         self.hits.merge(&o.hits);
+        if self.shaped.len() < o.shaped.len() {
+            self.shaped.resize(o.shaped.len(), Shaped::default());
+        }
+        for (a, b) in self.shaped.iter_mut().zip(&o.shaped) {
+            a.flows += b.flows;
+            a.packets += b.packets;
+            a.bytes += b.bytes;
+        }
         self.midstream.flows += o.midstream.flows;
         self.midstream.packets += o.midstream.packets;
         self.not_enforced.flows += o.not_enforced.flows;
@@ -418,6 +446,20 @@ impl ReplayReport {
                 "midstream", c.midstream.packets, c.midstream.flows
             );
         }
+        if !policy.classes().is_empty() {
+            let _ = writeln!(
+                out,
+                "\nshaped by class      flows      packets          bytes  rate"
+            );
+            for (i, class) in policy.classes().iter().enumerate() {
+                let n = c.shaped.get(i).copied().unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "  {:<12} {:>11} {:>12} {:>14}  {}",
+                    class.name, n.flows, n.packets, n.bytes, class.rate
+                );
+            }
+        }
         let _ = writeln!(
             out,
             "\nrule hits (first match wins)       flows      packets  line"
@@ -489,6 +531,16 @@ impl ReplayReport {
                 row
             })
             .collect();
+        let shaped: Vec<Value> = policy
+            .classes()
+            .iter()
+            .enumerate()
+            .map(|(i, class)| {
+                let n = c.shaped.get(i).copied().unwrap_or_default();
+                json!({"class": class.name, "rate": class.rate.to_string(), "flows": n.flows,
+                       "packets": n.packets, "bytes": n.bytes})
+            })
+            .collect();
         json!({
             "captures": self.captures,
             "policy": policy.file(),
@@ -498,6 +550,7 @@ impl ReplayReport {
             "packets": packets,
             "flows": flows,
             "not_enforced": {"flows": c.not_enforced.flows, "packets": c.not_enforced.packets},
+            "shaped": shaped,
             "unsupported": unsupported,
             "malformed": malformed,
             "rules": rules,

@@ -5,7 +5,7 @@
 //! One JSON object per line; a file may mix kinds, and each line is recognised by its keys:
 //!
 //! - a **flow line** has `proto` and `packets` (it also needs `src`, `dst`, `verdict`, `bytes`;
-//!   `app` and `host` are optional);
+//!   `app`, `host`, `class`, `enforced` and `rule` are optional);
 //! - an **HTTP request line** has `method` (it also needs `client`, `url`, `verdict`; `server`
 //!   and `host` may be null or absent);
 //! - a **TLS line** has `sni`, which may be null (it also needs `client`, `verdict`).
@@ -19,6 +19,10 @@
 //!
 //! 1. **Top destinations** (flow lines, keyed by `dst` as written): the 10 with the most flows and
 //!    the 10 with the most bytes, with flows, bytes, packets and verdict counts.
+//! 1a. **Shaped flows** (flow lines with verdict `shape`), by `class` (`slow` when absent), and
+//!    **what enforcing would block** (flow lines with `"enforced":false` and verdict `drop` or
+//!    `reject`: audit mode or an `AUDIT(...)` line), by `rule` and verdict: flows, bytes, packets,
+//!    clients, the 5 destinations with the most bytes. Sorted by bytes descending, then name.
 //! 2. **Numeric-IP hosts**: HTTP requests whose `host` is an IP literal and TLS hellos whose `sni`
 //!    is an IP literal or absent (shown as `(no SNI)`). IP literals: dotted IPv4, IPv6 (bracketed
 //!    or bare), each with or without a port, and the forms `inet_aton` accepts: decimal
@@ -52,6 +56,8 @@
 //! {
 //!   "top_destinations_by_flows": [Dest],   // at most 10
 //!   "top_destinations_by_bytes": [Dest],   // at most 10
+//!   "shaped": [Lane],                      // "what": the class
+//!   "would_block": [Lane],                 // "what": the rule (FILE:LINE), with "verdict"
 //!   "numeric_hosts": [{"kind": "http"|"tls", "host": str, "address": str|null,
 //!                      "form": "dotted"|"ipv6"|"decimal"|"hex"|"octal"|"short"|null,
 //!                      "requests": n, "clients": [str], "servers": [str], "verdicts": Verdicts,
@@ -73,6 +79,8 @@
 //! Dest     = {"dst": str, "flows": n, "bytes": n, "packets": n, "verdicts": Verdicts,
 //!             "cites": [str], "cites_more": n}
 //! Verdicts = {"accept": n, "drop": n, ...}   // verdict as logged -> lines, keys sorted
+//! Lane     = {"what": str, "verdict": str (would_block only), "flows": n, "bytes": n, "packets": n,
+//!             "clients": [str], "top": [[dst, bytes]], "cites": [str], "cites_more": n}
 //! ```
 //!
 //! `cites` holds `FILE:LINE` strings; `cites_more` is how many backing lines were not cited.
@@ -90,12 +98,14 @@ use serde_json::Value;
 
 mod classify;
 mod read;
+mod rollout;
 #[cfg(test)]
 mod tests;
 mod text;
 
 use classify::*;
 use read::*;
+use rollout::*;
 use text::*;
 
 /// Items per top-destinations list.
@@ -126,6 +136,8 @@ pub enum ReportError {
 pub struct Report {
     top_destinations_by_flows: Vec<Dest>,
     top_destinations_by_bytes: Vec<Dest>,
+    shaped: Vec<Lane>,
+    would_block: Vec<Lane>,
     numeric_hosts: Vec<NumericHost>,
     odd_http: Vec<OddHttp>,
     wrong_port: Vec<WrongPort>,
@@ -293,6 +305,7 @@ impl Report {
         dest_grid(&mut out, &self.top_destinations_by_flows);
         heading(&mut out, "Top destinations by bytes");
         dest_grid(&mut out, &self.top_destinations_by_bytes);
+        lanes_text(&mut out, &self.shaped, &self.would_block);
 
         heading(&mut out, "Numeric-IP hosts (HTTP host or TLS SNI)");
         let rows: Vec<Row> = self

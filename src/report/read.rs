@@ -87,6 +87,9 @@ pub(super) struct FlowIn {
     pub(super) packets: u64,
     pub(super) bytes: u64,
     pub(super) app: Option<String>,
+    pub(super) class: Option<String>,
+    pub(super) enforced: Option<bool>,
+    pub(super) rule: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,6 +184,8 @@ pub(super) struct Builder {
     pub(super) hosts: BTreeMap<String, HostAcc>,
     pub(super) urls: BTreeMap<(String, String), UrlAcc>,
     pub(super) ports: BTreeMap<(String, String, u16), PortAcc>,
+    pub(super) shaped: BTreeMap<(String, Option<String>), LaneAcc>,
+    pub(super) would_block: BTreeMap<(String, Option<String>), LaneAcc>,
 }
 
 impl Builder {
@@ -219,6 +224,15 @@ impl Builder {
         d.packets = d.packets.saturating_add(l.packets);
         bump(&mut d.verdicts, &l.verdict);
         d.cites.add(cite, CITES);
+        if let Some(class) = shaped_class(&l) {
+            self.shaped.entry((class, None)).or_default().add(cite, &l);
+        }
+        if let Some((rule, verdict)) = would_block(&l) {
+            self.would_block
+                .entry((rule, Some(verdict)))
+                .or_default()
+                .add(cite, &l);
+        }
 
         let Some(app) = l.app.as_deref() else {
             return;
@@ -526,6 +540,8 @@ impl Builder {
         // 6. Inputs.
         let (not_understood_cites, not_understood_more) = self.bad.render(&files);
         Report {
+            shaped: lanes(self.shaped, &files),
+            would_block: lanes(self.would_block, &files),
             top_destinations_by_flows: by_flows,
             top_destinations_by_bytes: by_bytes,
             numeric_hosts,

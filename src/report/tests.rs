@@ -56,6 +56,8 @@ fn every_section() {
         [
             "top_destinations_by_flows",
             "top_destinations_by_bytes",
+            "shaped",
+            "would_block",
             "numeric_hosts",
             "odd_http",
             "wrong_port",
@@ -171,7 +173,9 @@ fn every_section() {
     assert!(t.contains("  10.0.0.4  evidence 4 (2 items)"));
     assert!(t.contains("[wrong port] ssh on tcp/443 (expected tls; ssh uses 22): 1 line: a.log:4"));
     assert!(t.contains("not understood: 1 (a.log:14)"));
-    assert!(!t.contains("none"), "{t}");
+    // SAMPLE has no shaped or audited flows (see `shaped_and_would_block_lanes`): only their two
+    // sections are empty.
+    assert_eq!(t.matches("  none\n").count(), 2, "{t}");
     assert!(t.lines().all(|l| l == l.trim_end()));
 }
 
@@ -249,7 +253,7 @@ fn garbage_is_counted_not_fatal() {
     let empty = one("e.log", "garbage\n\n");
     assert!(empty.is_empty());
     let t = empty.table();
-    assert_eq!(t.matches("  none\n").count(), 6, "{t}");
+    assert_eq!(t.matches("  none\n").count(), 8, "{t}");
     assert!(one("none.log", "").is_empty());
 }
 
@@ -577,4 +581,89 @@ fn top_lists_keep_ten() {
     );
     assert_eq!(j["top_destinations_by_bytes"][0]["dst"], "192.0.2.14:9");
     assert_eq!(j["top_destinations_by_bytes"].as_array().unwrap().len(), 10);
+}
+
+/// Shaped flows by class, and what enforcing would block by line, from flow lines of `run --audit`,
+/// `AUDIT(...)` lines and SHAPE rules.
+#[test]
+fn shaped_and_would_block_lanes() {
+    let flow = |src: &str, dst: &str, extra: &str, bytes: u64| {
+        format!(
+            r#"{{"proto":"tcp","src":"{src}","dst":"{dst}","packets":3,"bytes":{bytes},{extra}}}"#
+        )
+    };
+    let lines = [
+        flow(
+            "10.0.0.2:1",
+            "192.0.2.1:443",
+            r#""verdict":"shape","class":"bulk","rule":"p:3""#,
+            100,
+        ),
+        flow(
+            "10.0.0.3:1",
+            "192.0.2.2:443",
+            r#""verdict":"shape","class":"bulk","rule":"p:3""#,
+            300,
+        ),
+        flow(
+            "10.0.0.3:2",
+            "192.0.2.2:443",
+            r#""verdict":"shape","rule":"p:4""#,
+            50,
+        ),
+        flow(
+            "10.0.0.4:1",
+            "192.0.2.9:22",
+            r#""verdict":"drop","rule":"p:1","enforced":false,"applied":"accept""#,
+            70,
+        ),
+        flow(
+            "10.0.0.4:2",
+            "192.0.2.9:22",
+            r#""verdict":"drop","rule":"p:1","enforced":false"#,
+            30,
+        ),
+        // Enforced drops, and audited accepts, are not what enforcing would change.
+        flow(
+            "10.0.0.5:1",
+            "192.0.2.9:23",
+            r#""verdict":"drop","rule":"p:1""#,
+            10,
+        ),
+        flow(
+            "10.0.0.5:2",
+            "192.0.2.9:80",
+            r#""verdict":"accept","rule":"p:2","enforced":false"#,
+            10,
+        ),
+    ];
+    let r = one("a.log", &lines.join("\n"));
+    let j = r.json();
+    let shaped = j["shaped"].as_array().unwrap();
+    assert_eq!(shaped.len(), 2, "{j}");
+    assert_eq!(shaped[0]["what"], "bulk");
+    assert_eq!(shaped[0]["flows"], 2);
+    assert_eq!(shaped[0]["bytes"], 400);
+    assert_eq!(
+        shaped[0]["clients"],
+        serde_json::json!(["10.0.0.2", "10.0.0.3"])
+    );
+    assert_eq!(
+        shaped[0]["top"][0],
+        serde_json::json!(["192.0.2.2:443", 300])
+    );
+    assert_eq!(shaped[1]["what"], "slow", "no class key: the default class");
+    let blocked = j["would_block"].as_array().unwrap();
+    assert_eq!(blocked.len(), 1, "{j}");
+    assert_eq!(blocked[0]["what"], "p:1");
+    assert_eq!(blocked[0]["verdict"], "drop");
+    assert_eq!(blocked[0]["flows"], 2);
+    assert_eq!(blocked[0]["bytes"], 100);
+    assert_eq!(
+        blocked[0]["cites"],
+        serde_json::json!(["a.log:4", "a.log:5"])
+    );
+    let t = r.table();
+    assert!(t.contains("Shaped flows"), "{t}");
+    assert!(t.contains("  p:1       2    100        1  drop"), "{t}");
 }
