@@ -19,7 +19,8 @@
 //!
 //! 1. **Top destinations** (flow lines, keyed by `dst` as written): the 10 with the most flows and
 //!    the 10 with the most bytes, with flows, bytes, packets and verdict counts.
-//! 1a. **Shaped flows** (flow lines with verdict `shape`), by `class` (`slow` when absent), and
+//!
+//!    Then **shaped flows** (flow lines with verdict `shape`), by `class` (`slow` when absent), and
 //!    **what enforcing would block** (flow lines with `"enforced":false` and verdict `drop` or
 //!    `reject`: audit mode or an `AUDIT(...)` line), by `rule` and verdict: flows, bytes, packets,
 //!    clients, the 5 destinations with the most bytes. Sorted by bytes descending, then name.
