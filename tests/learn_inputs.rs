@@ -121,7 +121,7 @@ fn unreadable_log_lines_are_cited_and_skipped() {
         "{out}"
     );
     // The other lines still count: one flow fewer than the capture's 31.
-    assert!(out.contains("\n# Flows: 30, starting from "), "{out}");
+    assert!(out.contains("\n# Flows: 30, started between "), "{out}");
 
     // Many bad lines: ten cited, the rest counted.
     let mut many = "garbage\n".repeat(25);

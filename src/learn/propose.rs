@@ -346,12 +346,12 @@ impl<'a> Groups<'a> {
         let _ = writeln!(out, "# Learned from: {}", shown.join(", "));
         match (t.first, t.last) {
             (Some(first), Some(last)) if second(first) == second(last) => {
-                let _ = writeln!(out, "# Flows: {}, starting at {}.", t.flows, second(first));
+                let _ = writeln!(out, "# Flows: {}, started at {}.", t.flows, second(first));
             }
             (Some(first), Some(last)) => {
                 let _ = writeln!(
                     out,
-                    "# Flows: {}, starting from {} to {}.",
+                    "# Flows: {}, started between {} and {}.",
                     t.flows,
                     second(first),
                     second(last)
@@ -382,7 +382,8 @@ impl<'a> Groups<'a> {
         if t.internal > 0 {
             let _ = writeln!(
                 out,
-                "# {} {} between two LAN addresses (loc to loc) were not used either.",
+                "# {} {} between two LAN addresses were not used either (nothing here opens loc to loc:\n\
+                 # add `policy loc loc ACCEPT` where outgate sees such flows, as on a host filtering its own).",
                 t.internal,
                 plural(t.internal, "flow")
             );
