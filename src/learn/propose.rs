@@ -136,7 +136,7 @@ struct Group {
     evidence: BTreeMap<String, u64>,
     /// FTP data connections its control connections announced (port 21 only).
     ftp_data: u64,
-    /// A server address, for the narrowed `all` rule suggested for other protocols.
+    /// Other protocols only: flows per server address, for the narrowed `all` rule suggested.
     servers: BTreeMap<IpAddr, u64>,
 }
 
@@ -219,7 +219,9 @@ impl<'a> Groups<'a> {
         widen(&mut g.first, &mut g.last, s.first_ts);
         let evidence = s.host.clone().unwrap_or_else(|| s.server.to_string());
         *g.evidence.entry(evidence).or_default() += 1;
-        *g.servers.entry(s.server).or_default() += 1;
+        if matches!(Class::of(s.proto), Class::Other(_)) {
+            *g.servers.entry(s.server).or_default() += 1;
+        }
     }
 
     /// The proposal's text, and how many rules it holds.
@@ -240,9 +242,8 @@ impl<'a> Groups<'a> {
         let mut proposed = 0;
         let mut seldom: Vec<String> = Vec::new();
         for (&(class, selector), g) in &self.groups {
-            let why_not = self.why_not(cfg, class, selector, g);
             let evidence = evidence(class, selector, g);
-            match (class, why_not) {
+            match (class, why_not(cfg, class, selector, g)) {
                 (Class::Other(proto), _) => {
                     // The far end most used: `all` narrowed to it is the least this could take.
                     let server = g
@@ -293,29 +294,6 @@ impl<'a> Groups<'a> {
             }
         }
         (out, proposed)
-    }
-
-    /// Why a group gets no rule; `None` when it gets one.
-    fn why_not(&self, cfg: &LearnConfig, class: Class, selector: u16, g: &Group) -> Option<String> {
-        if matches!(class, Class::Icmp | Class::Icmp6) && !class.is_echo_request(selector) {
-            return Some("only echo requests are proposed".into());
-        }
-        if g.flows < cfg.min_flows {
-            return Some(format!("fewer than {} flows (--min-flows)", cfg.min_flows));
-        }
-        let clients = g.clients.len() as u64;
-        if clients < cfg.min_clients {
-            let one = if clients == 1 {
-                "one client only".to_string()
-            } else {
-                format!("{clients} clients")
-            };
-            return Some(format!(
-                "{one}, fewer than {} (--min-clients)",
-                cfg.min_clients
-            ));
-        }
-        None
     }
 
     fn header(&self, out: &mut String, cfg: &LearnConfig, h: &Header<'_>) {
@@ -422,6 +400,29 @@ impl<'a> Groups<'a> {
         }
         let _ = writeln!(out);
     }
+}
+
+/// Why a group gets no rule; `None` when it gets one.
+fn why_not(cfg: &LearnConfig, class: Class, selector: u16, g: &Group) -> Option<String> {
+    if matches!(class, Class::Icmp | Class::Icmp6) && !class.is_echo_request(selector) {
+        return Some("only echo requests are proposed".into());
+    }
+    if g.flows < cfg.min_flows {
+        return Some(format!("fewer than {} flows (--min-flows)", cfg.min_flows));
+    }
+    let clients = g.clients.len() as u64;
+    if clients < cfg.min_clients {
+        let one = if clients == 1 {
+            "one client only".to_string()
+        } else {
+            format!("{clients} clients")
+        };
+        return Some(format!(
+            "{one}, fewer than {} (--min-clients)",
+            cfg.min_clients
+        ));
+    }
+    None
 }
 
 fn plural(n: u64, word: &str) -> String {
