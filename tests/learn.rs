@@ -390,3 +390,20 @@ fn flows_from_their_middle_and_inbound_flows_never_make_a_rule() {
         );
     }
 }
+
+#[test]
+fn rules_come_in_a_stable_order_whatever_the_worker_count() {
+    let capture = fixture("learn_lan.pcap");
+    let one = learn(&["--workers", "1"], &[], &[&capture]);
+    assert_eq!(learn(&["--workers", "3"], &[], &[&capture]), one);
+    let order: Vec<&str> = one
+        .lines()
+        .filter_map(|l| l.strip_prefix("ACCEPT loc net "))
+        .map(|l| l.split("  ").next().unwrap_or(l).trim())
+        .collect();
+    assert_eq!(
+        order,
+        ["tcp 22", "tcp 80", "tcp 443", "tcp 445", "udp 53", "icmp 8"],
+        "by protocol, then port\n{one}"
+    );
+}
