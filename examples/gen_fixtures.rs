@@ -100,7 +100,7 @@ fn parse_count(s: &str) -> Res<u64> {
 fn fixtures(dir: &Path) -> Res<()> {
     fs::create_dir_all(dir)?;
     type Gen = fn(&Path) -> Res<usize>;
-    let all: [(&str, Gen); 13] = [
+    let all: [(&str, Gen); 14] = [
         ("office_mix.pcap", office_mix),
         ("fragments.pcap", fragments),
         ("malformed.pcap", malformed),
@@ -114,6 +114,7 @@ fn fixtures(dir: &Path) -> Res<()> {
         ("ports_apps.pcap", ports_apps),
         ("ftp_passive.pcap", ftp_passive),
         ("midstream.pcap", midstream),
+        ("learn_lan.pcap", learn_lan),
     ];
     for (name, generate) in all {
         let path = dir.join(name);
@@ -1729,6 +1730,154 @@ fn midstream(path: &Path) -> Res<usize> {
     let mut t = flow((C4, 1500), (ip4(198, 51, 100, 7), 40000));
     s.tcp(FLOW_GAP, &mut t, In, PSH | ACK, &filler(100, 5))?;
     s.tcp(TURN, &mut t, Out, ACK, &[])?;
+    s.write(path)
+}
+
+/// A small LAN's minute for `outgate learn`: four clients in 10.0.0.0/24 (and fd00::2), a LAN server
+/// 10.0.0.10. Ports used often, by several clients; ports used seldom or by one client; ICMP echo
+/// and timestamp; GRE; connections from the net to the LAN server, and between LAN hosts; and
+/// connections seen from their middle, to a port they would otherwise open. It spans under two
+/// minutes, the pings last, so that no flow times out: what expiry counts would then depend on the
+/// worker count.
+fn learn_lan(path: &Path) -> Res<usize> {
+    use Dir::{In, Out};
+    const STEP: u64 = 5 * SEC;
+    let lan = |n| ip4(10, 0, 0, n);
+    let (a, b, c, d) = (lan(2), lan(3), lan(4), lan(5));
+    let server = lan(10);
+    let mut s = Script::new();
+    s.now = T0 + 20 * SEC;
+
+    // (a) HTTPS: three connections from three clients, two names; two more at the end.
+    let cdn = ip4(192, 0, 2, 12);
+    let hellos = [
+        (a, 41001, WWW_IP, WWW, 501),
+        (b, 41002, WWW_IP, WWW, 502),
+        (c, 41003, cdn, "cdn.example.net", 503),
+    ];
+    for (client, port, srv, sni, seed) in hellos {
+        let hello = tls_client_hello(sni, seed);
+        s.exchange(
+            flow((client, port), (srv, 443)),
+            &[&hello],
+            &tls_reply(seed),
+        )?;
+    }
+
+    // (b) HTTP: three requests from three clients, one to a numeric host.
+    s.now += STEP;
+    let gets = [
+        (a, 42001, WWW_IP, WWW),
+        (d, 42002, WWW_IP, WWW),
+        (b, 42003, ip4(198, 51, 100, 80), "198.51.100.80"),
+    ];
+    for (client, port, srv, host) in gets {
+        s.exchange(flow((client, port), (srv, 80)), &[&http_get(host)], HTTP_OK)?;
+    }
+
+    // (c) DNS from three clients.
+    s.now += STEP;
+    let dns = (ip4(192, 0, 2, 53), 53);
+    for (k, client) in [a, b, c].into_iter().enumerate() {
+        let q = dns_query(0x4c00 + k as u16, "example.org", 1, false);
+        s.udp(FLOW_GAP, Out, (client, 50100 + k as u16), dns, &q)?;
+        let r = dns_response(&q, 3600, &[192, 0, 2, 11]);
+        s.udp(RTT, In, dns, (client, 50100 + k as u16), &r)?;
+    }
+
+    // (d) XMPP: four connections, all from one client.
+    s.now += STEP;
+    for port in 43001..=43004 {
+        let mut t = flow((d, port), (ip4(198, 51, 100, 22), 5222));
+        s.open(FLOW_GAP, &mut t)?;
+        s.close(&mut t)?;
+    }
+
+    // (e) one connection to 8443.
+    s.now += STEP;
+    let mut t = flow((b, 43101), (ip4(203, 0, 113, 8), 8443));
+    s.open(0, &mut t)?;
+    s.close(&mut t)?;
+
+    // (f) GRE to a tunnel endpoint: only an `all` rule could open it.
+    s.now += STEP;
+    for k in 0..2u64 {
+        let mut gre = vec![0x00, 0x00, 0x08, 0x00];
+        PacketBuilder::ipv4([10, 201, 0, 1], [10, 201, 0, 2], 64)
+            .icmpv4_echo_request(2, k as u16)
+            .write(&mut gre, &filler(32, 40 + k))?;
+        let outer = L4::Proto(IpNumber::GRE);
+        s.now += SEC;
+        let p = s
+            .net
+            .pkt(Link::Eth, Out, d, ip4(198, 51, 100, 30), outer, &gre)?;
+        s.cap.add(s.now, p);
+    }
+
+    // (g) SSH from the net to the LAN server, three outside clients: inbound.
+    s.now += STEP;
+    for (k, outside) in [50u8, 51, 52].into_iter().enumerate() {
+        let mut t = flow((ip4(203, 0, 113, outside), 44001 + k as u16), (server, 22));
+        s.open(FLOW_GAP, &mut t)?;
+        s.close(&mut t)?;
+    }
+
+    // (h) SMB between LAN hosts: two clients, four connections.
+    s.now += STEP;
+    for (k, client) in [b, c, b, c].into_iter().enumerate() {
+        let mut t = flow((client, 45001 + k as u16), (server, 445));
+        s.open(FLOW_GAP, &mut t)?;
+        s.close(&mut t)?;
+    }
+
+    // (i) IMAPS sessions already running when the capture began, from three clients: the server's
+    // data first, then the client's acknowledgement.
+    s.now += STEP;
+    for (k, client) in [a, b, c].into_iter().enumerate() {
+        let mut t = flow((client, 46001 + k as u16), (ip4(192, 0, 2, 93), 993));
+        s.tcp(FLOW_GAP, &mut t, In, PSH | ACK, &filler(200, 60 + k as u64))?;
+        s.tcp(TURN, &mut t, Out, ACK, &[])?;
+    }
+
+    // (j) HTTPS a minute later: a SYN nobody answers (so no name is seen), and IPv6.
+    s.now = T0 + 70 * SEC;
+    let mut t = flow((a, 41004), (ip4(192, 0, 2, 7), 443));
+    s.tcp(0, &mut t, Out, SYN, &[])?;
+    let hello = tls_client_hello(WWW, 505);
+    s.exchange(
+        flow((C6, 41005), (doc6(0x10), 443)),
+        &[&hello],
+        &tls_reply(505),
+    )?;
+
+    // (k) ping from three clients, each answered; an ICMP timestamp request, unanswered.
+    s.now += STEP;
+    let gw = ip4(192, 0, 2, 1);
+    for (k, client) in [a, c, d].into_iter().enumerate() {
+        let id = 0x4100 + k as u16;
+        let p = ping_payload(s.now);
+        s.now += FLOW_GAP;
+        let out = s
+            .net
+            .pkt(Link::Eth, Out, client, gw, echo4(true, id, 1), &p)?;
+        s.cap.add(s.now, out);
+        s.now += RTT;
+        let back = s
+            .net
+            .pkt(Link::Eth, In, gw, client, echo4(false, id, 1), &p)?;
+        s.cap.add(s.now, back);
+    }
+    let ts_msg = TimestampMessage {
+        id: 0x4200,
+        seq: 1,
+        originate_timestamp: (9 * 3600 * 1000 + 75 * 1000) as u32, // ms since midnight UT
+        receive_timestamp: 0,
+        transmit_timestamp: 0,
+    };
+    let l4 = L4::Icmp4(Icmpv4Type::TimestampRequest(ts_msg));
+    s.now += FLOW_GAP;
+    let p = s.net.pkt(Link::Eth, Out, a, gw, l4, &[])?;
+    s.cap.add(s.now, p);
     s.write(path)
 }
 

@@ -26,6 +26,7 @@ pub mod decision;
 pub mod engine;
 pub mod flow;
 pub mod inspect;
+pub mod learn;
 pub mod log;
 pub mod nfqueue;
 pub mod packet;

@@ -15,6 +15,7 @@ use std::sync::atomic::AtomicBool;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use outgate::learn::{self, LearnConfig};
 use outgate::log::{FlowLine, HttpLine, LogLine, TlsLine, rfc3339};
 use outgate::nfqueue::{self, LogTarget, RunConfig};
 use outgate::policy::{Cidr, DEFAULT_POLICY, LoadError};
@@ -284,6 +285,59 @@ enum Command {
         #[arg(required = true, value_name = "LOG")]
         logs: Vec<PathBuf>,
     },
+    /// Propose a policy from traffic: one ACCEPT rule per port that outbound flows used, to review.
+    ///
+    /// Reads captures (pcap, pcapng) and logs (`outgate run --log`, `outgate replay --flows`; HTTP and
+    /// TLS logs add host names), mixed freely: a file is a capture when it starts like one, else a log.
+    /// Captures are replayed through the engine, which reads each TCP and UDP flow's first payload for
+    /// its HTTP host or TLS name. Prints on stdout a policy that `outgate check` accepts:
+    ///
+    ///   policy loc net DROP
+    ///   ACCEPT loc net tcp 443    # learned: https, 1234 flows, 56 clients, first ..., last ...,
+    ///                             #   top: www.example.org (300), cdn.example.net (120), 192.0.2.7 (12)
+    ///
+    /// one rule per protocol and port (ICMP: echo request) used by at least --min-flows flows from at
+    /// least --min-clients clients, with its evidence; below them, commented out, what was seen too
+    /// seldom, and other IP protocols (GRE, ESP: only an `all` rule could open them). Flows seen from
+    /// their middle, inbound flows (with --lan: started outside it) and FTP data connections (the rule
+    /// for port 21 covers them) never make a rule; the header counts them.
+    ///
+    /// It never changes a live policy: review the proposal, try it, then install it yourself:
+    ///
+    ///   outgate learn --lan 10.0.0.0/8 monday.pcap flows.jsonl > proposed.rules
+    ///   outgate check --policy proposed.rules
+    ///   outgate replay --policy proposed.rules tuesday.pcap      # what would it drop?
+    ///
+    /// Log lines it cannot read are reported as FILE:LINE and skipped (exit 0). A missing file, or one
+    /// that is neither a capture nor a log, exits 1 without a proposal; a capture cut short exits 1
+    /// after the proposal learned from what came before its bad record.
+    #[command(verbatim_doc_comment)]
+    Learn {
+        /// A port used by fewer flows is listed as seen, not proposed.
+        #[arg(long, value_name = "N", default_value_t = 3,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        min_flows: u64,
+        /// A port used from fewer client addresses is listed as seen, not proposed (1 for a single
+        /// machine's own traffic).
+        #[arg(long, value_name = "N", default_value_t = 2,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        min_clients: u64,
+        /// A local network (repeatable): the proposal declares `zone loc` with them, and a flow started
+        /// from outside them is inbound, never a rule. Without it every flow's initiator is local, as
+        /// with the implicit zones.
+        #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
+        lan: Vec<Cidr>,
+        /// A name for the proposal, written in its header (the site, the week it was learned).
+        #[arg(long, value_name = "NAME")]
+        policy_name: Option<String>,
+        /// Replay worker threads for the captures; the flows do not depend on it. [default: the
+        /// number of cores]
+        #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+        workers: Option<u16>,
+        /// Captures (pcap, pcapng) and logs (JSON lines), in any order.
+        #[arg(required = true, value_name = "CAPTURE|LOG")]
+        inputs: Vec<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -419,6 +473,24 @@ fn main() -> ExitCode {
                 };
                 rules_command(&cfg, backend, apply, force, remove)
             }),
+        Command::Learn {
+            min_flows,
+            min_clients,
+            lan,
+            policy_name,
+            workers,
+            inputs,
+        } => run_learn(&LearnConfig {
+            inputs,
+            lan,
+            min_flows,
+            min_clients,
+            name: policy_name,
+            workers: workers.map_or_else(
+                || std::thread::available_parallelism().map_or(1, |n| n.get()),
+                usize::from,
+            ),
+        }),
     };
     match result {
         Ok(code) => code,
@@ -734,4 +806,19 @@ fn install(tried: &std::path::Path, hash: &str, target: &std::path::Path) -> Res
         std::fs::set_permissions(&temp, meta.permissions()).map_err(|e| fail(e, &temp))?;
     }
     std::fs::rename(&temp, target).map_err(|e| fail(e, target))
+}
+
+/// The proposal on stdout; lines not understood, capture errors and notes on stderr. A capture cut
+/// short fails the run (as in replay), after the proposal learned from what came before it.
+fn run_learn(cfg: &LearnConfig) -> Result<ExitCode, String> {
+    let learned = learn::learn(cfg).map_err(|e| e.to_string())?;
+    emit(&learned.policy)?;
+    for message in learned.messages() {
+        eprintln!("outgate: {message}");
+    }
+    Ok(if learned.capture_errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -109,6 +109,19 @@ impl Cidr {
     }
 }
 
+/// `10.0.0.0/8`, `fd00::/8`: the network as a policy's `zone` line writes it (host bits cleared).
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.v4 {
+            let a = std::net::Ipv4Addr::from(self.net as u32);
+            write!(f, "{a}/{}", self.prefix - 96)
+        } else {
+            let a = std::net::Ipv6Addr::from(self.net);
+            write!(f, "{a}/{}", self.prefix)
+        }
+    }
+}
+
 /// A zone in a rule or policy line: one zone (index into [`Parsed::zones`]) or `all`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ZoneSel {
@@ -1081,5 +1094,20 @@ mod tests {
                 .unwrap()
                 .contains("8.8.8.8".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn cidr_prints_as_a_zone_line_writes_it() {
+        for (given, shown) in [
+            ("10.1.2.3/16", "10.1.0.0/16"),
+            ("192.0.2.7", "192.0.2.7/32"),
+            ("0.0.0.0/0", "0.0.0.0/0"),
+            ("fd00::2/8", "fd00::/8"),
+            ("2001:db8::1", "2001:db8::1/128"),
+        ] {
+            let c = Cidr::parse(given).unwrap();
+            assert_eq!(c.to_string(), shown);
+            assert_eq!(Cidr::parse(shown).unwrap(), c, "{shown} reads back");
+        }
     }
 }

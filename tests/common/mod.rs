@@ -5,6 +5,8 @@
 //! they did not make. Dropping a [`Lab`] kills what it started and deletes its namespaces.
 #![allow(dead_code)]
 
+pub mod learn;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
