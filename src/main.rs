@@ -300,7 +300,9 @@ enum Command {
     /// least --min-clients clients, with its evidence; below them, commented out, what was seen too
     /// seldom, and other IP protocols (GRE, ESP: only an `all` rule could open them). Flows seen from
     /// their middle, inbound flows (with --lan: started outside it) and FTP data connections (the rule
-    /// for port 21 covers them) never make a rule; the header counts them.
+    /// for port 21 covers them) never make a rule; the header counts them. Nor does a port whose every
+    /// logged flow the policy in force dropped or rejected (an attempt that failed, perhaps a tunnel
+    /// retrying); a log of `run --audit` has none such.
     ///
     /// It never changes a live policy: review the proposal, try it, then install it yourself:
     ///

@@ -39,6 +39,46 @@ fn a_flow_log_gives_the_rules_its_capture_gives() {
     }
 }
 
+/// A log of an enforcing policy: a port it blocked every time is an attempt that failed (maybe a
+/// tunnel retrying), never a rule; one it let through is learned, its blocked flows counted.
+#[test]
+fn flows_the_policy_in_force_blocked_are_not_learned() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = fixture("learn_lan.pcap");
+    let policy = dir.path().join("enforced.rules");
+    std::fs::write(
+        &policy,
+        "policy loc net ACCEPT\nDROP loc net tcp 445\nREJECT loc net tcp 22 host=numeric\n",
+    )
+    .unwrap();
+    let log = dir.path().join("enforced.jsonl");
+    let o = outgate(&[
+        "replay",
+        "--flows",
+        path(&log),
+        "--policy",
+        path(&policy),
+        &capture,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let learned = learn(&EVERY_PORT, &[], &[path(&log)]);
+    let smb = line_of(&learned, "tcp", 445);
+    assert!(smb.starts_with("# ACCEPT"), "{smb}");
+    assert!(smb.contains("4 blocked when logged"), "{smb}");
+    assert!(
+        smb.contains("the policy in force blocked every one"),
+        "{smb}"
+    );
+    assert!(line_of(&learned, "tcp", 443).starts_with("ACCEPT"));
+    // The same log, audited: the flows were only logged as blocked, so they are learned.
+    let audited = replayed_log(dir.path(), "audited.jsonl", &capture, Some(&policy), &[]);
+    let learned = learn(&EVERY_PORT, &[], &[path(&audited)]);
+    assert!(
+        line_of(&learned, "tcp", 445).starts_with("ACCEPT"),
+        "{learned}"
+    );
+}
+
 #[test]
 fn tls_and_http_logs_lend_their_names_to_the_flows() {
     let dir = tempfile::tempdir().unwrap();

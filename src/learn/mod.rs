@@ -168,6 +168,9 @@ struct Seen {
     midstream: bool,
     /// A data connection an FTP control connection announced.
     ftp_data: bool,
+    /// A log line's flow that the policy in force dropped or rejected (enforced): an attempt that
+    /// did not work, perhaps a tunnel retrying, not a service in use.
+    blocked: bool,
 }
 
 impl Seen {
@@ -193,6 +196,7 @@ impl Seen {
             host: FlowLine::new(policy, rec).host,
             midstream: rec.flow.midstream(),
             ftp_data: rec.flow.decision.reason == Reason::FtpData,
+            blocked: false,
         }
     }
 }

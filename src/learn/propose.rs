@@ -138,6 +138,8 @@ struct Group {
     ftp_data: u64,
     /// Other protocols only: flows per server address, for the narrowed `all` rule suggested.
     servers: BTreeMap<IpAddr, u64>,
+    /// Flows the policy in force dropped or rejected, by the log's word.
+    blocked: u64,
 }
 
 /// How the flows read were used, for the header.
@@ -215,6 +217,7 @@ impl<'a> Groups<'a> {
             .entry((Class::of(s.proto), s.selector))
             .or_default();
         g.flows += 1;
+        g.blocked += u64::from(s.blocked);
         g.clients.insert(s.client);
         widen(&mut g.first, &mut g.last, s.first_ts);
         let evidence = s.host.clone().unwrap_or_else(|| s.server.to_string());
@@ -407,6 +410,12 @@ fn why_not(cfg: &LearnConfig, class: Class, selector: u16, g: &Group) -> Option<
     if matches!(class, Class::Icmp | Class::Icmp6) && !class.is_echo_request(selector) {
         return Some("only echo requests are proposed".into());
     }
+    if g.blocked == g.flows {
+        return Some(
+            "the policy in force blocked every one of these flows: open it on purpose, not by learning"
+                .into(),
+        );
+    }
     if g.flows < cfg.min_flows {
         return Some(format!("fewer than {} flows (--min-flows)", cfg.min_flows));
     }
@@ -469,6 +478,9 @@ fn evidence(class: Class, selector: u16, g: &Group) -> String {
         plural(g.flows, "flow"),
         plural(clients, "client")
     );
+    if g.blocked > 0 {
+        let _ = write!(out, ", {} blocked when logged", g.blocked);
+    }
     if g.ftp_data > 0 {
         let _ = write!(
             out,

@@ -1,8 +1,8 @@
 //! Learn's inputs: which file is a capture and which a log, and the log lines read into flows.
 //!
 //! A log line is recognised by its keys, as `outgate report` does: a flow line has `proto` (and needs
-//! `src`, `dst`, `first_ts`; `icmp_type` for ICMP; `reason`, `host`, `midstream` are read when
-//! present), an HTTP line `method`, a TLS line `sni` (both need `client`; `server`, `host`/`sni` may
+//! `src`, `dst`, `first_ts`; `icmp_type` for ICMP; `reason`, `host`, `midstream`, `verdict`,
+//! `enforced` are read when present), an HTTP line `method`, a TLS line `sni` (both need `client`; `server`, `host`/`sni` may
 //! be null). Any other line is not understood: cited as `FILE:LINE: why`, counted, skipped. Lines
 //! are read with a bounded buffer, so a file without newlines costs no more memory than one line.
 
@@ -299,6 +299,8 @@ fn flow_line(obj: &Map<String, Value>) -> Result<Seen, String> {
             .map(str::to_string),
         midstream,
         ftp_data: optional(obj, "reason")? == Some("ftp-data"),
+        blocked: matches!(optional(obj, "verdict")?, Some("drop" | "reject"))
+            && obj.get("enforced") != Some(&Value::Bool(false)),
     })
 }
 

@@ -83,7 +83,8 @@ pub fn line_of<'a>(text: &'a str, proto: &str, port: u16) -> &'a str {
         .unwrap_or_else(|| panic!("no line for {proto} {port} in\n{text}"))
 }
 
-/// Replays `capture` under `policy` (None: the built-in one) into the flow log `dir/name`.
+/// Replays `capture` under `policy` (None: the built-in one) into the flow log `dir/name`, audited
+/// (every flow passes, as in the week of `run --audit` learn is meant for).
 pub fn replayed_log(
     dir: &Path,
     name: &str,
@@ -92,7 +93,7 @@ pub fn replayed_log(
     lan: &[&str],
 ) -> PathBuf {
     let log = dir.join(name);
-    let mut args = vec!["replay", "--flows", path(&log)];
+    let mut args = vec!["replay", "--audit", "--flows", path(&log)];
     if let Some(p) = policy {
         args.extend(["--policy", path(p)]);
     }
