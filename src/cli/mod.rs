@@ -1,0 +1,74 @@
+//! The binary's commands: each takes what the command line gave and returns the exit code or the one
+//! message to print (`main` prints it).
+
+mod live;
+mod replay;
+mod try_policy;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use outgate::Policy;
+use outgate::policy::{Cidr, DEFAULT_POLICY, LoadError};
+
+pub use live::{rules_command, run_live};
+pub use replay::{run_learn, run_replay};
+pub use try_policy::{confirm_policy, try_policy};
+
+pub fn parse_cidr(s: &str) -> Result<Cidr, String> {
+    Cidr::parse(s)
+}
+
+/// Writes to stdout; a closed pipe (`outgate ... | head`) is not an error worth a message.
+pub fn emit(text: &str) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(format!("cannot write to stdout: {e}"))
+        }
+        _ => Ok(()),
+    }
+}
+
+pub fn load_policy(path: Option<PathBuf>) -> Result<Policy, String> {
+    match path {
+        None => Ok(Policy::builtin()),
+        Some(p) => Policy::load(&p).map_err(|e| match e {
+            // Each policy error is already `FILE:LINE:COL: message`, one per line.
+            LoadError::Invalid(errors) => {
+                let n = errors.len();
+                let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                format!(
+                    "{}\n{n} error(s); the policy was not loaded",
+                    list.join("\n")
+                )
+            }
+            read => read.to_string(),
+        }),
+    }
+}
+
+pub fn check(policy: Option<PathBuf>, print_default: bool) -> Result<ExitCode, String> {
+    if print_default {
+        emit(DEFAULT_POLICY)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    match load_policy(policy) {
+        Ok(p) => {
+            emit(&p.summary())?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            let notes = p.expiry_notes(outgate::Timestamp::from_nanos(now));
+            if !notes.is_empty() {
+                eprint!("{notes}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
