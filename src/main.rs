@@ -54,6 +54,10 @@ enum Command {
     /// Check a policy: print a summary (zones, policies, rules, open ports) or every error as FILE:LINE:COL.
     ///
     /// Exits 0 when the policy is valid, 1 when it is not. Without --policy, checks the built-in default.
+    /// After the summary, warns on stderr of lines that can never match because earlier lines already
+    /// take every flow they would (`p.rules:7: never matches: p.rules:3 (ACCEPT loc net 80,443) already
+    /// takes every flow it would`), and of a second `policy` line for a zone pair; warnings do not fail
+    /// the check.
     Check {
         /// Policy file to check (default: the built-in policy).
         #[arg(short, long, value_name = "FILE")]
@@ -424,12 +428,30 @@ fn check(policy: Option<PathBuf>, print_default: bool) -> Result<ExitCode, Strin
     match load_policy(policy) {
         Ok(p) => {
             emit(&p.summary())?;
+            warn_shadowed(&p);
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {
             eprintln!("{errors}");
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+/// At most this many never-matching lines are printed by `check`; the rest are counted.
+const SHADOWED_SHOWN: usize = 20;
+
+/// `check`'s warnings: lines that can never match. They never fail the check.
+fn warn_shadowed(policy: &Policy) {
+    let found = policy.shadowed();
+    for s in found.iter().take(SHADOWED_SHOWN) {
+        eprintln!("{s}");
+    }
+    if found.len() > SHADOWED_SHOWN {
+        eprintln!(
+            "... and {} more line(s) that never match (warning)",
+            found.len() - SHADOWED_SHOWN
+        );
     }
 }
 

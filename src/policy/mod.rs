@@ -8,6 +8,7 @@
 pub mod action;
 mod compile;
 pub mod parse;
+mod shadow;
 pub mod terms;
 
 use std::fmt::Write as _;
@@ -17,6 +18,7 @@ use std::path::Path;
 pub use action::{Class, Rate};
 pub use compile::Eval;
 pub use parse::{Cidr, Options, PairPolicy, PolicyError, Proto, Rule, Service, ZoneSel};
+pub use shadow::{LineKind, Shadowed};
 
 use crate::decision::{Reason, Verdict};
 use crate::inspect::Payload;
