@@ -23,6 +23,7 @@
 #![deny(unsafe_code)]
 
 pub mod decision;
+pub mod diff;
 pub mod engine;
 pub mod flow;
 pub mod inspect;
