@@ -123,8 +123,9 @@ enum Command {
     /// payload) is counted as undecidable from the log, with its lines cited.
     ///
     /// Exit codes: 0 nothing changes, 1 something does, 2 error (usage, unreadable policy or input, a
-    /// corrupt capture), so a script or CI job can gate on it:
-    ///   outgate diff --old /etc/outgate/policy.rules --new policy.rules flows.jsonl || review
+    /// corrupt capture), so a script or CI job can gate on it.
+    ///
+    /// Example: outgate diff --old in-force.rules --new new.rules day.pcap flows.jsonl
     Diff {
         /// The policy in force (or the one to compare against).
         #[arg(long, value_name = "FILE")]
