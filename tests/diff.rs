@@ -417,6 +417,30 @@ fn flows_from_their_middle_are_compared_and_marked() {
 }
 
 #[test]
+fn flows_the_two_flow_tables_cut_differently_are_counted_not_compared() {
+    let dir = tempfile::tempdir().unwrap();
+    // UDP to :5000 at 0 s, 10 s and 200 s: two flows with a 60 s timeout, three with 5 s.
+    let rules = std::fs::read_to_string(pcap("expiry.rules")).unwrap();
+    let short = rules.replace("option timeout udp 60", "option timeout udp 5");
+    assert_ne!(short, rules);
+    let o = diff(dir.path(), &rules, &short, &[&pcap("expiry.pcap")], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let s = stdout(&o);
+    assert!(
+        s.contains("flows: 4 flows compared: 0 decision changed"),
+        "{s}"
+    );
+    assert!(
+        s.contains("not compared: 1 flow found under one policy only"),
+        "{s}"
+    );
+    assert!(
+        s.ends_with("\nnothing changes among the flows compared (1 not compared, see above)\n"),
+        "{s}"
+    );
+}
+
+#[test]
 fn errors_exit_2_and_name_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let capture = pcap("office_mix.pcap");

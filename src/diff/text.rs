@@ -180,7 +180,17 @@ pub(super) fn table(d: &Diff) -> String {
         }
     }
     if d.changes.is_empty() {
-        let _ = writeln!(out, "\nnothing changes");
+        let left_out = f.undecidable.saturating_add(f.unmatched);
+        if left_out == 0 {
+            let _ = writeln!(out, "\nnothing changes");
+        } else {
+            // Exit 0 all the same: no change is known; the summary says what could not be compared.
+            let _ = writeln!(
+                out,
+                "\nnothing changes among the flows compared ({} not compared, see above)",
+                left_out
+            );
+        }
     }
     out
 }
