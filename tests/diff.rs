@@ -469,6 +469,18 @@ fn errors_exit_2_and_name_the_file() {
         stderr(&o)
     );
 
+    // A pcap header cut short: named with the file.
+    let cut = dir.path().join("cut.pcap");
+    std::fs::write(&cut, [0xd4, 0xc3, 0xb2, 0xa1]).unwrap();
+    let cut = cut.display().to_string();
+    let o = diff(dir.path(), OFFICE, OFFICE, &[&cut], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains(&format!("{cut}: record 1: truncated")),
+        "{}",
+        stderr(&o)
+    );
+
     let text = write(dir.path(), "notes.txt", "these are not flows\n");
     let o = diff(dir.path(), OFFICE, OFFICE, &[&text], &[]);
     assert_eq!(o.status.code(), Some(2));

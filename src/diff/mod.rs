@@ -84,8 +84,9 @@ pub struct DiffConfig {
 /// Why a diff could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum DiffError {
+    /// A capture that cannot be opened or read, named.
     #[error("{0}")]
-    Capture(CaptureError),
+    Capture(String),
     #[error("{path}: cannot read: {source}")]
     Read {
         path: String,
@@ -454,7 +455,7 @@ pub fn diff(old: &Engine, new: &Engine, cfg: &DiffConfig) -> Result<Diff, DiffEr
         match CaptureReader::open(path) {
             Ok(_) => captures.push(path.clone()),
             Err(CaptureError::NotACapture { .. }) => logs.push(path.clone()),
-            Err(e) => return Err(DiffError::Capture(e)),
+            Err(e) => return Err(capture_error(path, e)),
         }
     }
     let mut b = Builder::new(old.policy(), new.policy());
@@ -486,7 +487,8 @@ fn compare_captures(
     };
     let run = |engine: &Engine| {
         replay(engine, &cfg).map_err(|e| match e {
-            ReplayError::Capture(c) => DiffError::Capture(c),
+            // Every capture opened a moment ago; this is one that changed since.
+            ReplayError::Capture(c) => DiffError::Capture(c.to_string()),
             other => DiffError::Replay(other.to_string()),
         })
     };
@@ -537,6 +539,14 @@ fn compare_captures(
         });
     }
     Ok(())
+}
+
+/// A capture's error, naming the file (errors about a record do not).
+fn capture_error(path: &std::path::Path, e: CaptureError) -> DiffError {
+    match e.record() {
+        Some(_) => DiffError::Capture(format!("{}: {e}", path.display())),
+        None => DiffError::Capture(e.to_string()),
+    }
 }
 
 /// A capture flow's identity in both replays.
