@@ -1,7 +1,8 @@
 //! The `outgate` binary: command line -> library calls; every error is printed once, here.
 //!
 //! Exit codes: 0 success; 1 the work failed (invalid policy, unreadable or corrupt capture, output not
-//! writable); 2 the command line is wrong.
+//! writable); 2 the command line is wrong. `diff` has its own, for scripts: 0 nothing changes, 1 something
+//! does, 2 any error.
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
