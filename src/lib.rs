@@ -22,7 +22,9 @@
 
 #![deny(unsafe_code)]
 
+pub mod calendar;
 pub mod decision;
+pub mod diff;
 pub mod engine;
 pub mod flow;
 pub mod inspect;

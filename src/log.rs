@@ -271,56 +271,11 @@ impl FlowLine {
     }
 }
 
-/// `2024-05-01T12:00:00.123456789Z`.
-pub fn rfc3339(ts: Timestamp) -> String {
-    let nanos = ts.as_nanos();
-    let secs = nanos / 1_000_000_000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        nanos % 1_000_000_000
-    )
-}
-
-/// Days since 1970-01-01 -> (year, month, day) in the proleptic Gregorian calendar (Howard Hinnant's
-/// `civil_from_days`, for non-negative days).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
-}
+pub use crate::calendar::rfc3339;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_format_as_rfc3339() {
-        assert_eq!(
-            rfc3339(Timestamp::from_nanos(0)),
-            "1970-01-01T00:00:00.000000000Z"
-        );
-        // 2000-02-29 (a leap day) 12:34:56.5
-        assert_eq!(
-            rfc3339(Timestamp::from_nanos(951_827_696_500_000_000)),
-            "2000-02-29T12:34:56.500000000Z"
-        );
-        assert_eq!(
-            rfc3339(Timestamp::from_secs(1_700_000_000)),
-            "2023-11-14T22:13:20.000000000Z"
-        );
-    }
 
     #[test]
     fn proto_names() {

@@ -1,7 +1,8 @@
 //! The `outgate` binary: command line -> library calls; every error is printed once, here.
 //!
 //! Exit codes: 0 success; 1 the work failed (invalid policy, unreadable or corrupt capture, output not
-//! writable); 2 the command line is wrong.
+//! writable); 2 the command line is wrong. `diff` has its own, for scripts: 0 nothing changes, 1 something
+//! does, 2 any error.
 
 mod cli;
 
@@ -17,8 +18,8 @@ use outgate::replay::ReplayConfig;
 use outgate::rules::{Backend, Marks, Mode, QueueRange, Rate, RulesConfig, SourceLimit};
 
 use cli::{
-    check, confirm_policy, emit, parse_cidr, rules_command, run_learn, run_live, run_replay,
-    try_policy,
+    check, confirm_policy, diff_command, emit, parse_cidr, rules_command, run_learn, run_live,
+    run_replay, try_policy,
 };
 
 const ABOUT: &str = "Outbound packet filter: default-deny egress that stays practical.";
@@ -35,6 +36,8 @@ Start here:
   outgate check --policy policy.rules            is it valid? what does it open?
   outgate replay --policy policy.rules traffic.pcap
                                                  what would it do to this traffic?
+  outgate diff --old policy.rules --new new.rules traffic.pcap flows.jsonl
+                                                 which flows would the change change?
   outgate rules --apply && outgate run --policy policy.rules --log flows.jsonl --http-log http.jsonl
                                                  filter live (root; `outgate rules --remove` undoes)
   outgate report flows.jsonl http.jsonl          who is tunnelling, and how?";
@@ -51,6 +54,10 @@ enum Command {
     /// Check a policy: print a summary (zones, policies, rules, open ports) or every error as FILE:LINE:COL.
     ///
     /// Exits 0 when the policy is valid, 1 when it is not. Without --policy, checks the built-in default.
+    /// After the summary, warns on stderr of lines that can never match because earlier lines already
+    /// take every flow they would (`p.rules:7: never matches: p.rules:3 (ACCEPT loc net 80,443) already
+    /// takes every flow it would`), and of a second `policy` line for a zone pair; warnings do not fail
+    /// the check.
     Check {
         /// Policy file to check (default: the built-in policy).
         #[arg(short, long, value_name = "FILE")]
@@ -102,6 +109,38 @@ enum Command {
         /// Capture files (pcap or pcapng).
         #[arg(required = true, value_name = "CAPTURE")]
         captures: Vec<PathBuf>,
+    },
+    /// Compare two policies on real traffic: the flows whose decision (verdict or SHAPE class) would change.
+    ///
+    /// Replays each capture under both policies, or decides each flow line of a flow log (`run --log`,
+    /// `replay --flows`) under both, and prints the flows that change, grouped by (old line, new line),
+    /// then by protocol, port and host, with flows, packets and bytes. Flows whose decision stays but whose
+    /// enforcement changes (an AUDIT(...) line) are listed apart. From a log line only the ports, the app
+    /// and the HTTP host or TLS name are known: a flow a policy would decide by more (URL, method, an unread
+    /// payload) is counted as undecidable from the log, with its lines cited.
+    ///
+    /// Exit codes: 0 nothing changes, 1 something does, 2 error (usage, unreadable policy or input, a
+    /// corrupt capture), so a script or CI job can gate on it.
+    ///
+    /// Example: outgate diff --old in-force.rules --new new.rules day.pcap flows.jsonl
+    Diff {
+        /// The policy in force (or the one to compare against).
+        #[arg(long, value_name = "FILE")]
+        old: PathBuf,
+        /// The policy to try.
+        #[arg(long, value_name = "FILE")]
+        new: PathBuf,
+        /// Output format on stdout.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// A local network (repeatable), as for replay: tells the client of a TCP flow a capture holds
+        /// only from its middle.
+        #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
+        lan: Vec<Cidr>,
+        /// Captures (pcap, pcapng; several are one stream, as in replay) and flow logs (JSON lines),
+        /// told apart by their first bytes.
+        #[arg(required = true, value_name = "CAPTURE-or-LOG")]
+        inputs: Vec<PathBuf>,
     },
     /// Run the live filter: decide the packets the kernel ruleset queues (see `outgate rules`).
     ///
@@ -379,6 +418,13 @@ fn main() -> ExitCode {
             };
             run_replay(policy, lan, cfg, format, [flows, http_log, tls_log])
         }
+        Command::Diff {
+            old,
+            new,
+            format,
+            lan,
+            inputs,
+        } => Ok(diff_command(old, new, format, lan, inputs)),
         Command::Run {
             policy,
             queues,

@@ -88,6 +88,46 @@ fn broken_policy_lists_every_error_with_file_line_col() {
 }
 
 #[test]
+fn check_warns_of_lines_that_never_match_and_still_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "policy loc net DROP\nACCEPT loc net 80,443 # web\nDNS(ACCEPT) loc net\n\
+                ACCEPT loc net tcp 8443 app=tls\nDROP loc net tcp 8443\nDROP loc net tcp 443\n\
+                loc net REJECT\n";
+    let p = write(dir.path(), "p.rules", text);
+    let path = p.to_str().unwrap();
+    let o = outgate(&["check", "--policy", path]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains(": valid"), "{}", stdout(&o));
+    assert_eq!(
+        stderr(&o).lines().collect::<Vec<_>>(),
+        [
+            format!(
+                "{path}:6: never matches: {path}:2 (ACCEPT loc net 80,443) already takes every flow it would (warning)"
+            ),
+            format!(
+                "{path}:7: never matches: {path}:1 (policy loc net DROP) already decides every zone pair it names (warning)"
+            ),
+        ],
+        "line 5 follows a rule with a payload term: not reported"
+    );
+    // Many: the first 20, then a count.
+    let many: String = std::iter::once("policy loc net DROP\nACCEPT loc net tcp\n".to_string())
+        .chain((1..=25).map(|port| format!("DROP loc net tcp {port}\n")))
+        .collect();
+    let p = write(dir.path(), "many.rules", &many);
+    let o = outgate(&["check", "--policy", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0));
+    let e = stderr(&o);
+    assert_eq!(e.lines().count(), 21, "{e}");
+    assert!(
+        e.ends_with("... and 5 more line(s) that never match (warning)\n"),
+        "{e}"
+    );
+    // The built-in policy has none.
+    assert_eq!(stderr(&outgate(&["check"])), "");
+}
+
+#[test]
 fn missing_policy_file_is_one_clear_line() {
     let o = outgate(&["check", "--policy", "/nonexistent/policy.rules"]);
     assert_eq!(o.status.code(), Some(1));

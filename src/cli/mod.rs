@@ -1,6 +1,7 @@
 //! The binary's commands: each takes what the command line gave and returns the exit code or the one
 //! message to print (`main` prints it).
 
+mod diff;
 mod live;
 mod replay;
 mod try_policy;
@@ -12,6 +13,7 @@ use std::process::ExitCode;
 use outgate::Policy;
 use outgate::policy::{Cidr, DEFAULT_POLICY, LoadError};
 
+pub use diff::diff_command;
 pub use live::{rules_command, run_live};
 pub use replay::{run_learn, run_replay};
 pub use try_policy::{confirm_policy, try_policy};
@@ -57,6 +59,7 @@ pub fn check(policy: Option<PathBuf>, print_default: bool) -> Result<ExitCode, S
     match load_policy(policy) {
         Ok(p) => {
             emit(&p.summary())?;
+            warn_shadowed(&p);
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64);
@@ -70,5 +73,22 @@ pub fn check(policy: Option<PathBuf>, print_default: bool) -> Result<ExitCode, S
             eprintln!("{errors}");
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+/// At most this many never-matching lines are printed by `check`; the rest are counted.
+const SHADOWED_SHOWN: usize = 20;
+
+/// `check`'s warnings: lines that can never match. They never fail the check.
+fn warn_shadowed(policy: &Policy) {
+    let found = policy.shadowed();
+    for s in found.iter().take(SHADOWED_SHOWN) {
+        eprintln!("{s}");
+    }
+    if found.len() > SHADOWED_SHOWN {
+        eprintln!(
+            "... and {} more line(s) that never match (warning)",
+            found.len() - SHADOWED_SHOWN
+        );
     }
 }

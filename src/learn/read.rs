@@ -15,7 +15,6 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use super::{LearnError, Seen};
-use crate::Timestamp;
 use crate::log::proto_name;
 use crate::packet::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 
@@ -279,7 +278,7 @@ fn flow_line(obj: &Map<String, Value>) -> Result<Seen, String> {
         _ => 0,
     };
     let first = text(obj, "first_ts")?;
-    let first_ts = parse_rfc3339(first).ok_or_else(|| {
+    let first_ts = crate::calendar::parse_rfc3339(first).ok_or_else(|| {
         format!("'first_ts' is not a UTC time like 2024-03-01T09:00:00Z ('{first}')")
     })?;
     let midstream = match obj.get("midstream") {
@@ -343,109 +342,9 @@ fn without_port(host: &str) -> &str {
     }
 }
 
-/// `2024-03-01T09:00:00.123456789Z` (as [`crate::log::rfc3339`] writes it; fewer fraction digits,
-/// none, or `+00:00` for `Z` are read too). `None` for anything else, and before 1970.
-pub(super) fn parse_rfc3339(s: &str) -> Option<Timestamp> {
-    let b = s.as_bytes();
-    let num = |from: usize, to: usize| -> Option<u64> {
-        let digits = b.get(from..to)?;
-        digits.iter().all(u8::is_ascii_digit).then(|| {
-            digits
-                .iter()
-                .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'))
-        })
-    };
-    let at = |i: usize, allowed: &[u8]| b.get(i).is_some_and(|c| allowed.contains(c));
-    if !(at(4, b"-") && at(7, b"-") && at(10, b"Tt ") && at(13, b":") && at(16, b":")) {
-        return None;
-    }
-    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
-    let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
-    let mut rest = s.get(19..)?;
-    let mut nanos = 0u64;
-    if let Some(fraction) = rest.strip_prefix('.') {
-        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        for (i, d) in fraction.bytes().take(digits).enumerate() {
-            if i < 9 {
-                nanos += u64::from(d - b'0') * 10u64.pow(8 - i as u32);
-            }
-        }
-        rest = &fraction[digits..];
-    }
-    if !matches!(rest, "Z" | "z" | "+00:00" | "-00:00") {
-        return None;
-    }
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let month_days = match month {
-        2 if leap => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        1..=12 => 31,
-        _ => return None,
-    };
-    if year < 1970 || day == 0 || day > month_days || hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
-    secs.checked_mul(1_000_000_000)
-        .and_then(|n| n.checked_add(nanos))
-        .map(Timestamp::from_nanos)
-}
-
-/// (year, month, day) -> days since 1970-01-01, for dates from 1970 (Howard Hinnant's
-/// `days_from_civil`, the inverse of the log's `civil_from_days`).
-fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y / 400;
-    let yoe = y % 400;
-    let mp = if month > 2 { month - 3 } else { month + 9 };
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    (era * 146_097 + doe).saturating_sub(719_468)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::rfc3339;
-
-    #[test]
-    fn times_read_back_what_the_logs_write() {
-        for nanos in [
-            0,
-            951_827_696_500_000_000,
-            1_709_283_600_000_000_000,
-            1_709_283_600_123_456_789,
-            4_102_444_799_999_999_999,
-        ] {
-            let ts = Timestamp::from_nanos(nanos);
-            assert_eq!(parse_rfc3339(&rfc3339(ts)), Some(ts), "{}", rfc3339(ts));
-        }
-        let t = |s| parse_rfc3339(s).map(Timestamp::as_nanos);
-        assert_eq!(t("2024-03-01T09:00:00Z"), Some(1_709_283_600_000_000_000));
-        assert_eq!(
-            t("2024-03-01t09:00:00.5+00:00"),
-            Some(1_709_283_600_500_000_000)
-        );
-        for bad in [
-            "",
-            "2024-03-01",
-            "2024-03-01T09:00:00",
-            "2024-02-30T09:00:00Z",
-            "2023-02-29T00:00:00Z",
-            "1969-12-31T23:59:59Z",
-            "2024-03-01T24:00:00Z",
-            "2024-03-01T09:00:00.Z",
-            "2024-03-01T09:00:00+01:00",
-            "2024-3-01T09:00:00Z",
-            "２０２４-03-01T09:00:00Z",
-        ] {
-            assert_eq!(parse_rfc3339(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn protocol_names_read_back() {

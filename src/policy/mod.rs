@@ -8,6 +8,8 @@
 pub mod action;
 mod compile;
 pub mod parse;
+mod reach;
+mod shadow;
 pub mod terms;
 pub mod until;
 
@@ -18,6 +20,8 @@ use std::path::Path;
 pub use action::{Class, Rate};
 pub use compile::Eval;
 pub use parse::{Cidr, Options, PairPolicy, PolicyError, Proto, Rule, Service, ZoneSel};
+pub use reach::PAYLOAD_KEYS;
+pub use shadow::{LineKind, Shadowed};
 
 use crate::Timestamp;
 use crate::decision::{Reason, Verdict};
