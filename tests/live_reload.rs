@@ -301,3 +301,51 @@ fn a_start_holds_open_connections_to_the_policy() {
         "every line on port 80 arrived across both restarts: {result}\n{err}"
     );
 }
+
+/// `until=`: when a line expires, the flows it passed are held to the policy as it stands then (cut
+/// when no other line allows them), not only new ones: an exception that ends at 18:00 ends at 18:00.
+#[test]
+fn a_rule_that_expires_cuts_the_flows_it_passed() {
+    if !common::root("a_rule_that_expires_cuts_the_flows_it_passed") {
+        return;
+    }
+    let _g = serial();
+    let mut s = gateway_mode();
+    serve(&mut s);
+    s.rules("--apply", "");
+    // 8080 open for the next 6 seconds.
+    let expiry = now().ceil() as u64 + 6;
+    let date = Command::new("date")
+        .args(["-u", "-d", &format!("@{expiry}"), "+%Y-%m-%dT%H:%M:%S"])
+        .output()
+        .unwrap();
+    let until = String::from_utf8(date.stdout).unwrap();
+    let policy = BOTH_OPEN.replace(
+        "ACCEPT loc net tcp 8080",
+        &format!("ACCEPT loc net tcp 8080 until={}", until.trim()),
+    );
+    s.daemon_logged(&policy, "");
+    let client = stream(&s, 12, &[WEB, "8080"]);
+    let _ = finish(client);
+    let got = arrivals(&s);
+    let expiry = expiry as f64;
+    let last_8080 = got[&8080].iter().cloned().fold(0.0, f64::max);
+    assert!(
+        last_8080 > expiry - 1.0,
+        "8080 ran until its line expired ({:.1} s before)",
+        expiry - last_8080
+    );
+    assert!(
+        last_8080 < expiry + 3.0,
+        "the open connection to 8080 is cut within 3 s of the expiry (last line {:.1} s after)",
+        last_8080 - expiry
+    );
+    let err = s.daemon_err();
+    assert!(err.contains("expired"), "{err}");
+    let (code, _, _) = s.curl(&s.server4, 8080, "/");
+    assert_eq!(code, 28, "a new connection to 8080 is dropped");
+    assert!(
+        got[&80].iter().any(|t| *t > expiry + 4.0),
+        "port 80 runs on: {got:?}"
+    );
+}

@@ -33,6 +33,7 @@ use super::{Live, RunConfig};
 use crate::flow::FlowKey;
 use crate::inspect::Payload;
 use crate::packet::{Packet, Transport};
+use crate::policy::until::{self, Expiry};
 use crate::rules::Marks;
 use crate::{Action, Decision, Engine, Policy, Reason, Timestamp, Verdict};
 
@@ -339,7 +340,23 @@ struct Trial {
 /// policy being tried that is not confirmed in time is given up: `--policy` is read again.
 pub(super) fn serve(live: &Live, requests: &Receiver<Request>, cfg: &RunConfig) {
     let mut trial: Option<Trial> = None;
+    let mut expiry: Option<Expiry> = None;
     while !live.stop.load(Relaxed) {
+        // A line of the policy in force expired (`until=`): the flows it passed are held to the
+        // policy as it stands now, as a reload would, so that an exception ends when it says.
+        let now = live.unix_now();
+        if let Some(at) = expiry
+            && now.as_nanos() / 1_000_000_000 >= at
+        {
+            eprintln!(
+                "outgate: a line expired at {} (until=): holding the kernel's flows to the policy as it stands",
+                until::show(at)
+            );
+            let in_force = live.policy.load();
+            let outcome = hold_and_report(live, &in_force.engine, false, "expiry");
+            live.metrics.record_reload(outcome);
+        }
+        expiry = live.policy.load().engine.policy().next_expiry(now);
         let wait = trial.as_ref().map_or(Duration::from_millis(200), |t| {
             t.until
                 .saturating_duration_since(Instant::now())

@@ -237,6 +237,17 @@ impl Policy {
             .map(|c| c.name.as_str())
     }
 
+    /// The first moment after `now` (Unix time) at which a line expires, as Unix seconds.
+    pub fn next_expiry(&self, now: Timestamp) -> Option<until::Expiry> {
+        let now = now.as_nanos() / 1_000_000_000;
+        self.parsed
+            .rules
+            .iter()
+            .filter_map(|r| r.until)
+            .filter(|&u| u > now)
+            .min()
+    }
+
     /// For `check`: the lines with `until=` that have expired by `now` (Unix time), and those that expire
     /// within a week, one line each; empty when there are none.
     pub fn expiry_notes(&self, now: Timestamp) -> String {

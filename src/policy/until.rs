@@ -1,10 +1,11 @@
-//! `until=`: a rule that expires. After its moment the line no longer matches: live from then on, for
-//! new flows (flows it decided before keep their verdict until a reload decides them again); in replay
-//! by the capture's time.
+//! `until=`: a rule that expires. After its moment the line no longer matches: live from then on (the
+//! daemon holds the kernel's flows to the policy at that moment, cutting those only the line allowed);
+//! in replay by the capture's time.
 //!
 //! ```text
 //! until=2026-12-31             the rule holds through that day: it expires at 2027-01-01T00:00Z
 //! until=2026-12-31T18:00       it expires at 18:00 UTC that day
+//! until=2026-12-31T18:00:30    ... 30 seconds later
 //! until=2026-12-31T18:00+01:00 ... at 18:00 in UTC+1
 //! ```
 //!
@@ -20,7 +21,7 @@ pub type Expiry = u64;
 pub fn parse(value: &str) -> Result<Expiry, String> {
     let bad = || {
         format!(
-            "'{value}' is not a date (expected YYYY-MM-DD, or YYYY-MM-DDTHH:MM with an optional Z or +HH:MM offset; UTC)"
+            "'{value}' is not a date (expected YYYY-MM-DD, or YYYY-MM-DDTHH:MM[:SS] with an optional Z or +HH:MM offset; UTC)"
         )
     };
     let (date, time) = match value.split_once(['T', 't']) {
@@ -68,24 +69,35 @@ pub fn parse(value: &str) -> Result<Expiry, String> {
     } else {
         (time, 0)
     };
-    let (h, min) = clock.split_once(':').ok_or_else(bad)?;
-    let (h, min) = (
+    let mut fields = clock.split(':');
+    let (Some(h), Some(min), sec, None) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return Err(bad());
+    };
+    let (h, min, sec) = (
         number(h, 2).ok_or_else(bad)?,
         number(min, 2).ok_or_else(bad)?,
+        sec.map_or(Some(0), |s| number(s, 2)).ok_or_else(bad)?,
     );
-    if h > 23 || min > 59 {
+    if h > 23 || min > 59 || sec > 59 {
         return Err(bad());
     }
-    let local = (day_start + h * 3600 + min * 60) as i64;
+    let local = (day_start + h * 3600 + min * 60 + sec) as i64;
     u64::try_from(local - offset).map_err(|_| bad())
 }
 
-/// `2026-12-31T18:00Z`, for messages.
+/// `2026-12-31T18:00Z` (`18:00:30Z` when there are seconds), for messages.
 pub fn show(at: Expiry) -> String {
     let (days, rem) = (at / 86_400, at % 86_400);
     let (y, m, d) = civil_from_days(days);
+    let seconds = if rem % 60 == 0 {
+        String::new()
+    } else {
+        format!(":{:02}", rem % 60)
+    };
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}Z",
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}{seconds}Z",
         rem / 3600,
         rem % 3600 / 60
     )
@@ -105,6 +117,10 @@ mod tests {
         );
         assert_eq!(parse("2026-12-31T18:00"), Ok(1_798_675_200 + 18 * 3600));
         assert_eq!(parse("2026-12-31T18:00Z"), Ok(1_798_675_200 + 18 * 3600));
+        assert_eq!(
+            parse("2026-12-31T18:00:30Z"),
+            Ok(1_798_675_200 + 18 * 3600 + 30)
+        );
         assert_eq!(
             parse("2026-12-31T18:00+01:00"),
             Ok(1_798_675_200 + 17 * 3600)
@@ -127,6 +143,9 @@ mod tests {
             "26-12-31",
             "2026-12-31T25:00",
             "2026-12-31T18",
+            "2026-12-31T18:00:60",
+            "2026-12-31T18:00:00:00",
+            "2026-12-31T18:00:5",
             "2026/12/31",
             "2026-12-31T18:00+1",
             "tomorrow",
