@@ -381,7 +381,7 @@ fn rules_mark_mask_and_limit_per_source() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let text = stdout(&o);
     for needle in [
-        "--comment \"outgate ruleset: mode=host queues=0 fail=closed mark-mask=0x7000 limit=2/second burst=9\"",
+        "--comment \"outgate ruleset: mode=host queues=0 fail=closed mark-mask=0x7000 class-mask=0x78000 limit=2/second burst=9\"",
         "-A OUTGATE -m mark --mark 0x4000/0x7000 -j RETURN\n",
         "--hashlimit-above 2/sec --hashlimit-burst 9 --hashlimit-mode srcip --hashlimit-name outgate4 -j DROP\n",
         "--hashlimit-name outgate6 -j DROP\n",

@@ -216,8 +216,8 @@ fn installed_reads_the_ruleset_back() {
     };
     assert_eq!(ns.child("installed"), format!("{:?}", Some(expected)));
 
-    let description = "outgate ruleset: mode=gateway queues=3 fail=open mark-mask=0x7000 lan=br+ \
-                       wan=wan0 limit=5/second burst=9";
+    let description = "outgate ruleset: mode=gateway queues=3 fail=open mark-mask=0x7000 \
+                       class-mask=0x78000 lan=br+ wan=wan0 limit=5/second burst=9";
     ns.ok(
         "ip6tables",
         &[
@@ -274,9 +274,9 @@ fn run_refuses_a_ruleset_made_for_other_settings() {
         "the installed ruleset (iptables, host mode) does not match this daemon",
         "queues: the ruleset sends to 0-3, this daemon binds 0\n",
         "start the daemon as the ruleset expects: outgate run --queues 0-3 --fail-closed \
-         --mark-mask 0xf00",
+         --mark-mask 0xf00 --class-mask 0xf000",
         "or make the ruleset match the daemon: outgate rules --apply --mode host --queues 0 \
-         --fail-closed --mark-mask 0xf00\n",
+         --fail-closed --mark-mask 0xf00 --class-mask 0xf000\n",
     ] {
         assert!(stderr.contains(needle), "missing {needle:?} in\n{stderr}");
     }
@@ -455,7 +455,7 @@ fn apply_refuses_rules_that_write_into_outgates_mark_bits() {
             take_away: vec![("ip", "rule del not fwmark 0xca6c table 51820".into())],
             words: vec![
                 "ip rule: `32765: not from all fwmark 0xca6c lookup 51820`".into(),
-                "mark bits 0xa00".into(),
+                "mark bits 0xca00".into(),
             ],
             free: "0xf0000",
             in_0xf000_too: true,
@@ -490,7 +490,7 @@ fn apply_refuses_rules_that_write_into_outgates_mark_bits() {
                 format!("-t mangle {}", save.replacen("-A", "-D", 1)),
             )],
             words: vec![format!(
-                "ip6tables mangle PREROUTING: `{save}` writes conntrack-mark bits 0xf00"
+                "ip6tables mangle PREROUTING: `{save}` writes conntrack-mark bits 0x3f00"
             )],
             free: "0xf0000",
             in_0xf000_too: true,
@@ -1126,7 +1126,11 @@ fn child_action(action: &str) -> String {
                 force,
             ))
         }
-        ["remove"] => outcome(remove()),
+        ["remove"] => match remove() {
+            Ok(notes) if notes.is_empty() => "ok".to_string(),
+            Ok(notes) => format!("ok, {}", notes.join(" | ")),
+            Err(e) => format!("error: {e}"),
+        },
         ["ensure-first", mode, queues, fail, lan, wan] => {
             let name = |w: &str| (w != "-").then(|| w.to_string());
             let cfg = RulesConfig {
