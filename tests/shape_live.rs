@@ -1,0 +1,712 @@
+//! SHAPE in the kernel, live, without a daemon: `outgate rules --apply --policy FILE` in network
+//! namespaces, real transfers measured through it.
+//!
+//! A flow is made "decided by the daemon" with a test-only mangle rule that writes what the daemon's
+//! verdict leaves in the conntrack mark (ACCEPT in the verdict bits, the class value in the class bits)
+//! on the flow's first packet, before outgate's chain sees it; the rule is added after `--apply`, whose
+//! collision check would rightly refuse it. Then curl downloads (GET) and uploads (PUT) through the
+//! filter, and its speed and tc's byte counters are compared with the class's rate.
+//!
+//! Root only: without root each test says it was skipped (in CI it fails).
+
+mod common;
+
+use std::path::Path;
+
+use common::{Lab, Setup, gateway_mode, host_mode, outgate_bin, serial};
+use outgate::rules::{Marks, RulesConfig, ShapeBackend, ShapeClass, Shaping};
+
+/// `option shape-rate` makes class `slow` (index 0, class value 1, tc class 1:11); `bulk` is index 1.
+const POLICY: &str = "\
+option shape-rate 2mbit
+class bulk 500kbit
+policy loc net ACCEPT
+";
+
+const SLOW: f64 = 2_000_000.0 / 8.0;
+const BULK: f64 = 500_000.0 / 8.0;
+
+const UPDOWN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/updown.py");
+
+/// Server ports, each marked as one kind of decided flow by [`mark_flows`].
+const SLOW_PORT: u16 = 8001;
+const BULK_PORT: u16 = 8002;
+const ACCEPT_PORT: u16 = 8003;
+
+/// The ports' conntrack marks: ACCEPT with class `slow`, with class `bulk`, and with no class.
+fn port_marks() -> [(u16, u32); 3] {
+    let m = Marks::DEFAULT;
+    let accept = m.verdict(outgate::Verdict::Accept);
+    [
+        (SLOW_PORT, accept | m.class_value(0)),
+        (BULK_PORT, accept | m.class_value(1)),
+        (ACCEPT_PORT, accept),
+    ]
+}
+
+/// The gateway's or the host's interfaces: (--lan, --wan) from a setup's `extra`, or host mode's one.
+fn devices(s: &Setup) -> (Option<String>, String) {
+    let words: Vec<&str> = s.extra.split_whitespace().collect();
+    match words.as_slice() {
+        ["--lan", lan, "--wan", wan] => (Some(lan.to_string()), wan.to_string()),
+        _ => panic!("unexpected setup options {:?}", s.extra),
+    }
+}
+
+/// The client's interface in host mode (the client is where the ruleset runs).
+fn host_device(s: &Setup) -> String {
+    let out = s.lab.sh(&s.client, "ip -o link show");
+    out.lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|name| name.split('@').next().unwrap_or(name).to_string())
+        .find(|name| name != "lo")
+        .expect("the client's veth")
+}
+
+/// Files to transfer, in `www` of the lab: ~4 s at each class's rate, and a large one.
+fn files(lab: &Lab) -> std::path::PathBuf {
+    let dir = lab.dir.path().join("www");
+    std::fs::create_dir_all(&dir).expect("www");
+    for (name, size) in [("slow", 1_000_000), ("bulk", 250_000), ("big", 20_000_000)] {
+        std::fs::write(dir.join(name), vec![b'x'; size]).expect("file");
+    }
+    dir
+}
+
+fn serve(s: &mut Setup, dir: &Path) {
+    let server = s.server.clone();
+    s.lab.spawn(
+        &server,
+        &format!(
+            "python3 {UPDOWN} {} {SLOW_PORT} {BULK_PORT} {ACCEPT_PORT}",
+            dir.display()
+        ),
+    );
+    for port in [SLOW_PORT, BULK_PORT, ACCEPT_PORT] {
+        s.lab.wait_listening(&server, "tcp", port);
+    }
+}
+
+/// The test-only rule: a new flow to each port gets its conntrack mark, in `table`'s `chain` (mangle
+/// PREROUTING on a gateway, OUTPUT on a host), both families.
+fn mark_flows(lab: &Lab, ns: &str, chain: &str, action: &str) {
+    for tool in ["iptables", "ip6tables"] {
+        for (port, mark) in port_marks() {
+            lab.sh(
+                ns,
+                &format!(
+                    "{tool} -t mangle {action} {chain} -p tcp --dport {port} -m conntrack --ctstate NEW \
+                     -j CONNMARK --set-xmark {mark:#x}/0xff00"
+                ),
+            );
+        }
+    }
+}
+
+fn rules(s: &Setup, extra: &str, options: &str) -> std::process::Output {
+    s.lab.try_sh(
+        &s.filter,
+        &format!(
+            "{} rules --mode {} {extra} {options}",
+            outgate_bin(),
+            s.mode
+        ),
+    )
+}
+
+fn ok(o: std::process::Output) -> String {
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// What outgate may leave behind in `ns`: every qdisc and class, and both families' tables (without
+/// counters, and without tables that filter nothing, which the tools make on first use).
+fn traces(lab: &Lab, ns: &str) -> String {
+    let mut all = lab.sh(
+        ns,
+        "tc qdisc show; for d in $(ls /sys/class/net); do tc class show dev $d; done",
+    );
+    for save in ["iptables-save", "ip6tables-save"] {
+        let mut table = String::new();
+        let mut filters = false;
+        for line in lab.sh(ns, save).lines() {
+            if line.starts_with('#') {
+                continue;
+            }
+            let line = match line.find(" [") {
+                Some(at) if line.starts_with(':') => &line[..at],
+                _ => line,
+            };
+            table.push_str(line);
+            table.push('\n');
+            filters |= !(line.starts_with('*')
+                || line == "COMMIT"
+                || (line.starts_with(':') && line.ends_with(" ACCEPT")));
+            if line == "COMMIT" {
+                if filters {
+                    all.push_str(&table);
+                }
+                table.clear();
+                filters = false;
+            }
+        }
+    }
+    all
+}
+
+/// Bytes tc's class `id` on `dev` has sent.
+fn class_bytes(lab: &Lab, ns: &str, dev: &str, id: &str) -> u64 {
+    let out = lab.sh(ns, &format!("tc -s class show dev {dev} classid {id}"));
+    out.split_whitespace()
+        .skip_while(|w| *w != "Sent")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no byte counter for {dev} {id}:\n{out}"))
+}
+
+/// A transfer from the client: (bytes per second, bytes), as curl measured it.
+fn transfer(s: &Setup, url: &str, upload: Option<&str>) -> (f64, u64) {
+    let (what, size, speed) = match upload {
+        Some(file) => (
+            format!("-H Expect: -T {file}"),
+            "size_upload",
+            "speed_upload",
+        ),
+        None => (String::new(), "size_download", "speed_download"),
+    };
+    let o = s.lab.try_sh(
+        &s.client,
+        &format!("curl -sS --max-time 30 -o /dev/null {what} -w '%{{{speed}}} %{{{size}}}' {url}"),
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "curl {url}: {out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut words = out.split_whitespace().map(|w| w.parse::<f64>());
+    match (words.next(), words.next()) {
+        (Some(Ok(speed)), Some(Ok(bytes))) => (speed, bytes as u64),
+        _ => panic!("curl {url}: unexpected output {out:?}"),
+    }
+}
+
+fn url(host: &str, port: u16, path: &str) -> String {
+    if host.contains(':') {
+        format!("http://[{host}]:{port}/{path}")
+    } else {
+        format!("http://{host}:{port}/{path}")
+    }
+}
+
+/// One measured transfer through class `id` on `dev`: its speed is within 0.8-1.2 of `rate` (bytes per
+/// second) and the class counted about the bytes it carried (headers add a few percent).
+#[allow(clippy::too_many_arguments)]
+fn shaped(s: &Setup, what: &str, url: &str, upload: Option<&str>, dev: &str, id: &str, rate: f64) {
+    let before = class_bytes(&s.lab, &s.filter, dev, id);
+    let (speed, bytes) = transfer(s, url, upload);
+    let counted = class_bytes(&s.lab, &s.filter, dev, id) - before;
+    eprintln!(
+        "{what}: {speed:.0} B/s ({:.2} of the class's rate), {bytes} bytes, class {id} on {dev} counted {counted}",
+        speed / rate
+    );
+    assert!(
+        (0.8 * rate..=1.2 * rate).contains(&speed),
+        "{what}: {speed:.0} B/s, the class's rate is {rate:.0} B/s"
+    );
+    assert!(
+        counted >= bytes && (counted as f64) <= 1.2 * bytes as f64,
+        "{what}: class {id} on {dev} counted {counted} bytes for a transfer of {bytes}"
+    );
+}
+
+/// An unshaped transfer: many times the slow class's rate, and class `id` on `dev` did not carry it.
+fn unshaped(s: &Setup, what: &str, url: &str, upload: Option<&str>, dev: &str, id: &str) {
+    let before = class_bytes(&s.lab, &s.filter, dev, id);
+    let (speed, bytes) = transfer(s, url, upload);
+    let counted = class_bytes(&s.lab, &s.filter, dev, id) - before;
+    eprintln!(
+        "{what}: {speed:.0} B/s ({:.1} times the slow class's rate), {bytes} bytes",
+        speed / SLOW
+    );
+    assert!(speed > 10.0 * SLOW, "{what}: only {speed:.0} B/s");
+    assert!(
+        counted < bytes / 10,
+        "{what}: class {id} on {dev} carried {counted} bytes of it"
+    );
+}
+
+/// Gateway mode: a download leaves by --lan and an upload by --wan, each shaped there to its class's
+/// rate; an accepted flow without class, and the same transfers, run at full speed. IPv4 and IPv6.
+/// `--remove` leaves no qdisc, class, chain or rule behind.
+#[test]
+fn gateway_shapes_downloads_on_the_lan_side_and_uploads_on_the_wan_side() {
+    if !common::root("gateway_shapes_downloads_on_the_lan_side_and_uploads_on_the_wan_side") {
+        return;
+    }
+    let _g = serial();
+    let mut s = gateway_mode();
+    let (lan, wan) = devices(&s);
+    let lan = lan.expect("gateway mode has --lan");
+    let dir = files(&s.lab);
+    serve(&mut s, &dir);
+    let policy = s.lab.write("policy.rules", POLICY);
+    let before = traces(&s.lab, &s.filter);
+    let extra = s.extra.clone();
+    ok(rules(
+        &s,
+        &extra,
+        &format!("--policy {} --link-rate 1gbit --apply", policy.display()),
+    ));
+    let applied = traces(&s.lab, &s.filter);
+    for needle in [
+        &format!("qdisc htb 1: dev {lan} root"),
+        &format!("qdisc htb 1: dev {wan} root"),
+        "class htb 1:11 parent 1:1 leaf 11: prio 0 rate 2Mbit ceil 2Mbit",
+        "class htb 1:12 parent 1:1 leaf 12: prio 0 rate 500Kbit ceil 500Kbit",
+        &format!(
+            "-A POSTROUTING -o {lan} -j OUTGATE-SHAPE\n-A POSTROUTING -o {wan} -j OUTGATE-SHAPE\n"
+        ),
+        "-A OUTGATE-SHAPE -m connmark --mark 0x1100/0xff00 -j CLASSIFY --set-class 0001:0011\n",
+    ] {
+        assert!(applied.contains(needle), "missing {needle:?} in\n{applied}");
+    }
+    // Idempotent: a second apply changes nothing (not even tc's classes).
+    ok(rules(
+        &s,
+        &extra,
+        &format!("--policy {} --link-rate 1gbit --apply", policy.display()),
+    ));
+    assert_eq!(
+        traces(&s.lab, &s.filter),
+        applied,
+        "a second apply changed something"
+    );
+
+    mark_flows(&s.lab, &s.filter, "PREROUTING", "-A");
+    let (v4, v6) = (s.server4.clone(), s.server6.clone());
+    let up = dir.join("slow");
+    let up = up.to_str().expect("UTF-8 path");
+    let bulk_up = dir.join("bulk");
+    let bulk_up = bulk_up.to_str().expect("UTF-8 path");
+    shaped(
+        &s,
+        "slow download, IPv4",
+        &url(&v4, SLOW_PORT, "slow"),
+        None,
+        &lan,
+        "1:11",
+        SLOW,
+    );
+    shaped(
+        &s,
+        "bulk download, IPv6",
+        &url(&v6, BULK_PORT, "bulk"),
+        None,
+        &lan,
+        "1:12",
+        BULK,
+    );
+    shaped(
+        &s,
+        "slow upload, IPv6",
+        &url(&v6, SLOW_PORT, "up"),
+        Some(up),
+        &wan,
+        "1:11",
+        SLOW,
+    );
+    shaped(
+        &s,
+        "bulk upload, IPv4",
+        &url(&v4, BULK_PORT, "up"),
+        Some(bulk_up),
+        &wan,
+        "1:12",
+        BULK,
+    );
+    let big = dir.join("big");
+    let big = big.to_str().expect("UTF-8 path");
+    unshaped(
+        &s,
+        "accepted download",
+        &url(&v4, ACCEPT_PORT, "big"),
+        None,
+        &lan,
+        "1:11",
+    );
+    unshaped(
+        &s,
+        "accepted upload",
+        &url(&v6, ACCEPT_PORT, "up"),
+        Some(big),
+        &wan,
+        "1:11",
+    );
+
+    // The generated mangle text is what iptables-save shows.
+    let cfg = RulesConfig {
+        mode: outgate::rules::Mode::Gateway,
+        lan: Some(lan.clone()),
+        wan: Some(wan.clone()),
+        shaping: Some(Shaping {
+            classes: vec![
+                ShapeClass {
+                    name: "slow".into(),
+                    rate: outgate::policy::Rate(2_000_000),
+                },
+                ShapeClass {
+                    name: "bulk".into(),
+                    rate: outgate::policy::Rate(500_000),
+                },
+            ],
+            link_rate: outgate::policy::Rate(1_000_000_000),
+            backend: ShapeBackend::Classify,
+        }),
+        ..RulesConfig::default()
+    };
+    let text = outgate::rules::iptables_restore(&cfg, outgate::rules::Family::V4).expect("valid");
+    let generated: Vec<String> = text
+        .lines()
+        .skip_while(|l| *l != "*mangle")
+        .take_while(|l| *l != "COMMIT")
+        .filter_map(|l| match l.strip_prefix("-I POSTROUTING ") {
+            Some(rest) => Some(format!("-A POSTROUTING {}", rest.split_once(' ')?.1)),
+            None => l.starts_with("-A ").then(|| l.to_string()),
+        })
+        .collect();
+    let saved: Vec<String> = s
+        .lab
+        .sh(&s.filter, "iptables-save -t mangle")
+        .lines()
+        .filter(|l| l.contains("OUTGATE-SHAPE") && l.starts_with("-A "))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(saved, generated);
+
+    mark_flows(&s.lab, &s.filter, "PREROUTING", "-D");
+    let notes = ok(rules(&s, &extra, "--remove"));
+    assert!(notes.is_empty(), "{notes}");
+    assert_eq!(
+        traces(&s.lab, &s.filter),
+        before,
+        "--remove left something behind"
+    );
+}
+
+/// Host mode: what this host sends leaves by --wan, so an upload is shaped and a download is not (that
+/// takes an IFB device: `--shape-backend ifb` prints it). Shaping in host mode without --wan is refused.
+#[test]
+fn host_shapes_uploads_on_its_wan() {
+    if !common::root("host_shapes_uploads_on_its_wan") {
+        return;
+    }
+    let _g = serial();
+    let mut s = host_mode();
+    let wan = host_device(&s);
+    let dir = files(&s.lab);
+    serve(&mut s, &dir);
+    let policy = s.lab.write("policy.rules", POLICY);
+    let before = traces(&s.lab, &s.filter);
+    let o = rules(&s, "", &format!("--policy {} --apply", policy.display()));
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("shaping in host mode needs --wan"), "{err}");
+    assert_eq!(
+        traces(&s.lab, &s.filter),
+        before,
+        "a refused apply changed something"
+    );
+
+    let extra = format!("--wan {wan}");
+    ok(rules(
+        &s,
+        &extra,
+        &format!("--policy {} --apply", policy.display()),
+    ));
+    mark_flows(&s.lab, &s.filter, "OUTPUT", "-A");
+    let v4 = s.server4.clone();
+    let up = dir.join("slow");
+    let up = up.to_str().expect("UTF-8 path");
+    let big = dir.join("big");
+    let big = big.to_str().expect("UTF-8 path");
+    shaped(
+        &s,
+        "slow upload",
+        &url(&v4, SLOW_PORT, "up"),
+        Some(up),
+        &wan,
+        "1:11",
+        SLOW,
+    );
+    unshaped(
+        &s,
+        "accepted upload",
+        &url(&v4, ACCEPT_PORT, "up"),
+        Some(big),
+        &wan,
+        "1:11",
+    );
+    let (speed, _) = transfer(&s, &url(&v4, SLOW_PORT, "big"), None);
+    eprintln!(
+        "slow download in host mode: {speed:.0} B/s (not shaped: only its ACKs leave by --wan)"
+    );
+    assert!(
+        speed > 10.0 * SLOW,
+        "a download in host mode: {speed:.0} B/s"
+    );
+
+    mark_flows(&s.lab, &s.filter, "OUTPUT", "-D");
+    ok(rules(&s, &extra, "--remove"));
+    assert_eq!(
+        traces(&s.lab, &s.filter),
+        before,
+        "--remove left something behind"
+    );
+}
+
+/// A root qdisc outgate did not make is never replaced nor deleted: `--apply` refuses to shape that
+/// device (and changes nothing), `--remove` leaves it and says so. A later `--apply` with fewer classes
+/// takes the extra class away, and one without `--policy` all of outgate's traffic control.
+#[test]
+fn foreign_root_qdiscs_are_left_alone() {
+    if !common::root("foreign_root_qdiscs_are_left_alone") {
+        return;
+    }
+    let s = gateway_mode();
+    let (lan, wan) = devices(&s);
+    let lan = lan.expect("gateway mode has --lan");
+    let extra = s.extra.clone();
+    let policy = s.lab.write("policy.rules", POLICY);
+    let apply = format!("--policy {} --apply", policy.display());
+    let tbf =
+        format!("tc qdisc replace dev {wan} root handle 5: tbf rate 1mbit burst 10k latency 50ms");
+    s.lab.sh(&s.filter, &tbf);
+    let before = traces(&s.lab, &s.filter);
+    let o = rules(&s, &extra, &apply);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "refusing to shape {wan}: its root qdisc is not outgate's (`qdisc tbf 5: root"
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        traces(&s.lab, &s.filter),
+        before,
+        "a refused apply changed something"
+    );
+
+    s.lab.sh(&s.filter, &format!("tc qdisc del dev {wan} root"));
+    ok(rules(&s, &extra, &apply));
+    s.lab.sh(&s.filter, &tbf);
+    let notes = ok(rules(&s, &extra, "--remove"));
+    assert!(
+        notes.contains(&format!("left the root qdisc of {wan} (`qdisc tbf 5: root")),
+        "{notes}"
+    );
+    let left = s.lab.sh(&s.filter, "tc qdisc show");
+    assert!(
+        left.contains(&format!("qdisc tbf 5: dev {wan} root")),
+        "{left}"
+    );
+    assert!(!left.contains("htb"), "{left}");
+    s.lab.sh(&s.filter, &format!("tc qdisc del dev {wan} root"));
+
+    // Fewer classes: the extra one goes; no --policy: all of it, and the mangle chain.
+    ok(rules(&s, &extra, &apply));
+    let one = s
+        .lab
+        .write("one.rules", "class bulk 500kbit\npolicy loc net ACCEPT\n");
+    ok(rules(
+        &s,
+        &extra,
+        &format!("--policy {} --apply", one.display()),
+    ));
+    let classes = s.lab.sh(&s.filter, &format!("tc class show dev {lan}"));
+    assert!(
+        classes.contains("class htb 1:11 parent 1:1 leaf 11: prio 0 rate 500Kbit"),
+        "{classes}"
+    );
+    assert!(!classes.contains("1:12"), "{classes}");
+    let plain = s.lab.try_sh(
+        &s.filter,
+        &format!("{} rules --mode gateway {extra}", outgate_bin()),
+    );
+    let plain = String::from_utf8_lossy(&plain.stdout).into_owned();
+    ok(rules(&s, &extra, "--apply"));
+    let after = traces(&s.lab, &s.filter);
+    assert!(
+        !after.contains("htb") && !after.contains("OUTGATE-SHAPE"),
+        "{after}"
+    );
+    assert!(
+        after.contains("-A FORWARD -i"),
+        "the ruleset itself stays:\n{after}"
+    );
+    assert!(!plain.contains("mangle"), "{plain}");
+    ok(rules(&s, &extra, "--remove"));
+}
+
+/// All or nothing: when a tc command fails halfway (a `tc` in PATH that fails on class 1:12), `--apply`
+/// puts iptables and traffic control back as they were: nothing, or an earlier apply's tree.
+#[test]
+fn a_failing_tc_puts_everything_back() {
+    if !common::root("a_failing_tc_puts_everything_back") {
+        return;
+    }
+    let s = gateway_mode();
+    let extra = s.extra.clone();
+    let policy = s.lab.write("policy.rules", POLICY);
+    let fake = s.lab.dir.path().join("bin");
+    std::fs::create_dir_all(&fake).expect("bin");
+    let real = common::run("command -v tc");
+    std::fs::write(
+        fake.join("tc"),
+        format!(
+            "#!/bin/sh\ncase \"$*\" in *\"classid 1:12 \"*) echo 'RTNETLINK answers: injected' >&2; exit 2;; esac\nexec {} \"$@\"\n",
+            real.trim()
+        ),
+    )
+    .expect("fake tc");
+    common::run(&format!("chmod +x {}/tc", fake.display()));
+    let failing = |options: &str| {
+        s.lab.try_sh(
+            &s.filter,
+            &format!(
+                "PATH={}:$PATH {} rules --mode gateway {extra} {options}",
+                fake.display(),
+                outgate_bin()
+            ),
+        )
+    };
+    let apply = format!("--policy {} --apply", policy.display());
+    for earlier in ["", "--policy ONE --link-rate 100mbit --apply"] {
+        if earlier.is_empty() {
+            ok(rules(&s, &extra, "--apply"));
+        } else {
+            let one = s.lab.write(
+                "one.rules",
+                "option shape-rate 3mbit\npolicy loc net ACCEPT\n",
+            );
+            ok(rules(
+                &s,
+                &extra,
+                &earlier.replace("ONE", one.to_str().expect("UTF-8")),
+            ));
+        }
+        let before = traces(&s.lab, &s.filter);
+        let o = failing(&apply);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("classid 1:12") && err.contains("injected"),
+            "{err}"
+        );
+        assert_eq!(
+            traces(&s.lab, &s.filter),
+            before,
+            "after {earlier:?}, a failed apply did not put everything back"
+        );
+    }
+    ok(rules(&s, &extra, "--remove"));
+}
+
+/// The setups printed for other kernels (`--shape-backend fw|cake|ifb`) parse here as far as this
+/// kernel allows: every tc command either runs, or is refused by the kernel for lack of the module the
+/// backend is for (cls_fw, sch_cake, act_ctinfo), never by tc's parser; their iptables text passes
+/// `iptables-restore --test`. `--apply` with them is refused. The check catches a misspelt command.
+#[test]
+fn printed_backends_parse_here() {
+    if !common::root("printed_backends_parse_here") {
+        return;
+    }
+    let s = host_mode();
+    let wan = host_device(&s);
+    let policy = s.lab.write("policy.rules", POLICY);
+    let kernel_lacks = |err: &str| {
+        [
+            "Error: TC classifier not found.",
+            "Error: Specified qdisc kind is unknown.",
+            "Error: Failed to load TC action module.",
+        ]
+        .iter()
+        .any(|known| err.starts_with(known))
+    };
+    let mut ran = Vec::new();
+    for backend in ["classify", "fw", "cake", "ifb"] {
+        let print = format!(
+            "--wan {wan} --policy {} --shape-backend {backend}",
+            policy.display()
+        );
+        let o = rules(&s, &print, "");
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "{backend}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        // The ruleset's two families, each checked by its restore tool.
+        let (v4, rest) = text.split_once("\n\n").expect("IPv4, IPv6 and tc parts");
+        let (v6, tc) = rest.split_once("\n# Traffic control").expect("a tc part");
+        let tc = tc.split_once('\n').map_or("", |(_, commands)| commands);
+        for (tool, part) in [("iptables-restore", v4), ("ip6tables-restore", v6)] {
+            let file = s.lab.write("restore.txt", &format!("{part}\n"));
+            s.lab.sh(
+                &s.filter,
+                &format!("{tool} --test --noflush < {}", file.display()),
+            );
+        }
+        let mut refused = 0;
+        for line in tc
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
+            let o = s.lab.try_sh(&s.filter, line);
+            let err = String::from_utf8_lossy(&o.stderr).into_owned();
+            if !o.status.success() {
+                assert!(kernel_lacks(&err), "{backend}: `{line}` failed: {err}");
+                refused += 1;
+            }
+        }
+        ran.push((backend, refused));
+        // Back to nothing for the next backend.
+        let _ = s.lab.try_sh(
+            &s.filter,
+            &format!(
+                "tc qdisc del dev {wan} root; tc qdisc del dev {wan} ingress; ip link del ifb4{wan}"
+            ),
+        );
+        if backend != "classify" {
+            let o = rules(&s, &print, "--apply");
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(1), "{backend}: {err}");
+            assert!(
+                err.contains(&format!(
+                    "--shape-backend {backend} is printed, not applied"
+                )),
+                "{err}"
+            );
+        }
+    }
+    eprintln!("commands the kernel refused for a missing module, by backend: {ran:?}");
+    assert_eq!(
+        ran,
+        [("classify", 0), ("fw", 2), ("cake", 1), ("ifb", 5)],
+        "classify runs whole; fw lacks its 2 filters, cake its qdisc, ifb ctinfo and 4 fw filters"
+    );
+    // The check fails on what tc itself cannot read.
+    let o = s.lab.try_sh(
+        &s.filter,
+        &format!("tc qdisc replace dev {wan} root cake bandwidthh 1gbit"),
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!kernel_lacks(&err), "{err}");
+}
