@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use outgate::Verdict;
 use outgate::rules::{
-    Backend, Family, Installed, Marks, Mode, RulesConfig, SourceLimit, apply, ensure_first,
-    installed, nft, remove,
+    Backend, Family, Installed, Marks, Mode, RulesConfig, ShapeBackend, ShapeClass, Shaping,
+    SourceLimit, apply, ensure_first, installed, nft, remove,
 };
 
 const M: Marks = Marks::DEFAULT;
@@ -959,6 +959,32 @@ fn nft_rulesets_pass_nft_check() {
             ..RulesConfig::default()
         },
     ];
+    // Shaping: the class saved with the accept, and each backend's shape chain.
+    let shaped = |backend: ShapeBackend| RulesConfig {
+        mode: Mode::Gateway,
+        lan: Some("lan0".into()),
+        wan: Some("wan0".into()),
+        marks: "0x7000".parse().expect("valid"),
+        shaping: Some(Shaping {
+            classes: vec![
+                ShapeClass {
+                    name: "slow".into(),
+                    rate: outgate::policy::Rate(2_000_000),
+                },
+                ShapeClass {
+                    name: "bulk".into(),
+                    rate: outgate::policy::Rate(500_000),
+                },
+            ],
+            link_rate: outgate::policy::Rate(100_000_000),
+            backend,
+        }),
+        ..host("0", false)
+    };
+    let configs: Vec<RulesConfig> = configs
+        .into_iter()
+        .chain(ShapeBackend::ALL.map(shaped))
+        .collect();
     for cfg in &configs {
         let text = nft(cfg).expect("valid config");
         if let Err(e) = nft_check(&ns, &text) {
@@ -977,6 +1003,16 @@ fn nft_rulesets_pass_nft_check() {
     ] {
         assert!(good.contains(from), "{from:?} not in the text");
         let bad = good.replacen(from, to, 1);
+        assert!(nft_check(&ns, &bad).is_err(), "not caught: {to:?}");
+    }
+    let shaped = nft(&configs[configs.len() - ShapeBackend::ALL.len()]).expect("valid config");
+    for (from, to) in [
+        ("meta priority set 1:11", "meta priority set 1:1x"),
+        ("jump classes", "jump classez"),
+        ("priority mangle;", "priority mangled;"),
+    ] {
+        assert!(shaped.contains(from), "{from:?} not in the text");
+        let bad = shaped.replacen(from, to, 1);
         assert!(nft_check(&ns, &bad).is_err(), "not caught: {to:?}");
     }
     assert_eq!(ns.nft_ruleset(), ruleset, "nft -c changed the ruleset");

@@ -124,13 +124,18 @@ fn ok(o: std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// What outgate may leave behind in `ns`: every qdisc and class, and both families' tables (without
-/// counters, and without tables that filter nothing, which the tools make on first use).
+/// What outgate may leave behind in `ns`: every qdisc and class (sorted: tc lists them in the order of
+/// its hash tables, which a delete and re-create changes), and both families' tables (without counters,
+/// and without tables that filter nothing, which the tools make on first use).
 fn traces(lab: &Lab, ns: &str) -> String {
-    let mut all = lab.sh(
+    let tc = lab.sh(
         ns,
-        "tc qdisc show; for d in $(ls /sys/class/net); do tc class show dev $d; done",
+        "tc qdisc show; for d in $(ls /sys/class/net); do tc class show dev $d | sed \"s/^/$d: /\"; done",
     );
+    let mut tc: Vec<&str> = tc.lines().collect();
+    tc.sort_unstable();
+    let mut all = tc.join("\n");
+    all.push('\n');
     for save in ["iptables-save", "ip6tables-save"] {
         let mut table = String::new();
         let mut filters = false;
@@ -615,7 +620,27 @@ fn a_failing_tc_puts_everything_back() {
             "after {earlier:?}, a failed apply did not put everything back"
         );
     }
+    // nft: traffic control first, then the table. This kernel cannot load the table (no NFT_QUEUE), so
+    // the earlier apply's tree must come back.
+    let before = traces(&s.lab, &s.filter);
+    let o = rules(&s, &extra, &format!("--backend nft {apply}"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    if o.status.success() {
+        let after = traces(&s.lab, &s.filter);
+        assert!(
+            after.contains("class htb 1:12"),
+            "a kernel with nft queue: {after}"
+        );
+    } else {
+        assert!(err.contains("nft -f -: "), "{err}");
+        assert_eq!(
+            traces(&s.lab, &s.filter),
+            before,
+            "a failed nft apply did not put traffic control back"
+        );
+    }
     ok(rules(&s, &extra, "--remove"));
+    assert!(!traces(&s.lab, &s.filter).contains("htb"));
 }
 
 /// The setups printed for other kernels (`--shape-backend fw|cake|ifb`) parse here as far as this
