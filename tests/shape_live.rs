@@ -735,3 +735,52 @@ fn printed_backends_parse_here() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!kernel_lacks(&err), "{err}");
 }
+
+/// `outgate run` reads what the ruleset shapes: a policy whose classes the ruleset does not shape is
+/// started with a warning that names both and the command that fixes it; once applied, no warning.
+/// Another `--class-mask` than the ruleset's is refused.
+#[test]
+fn run_warns_when_its_classes_are_not_shaped() {
+    if !common::root("run_warns_when_its_classes_are_not_shaped") {
+        return;
+    }
+    let _g = serial();
+    let mut s = gateway_mode();
+    let extra = s.extra.clone();
+    ok(rules(&s, &extra, "--apply"));
+    let warning = "outgate: warning: the installed ruleset shapes traffic classes none and the policy \
+                   has slow 2mbit, bulk 500kbit: flows SHAPE sends to a class the ruleset does not have \
+                   pass at full speed; apply the policy's classes with: outgate rules --apply --mode gateway";
+    for (apply, warned) in [(false, true), (true, false)] {
+        if apply {
+            let policy = s.lab.path("policy.rules");
+            ok(rules(
+                &s,
+                &extra,
+                &format!("--policy {} --apply", policy.display()),
+            ));
+        }
+        let _ = std::fs::remove_file(s.lab.path("daemon.err"));
+        let d = s.daemon_logged(POLICY, "");
+        let _ = s.lab.child(d).kill();
+        let _ = s.lab.child(d).wait();
+        let err = s.daemon_err();
+        assert_eq!(err.contains(warning), warned, "applied: {apply}:\n{err}");
+    }
+    let policy = s.lab.path("policy.rules");
+    let o = s.lab.try_sh(
+        &s.filter,
+        &format!(
+            "{} run --policy {} --queues 0 --class-mask 0xf0000",
+            outgate_bin(),
+            policy.display()
+        ),
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("class mask: the ruleset uses 0xf000, this daemon 0xf0000"),
+        "{err}"
+    );
+    ok(rules(&s, &extra, "--remove"));
+}
