@@ -2,10 +2,12 @@
 //! read back and removed.
 //!
 //! `outgate rules [--queues 0-3] [--mode host|gateway] [--lan IF] [--wan IF] [--fail-open|--fail-closed]
-//! [--mark-mask MASK] [--limit-per-source RATE [--limit-burst N]] [--backend iptables|nft]
+//! [--mark-mask MASK] [--class-mask MASK] [--limit-per-source RATE [--limit-burst N]]
+//! [--policy FILE [--link-rate RATE] [--shape-backend classify|fw|cake|ifb]] [--backend iptables|nft]
 //! [--apply [--force]|--remove]` prints or installs it, for IPv4 and IPv6. Host mode filters what this
 //! host sends (filter OUTPUT, loopback excluded; `--wan` limits it to one interface); gateway mode what it
-//! forwards from `--lan` to `--wan` (filter FORWARD).
+//! forwards from `--lan` to `--wan` (filter FORWARD). With `--policy`, the policy's traffic classes are
+//! set up in traffic control (see `shape`): SHAPE's flows go through them.
 //!
 //! What the ruleset guarantees:
 //! - Outgate sees every filtered packet first: the iptables jump is the first rule of its hook, so no
@@ -40,10 +42,11 @@
 //!   (kept link-local by hop limit; crafting them needs CAP_NET_RAW, which can remove the rules anyway).
 //!
 //! [`apply`] is idempotent, and all or nothing: per family one `iptables-restore --noflush` transaction
-//! deletes every jump to [`CHAIN`] (whatever mode or version made it), redefines the chain and inserts
-//! the jump; both are tested before either is committed, and IPv4 is put back as it was if IPv6 fails.
-//! [`remove`] leaves no outgate chain, jump or nft table (the empty `filter` table that iptables-nft
-//! creates on first use, and legacy iptables even on listing, stays). Commands run with
+//! deletes every jump to [`CHAIN`] and [`SHAPE_CHAIN`] (whatever mode or version made it), redefines the
+//! chains and inserts the jumps; both are tested before either is committed, IPv4 is put back as it was
+//! if IPv6 fails, and both if traffic control fails (see `tc`). [`remove`] leaves no outgate chain, jump,
+//! nft table or HTB tree (the empty tables that iptables-nft creates on first use, and legacy iptables
+//! even on listing, stay). Commands run with
 //! [`std::process::Command`]; their errors name the command and its stderr on one line.
 //!
 //! nftables: the `queue` statement needs `CONFIG_NFT_QUEUE`; without it the nft ruleset cannot be loaded

@@ -12,11 +12,12 @@
 //!
 //! The class-id scheme, on each shaped device:
 //! ```text
-//! 1:     HTB root qdisc, `default 10`
+//! 1:     HTB root qdisc, `default 10` (tc's minor numbers are hexadecimal)
 //! 1:1    parent class: rate and ceil --link-rate (everything that leaves shares the link)
-//! 1:10   the default class: what no SHAPE put in a class; rate link-rate minus the classes, ceil link-rate
-//! 1:1V   the class whose value in the class bits is V (1 to f): policy class V-1, rate = ceil = its rate
-//! V0:    the pfifo under class 1:V0 (hex), `10:` under the default class
+//! 1:10   the default class: what no SHAPE put in a class; rate link-rate minus the classes, ceil
+//!        link-rate; its pfifo is `10:`
+//! 1:1V   the class whose value in the class bits is V (1 to f), i.e. the policy's class V-1: rate and
+//!        ceil its rate; its pfifo is `1V:`
 //! ```
 //! A class's ceil is its rate: it never borrows, so a shaped flow is slow even on an idle link. The
 //! default class may use the whole link. `--link-rate` should be near the real uplink: above it, HTB
@@ -143,7 +144,7 @@ impl Shaping {
 }
 
 /// The devices a configuration shapes: gateway mode `--lan` (downloads) and `--wan` (uploads), host
-/// mode `--wan`. Empty when they are missing (which [`check`] refuses).
+/// mode `--wan`. Empty when they are missing (which shaping refuses: see [`RulesConfig::validate`]).
 pub fn devices(cfg: &RulesConfig) -> Vec<&str> {
     match cfg.mode {
         Mode::Gateway => [&cfg.lan, &cfg.wan]
