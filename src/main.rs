@@ -9,17 +9,20 @@ mod cli;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use outgate::learn::LearnConfig;
 use outgate::nfqueue::{LogTarget, RunConfig};
 use outgate::policy::Cidr;
 use outgate::replay::ReplayConfig;
-use outgate::rules::{Backend, Marks, Mode, QueueRange, Rate, RulesConfig, SourceLimit};
+use outgate::rules::{
+    self, Backend, DEFAULT_LINK_RATE, Marks, Mode, QueueRange, Rate, RulesConfig, ShapeBackend,
+    Shaping, SourceLimit,
+};
 
 use cli::{
-    check, confirm_policy, diff_command, emit, parse_cidr, rules_command, run_learn, run_live,
-    run_replay, try_policy,
+    check, confirm_policy, diff_command, emit, load_policy, parse_bit_rate, parse_cidr,
+    parse_class_mask, rules_command, run_learn, run_live, run_replay, try_policy,
 };
 
 const ABOUT: &str = "Outbound packet filter: default-deny egress that stays practical.";
@@ -180,6 +183,10 @@ enum Command {
         /// --mark-mask`).
         #[arg(long, value_name = "MASK", default_value_t = Marks::DEFAULT)]
         mark_mask: Marks,
+        /// The bits a SHAPE verdict's traffic class goes in: the same as the ruleset's (`outgate rules
+        /// --class-mask`). [default: the four bits above --mark-mask, 0xf000]
+        #[arg(long, value_name = "MASK", value_parser = parse_class_mask)]
+        class_mask: Option<u32>,
         /// Write one JSON line per decided flow to FILE (`-` for stdout); same keys as replay's --flows.
         #[arg(long, value_name = "FILE")]
         log: Option<String>,
@@ -255,8 +262,16 @@ enum Command {
     /// --apply is idempotent, and all or nothing across IPv4 and IPv6. It refuses while other software
     /// writes into the mark bits (a foreign value there could pass for a verdict): choose free bits with
     /// --mark-mask, or override with --force. The ruleset describes itself in a comment that `outgate run`
-    /// checks: give both the same --queues, fail mode and --mark-mask. --remove leaves no trace of outgate
-    /// in any table.
+    /// checks: give both the same --queues, fail mode, --mark-mask and --class-mask. --remove leaves no
+    /// trace of outgate in any table, nor in traffic control.
+    ///
+    /// Shaping (SHAPE in the policy): with --policy FILE whose policy has traffic classes (`class bulk
+    /// 500kbit`, `option shape-rate 2mbit`), it also sets up traffic control: an HTB tree on each shaped
+    /// device (gateway mode: --lan for downloads, --wan for uploads; host mode: --wan, uploads only) with
+    /// one class per policy class, and mangle rules that put each shaped flow's packets, both ways, into
+    /// its class (tc class 1:11 for the first class, 1:12 for the second, ...; 1:10 for the rest). It
+    /// refuses to replace a root qdisc it did not make. Without --policy, or with a policy without
+    /// classes, it sets up no traffic control (and takes away what an earlier --apply made).
     Rules {
         /// Queues to spread flows over: `0` or `0-3` (the same as `outgate run --queues`).
         #[arg(long, value_name = "N|A-B", default_value = "0")]
@@ -281,6 +296,32 @@ enum Command {
         /// other software's marks (WireGuard, multi-WAN, Kubernetes). The daemon must be given the same.
         #[arg(long, value_name = "MASK", default_value_t = Marks::DEFAULT)]
         mark_mask: Marks,
+        /// The bits a SHAPE verdict's traffic class goes in (class N of the policy is written as N+1): one
+        /// contiguous run of at least 4 bits, outside --mark-mask and free of other software's marks. The
+        /// daemon must be given the same. [default: the four bits above --mark-mask, 0xf000]
+        #[arg(long, value_name = "MASK", value_parser = parse_class_mask)]
+        class_mask: Option<u32>,
+        /// The policy whose traffic classes (SHAPE) get a slow class each in traffic control. Without it,
+        /// no traffic control is set up.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// The rate of the shaped devices' links (tc's units: 100mbit, 1gbit). Set it near the real
+        /// uplink: above it the queue forms in the modem, where slow classes wait behind everything else;
+        /// below it every unshaped flow is capped at it. Each class is capped at its own rate either way.
+        #[arg(long, value_name = "RATE", requires = "policy", value_parser = parse_bit_rate,
+              default_value_t = DEFAULT_LINK_RATE)]
+        link_rate: outgate::policy::Rate,
+        /// How the kernel puts shaped flows in their class. classify (iptables CLASSIFY and tc HTB) is the
+        /// one --apply sets up. fw (tc's fw classifier), cake (CAKE's fwmark tins, no per-class rate) and
+        /// ifb (host mode: downloads shaped on an IFB device) are printed for kernels that have those
+        /// modules, and refused with --apply.
+        #[arg(
+            long,
+            value_name = "BACKEND",
+            requires = "policy",
+            default_value = "classify"
+        )]
+        shape_backend: ShapeBackend,
         /// At most RATE packets per source address go to the queues (N/second or N/minute, e.g.
         /// 200/second); the kernel drops the rest. A dropped flow's retries all reach the daemon, so one
         /// client could otherwise flood it. Decided flows are not counted.
@@ -302,7 +343,8 @@ enum Command {
         /// there can pass for a verdict).
         #[arg(long, requires = "apply")]
         force: bool,
-        /// Remove every trace of outgate's ruleset.
+        /// Remove every trace of outgate's ruleset, and the traffic control it set up (a root qdisc someone
+        /// else put in place of outgate's is left, and named).
         #[arg(long)]
         remove: bool,
     },
@@ -431,6 +473,7 @@ fn main() -> ExitCode {
             fail_open,
             fail_closed: _,
             mark_mask,
+            class_mask,
             log,
             http_log,
             tls_log,
@@ -453,7 +496,7 @@ fn main() -> ExitCode {
             let cfg = RunConfig {
                 queues: (queues.first..=queues.last).collect(),
                 fail_open,
-                marks: mark_mask,
+                marks: with_class_mask(mark_mask, class_mask),
                 queue_maxlen,
                 rcvbuf: rcvbuf_mib << 20,
                 log: target(log),
@@ -495,6 +538,10 @@ fn main() -> ExitCode {
             fail_open,
             fail_closed: _,
             mark_mask,
+            class_mask,
+            policy,
+            link_rate,
+            shape_backend,
             limit_per_source,
             limit_burst,
             backend,
@@ -506,14 +553,32 @@ fn main() -> ExitCode {
             .transpose()
             .map_err(|e| e.to_string())
             .and_then(|limit_per_source| {
+                if apply && shape_backend != ShapeBackend::Classify {
+                    return Err(rules::RulesError::NotApplied(shape_backend).to_string());
+                }
+                let shaping = match (&policy, remove) {
+                    (Some(path), false) => {
+                        let policy = load_policy(Some(path.clone()))?;
+                        let shaping = Shaping::of_policy(&policy, link_rate, shape_backend);
+                        if shaping.is_none() {
+                            eprintln!(
+                                "outgate: {} has no traffic classes: no traffic control is set up",
+                                policy.file()
+                            );
+                        }
+                        shaping
+                    }
+                    _ => None,
+                };
                 let cfg = RulesConfig {
                     queues,
                     mode,
                     lan,
                     wan,
                     fail_open,
-                    marks: mark_mask,
+                    marks: with_class_mask(mark_mask, class_mask),
                     limit_per_source,
+                    shaping,
                 };
                 rules_command(&cfg, backend, apply, force, remove)
             }),
@@ -542,5 +607,17 @@ fn main() -> ExitCode {
             eprintln!("outgate: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `--mark-mask` with `--class-mask`, when given; a class mask that does not fit beside the verdict bits
+/// is a usage error (exit 2), as a bad mask alone is.
+fn with_class_mask(marks: Marks, class_mask: Option<u32>) -> Marks {
+    match class_mask.map(|c| marks.with_class_mask(c)) {
+        None => marks,
+        Some(Ok(marks)) => marks,
+        Some(Err(e)) => Cli::command()
+            .error(clap::error::ErrorKind::ValueValidation, e)
+            .exit(),
     }
 }

@@ -421,7 +421,7 @@ fn rules_mark_mask_and_limit_per_source() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let text = stdout(&o);
     for needle in [
-        "--comment \"outgate ruleset: mode=host queues=0 fail=closed mark-mask=0x7000 limit=2/second burst=9\"",
+        "--comment \"outgate ruleset: mode=host queues=0 fail=closed mark-mask=0x7000 class-mask=0x78000 limit=2/second burst=9\"",
         "-A OUTGATE -m mark --mark 0x4000/0x7000 -j RETURN\n",
         "--hashlimit-above 2/sec --hashlimit-burst 9 --hashlimit-mode srcip --hashlimit-name outgate4 -j DROP\n",
         "--hashlimit-name outgate6 -j DROP\n",
@@ -491,5 +491,164 @@ fn replay_expires_rules_by_capture_time() {
         stderr(&o).contains("p.rules:2: expired 2024-03-01T00:00Z"),
         "{}",
         stderr(&o)
+    );
+}
+
+/// Shaping, printed (no root needed): `--policy` with classes adds the CLASSIFY rules and the tc commands;
+/// the other backends print their own setup and say where they run; `--apply` with them, bad class
+/// masks and shaping that cannot work are refused, each saying why.
+#[test]
+fn rules_print_the_shaping_of_a_policy() {
+    let help = stdout(&outgate(&["rules", "--help"]));
+    for flag in ["--class-mask", "--policy", "--link-rate", "--shape-backend"] {
+        assert!(help.contains(flag), "rules --help lacks {flag}:\n{help}");
+    }
+    assert!(stdout(&outgate(&["run", "--help"])).contains("--class-mask"));
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.rules");
+    std::fs::write(
+        &policy,
+        "option shape-rate 2mbit\nclass bulk 500kbit\npolicy loc net ACCEPT\n",
+    )
+    .unwrap();
+    let policy = policy.to_str().unwrap();
+    let gateway = [
+        "rules", "--mode", "gateway", "--lan", "lan0", "--wan", "wan0",
+    ];
+    let o = outgate(
+        &[
+            &gateway[..],
+            &["--policy", policy, "--link-rate", "100mbit"],
+        ]
+        .concat(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    for needle in [
+        "*mangle\n:OUTGATE-SHAPE - [0:0]\n-I POSTROUTING 1 -o lan0 -j OUTGATE-SHAPE\n-I POSTROUTING 2 -o wan0 -j OUTGATE-SHAPE\n",
+        "-A OUTGATE-SHAPE -m connmark --mark 0x2100/0xff00 -j CLASSIFY --set-class 0001:0012\n",
+        "shape=lan0,wan0 link-rate=100mbit class=slow:2mbit class=bulk:500kbit\"\n",
+        "# Traffic control for the policy's classes, --shape-backend classify, --link-rate 100mbit:\n",
+        "tc class replace dev wan0 parent 1:1 classid 1:12 htb rate 500kbit ceil 500kbit quantum 6250\n",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+    for (backend, needle) in [
+        ("fw", "handle 0x1100/0xff00 fw classid 1:11\n"),
+        (
+            "cake",
+            "root cake bandwidth 1gbit diffserv4 fwmark 0xf000\n",
+        ),
+        ("ifb", "# Gateway mode needs no IFB"),
+    ] {
+        let o = outgate(
+            &[
+                &gateway[..],
+                &["--policy", policy, "--shape-backend", backend],
+            ]
+            .concat(),
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let text = stdout(&o);
+        assert!(
+            text.contains(needle),
+            "{backend}: missing {needle:?} in\n{text}"
+        );
+        assert!(
+            text.contains("`--apply` runs only classify"),
+            "{backend}:\n{text}"
+        );
+        let o = outgate(
+            &[
+                &gateway[..],
+                &["--policy", policy, "--shape-backend", backend, "--apply"],
+            ]
+            .concat(),
+        );
+        assert_eq!(o.status.code(), Some(1), "{backend}");
+        assert!(
+            stderr(&o).contains(&format!(
+                "--shape-backend {backend} is printed, not applied"
+            )),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let none = dir.path().join("none.rules");
+    std::fs::write(&none, "policy loc net ACCEPT\n").unwrap();
+    let o = outgate(&["rules", "--policy", none.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("mangle"), "{}", stdout(&o));
+    assert!(stderr(&o).contains("has no traffic classes: no traffic control is set up"));
+
+    for (args, code, message) in [
+        (
+            vec!["rules", "--class-mask", "0xff0"],
+            2,
+            "invalid class mask '0xff0': it overlaps the mark mask 0xf00",
+        ),
+        (
+            vec!["run", "--mark-mask", "0xf000", "--class-mask", "0xf000"],
+            2,
+            "invalid class mask '0xf000': it overlaps the mark mask 0xf000",
+        ),
+        (vec!["rules", "--class-mask", "0x700"], 2, "at least 4 bits"),
+        (vec!["rules", "--class-mask", "zz"], 2, "expected a number"),
+        (vec!["rules", "--link-rate", "1gbit"], 2, "--policy <FILE>"),
+        (
+            vec!["rules", "--policy", policy, "--link-rate", "fast"],
+            2,
+            "'fast' is not a rate",
+        ),
+        (
+            vec!["rules", "--policy", policy],
+            1,
+            "shaping in host mode needs --wan",
+        ),
+        (
+            vec![
+                "rules",
+                "--wan",
+                "eth0",
+                "--policy",
+                policy,
+                "--link-rate",
+                "2mbit",
+            ],
+            1,
+            "the policy's classes add up to 2500kbit, at or above --link-rate 2mbit",
+        ),
+        (
+            vec!["rules", "--wan", "eth+", "--policy", policy],
+            1,
+            "cannot shape --wan eth+: it is a wildcard",
+        ),
+    ] {
+        let o = outgate(&args);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(message), "{args:?}: {}", stderr(&o));
+    }
+    // The class bits move the CLASSIFY match and the description.
+    let o = outgate(&[
+        "rules",
+        "--wan",
+        "eth0",
+        "--class-mask",
+        "0xf0000",
+        "--policy",
+        policy,
+    ]);
+    let text = stdout(&o);
+    assert!(
+        text.contains("--mark 0x10100/0xf0f00 -j CLASSIFY"),
+        "{text}"
+    );
+    assert!(
+        text.contains("mark-mask=0xf00 class-mask=0xf0000 "),
+        "{text}"
+    );
+    assert!(
+        text.contains("--restore-mark --nfmask 0xf0f00 --ctmask 0xf0f00"),
+        "{text}"
     );
 }

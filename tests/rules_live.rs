@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use outgate::Verdict;
 use outgate::rules::{
-    Backend, Family, Installed, Marks, Mode, RulesConfig, SourceLimit, apply, ensure_first,
-    installed, nft, remove,
+    Backend, Family, Installed, Marks, Mode, RulesConfig, ShapeBackend, ShapeClass, Shaping,
+    SourceLimit, apply, ensure_first, installed, nft, remove,
 };
 
 const M: Marks = Marks::DEFAULT;
@@ -216,8 +216,8 @@ fn installed_reads_the_ruleset_back() {
     };
     assert_eq!(ns.child("installed"), format!("{:?}", Some(expected)));
 
-    let description = "outgate ruleset: mode=gateway queues=3 fail=open mark-mask=0x7000 lan=br+ \
-                       wan=wan0 limit=5/second burst=9";
+    let description = "outgate ruleset: mode=gateway queues=3 fail=open mark-mask=0x7000 \
+                       class-mask=0x78000 lan=br+ wan=wan0 limit=5/second burst=9";
     ns.ok(
         "ip6tables",
         &[
@@ -274,9 +274,9 @@ fn run_refuses_a_ruleset_made_for_other_settings() {
         "the installed ruleset (iptables, host mode) does not match this daemon",
         "queues: the ruleset sends to 0-3, this daemon binds 0\n",
         "start the daemon as the ruleset expects: outgate run --queues 0-3 --fail-closed \
-         --mark-mask 0xf00",
+         --mark-mask 0xf00 --class-mask 0xf000",
         "or make the ruleset match the daemon: outgate rules --apply --mode host --queues 0 \
-         --fail-closed --mark-mask 0xf00\n",
+         --fail-closed --mark-mask 0xf00 --class-mask 0xf000\n",
     ] {
         assert!(stderr.contains(needle), "missing {needle:?} in\n{stderr}");
     }
@@ -455,7 +455,7 @@ fn apply_refuses_rules_that_write_into_outgates_mark_bits() {
             take_away: vec![("ip", "rule del not fwmark 0xca6c table 51820".into())],
             words: vec![
                 "ip rule: `32765: not from all fwmark 0xca6c lookup 51820`".into(),
-                "mark bits 0xa00".into(),
+                "mark bits 0xca00".into(),
             ],
             free: "0xf0000",
             in_0xf000_too: true,
@@ -490,7 +490,7 @@ fn apply_refuses_rules_that_write_into_outgates_mark_bits() {
                 format!("-t mangle {}", save.replacen("-A", "-D", 1)),
             )],
             words: vec![format!(
-                "ip6tables mangle PREROUTING: `{save}` writes conntrack-mark bits 0xf00"
+                "ip6tables mangle PREROUTING: `{save}` writes conntrack-mark bits 0x3f00"
             )],
             free: "0xf0000",
             in_0xf000_too: true,
@@ -959,6 +959,32 @@ fn nft_rulesets_pass_nft_check() {
             ..RulesConfig::default()
         },
     ];
+    // Shaping: the class saved with the accept, and each backend's shape chain.
+    let shaped = |backend: ShapeBackend| RulesConfig {
+        mode: Mode::Gateway,
+        lan: Some("lan0".into()),
+        wan: Some("wan0".into()),
+        marks: "0x7000".parse().expect("valid"),
+        shaping: Some(Shaping {
+            classes: vec![
+                ShapeClass {
+                    name: "slow".into(),
+                    rate: outgate::policy::Rate(2_000_000),
+                },
+                ShapeClass {
+                    name: "bulk".into(),
+                    rate: outgate::policy::Rate(500_000),
+                },
+            ],
+            link_rate: outgate::policy::Rate(100_000_000),
+            backend,
+        }),
+        ..host("0", false)
+    };
+    let configs: Vec<RulesConfig> = configs
+        .into_iter()
+        .chain(ShapeBackend::ALL.map(shaped))
+        .collect();
     for cfg in &configs {
         let text = nft(cfg).expect("valid config");
         if let Err(e) = nft_check(&ns, &text) {
@@ -977,6 +1003,16 @@ fn nft_rulesets_pass_nft_check() {
     ] {
         assert!(good.contains(from), "{from:?} not in the text");
         let bad = good.replacen(from, to, 1);
+        assert!(nft_check(&ns, &bad).is_err(), "not caught: {to:?}");
+    }
+    let shaped = nft(&configs[configs.len() - ShapeBackend::ALL.len()]).expect("valid config");
+    for (from, to) in [
+        ("meta priority set 1:11", "meta priority set 1:1x"),
+        ("jump classes", "jump classez"),
+        ("priority mangle;", "priority mangled;"),
+    ] {
+        assert!(shaped.contains(from), "{from:?} not in the text");
+        let bad = shaped.replacen(from, to, 1);
         assert!(nft_check(&ns, &bad).is_err(), "not caught: {to:?}");
     }
     assert_eq!(ns.nft_ruleset(), ruleset, "nft -c changed the ruleset");
@@ -1126,7 +1162,11 @@ fn child_action(action: &str) -> String {
                 force,
             ))
         }
-        ["remove"] => outcome(remove()),
+        ["remove"] => match remove() {
+            Ok(notes) if notes.is_empty() => "ok".to_string(),
+            Ok(notes) => format!("ok, {}", notes.join(" | ")),
+            Err(e) => format!("error: {e}"),
+        },
         ["ensure-first", mode, queues, fail, lan, wan] => {
             let name = |w: &str| (w != "-").then(|| w.to_string());
             let cfg = RulesConfig {

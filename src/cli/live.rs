@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicBool;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use outgate::Policy;
 use outgate::nfqueue::{self, RunConfig};
 use outgate::rules::{self, Backend, Family, QueueRange, RulesConfig};
 
@@ -20,7 +21,9 @@ pub fn rules_command(
     remove: bool,
 ) -> Result<ExitCode, String> {
     if remove {
-        rules::remove().map_err(|e| e.to_string())?;
+        for note in rules::remove().map_err(|e| e.to_string())? {
+            eprintln!("outgate: {note}");
+        }
     } else if apply {
         rules::apply(cfg, backend, force).map_err(|e| e.to_string())?;
     } else {
@@ -32,7 +35,12 @@ pub fn rules_command(
             }
             Backend::Nft => rules::nft(cfg).map_err(|e| e.to_string())?,
         };
-        emit(&text)?;
+        let shaping = rules::script(cfg).map_err(|e| e.to_string())?;
+        if shaping.is_empty() {
+            emit(&text)?;
+        } else {
+            emit(&format!("{text}\n{shaping}"))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -44,7 +52,7 @@ pub fn run_live(queues: QueueRange, mut cfg: RunConfig) -> Result<ExitCode, Stri
         );
     }
     let policy = load_policy(cfg.policy_path.clone())?;
-    cfg.ruleset = check_ruleset(queues, &cfg)?;
+    cfg.ruleset = check_ruleset(queues, &cfg, &policy)?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [SIGTERM, SIGINT] {
         signal_hook::flag::register(signal, stop.clone())
@@ -91,11 +99,22 @@ pub fn run_live(queues: QueueRange, mut cfg: RunConfig) -> Result<ExitCode, Stri
 /// mark bits (a ruleset for queues 0-3 with a daemon on 0 would drop three quarters of new flows); warns
 /// when there is none.
 /// The installed iptables ruleset comes back, for the daemon to keep its jump first.
-fn check_ruleset(queues: QueueRange, cfg: &RunConfig) -> Result<Option<RulesConfig>, String> {
+/// A policy whose traffic classes the ruleset does not shape (or shapes at other rates) is a warning, not
+/// a refusal: SHAPE flows still pass, only not as slowly as the policy says.
+fn check_ruleset(
+    queues: QueueRange,
+    cfg: &RunConfig,
+    policy: &Policy,
+) -> Result<Option<RulesConfig>, String> {
     match rules::installed() {
         Ok(Some(installed)) => match installed.mismatch(queues, cfg.fail_open, cfg.marks) {
             Some(message) => Err(message),
-            None => Ok((installed.backend == Backend::Iptables).then_some(installed.config)),
+            None => {
+                if let Some(warning) = installed.shaping_mismatch(policy.classes()) {
+                    eprintln!("outgate: warning: {warning}");
+                }
+                Ok((installed.backend == Backend::Iptables).then_some(installed.config))
+            }
         },
         Ok(None) => {
             eprintln!(

@@ -22,6 +22,15 @@ pub fn parse_cidr(s: &str) -> Result<Cidr, String> {
     Cidr::parse(s)
 }
 
+pub fn parse_class_mask(s: &str) -> Result<u32, String> {
+    outgate::rules::parse_mask(s)
+        .ok_or_else(|| format!("invalid class mask '{s}': expected a number like 0xf000"))
+}
+
+pub fn parse_bit_rate(s: &str) -> Result<outgate::policy::Rate, String> {
+    outgate::policy::Rate::parse(s)
+}
+
 /// Writes to stdout; a closed pipe (`outgate ... | head`) is not an error worth a message.
 pub fn emit(text: &str) -> Result<(), String> {
     let mut out = std::io::stdout().lock();

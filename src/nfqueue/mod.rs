@@ -52,7 +52,8 @@ pub struct RunConfig {
     /// Queue numbers, one worker each.
     pub queues: Vec<u16>,
     pub fail_open: bool,
-    /// Outgate's bits of the mark: the same as the ruleset's (`outgate rules --mark-mask`).
+    /// Outgate's bits of the mark, verdict and class bits: the same as the ruleset's (`outgate rules
+    /// --mark-mask`, `--class-mask`).
     pub marks: Marks,
     /// Packets the kernel holds per queue waiting for a verdict.
     pub queue_maxlen: u32,

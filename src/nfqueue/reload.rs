@@ -158,6 +158,35 @@ pub fn packet_of(t: &Tuple) -> Packet<'static> {
     Packet::headers(t.src, t.dst, t.proto, transport)
 }
 
+/// What the kernel does with a decided flow: accept (in a traffic class, or none), drop or reject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct KernelAction {
+    verdict: Verdict,
+    class: Option<u8>,
+}
+
+impl KernelAction {
+    fn of(a: Action) -> KernelAction {
+        KernelAction {
+            verdict: a.verdict.in_kernel(),
+            class: (a.verdict == Verdict::Shape).then_some(a.class),
+        }
+    }
+
+    fn action(self) -> Action {
+        match self.class {
+            Some(class) => Action {
+                verdict: Verdict::Shape,
+                class,
+            },
+            None => Action {
+                verdict: self.verdict,
+                class: 0,
+            },
+        }
+    }
+}
+
 /// What holding the kernel's flows to the policy did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Held {
@@ -191,8 +220,14 @@ pub fn hold_flows(
     let mut held = Held::default();
     let mut updates: Vec<(&Entry, u32)> = Vec::new();
     for entry in &dump.entries {
-        let Some(old) = marks.decode(entry.mark) else {
+        let Some(verdict) = marks.decode(entry.mark) else {
             continue;
+        };
+        let old = KernelAction {
+            verdict,
+            class: marks
+                .decode_class(entry.mark)
+                .filter(|_| verdict == Verdict::Accept),
         };
         held.checked += 1;
         // An expected connection (FTP data) stands or falls with the connection that announced it.
@@ -200,21 +235,20 @@ pub fn hold_flows(
         let p = packet_of(tuple);
         let payload = FlowKey::of(&p).and_then(|(key, _)| payload_of(&key));
         let decision = engine.redecide(&p, payload.as_ref(), at);
-        // The kernel knows accept, drop and reject (a shaped flow is accepted, its class apart).
         let new = match decision.reason {
             Reason::Midstream if trust_unknown => old,
-            _ => applied(decision).verdict.in_kernel(),
+            _ => KernelAction::of(applied(decision)),
         };
         if new != old {
             held.changed += 1;
-            if new != Verdict::Accept {
+            if new.verdict != Verdict::Accept {
                 held.cut += 1;
             }
-            updates.push((entry, marks.verdict(new)));
+            updates.push((entry, marks.action(new.action())));
         }
     }
     if !updates.is_empty() {
-        let done = ct.set_marks(&updates, marks.mask())?;
+        let done = ct.set_marks(&updates, marks.full_mask())?;
         held.gone = done.gone;
         held.failed = done.failed;
     }

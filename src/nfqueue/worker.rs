@@ -30,7 +30,8 @@ fn kernel_verdict(
     old_mark: u32,
     marks: Marks,
 ) -> (NfVerdict, Option<u32>) {
-    let with = |bits: u32| Some((old_mark & !marks.mask()) | bits);
+    // Outgate's bits (verdict and class) are written whole; other software's are kept.
+    let with = |bits: u32| Some((old_mark & !marks.full_mask()) | bits);
     match (d.reason, applied.verdict) {
         // Passed but undecided (still waiting for the first payload; or malformed under `option
         // malformed ACCEPT`, which must not decide its connection): REPEAT with the pending value, which
@@ -41,7 +42,7 @@ fn kernel_verdict(
             (NfVerdict::Repeat, with(marks.pending()))
         }
         (Reason::Malformed(_) | Reason::OrphanFragment, _) => (NfVerdict::Drop, None),
-        (_, v) => (NfVerdict::Repeat, with(marks.verdict(v))),
+        (_, _) => (NfVerdict::Repeat, with(marks.action(applied))),
     }
 }
 

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::{Marks, RulesError, SourceLimit};
+use super::{Marks, RulesError, Shaping, SourceLimit, shape};
 
 /// Where outgate filters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,6 +174,8 @@ pub struct RulesConfig {
     pub marks: Marks,
     /// At most this many packets per source address go to the queues; the rest are dropped.
     pub limit_per_source: Option<SourceLimit>,
+    /// The policy's traffic classes, set up in traffic control (`--policy` with classes).
+    pub shaping: Option<Shaping>,
 }
 
 impl Default for RulesConfig {
@@ -186,6 +188,7 @@ impl Default for RulesConfig {
             fail_open: false,
             marks: Marks::DEFAULT,
             limit_per_source: None,
+            shaping: None,
         }
     }
 }
@@ -217,6 +220,9 @@ impl RulesConfig {
                     return Err(RulesError::LanInHostMode);
                 }
             }
+        }
+        if let Some(shaping) = &self.shaping {
+            shape::check(self, shaping)?;
         }
         Ok(())
     }

@@ -2,7 +2,8 @@
 //!
 //! The chain trusts a packet that arrives with outgate's bits set (that is the daemon's REPEAT), so a
 //! foreign 1 in them reads as a verdict, or as no verdict and is dropped; a foreign write into the
-//! conntrack mark's bits forges or erases a flow's verdict. What counts, and why:
+//! conntrack mark's bits forges or erases a flow's verdict. The class bits count the same way: a foreign
+//! value there moves a flow into a slow class or out of one. What counts, and why:
 //! - Packet mark: rules that can set a bit inside the mask to 1 (iptables `MARK`, `TPROXY
 //!   --tproxy-mark`; nft `meta mark set`). Clearing bits is harmless: outgate's packet bits are 0
 //!   before its chain. Copying the conntrack mark in (`CONNMARK --restore-mark`, nft `meta mark set ct
@@ -81,38 +82,45 @@ pub fn mark_users() -> Result<Vec<MarkUser>, RulesError> {
     Ok(users)
 }
 
-/// The rules of other software that use bits of `marks`.
+/// The rules of other software that use bits of `marks`: its verdict bits or its class bits.
 pub fn collisions(marks: Marks) -> Result<Vec<MarkUser>, RulesError> {
     let users = mark_users()?;
     Ok(users
         .into_iter()
-        .filter(|u| u.bits & marks.mask() != 0)
+        .filter(|u| u.bits & marks.full_mask() != 0)
         .collect())
 }
 
 /// The refusal of [`super::apply`]: every colliding rule, and a mask no rule here uses, if there is one.
+/// The class bits count like the verdict bits: a foreign value there would move a flow into a slow class,
+/// or out of one.
 pub(super) fn refusal(marks: Marks, users: &[MarkUser]) -> Option<RulesError> {
     let colliding: Vec<&MarkUser> = users
         .iter()
-        .filter(|u| u.bits & marks.mask() != 0)
+        .filter(|u| u.bits & marks.full_mask() != 0)
         .collect();
     if colliding.is_empty() {
         return None;
     }
     let used = users.iter().fold(0, |bits, u| bits | u.bits);
+    // A mark mask whose default class bits (the four above it) are free too.
     let free = [12, 16, 20, 24, 28, 4, 0]
         .map(|shift| 0xf_u32 << shift)
         .into_iter()
-        .find(|mask| mask & used == 0);
+        .filter_map(|mask| Marks::new(mask).ok())
+        .find(|m| m.full_mask() & used == 0);
     Some(RulesError::MarkCollision {
-        mask: marks.to_string(),
+        mask: format!("{marks} (verdicts) and {:#x} (classes)", marks.class_mask()),
         rules: colliding
             .iter()
-            .map(|u| format!("\n  {}", u.describe(marks.mask())))
+            .map(|u| format!("\n  {}", u.describe(marks.full_mask())))
             .collect(),
         hint: match free {
-            Some(mask) => format!("choose free bits with --mark-mask ({mask:#x} is free here)"),
-            None => "no 4-bit run is free of other software's marks here".to_string(),
+            Some(m) => format!(
+                "choose free bits with --mark-mask ({m} is free here, and so are its class bits {:#x})",
+                m.class_mask()
+            ),
+            None => "no 8-bit run is free of other software's marks here".to_string(),
         },
     })
 }
@@ -603,15 +611,15 @@ table bridge filter {
             .to_string();
         assert_eq!(
             err,
-            "refusing to apply: other software uses outgate's mark bits 0xf00, where a foreign value \
-             could pass for a verdict (or be dropped as none):
+            "refusing to apply: other software uses outgate's mark bits 0xf00 (verdicts) and 0xf000 \
+             (classes), where a foreign value could pass for a verdict or a class (or be dropped as none):
   iptables mangle OUTPUT: `-A OUTPUT -j MARK --set-xmark 0x100/0x3f00` sets packet-mark bits 0x100
-  ip rule: `32765: not from all fwmark 0xca6c lookup 51820` routes by mark bits 0xa00, so something \
+  ip rule: `32765: not from all fwmark 0xca6c lookup 51820` routes by mark bits 0xca00, so something \
              (WireGuard, a VPN) marks packets with them
-choose free bits with --mark-mask (0xf0000 is free here), and give `outgate run` the same; or apply \
-             anyway with --force"
+choose free bits with --mark-mask (0xf0000 is free here, and so are its class bits 0xf00000), and give \
+             `outgate run` the same; or apply anyway with --force"
         );
-        // 0x100 is set inside 0x3f00, not inside 0xf000; WireGuard's 0xca6c is in both.
+        // 0x100 is set inside 0x3f00, not inside 0xff000; WireGuard's 0xca6c is in both.
         let only_mwan = &users[..1];
         assert!(refusal(Marks::new(0xf000).expect("valid"), only_mwan).is_none());
         let err = refusal(Marks::new(0xf000).expect("valid"), &users)
@@ -619,12 +627,26 @@ choose free bits with --mark-mask (0xf0000 is free here), and give `outgate run`
             .to_string();
         assert!(err.contains("mark bits 0xc000"), "{err}");
         assert!(!err.contains("MARK"), "{err}");
+        // The class bits count too: a rule that sets 0x8000 misses the verdict bits 0x7000, not their
+        // classes 0x78000.
+        let high = iptables_users(
+            Family::V4,
+            "*mangle\n-A OUTPUT -j MARK --set-xmark 0x8000/0x8000\n",
+        );
+        let m = Marks::new(0x7000).expect("valid");
+        assert_eq!(m.class_mask(), 0x78000);
+        let err = refusal(m, &high)
+            .expect("collides with the classes")
+            .to_string();
+        assert!(err.contains("sets packet-mark bits 0x8000"), "{err}");
+        let moved = m.with_class_mask(0xf00).expect("valid");
+        assert!(refusal(moved, &high).is_none(), "--class-mask moves them");
         // Nothing free: said so.
         let all = iptables_users(
             Family::V4,
             "*mangle\n-A OUTPUT -j MARK --set-xmark 0xffffffff/0xffffffff\n",
         );
         let err = refusal(Marks::DEFAULT, &all).expect("collides").to_string();
-        assert!(err.contains("no 4-bit run is free"), "{err}");
+        assert!(err.contains("no 8-bit run is free"), "{err}");
     }
 }

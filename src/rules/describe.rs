@@ -1,18 +1,26 @@
-//! The ruleset describes itself: one comment, `outgate ruleset: mode=host queues=0-3 fail=closed
-//! mark-mask=0xf00 [lan=IF] [wan=IF] [limit=RATE burst=N]`, in a rule of its own (iptables: the first
-//! rule of chain OUTGATE in the filter table; nft: a `continue` rule in chain `gate`).
+//! The ruleset describes itself: `outgate ruleset: mode=host queues=0-3 fail=closed mark-mask=0xf00
+//! class-mask=0xf000 [lan=IF] [wan=IF] [limit=RATE burst=N] [shape=DEV[,DEV] link-rate=RATE
+//! class=NAME:RATE...]`, in comment rules of their own (iptables: the first rules of chain OUTGATE in
+//! the filter table; nft: `continue` rules in chain `gate`), cut into as many comments as the tool's
+//! length limit needs, each starting with `outgate ruleset: `.
 //!
 //! `outgate run` reads it back ([`super::installed`]) and refuses to start with other queues, another
-//! fail mode or other mark bits: a ruleset for queues 0-3 with a daemon on queue 0 would silently drop
-//! three quarters of new flows. Reading is strict: an unknown or repeated key, or a missing one, is an
-//! error, since a daemon must not guess what a ruleset does.
+//! fail mode or other mark bits (verdict or class bits): a ruleset for queues 0-3 with a daemon on
+//! queue 0 would silently drop three quarters of new flows. The shaping part records what traffic
+//! control outgate made: HTB root `1:` on each `shape=` device (the handle is always `1:`, the class ids
+//! follow from the class list, see `shape`), which `--remove` takes away and a later `--apply` may
+//! replace, and the classes, which `outgate run` compares with its policy's. Reading is strict: an
+//! unknown or repeated key (but `class`, one per class, in order), or a missing one, is an error, since
+//! a daemon must not guess what a ruleset does.
 
 use super::*;
+use crate::policy::Rate as BitRate;
 
 const PREFIX: &str = "outgate ruleset: ";
 
-/// nft refuses longer comments.
-const NFT_COMMENT_MAX: usize = 128;
+/// The longest comment each tool takes (xt_comment: 256 bytes with the final NUL; nft: 128).
+pub(super) const IPTABLES_COMMENT_MAX: usize = 255;
+pub(super) const NFT_COMMENT_MAX: usize = 128;
 
 /// What `outgate rules --apply` installed, as its ruleset describes itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,14 +29,15 @@ pub struct Installed {
     pub config: RulesConfig,
 }
 
-/// The description of `cfg`'s ruleset.
+/// The description of `cfg`'s ruleset, in one piece.
 pub(super) fn describe(cfg: &RulesConfig) -> String {
     let mut text = format!(
-        "{PREFIX}mode={} queues={} fail={} mark-mask={}",
+        "{PREFIX}mode={} queues={} fail={} mark-mask={} class-mask={:#x}",
         cfg.mode,
         cfg.queues,
         if cfg.fail_open { "open" } else { "closed" },
-        cfg.marks
+        cfg.marks,
+        cfg.marks.class_mask()
     );
     for (key, value) in [("lan", &cfg.lan), ("wan", &cfg.wan)] {
         if let Some(value) = value {
@@ -38,22 +47,43 @@ pub(super) fn describe(cfg: &RulesConfig) -> String {
     if let Some(limit) = cfg.limit_per_source {
         text.push_str(&format!(" limit={} burst={}", limit.rate, limit.burst));
     }
+    if let Some(shaping) = &cfg.shaping {
+        text.push_str(&format!(
+            " shape={} link-rate={}",
+            devices(cfg).join(","),
+            shaping.link_rate
+        ));
+        for class in &shaping.classes {
+            text.push_str(&format!(" class={}:{}", class.name, class.rate));
+        }
+    }
     text
 }
 
-/// [`describe`] for the nft ruleset, which takes comments of at most 128 characters.
-pub(super) fn describe_for_nft(cfg: &RulesConfig) -> Result<String, RulesError> {
+/// [`describe`] cut into comments of at most `max` characters, each starting with `outgate ruleset: `,
+/// whole fields only.
+pub(super) fn comments(cfg: &RulesConfig, max: usize) -> Result<Vec<String>, RulesError> {
     let text = describe(cfg);
-    if text.len() > NFT_COMMENT_MAX {
-        return Err(RulesError::NftDescription {
-            length: text.len(),
-            max: NFT_COMMENT_MAX,
-        });
+    let mut comments: Vec<String> = Vec::new();
+    for field in text.strip_prefix(PREFIX).unwrap_or(&text).split(' ') {
+        if PREFIX.len() + field.len() > max {
+            return Err(RulesError::LongDescription {
+                field: field.to_string(),
+                max,
+            });
+        }
+        match comments.last_mut() {
+            Some(last) if last.len() + 1 + field.len() <= max => {
+                last.push(' ');
+                last.push_str(field);
+            }
+            _ => comments.push(format!("{PREFIX}{field}")),
+        }
     }
-    Ok(text)
+    Ok(comments)
 }
 
-/// Reads a description back into the configuration it was made from.
+/// Reads a description (its comments' fields joined) back into the configuration it was made from.
 pub(super) fn read(text: &str) -> Result<RulesConfig, RulesError> {
     let bad = |reason: String| RulesError::Description {
         text: text.to_string(),
@@ -65,15 +95,18 @@ pub(super) fn read(text: &str) -> Result<RulesConfig, RulesError> {
     let mut cfg = RulesConfig::default();
     let mut seen: Vec<&str> = Vec::new();
     let (mut rate, mut burst) = (None, None);
+    let mut class_mask = None;
+    let (mut shape, mut link_rate, mut classes) = (None, None, Vec::new());
     for field in fields.split_whitespace() {
         let (key, value) = field
             .split_once('=')
             .ok_or_else(|| bad(format!("'{field}' is not KEY=VALUE")))?;
-        if seen.contains(&key) {
+        if seen.contains(&key) && key != "class" {
             return Err(bad(format!("'{key}' is given twice")));
         }
         seen.push(key);
         let value_error = |e: RulesError| bad(e.to_string());
+        let bit_rate = |v: &str| BitRate::parse(v).map_err(|e| bad(format!("{field}: {e}")));
         match key {
             "mode" => cfg.mode = value.parse().map_err(value_error)?,
             "queues" => cfg.queues = value.parse().map_err(value_error)?,
@@ -85,17 +118,40 @@ pub(super) fn read(text: &str) -> Result<RulesConfig, RulesError> {
                 }
             }
             "mark-mask" => cfg.marks = value.parse().map_err(value_error)?,
+            "class-mask" => {
+                class_mask = Some(
+                    parse_mask(value)
+                        .ok_or_else(|| bad(format!("class-mask={value}: expected a number")))?,
+                )
+            }
             "lan" => cfg.lan = Some(value.to_string()),
             "wan" => cfg.wan = Some(value.to_string()),
             "limit" => rate = Some(value.parse::<Rate>().map_err(value_error)?),
             "burst" => burst = Some(value),
+            "shape" => shape = Some(value),
+            "link-rate" => link_rate = Some(bit_rate(value)?),
+            "class" => {
+                let (name, rate) = value
+                    .split_once(':')
+                    .ok_or_else(|| bad(format!("class={value}: expected NAME:RATE")))?;
+                classes.push(ShapeClass {
+                    name: name.to_string(),
+                    rate: bit_rate(rate)?,
+                });
+            }
             _ => return Err(bad(format!("unknown key '{key}'"))),
         }
     }
-    for key in ["mode", "queues", "fail", "mark-mask"] {
+    for key in ["mode", "queues", "fail", "mark-mask", "class-mask"] {
         if !seen.contains(&key) {
             return Err(bad(format!("'{key}' is missing")));
         }
+    }
+    if let Some(class_mask) = class_mask {
+        cfg.marks = cfg
+            .marks
+            .with_class_mask(class_mask)
+            .map_err(|e| bad(e.to_string()))?;
     }
     cfg.limit_per_source = match (rate, burst) {
         (Some(rate), Some(burst)) => {
@@ -105,6 +161,26 @@ pub(super) fn read(text: &str) -> Result<RulesConfig, RulesError> {
         }
         (None, None) => None,
         _ => return Err(bad("'limit' and 'burst' go together".into())),
+    };
+    cfg.shaping = match (shape, link_rate, classes.is_empty()) {
+        (Some(shape), Some(link_rate), false) => {
+            let shaping = Shaping {
+                classes,
+                link_rate,
+                backend: ShapeBackend::Classify,
+            };
+            cfg.shaping = Some(shaping.clone());
+            let made = devices(&cfg).join(",");
+            if shape != made {
+                return Err(bad(format!(
+                    "shape={shape}: a {} ruleset shapes {made}",
+                    cfg.mode
+                )));
+            }
+            Some(shaping)
+        }
+        (None, None, true) => None,
+        _ => return Err(bad("'shape', 'link-rate' and 'class' go together".into())),
     };
     cfg.validate().map_err(|e| bad(e.to_string()))?;
     Ok(cfg)
@@ -116,16 +192,19 @@ pub(super) fn in_iptables(
     family: Family,
     listing: &str,
 ) -> Result<Option<RulesConfig>, RulesError> {
+    let rule = format!("-A {CHAIN} -m comment --comment \"{PREFIX}");
     let mut chain = false;
+    let mut fields = Vec::new();
     for line in listing.lines() {
         if line == format!("-N {CHAIN}") {
             chain = true;
         }
-        let rule = format!("-A {CHAIN} -m comment --comment \"{PREFIX}");
         if let Some(rest) = line.strip_prefix(&rule) {
-            let fields = rest.strip_suffix('"').unwrap_or(rest);
-            return read(&format!("{PREFIX}{fields}")).map(Some);
+            fields.push(rest.strip_suffix('"').unwrap_or(rest));
         }
+    }
+    if !fields.is_empty() {
+        return read(&format!("{PREFIX}{}", fields.join(" "))).map(Some);
     }
     if chain {
         return Err(RulesError::Undescribed(format!(
@@ -139,14 +218,18 @@ pub(super) fn in_iptables(
 /// The description in `nft list table inet outgate`; an error when the table has none.
 pub(super) fn in_nft(listing: &str) -> Result<RulesConfig, RulesError> {
     let start = format!("comment \"{PREFIX}");
-    for line in listing.lines() {
-        if let Some(at) = line.find(&start) {
+    let fields: Vec<&str> = listing
+        .lines()
+        .filter_map(|line| {
+            let at = line.find(&start)?;
             let fields = &line[at + start.len()..];
-            let fields = fields.split('"').next().unwrap_or(fields);
-            return read(&format!("{PREFIX}{fields}"));
-        }
+            Some(fields.split('"').next().unwrap_or(fields))
+        })
+        .collect();
+    if fields.is_empty() {
+        return Err(RulesError::Undescribed(format!("table inet {NFT_TABLE}")));
     }
-    Err(RulesError::Undescribed(format!("table inet {NFT_TABLE}")))
+    read(&format!("{PREFIX}{}", fields.join(" ")))
 }
 
 /// The `outgate rules --apply` command that installs `cfg`.
@@ -164,11 +247,16 @@ pub(super) fn apply_command(cfg: &RulesConfig, backend: Backend) -> String {
     words.push(format!("--queues {}", cfg.queues));
     words.push(fail_option(cfg.fail_open).into());
     words.push(format!("--mark-mask {}", cfg.marks));
+    words.push(format!("--class-mask {:#x}", cfg.marks.class_mask()));
     if let Some(limit) = cfg.limit_per_source {
         words.push(format!(
             "--limit-per-source {} --limit-burst {}",
             limit.rate, limit.burst
         ));
+    }
+    if let Some(shaping) = &cfg.shaping {
+        // The description records the classes, not the file they came from.
+        words.push(format!("--policy POLICY --link-rate {}", shaping.link_rate));
     }
     words.join(" ")
 }
@@ -182,6 +270,52 @@ fn fail_option(fail_open: bool) -> &'static str {
 }
 
 impl Installed {
+    /// Why the policy's traffic classes would not be shaped as it says by this ruleset's traffic control
+    /// (SHAPE flows then pass at full speed, or at another class's rate), and the command that fixes
+    /// it; `None` when they agree, or when neither has classes.
+    pub fn shaping_mismatch(&self, classes: &[crate::policy::Class]) -> Option<String> {
+        let recorded: Vec<(&str, BitRate)> = self.config.shaping.as_ref().map_or(Vec::new(), |s| {
+            s.classes
+                .iter()
+                .map(|c| (c.name.as_str(), c.rate))
+                .collect()
+        });
+        let policy: Vec<(&str, BitRate)> =
+            classes.iter().map(|c| (c.name.as_str(), c.rate)).collect();
+        if recorded == policy {
+            return None;
+        }
+        let show = |list: &[(&str, BitRate)]| {
+            if list.is_empty() {
+                "none".to_string()
+            } else {
+                list.iter()
+                    .map(|(name, rate)| format!("{name} {rate}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        let link = self
+            .config
+            .shaping
+            .as_ref()
+            .map_or(String::new(), |s| format!(" --link-rate {}", s.link_rate));
+        Some(format!(
+            "the installed ruleset shapes traffic classes {} and the policy has {}: flows SHAPE sends to a \
+             class the ruleset does not have pass at full speed; apply the policy's classes with: {} \
+             --policy POLICY{link}",
+            show(&recorded),
+            show(&policy),
+            apply_command(
+                &RulesConfig {
+                    shaping: None,
+                    ..self.config.clone()
+                },
+                self.backend
+            )
+        ))
+    }
+
     /// Why a daemon with these settings must not run with this ruleset, and the two commands that would
     /// make them agree; `None` when they do.
     pub fn mismatch(&self, queues: QueueRange, fail_open: bool, marks: Marks) -> Option<String> {
@@ -201,10 +335,17 @@ impl Installed {
                 fail(fail_open)
             ));
         }
-        if cfg.marks != marks {
+        if cfg.marks.mask() != marks.mask() {
             problems.push(format!(
                 "mark mask: the ruleset uses {}, this daemon {marks}",
                 cfg.marks
+            ));
+        }
+        if cfg.marks.class_mask() != marks.class_mask() {
+            problems.push(format!(
+                "class mask: the ruleset uses {:#x}, this daemon {:#x}",
+                cfg.marks.class_mask(),
+                marks.class_mask()
             ));
         }
         if problems.is_empty() {
@@ -215,10 +356,11 @@ impl Installed {
             Backend::Nft => "nft",
         };
         let daemon = format!(
-            "outgate run --queues {} {} --mark-mask {}",
+            "outgate run --queues {} {} --mark-mask {} --class-mask {:#x}",
             cfg.queues,
             fail_option(cfg.fail_open),
-            cfg.marks
+            cfg.marks,
+            cfg.marks.class_mask()
         );
         let ruleset = apply_command(
             &RulesConfig {
@@ -242,7 +384,7 @@ impl Installed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::tests::{gateway, host};
+    use crate::rules::tests::{gateway, host, shaped};
 
     fn limited(cfg: RulesConfig) -> RulesConfig {
         RulesConfig {
@@ -266,6 +408,12 @@ mod tests {
                 lan: Some("br+".into()),
                 ..gateway()
             }),
+            shaped(RulesConfig {
+                wan: Some("eth0".into()),
+                marks: Marks::DEFAULT.with_class_mask(0xf0000).expect("valid"),
+                ..host("0")
+            }),
+            shaped(limited(gateway())),
         ]
     }
 
@@ -273,19 +421,25 @@ mod tests {
     fn descriptions_read_back() {
         assert_eq!(
             describe(&host("0")),
-            "outgate ruleset: mode=host queues=0 fail=closed mark-mask=0xf00"
+            "outgate ruleset: mode=host queues=0 fail=closed mark-mask=0xf00 class-mask=0xf000"
         );
         assert_eq!(
             describe(&configs()[3]),
-            "outgate ruleset: mode=gateway queues=2-5 fail=open mark-mask=0xf000 lan=br+ wan=wan0 \
-             limit=200/second burst=50"
+            "outgate ruleset: mode=gateway queues=2-5 fail=open mark-mask=0xf000 class-mask=0xf0000 \
+             lan=br+ wan=wan0 limit=200/second burst=50"
+        );
+        assert_eq!(
+            describe(&configs()[5]),
+            "outgate ruleset: mode=gateway queues=2-5 fail=open mark-mask=0xf000 class-mask=0xf0000 \
+             lan=lan0 wan=wan0 limit=200/second burst=50 shape=lan0,wan0 link-rate=100mbit \
+             class=slow:2mbit class=bulk:500kbit"
         );
         for cfg in configs() {
             assert_eq!(read(&describe(&cfg)).ok(), Some(cfg.clone()), "{cfg:?}");
         }
     }
 
-    /// The description as iptables lists it (`-S`: `-I` becomes `-A`), and as nft lists it (the line as
+    /// The description as iptables lists it (`-S`: `-I` becomes `-A`), and as nft lists it (the lines as
     /// generated), for every kind of ruleset.
     #[test]
     fn both_backends_texts_carry_the_description() {
@@ -309,11 +463,15 @@ mod tests {
                 );
             }
             let text = nft(&cfg).expect("valid config");
+            let comments: Vec<String> = comments(&cfg, NFT_COMMENT_MAX)
+                .expect("fits")
+                .iter()
+                .map(|c| format!("\t\tcontinue comment \"{c}\"\n"))
+                .collect();
             assert!(
                 text.contains(&format!(
-                    "\tchain gate {{\n\t\t# what this ruleset was made with: `outgate run` reads it\n\
-                     \t\tcontinue comment \"{}\"\n",
-                    describe(&cfg)
+                    "\tchain gate {{\n\t\t# what this ruleset was made with: `outgate run` reads it\n{}",
+                    comments.concat()
                 )),
                 "{text}"
             );
@@ -327,8 +485,37 @@ mod tests {
         assert_eq!(
             rules[1],
             "-A OUTGATE -m comment --comment \"outgate ruleset: mode=host queues=0 fail=closed \
-             mark-mask=0xf00\"",
+             mark-mask=0xf00 class-mask=0xf000\"",
             "first in the filter chain (after the raw table's helper rule)"
+        );
+    }
+
+    /// A description longer than a comment is cut between fields, every piece within the limit and
+    /// starting with the prefix; the pieces read back as one.
+    #[test]
+    fn long_descriptions_take_several_comments() {
+        let cfg = shaped(limited(gateway()));
+        let whole = describe(&cfg);
+        for max in [NFT_COMMENT_MAX, IPTABLES_COMMENT_MAX, 60] {
+            let pieces = comments(&cfg, max).expect("fits");
+            assert!(
+                pieces
+                    .iter()
+                    .all(|p| p.len() <= max && p.starts_with(PREFIX))
+            );
+            let fields: Vec<&str> = pieces
+                .iter()
+                .map(|p| p.strip_prefix(PREFIX).expect("prefix"))
+                .collect();
+            assert_eq!(format!("{PREFIX}{}", fields.join(" ")), whole, "{max}");
+        }
+        assert_eq!(comments(&cfg, IPTABLES_COMMENT_MAX).expect("fits").len(), 1);
+        assert_eq!(comments(&cfg, NFT_COMMENT_MAX).expect("fits").len(), 2);
+        let err = comments(&cfg, 30).expect_err("a field longer than a comment");
+        assert_eq!(
+            err.to_string(),
+            "the ruleset describes itself in comments of at most 30 characters, and \
+             'mark-mask=0xf000' does not fit in one: use shorter interface or class names"
         );
     }
 
@@ -348,43 +535,62 @@ mod tests {
 
     #[test]
     fn descriptions_are_read_strictly() {
-        let good = "outgate ruleset: mode=host queues=0 fail=closed mark-mask=0xf00";
+        let good =
+            "outgate ruleset: mode=host queues=0 fail=closed mark-mask=0xf00 class-mask=0xf000";
+        let shaped_host = format!("{good} wan=eth0 shape=eth0 link-rate=1gbit");
         for (bad, reason) in [
             (
                 "mode=host queues=0 fail=closed mark-mask=0xf00",
                 "does not start with",
             ),
             (
-                "outgate ruleset: mode=host queues=0 fail=closed",
+                "outgate ruleset: mode=host queues=0 fail=closed class-mask=0xf000",
                 "'mark-mask' is missing",
             ),
             (
-                "outgate ruleset: mode=host queues=0 queues=1 fail=closed mark-mask=0xf00",
-                "'queues' is given twice",
+                "outgate ruleset: mode=host queues=0 fail=closed mark-mask=0xf00",
+                "'class-mask' is missing",
             ),
+            (&format!("{good} queues=1"), "'queues' is given twice"),
+            (&format!("{good} tc=1"), "unknown key 'tc'"),
             (
-                "outgate ruleset: mode=host queues=0 fail=closed mark-mask=0xf00 shape=1",
-                "unknown key 'shape'",
-            ),
-            (
-                "outgate ruleset: mode=host queues=0 fail=maybe mark-mask=0xf00",
+                "outgate ruleset: mode=host queues=0 fail=maybe mark-mask=0xf00 class-mask=0xf000",
                 "expected open or closed",
             ),
             (
-                "outgate ruleset: mode=host queues=0 fail=closed mark-mask=0xf0f",
+                "outgate ruleset: mode=host queues=0 fail=closed mark-mask=0xf0f class-mask=0xf000",
                 "contiguous",
             ),
             (
-                "outgate ruleset: mode=host queues=0 fail=closed mark-mask=0xf00 limit=5/second",
-                "go together",
+                "outgate ruleset: mode=host queues=0 fail=closed mark-mask=0xf00 class-mask=0xff0",
+                "overlaps the mark mask",
             ),
             (
-                "outgate ruleset: mode=gateway queues=0 fail=closed mark-mask=0xf00 wan=eth0",
+                "outgate ruleset: mode=host queues=0 fail=closed mark-mask=0xf00 class-mask=f",
+                "class-mask=f: expected a number",
+            ),
+            (&format!("{good} limit=5/second"), "go together"),
+            (
+                "outgate ruleset: mode=gateway queues=0 fail=closed mark-mask=0xf00 class-mask=0xf000 wan=eth0",
                 "--lan is missing",
             ),
+            (&format!("{good} wan"), "not KEY=VALUE"),
+            (&format!("{good} wan=eth0 shape=eth0"), "go together"),
             (
-                "outgate ruleset: mode=host queues=0 fail=closed mark-mask=0xf00 wan",
-                "not KEY=VALUE",
+                &format!("{shaped_host} class=slow"),
+                "class=slow: expected NAME:RATE",
+            ),
+            (
+                &format!("{shaped_host} class=slow:fast"),
+                "class=slow:fast: 'fast' is not a rate",
+            ),
+            (
+                &format!("{good} wan=eth0 shape=eth1 link-rate=1gbit class=slow:2mbit"),
+                "shape=eth1: a host ruleset shapes eth0",
+            ),
+            (
+                &format!("{shaped_host} class=slow:2mbit class=bulk:1gbit"),
+                "add up to 1002mbit, at or above --link-rate 1gbit",
             ),
         ] {
             let err = read(bad).expect_err(bad).to_string();
@@ -392,30 +598,14 @@ mod tests {
             assert!(err.contains("run `outgate rules --apply`"), "{err}");
         }
         assert!(read(good).is_ok());
-    }
-
-    #[test]
-    fn nft_descriptions_fit_nft_comments() {
-        let long = RulesConfig {
-            lan: Some("abcdefghijklmno".into()),
-            wan: Some("abcdefghijklmnp".into()),
-            marks: "0xf0000000".parse().expect("valid"),
-            queues: "65000-65535".parse().expect("valid"),
-            ..limited(gateway())
-        };
-        let err = nft(&long).expect_err("too long").to_string();
-        assert!(err.contains("nft takes at most 128"), "{err}");
-        assert!(
-            iptables_restore(&long, Family::V4).is_ok(),
-            "iptables takes 255"
-        );
-        // A usual gateway fits.
-        let usual = RulesConfig {
-            lan: Some("enp0s31f6.100".into()),
-            wan: Some("enp0s31f6".into()),
-            ..limited(gateway())
-        };
-        assert!(nft(&usual).is_ok(), "{}", describe(&usual));
+        let two = read(&format!(
+            "{shaped_host} class=slow:2mbit class=bulk:500kbit"
+        ))
+        .expect("valid")
+        .shaping
+        .expect("shaping");
+        let names: Vec<&str> = two.classes.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["slow", "bulk"], "one class= per class, in order");
     }
 
     #[test]
@@ -438,12 +628,22 @@ mod tests {
   queues: the ruleset sends to 0-3, this daemon binds 0
   fail mode: the ruleset is fail-closed, this daemon fail-open
   mark mask: the ruleset uses 0xf000, this daemon 0xf00
-start the daemon as the ruleset expects: outgate run --queues 0-3 --fail-closed --mark-mask 0xf000 (and your other options)
-or make the ruleset match the daemon: outgate rules --apply --mode host --wan eth0 --queues 0 --fail-open --mark-mask 0xf00 --limit-per-source 200/second --limit-burst 50"
+  class mask: the ruleset uses 0xf0000, this daemon 0xf000
+start the daemon as the ruleset expects: outgate run --queues 0-3 --fail-closed --mark-mask 0xf000 --class-mask 0xf0000 (and your other options)
+or make the ruleset match the daemon: outgate rules --apply --mode host --wan eth0 --queues 0 --fail-open --mark-mask 0xf00 --class-mask 0xf000 --limit-per-source 200/second --limit-burst 50"
+        );
+        // The class bits alone are a mismatch too.
+        let moved = cfg.marks.with_class_mask(0xf00000).expect("valid");
+        let message = installed
+            .mismatch(cfg.queues, false, moved)
+            .expect("mismatch");
+        assert!(
+            message.contains("\n  class mask: the ruleset uses 0xf0000, this daemon 0xf00000\n"),
+            "{message}"
         );
         let nft = Installed {
             backend: Backend::Nft,
-            config: gateway(),
+            config: shaped(gateway()),
         };
         let message = nft
             .mismatch(QueueRange::one(2), true, Marks::DEFAULT)
@@ -451,9 +651,45 @@ or make the ruleset match the daemon: outgate rules --apply --mode host --wan et
         assert!(
             message.ends_with(
                 "outgate rules --apply --backend nft --mode gateway --lan lan0 --wan wan0 \
-                 --queues 2 --fail-open --mark-mask 0xf00"
+                 --queues 2 --fail-open --mark-mask 0xf00 --class-mask 0xf000 --policy POLICY \
+                 --link-rate 100mbit"
             ),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_policy_with_other_classes_is_named() {
+        let policy = |text: &str| crate::Policy::compile("p.rules", text).expect("valid policy");
+        let same = policy("option shape-rate 2mbit\nclass bulk 500kbit\n");
+        let other = policy("class bulk 1mbit\n");
+        let none = policy("policy loc net ACCEPT\n");
+        let installed = Installed {
+            backend: Backend::Iptables,
+            config: shaped(gateway()),
+        };
+        assert_eq!(installed.shaping_mismatch(same.classes()), None);
+        let message = installed
+            .shaping_mismatch(other.classes())
+            .expect("other classes");
+        assert_eq!(
+            message,
+            "the installed ruleset shapes traffic classes slow 2mbit, bulk 500kbit and the policy has \
+             bulk 1mbit: flows SHAPE sends to a class the ruleset does not have pass at full speed; \
+             apply the policy's classes with: outgate rules --apply --mode gateway --lan lan0 --wan \
+             wan0 --queues 2-5 --fail-open --mark-mask 0xf00 --class-mask 0xf000 --policy POLICY \
+             --link-rate 100mbit"
+        );
+        assert!(installed.shaping_mismatch(none.classes()).is_some());
+        let unshaped = Installed {
+            backend: Backend::Iptables,
+            config: gateway(),
+        };
+        assert_eq!(unshaped.shaping_mismatch(none.classes()), None);
+        let message = unshaped
+            .shaping_mismatch(same.classes())
+            .expect("no shaping");
+        assert!(message.contains("shapes traffic classes none and the policy has slow 2mbit"));
+        assert!(message.ends_with("--policy POLICY"), "{message}");
     }
 }

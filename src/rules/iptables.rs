@@ -47,11 +47,13 @@ fn iptables_queue(cfg: &RulesConfig) -> String {
 }
 
 /// The table body: everything between `*filter` and `COMMIT`, with a comment above each step.
-pub(super) fn iptables_body(cfg: &RulesConfig, family: Family) -> Vec<String> {
+pub(super) fn iptables_body(cfg: &RulesConfig, family: Family) -> Result<Vec<String>, RulesError> {
     let [_, (_, hook, jump)] = jumps(cfg);
     let c = CHAIN;
     let m = cfg.marks;
     let mask = hex(m.mask());
+    // Restored and saved with the verdict: a SHAPE verdict is an accept with a class beside it.
+    let both = hex(m.full_mask());
     let none = mark_is(m, 0);
     let mut l: Vec<String> = vec![
         format!(":{c} - [0:0]"),
@@ -62,10 +64,14 @@ pub(super) fn iptables_body(cfg: &RulesConfig, family: Family) -> Vec<String> {
         format!("-I {hook} 1 {jump}"),
         "# What this ruleset was made with: `outgate run` reads it, and refuses to start with other".into(),
         "# queues, another fail mode or other mark bits.".into(),
-        format!("-A {c} -m comment --comment \"{}\"", describe::describe(cfg)),
+    ];
+    for comment in describe::comments(cfg, describe::IPTABLES_COMMENT_MAX)? {
+        l.push(format!("-A {c} -m comment --comment \"{comment}\""));
+    }
+    l.extend([
         "# Replies on connections opened from outside are not outbound flows.".into(),
         format!("-A {c} -m conntrack --ctdir REPLY -j RETURN"),
-    ];
+    ]);
     if family == Family::V6 && cfg.mode == Mode::Host {
         l.push("# IPv6 needs neighbour discovery and MLD reports; link-local by hop limit.".into());
         for (icmp_type, hop_limit) in [
@@ -93,7 +99,7 @@ pub(super) fn iptables_body(cfg: &RulesConfig, family: Family) -> Vec<String> {
     let verdict = |v| mark_is(m, m.verdict(v));
     let save = Verdict::KERNEL.map(|v| {
         format!(
-            "-A {c} {} -m connmark --mark 0x0/{mask} -j CONNMARK --save-mark --nfmask {mask} --ctmask {mask}",
+            "-A {c} {} -m connmark --mark 0x0/{mask} -j CONNMARK --save-mark --nfmask {both} --ctmask {both}",
             verdict(v)
         )
     });
@@ -102,9 +108,9 @@ pub(super) fn iptables_body(cfg: &RulesConfig, family: Family) -> Vec<String> {
         "# rules, nothing saved, so the flow's next packet comes to the daemon too. Before the restore,".into(),
         "# so that a conntrack mark holding this value is never restored into a pass.".into(),
         format!("-A {c} {} -j RETURN", mark_is(m, m.pending())),
-        "# Decided flow: its verdict comes from the conntrack mark. Not when the packet carries one:".into(),
-        "# that is the REPEAT pass, and restoring the still-empty conntrack mark would loop it.".into(),
-        format!("-A {c} {none} -j CONNMARK --restore-mark --nfmask {mask} --ctmask {mask}"),
+        "# Decided flow: its verdict (and class) comes from the conntrack mark. Not when the packet carries".into(),
+        "# one: that is the REPEAT pass, and restoring the still-empty conntrack mark would loop it.".into(),
+        format!("-A {c} {none} -j CONNMARK --restore-mark --nfmask {both} --ctmask {both}"),
     ]);
     if let Some(limit) = cfg.limit_per_source {
         let name = match family {
@@ -124,8 +130,8 @@ pub(super) fn iptables_body(cfg: &RulesConfig, family: Family) -> Vec<String> {
     l.extend([
         queue_comment.into(),
         format!("-A {c} {none} {}", iptables_queue(cfg)),
-        "# Keep a verdict in conntrack so the flow skips the queue: only a verdict, and only into empty".into(),
-        "# bits, so no other value is ever saved and a flow's verdict is never rewritten.".into(),
+        "# Keep a verdict (with its class) in conntrack so the flow skips the queue: only a verdict, and".into(),
+        "# only into empty bits, so no other value is ever saved and a flow's verdict is never rewritten.".into(),
     ]);
     l.extend(save);
     l.extend([
@@ -143,7 +149,7 @@ pub(super) fn iptables_body(cfg: &RulesConfig, family: Family) -> Vec<String> {
         "# Any other value in outgate's bits is no verdict: fail closed.".into(),
         format!("-A {c} -j DROP"),
     ]);
-    l
+    Ok(l)
 }
 
 /// The raw table's part: the kernel's FTP helper on the control connections outgate lets through. It
@@ -180,16 +186,25 @@ pub fn iptables_restore(cfg: &RulesConfig, family: Family) -> Result<String, Rul
         "*raw".into(),
     ];
     l.extend(iptables_raw_body(cfg));
-    l.extend(["COMMIT".to_string(), "*filter".to_string()]);
-    l.extend(iptables_body(cfg, family));
+    l.push("COMMIT".into());
+    let mangle = shape::iptables_mangle_body(cfg);
+    if !mangle.is_empty() {
+        l.push("*mangle".into());
+        l.extend(mangle);
+        l.push("COMMIT".into());
+    }
+    l.push("*filter".into());
+    l.extend(iptables_body(cfg, family)?);
     l.push("COMMIT".into());
     Ok(lines(l))
 }
 
-/// What one table holds of outgate, from `iptables -S` (which prints rules as restore reads them, quotes
-/// included).
+/// What one table holds of outgate's chain (OUTGATE in raw and filter, OUTGATE-SHAPE in mangle), from
+/// `iptables -S` (which prints rules as restore reads them, quotes included).
 pub(super) struct Present {
-    /// `-D` lines for every jump or goto to [`CHAIN`]: by spec, so a rule inserted meanwhile cannot shift
+    /// The chain.
+    pub name: &'static str,
+    /// `-D` lines for every jump or goto to the chain: by spec, so a rule inserted meanwhile cannot shift
     /// a deletion to the wrong rule.
     pub deletes: Vec<String>,
     /// Whether the chain exists.
@@ -201,8 +216,9 @@ pub(super) struct Present {
 }
 
 impl Present {
-    pub fn read(listing: &str) -> Present {
+    pub fn read(name: &'static str, listing: &str) -> Present {
         let mut present = Present {
+            name,
             deletes: Vec::new(),
             chain: false,
             rules: Vec::new(),
@@ -214,7 +230,7 @@ impl Present {
             let (Some(&"-A"), Some(&chain), Some(rest)) =
                 (words.first(), words.get(1), line.splitn(3, ' ').nth(2))
             else {
-                if words.as_slice() == ["-N", CHAIN] {
+                if words.as_slice() == ["-N", name] {
                     present.chain = true;
                 }
                 continue;
@@ -229,10 +245,10 @@ impl Present {
                     1
                 }
             };
-            if chain == CHAIN {
+            if chain == name {
                 present.rules.push(line.to_string());
             } else if let [.., "-j" | "-g", target] = words.as_slice()
-                && *target == CHAIN
+                && *target == name
             {
                 present.deletes.push(format!("-D {chain} {rest}"));
                 present.inserts.push(format!("-I {chain} {place} {rest}"));
@@ -245,15 +261,16 @@ impl Present {
 /// Restore lines that turn outgate's part of `table` from `now` back into `before`: the jumps at their
 /// old places (inserted in listing order, so each lands where it was), the chain's old rules, or no chain.
 pub(super) fn put_back(table: &str, before: &Present, now: &Present) -> Vec<String> {
+    let name = now.name;
     let mut l = vec![format!("*{table}")];
     l.extend(now.deletes.iter().cloned());
     if now.chain {
-        l.push(format!("-F {CHAIN}"));
+        l.push(format!("-F {name}"));
         if !before.chain {
-            l.push(format!("-X {CHAIN}"));
+            l.push(format!("-X {name}"));
         }
     } else if before.chain {
-        l.push(format!(":{CHAIN} - [0:0]"));
+        l.push(format!(":{name} - [0:0]"));
     }
     l.extend(before.rules.iter().cloned());
     l.extend(before.inserts.iter().cloned());
@@ -285,23 +302,23 @@ COMMIT
 -I OUTPUT 1 ! -o lo -j OUTGATE
 # What this ruleset was made with: `outgate run` reads it, and refuses to start with other
 # queues, another fail mode or other mark bits.
--A OUTGATE -m comment --comment \"outgate ruleset: mode=host queues=0 fail=closed mark-mask=0xf00\"
+-A OUTGATE -m comment --comment \"outgate ruleset: mode=host queues=0 fail=closed mark-mask=0xf00 class-mask=0xf000\"
 # Replies on connections opened from outside are not outbound flows.
 -A OUTGATE -m conntrack --ctdir REPLY -j RETURN
 # The daemon's REPEAT of a packet it passed but has not decided (pending): on to the admin's
 # rules, nothing saved, so the flow's next packet comes to the daemon too. Before the restore,
 # so that a conntrack mark holding this value is never restored into a pass.
 -A OUTGATE -m mark --mark 0x400/0xf00 -j RETURN
-# Decided flow: its verdict comes from the conntrack mark. Not when the packet carries one:
-# that is the REPEAT pass, and restoring the still-empty conntrack mark would loop it.
--A OUTGATE -m mark --mark 0x0/0xf00 -j CONNMARK --restore-mark --nfmask 0xf00 --ctmask 0xf00
+# Decided flow: its verdict (and class) comes from the conntrack mark. Not when the packet carries
+# one: that is the REPEAT pass, and restoring the still-empty conntrack mark would loop it.
+-A OUTGATE -m mark --mark 0x0/0xf00 -j CONNMARK --restore-mark --nfmask 0xff00 --ctmask 0xff00
 # Undecided: to the daemon; with none listening the packet is dropped (fail-closed).
 -A OUTGATE -m mark --mark 0x0/0xf00 -j NFQUEUE --queue-num 0
-# Keep a verdict in conntrack so the flow skips the queue: only a verdict, and only into empty
-# bits, so no other value is ever saved and a flow's verdict is never rewritten.
--A OUTGATE -m mark --mark 0x100/0xf00 -m connmark --mark 0x0/0xf00 -j CONNMARK --save-mark --nfmask 0xf00 --ctmask 0xf00
--A OUTGATE -m mark --mark 0x200/0xf00 -m connmark --mark 0x0/0xf00 -j CONNMARK --save-mark --nfmask 0xf00 --ctmask 0xf00
--A OUTGATE -m mark --mark 0x300/0xf00 -m connmark --mark 0x0/0xf00 -j CONNMARK --save-mark --nfmask 0xf00 --ctmask 0xf00
+# Keep a verdict (with its class) in conntrack so the flow skips the queue: only a verdict, and
+# only into empty bits, so no other value is ever saved and a flow's verdict is never rewritten.
+-A OUTGATE -m mark --mark 0x100/0xf00 -m connmark --mark 0x0/0xf00 -j CONNMARK --save-mark --nfmask 0xff00 --ctmask 0xff00
+-A OUTGATE -m mark --mark 0x200/0xf00 -m connmark --mark 0x0/0xf00 -j CONNMARK --save-mark --nfmask 0xff00 --ctmask 0xff00
+-A OUTGATE -m mark --mark 0x300/0xf00 -m connmark --mark 0x0/0xf00 -j CONNMARK --save-mark --nfmask 0xff00 --ctmask 0xff00
 # Accept returns to the admin's rules: outgate only restricts.
 -A OUTGATE -m mark --mark 0x100/0xf00 -j RETURN
 -A OUTGATE -m mark --mark 0x200/0xf00 -j DROP
@@ -451,7 +468,7 @@ COMMIT
         let text = iptables_restore(&cfg, Family::V4).expect("valid config");
         assert!(!text.contains("0xf00"), "{text}");
         for needle in [
-            "-m mark --mark 0x0/0x7000 -j CONNMARK --restore-mark --nfmask 0x7000 --ctmask 0x7000\n",
+            "-m mark --mark 0x0/0x7000 -j CONNMARK --restore-mark --nfmask 0x7f000 --ctmask 0x7f000\n",
             "-m mark --mark 0x1000/0x7000 -j RETURN\n",
             "-m mark --mark 0x2000/0x7000 -j DROP\n",
             "-m mark --mark 0x3000/0x7000 -j REJECT --reject-with tcp-reset\n",
@@ -475,7 +492,7 @@ COMMIT
 -A ADMIN -j OUTGATE2
 -A ADMIN -g OUTGATE
 ";
-        let before = Present::read(listing);
+        let before = Present::read(CHAIN, listing);
         assert!(before.chain);
         assert_eq!(
             before.deletes,
@@ -500,7 +517,10 @@ COMMIT
                 "-A OUTGATE -j DROP"
             ]
         );
-        let now = Present::read("-N OUTGATE\n-A OUTPUT ! -o lo -j OUTGATE\n-A OUTGATE -j RETURN\n");
+        let now = Present::read(
+            CHAIN,
+            "-N OUTGATE\n-A OUTPUT ! -o lo -j OUTGATE\n-A OUTGATE -j RETURN\n",
+        );
         assert_eq!(
             put_back("filter", &before, &now),
             [
@@ -515,7 +535,7 @@ COMMIT
                 "COMMIT",
             ]
         );
-        let nothing = Present::read("-P OUTPUT ACCEPT\n");
+        let nothing = Present::read(CHAIN, "-P OUTPUT ACCEPT\n");
         assert!(!nothing.chain);
         assert_eq!(
             put_back("raw", &nothing, &now),

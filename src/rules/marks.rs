@@ -1,21 +1,30 @@
 //! Outgate's bits of the packet mark and the conntrack mark: the contract between the ruleset and the
 //! daemon.
 //!
-//! The bits are one contiguous run (the mask) chosen by the admin, because other software (WireGuard,
-//! multi-WAN, Kubernetes) marks packets too. Read as a number shifted down to bit 0, the run holds 0
-//! (nothing yet), 1 accept, 2 drop, 3 reject, or 4 pending (the daemon passed the packet but has not
-//! decided its flow); every other value is no verdict, and the ruleset drops it.
+//! Two contiguous runs, chosen by the admin, because other software (WireGuard, multi-WAN, Kubernetes)
+//! marks packets too:
+//! - the verdict bits (`--mark-mask`, default `0xf00`). Read as a number shifted down to bit 0, they
+//!   hold 0 (nothing yet), 1 accept, 2 drop, 3 reject, or 4 pending (the daemon passed the packet but
+//!   has not decided its flow); every other value is no verdict, and the ruleset drops it.
+//! - the class bits (`--class-mask`, default the four bits above the verdict bits: `0xf000`). A SHAPE
+//!   verdict is an accept with a class: class index `c` (0 to 14, the policy's classes in order) is
+//!   written as `c + 1`; 0 is "no class". They mean something only beside an accept, and only the
+//!   conntrack mark's copy is read (by the shaping rules, see `super::shape`).
+//!
+//! The default class bits follow `--mark-mask`, so that a mask chosen before classes existed (say
+//! `0xf000`, next to WireGuard) keeps working with its classes right above it (`0xf0000`).
 
 use std::fmt;
 use std::str::FromStr;
 
 use super::RulesError;
-use crate::Verdict;
+use crate::decision::{Action, Verdict};
 
 /// Outgate's bits of the packet mark and the conntrack mark, and the values it writes there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Marks {
     mask: u32,
+    class_mask: u32,
 }
 
 const ACCEPT: u32 = 1;
@@ -23,31 +32,83 @@ const DROP: u32 = 2;
 const REJECT: u32 = 3;
 const PENDING: u32 = 4;
 
-impl Marks {
-    /// Bits 8 to 11, `0xf00`.
-    pub const DEFAULT: Marks = Marks { mask: 0xf00 };
+/// How many classes the class bits hold: values 1 to 15 in four bits (0 is "no class"), as many as a
+/// policy may declare ([`crate::policy::action::MAX_CLASSES`]).
+pub const CLASSES: u8 = 15;
 
-    /// Outgate's bits: one contiguous run of at least 3 bits (the values go up to 4).
+impl Marks {
+    /// Verdicts in bits 8 to 11 (`0xf00`), classes in bits 12 to 15 (`0xf000`).
+    pub const DEFAULT: Marks = Marks {
+        mask: 0xf00,
+        class_mask: 0xf000,
+    };
+
+    /// Outgate's verdict bits: one contiguous run of at least 3 bits (the values go up to 4). The class
+    /// bits are the four bits above them, or, when the run reaches past bit 27, the four below; choose
+    /// others with [`Marks::with_class_mask`].
     pub fn new(mask: u32) -> Result<Marks, RulesError> {
         let bad = |reason| RulesError::MarkMask {
-            mask: format!("{mask:#x}"),
+            mask: hex(mask),
             reason,
         };
-        if mask == 0 {
-            return Err(bad("no bits set"));
-        }
-        let run = mask >> mask.trailing_zeros();
-        if run & run.wrapping_add(1) != 0 {
-            return Err(bad("the bits must be one contiguous run, like 0xf00"));
-        }
-        if run.count_ones() < 3 {
-            return Err(bad("at least 3 bits are needed, like 0x700"));
-        }
-        Ok(Marks { mask })
+        check_run(mask, 3).map_err(|reason| {
+            bad(match reason {
+                Run::Empty => "no bits set",
+                Run::Gaps => "the bits must be one contiguous run, like 0xf00",
+                Run::Short => "at least 3 bits are needed, like 0x700",
+            })
+        })?;
+        let above = 32 - mask.leading_zeros();
+        let below = mask.trailing_zeros();
+        let class_mask = if above <= 28 {
+            0xf << above
+        } else if below >= 4 {
+            0xf << (below - 4)
+        } else {
+            return Err(bad(
+                "no four bits are left beside it for the traffic classes; choose a narrower run, like 0xf00",
+            ));
+        };
+        Ok(Marks { mask, class_mask })
     }
 
+    /// The same verdict bits, with the classes in `class_mask`: one contiguous run of at least 4 bits
+    /// (15 classes), outside the verdict bits.
+    pub fn with_class_mask(self, class_mask: u32) -> Result<Marks, RulesError> {
+        let bad = |reason: String| RulesError::ClassMask {
+            mask: hex(class_mask),
+            reason,
+        };
+        check_run(class_mask, 4).map_err(|reason| {
+            bad(match reason {
+                Run::Empty => "no bits set".into(),
+                Run::Gaps => "the bits must be one contiguous run, like 0xf000".into(),
+                Run::Short => "at least 4 bits are needed (15 classes), like 0xf000".into(),
+            })
+        })?;
+        if class_mask & self.mask != 0 {
+            return Err(bad(format!(
+                "it overlaps the mark mask {} (the verdict bits); choose bits outside it, like {}",
+                hex(self.mask),
+                hex(Marks::new(self.mask).map_or(0xf000, |m| m.class_mask))
+            )));
+        }
+        Ok(Marks { class_mask, ..self })
+    }
+
+    /// The verdict bits (`--mark-mask`).
     pub fn mask(self) -> u32 {
         self.mask
+    }
+
+    /// The class bits (`--class-mask`).
+    pub fn class_mask(self) -> u32 {
+        self.class_mask
+    }
+
+    /// Both runs: every bit of the marks that is outgate's.
+    pub fn full_mask(self) -> u32 {
+        self.mask | self.class_mask
     }
 
     fn value(self, n: u32) -> u32 {
@@ -79,6 +140,31 @@ impl Marks {
             _ => None,
         }
     }
+
+    /// The value in the class bits for class index `class` (0 to 14: `class + 1`); 0, "no class", for
+    /// an index the bits cannot hold (a policy has at most 15 classes, so none does).
+    pub fn class_value(self, class: u8) -> u32 {
+        if class >= CLASSES {
+            return 0;
+        }
+        (u32::from(class) + 1) << self.class_mask.trailing_zeros()
+    }
+
+    /// The class index a mark's class bits hold: `None` for 0 (no class) and for values above 15.
+    pub fn decode_class(self, mark: u32) -> Option<u8> {
+        let n = (mark & self.class_mask) >> self.class_mask.trailing_zeros();
+        (1..=u32::from(CLASSES)).contains(&n).then(|| (n - 1) as u8)
+    }
+
+    /// Outgate's bits for a decided flow: its verdict as the kernel applies it, and for SHAPE its class
+    /// (an accept with the class beside it). What the daemon writes, other bits of the mark kept:
+    /// `mark & !full_mask() | action(a)`.
+    pub fn action(self, a: Action) -> u32 {
+        match a.verdict {
+            Verdict::Shape => self.verdict(Verdict::Accept) | self.class_value(a.class),
+            v => self.verdict(v),
+        }
+    }
 }
 
 impl Default for Marks {
@@ -87,28 +173,59 @@ impl Default for Marks {
     }
 }
 
-/// Parses `0xf000` (hexadecimal) or `61440` (decimal).
+/// Why a mask is not one contiguous run of enough bits.
+enum Run {
+    Empty,
+    Gaps,
+    Short,
+}
+
+fn check_run(mask: u32, min_bits: u32) -> Result<(), Run> {
+    if mask == 0 {
+        return Err(Run::Empty);
+    }
+    let run = mask >> mask.trailing_zeros();
+    if run & run.wrapping_add(1) != 0 {
+        return Err(Run::Gaps);
+    }
+    if run.count_ones() < min_bits {
+        return Err(Run::Short);
+    }
+    Ok(())
+}
+
+fn hex(value: u32) -> String {
+    format!("{value:#x}")
+}
+
+/// A mask as the command line gives it: `0xf000` (hexadecimal) or `61440` (decimal); `None` for
+/// anything else.
+pub fn parse_mask(s: &str) -> Option<u32> {
+    // Digits only: `from_str_radix` would also take a sign.
+    let (digits, radix) = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => (hex, 16),
+        None => (s, 10),
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    u32::from_str_radix(digits, radix).ok()
+}
+
+/// Parses the verdict bits, `0xf000` (hexadecimal) or `61440` (decimal), with their default class bits.
 impl FromStr for Marks {
     type Err = RulesError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || RulesError::MarkMask {
+        let mask = parse_mask(s).ok_or_else(|| RulesError::MarkMask {
             mask: s.to_string(),
             reason: "expected a number like 0xf000",
-        };
-        // Digits only: `from_str_radix` would also take a sign.
-        let (digits, radix) = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-            Some(hex) => (hex, 16),
-            None => (s, 10),
-        };
-        if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
-            return Err(bad());
-        }
-        let mask = u32::from_str_radix(digits, radix).map_err(|_| bad())?;
+        })?;
         Marks::new(mask)
     }
 }
 
+/// The verdict bits (`--mark-mask`); [`Marks::class_mask`] has the others.
 impl fmt::Display for Marks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:#x}", self.mask)
@@ -123,6 +240,8 @@ mod tests {
     fn default_mask_values() {
         let m = Marks::DEFAULT;
         assert_eq!(m.mask(), 0xf00);
+        assert_eq!(m.class_mask(), 0xf000);
+        assert_eq!(m.full_mask(), 0xff00);
         assert_eq!(
             Verdict::KERNEL.map(|v| m.verdict(v)),
             [0x100, 0x200, 0x300],
@@ -131,18 +250,21 @@ mod tests {
         assert_eq!(m.pending(), 0x400);
         assert_eq!(m.to_string(), "0xf00");
         assert_eq!(Marks::default(), m);
+        assert_eq!(Marks::new(0xf00).ok(), Some(m), "the default's class bits");
     }
 
     #[test]
     fn values_shift_into_any_mask() {
-        for (mask, accept, pending) in [
-            (0x7, 0x1, 0x4),
-            (0xf000, 0x1000, 0x4000),
-            (0x7_0000, 0x1_0000, 0x4_0000),
-            (0xe000_0000, 0x2000_0000, 0x8000_0000),
-            (0xffff_ffff, 0x1, 0x4),
+        for (mask, accept, pending, class_mask) in [
+            (0x7, 0x1, 0x4, 0x78),
+            (0xf000, 0x1000, 0x4000, 0xf_0000),
+            (0x7_0000, 0x1_0000, 0x4_0000, 0x78_0000),
+            (0xf000_0000, 0x1000_0000, 0x4000_0000, 0x0f00_0000),
+            (0xe000_0000, 0x2000_0000, 0x8000_0000, 0x1e00_0000),
+            (0xffff_fff0, 0x10, 0x40, 0xf),
         ] {
             let m = Marks::new(mask).expect("valid mask");
+            assert_eq!(m.class_mask(), class_mask, "{mask:#x}");
             assert_eq!(m.verdict(Verdict::Accept), accept, "{mask:#x}");
             assert_eq!(m.pending(), pending, "{mask:#x}");
             for v in Verdict::KERNEL {
@@ -152,6 +274,12 @@ mod tests {
             assert_eq!(m.decode(m.pending()), None, "{mask:#x}");
             assert_eq!(m.decode(0), None, "{mask:#x}");
             assert_eq!(m.decode(!mask), None, "other bits are not outgate's");
+            for class in 0..CLASSES {
+                let value = m.class_value(class);
+                assert_eq!(value & !class_mask, 0, "{mask:#x}: class {class} outside");
+                assert_eq!(m.decode_class(value | !class_mask), Some(class));
+                assert_eq!(m.decode(value), None, "a class is no verdict");
+            }
         }
     }
 
@@ -160,9 +288,39 @@ mod tests {
         let m = Marks::DEFAULT;
         assert_eq!(m.decode(0x1_0100), Some(Verdict::Accept));
         assert_eq!(m.decode(0x300), Some(Verdict::Reject));
-        for other in [0x0, 0x400, 0x500, 0xf00, 0x800] {
+        assert_eq!(
+            m.decode(0x1300),
+            Some(Verdict::Reject),
+            "class bits are ignored"
+        );
+        for other in [0x0, 0x400, 0x500, 0xf00, 0x800, 0x1000] {
             assert_eq!(m.decode(other), None, "{other:#x}");
         }
+    }
+
+    #[test]
+    fn classes_are_index_plus_one() {
+        let m = Marks::DEFAULT;
+        assert_eq!(m.class_value(0), 0x1000);
+        assert_eq!(m.class_value(1), 0x2000);
+        assert_eq!(m.class_value(14), 0xf000);
+        assert_eq!(m.class_value(15), 0, "no such class: no class");
+        assert_eq!(m.decode_class(0x1100), Some(0));
+        assert_eq!(m.decode_class(0xf000), Some(14));
+        assert_eq!(m.decode_class(0x0100), None, "0 is no class");
+        let wide = m.with_class_mask(0xff_0000).expect("valid");
+        assert_eq!(wide.class_value(2), 0x3_0000);
+        assert_eq!(wide.decode_class(0x10_0000), None, "16 is no class");
+        assert_eq!(
+            m.action(Action {
+                verdict: Verdict::Shape,
+                class: 1
+            }),
+            0x2100,
+            "accept and class 1"
+        );
+        assert_eq!(m.action(Action::of(Verdict::Drop)), 0x200);
+        assert_eq!(m.action(Action::ACCEPT), 0x100);
     }
 
     #[test]
@@ -184,6 +342,8 @@ mod tests {
             ("0x300", "at least 3 bits"),
             ("0xf0f", "contiguous"),
             ("0x80000001", "contiguous"),
+            ("0xffffffff", "no four bits are left"),
+            ("0x7ffffff8", "no four bits are left"),
         ] {
             let err = bad.parse::<Marks>().expect_err(bad).to_string();
             assert!(err.starts_with("invalid mark mask"), "{bad:?}: {err}");
@@ -194,5 +354,37 @@ mod tests {
             err,
             "invalid mark mask '0x5': the bits must be one contiguous run, like 0xf00"
         );
+    }
+
+    #[test]
+    fn class_masks_are_checked() {
+        let m = Marks::DEFAULT;
+        assert_eq!(
+            m.with_class_mask(0xf0000).map(Marks::class_mask).ok(),
+            Some(0xf0000)
+        );
+        assert_eq!(
+            m.with_class_mask(0xf).map(Marks::class_mask).ok(),
+            Some(0xf)
+        );
+        for (bad, reason) in [
+            (0, "no bits set"),
+            (0x7000, "at least 4 bits"),
+            (0xf0f000, "contiguous"),
+            (0xf00, "overlaps the mark mask 0xf00"),
+            (0x1fe0, "overlaps"),
+        ] {
+            let err = m.with_class_mask(bad).expect_err(reason).to_string();
+            assert!(err.starts_with("invalid class mask"), "{bad:#x}: {err}");
+            assert!(err.contains(reason), "{bad:#x}: {err}");
+        }
+        assert_eq!(
+            m.with_class_mask(0xff0).expect_err("overlap").to_string(),
+            "invalid class mask '0xff0': it overlaps the mark mask 0xf00 (the verdict bits); choose \
+             bits outside it, like 0xf000"
+        );
+        assert_eq!(parse_mask("0xf000"), Some(0xf000));
+        assert_eq!(parse_mask("61440"), Some(0xf000));
+        assert_eq!(parse_mask("-1"), None);
     }
 }

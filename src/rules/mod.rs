@@ -2,10 +2,12 @@
 //! read back and removed.
 //!
 //! `outgate rules [--queues 0-3] [--mode host|gateway] [--lan IF] [--wan IF] [--fail-open|--fail-closed]
-//! [--mark-mask MASK] [--limit-per-source RATE [--limit-burst N]] [--backend iptables|nft]
+//! [--mark-mask MASK] [--class-mask MASK] [--limit-per-source RATE [--limit-burst N]]
+//! [--policy FILE [--link-rate RATE] [--shape-backend classify|fw|cake|ifb]] [--backend iptables|nft]
 //! [--apply [--force]|--remove]` prints or installs it, for IPv4 and IPv6. Host mode filters what this
 //! host sends (filter OUTPUT, loopback excluded; `--wan` limits it to one interface); gateway mode what it
-//! forwards from `--lan` to `--wan` (filter FORWARD).
+//! forwards from `--lan` to `--wan` (filter FORWARD). With `--policy`, the policy's traffic classes are
+//! set up in traffic control (see `shape`): SHAPE's flows go through them.
 //!
 //! What the ruleset guarantees:
 //! - Outgate sees every filtered packet first: the iptables jump is the first rule of its hook, so no
@@ -40,10 +42,11 @@
 //!   (kept link-local by hop limit; crafting them needs CAP_NET_RAW, which can remove the rules anyway).
 //!
 //! [`apply`] is idempotent, and all or nothing: per family one `iptables-restore --noflush` transaction
-//! deletes every jump to [`CHAIN`] (whatever mode or version made it), redefines the chain and inserts
-//! the jump; both are tested before either is committed, and IPv4 is put back as it was if IPv6 fails.
-//! [`remove`] leaves no outgate chain, jump or nft table (the empty `filter` table that iptables-nft
-//! creates on first use, and legacy iptables even on listing, stays). Commands run with
+//! deletes every jump to [`CHAIN`] and [`SHAPE_CHAIN`] (whatever mode or version made it), redefines the
+//! chains and inserts the jumps; both are tested before either is committed, IPv4 is put back as it was
+//! if IPv6 fails, and both if traffic control fails (see `tc`). [`remove`] leaves no outgate chain, jump,
+//! nft table or HTB tree (the empty tables that iptables-nft creates on first use, and legacy iptables
+//! even on listing, stay). Commands run with
 //! [`std::process::Command`]; their errors name the command and its stderr on one line.
 //!
 //! nftables: the `queue` statement needs `CONFIG_NFT_QUEUE`; without it the nft ruleset cannot be loaded
@@ -61,6 +64,8 @@ mod iptables;
 mod limit;
 mod marks;
 mod nft;
+mod shape;
+mod tc;
 
 pub use config::{Backend, Family, Mode, QueueRange, RulesConfig};
 pub use conflicts::{MarkKind, MarkUser, collisions};
@@ -68,8 +73,12 @@ pub use describe::Installed;
 pub use iptables::iptables_restore;
 use iptables::{Present, iptables_body, iptables_raw_body};
 pub use limit::{Rate, RateUnit, SourceLimit};
-pub use marks::Marks;
+pub use marks::{CLASSES, Marks, parse_mask};
 pub use nft::nft;
+pub use shape::{
+    DEFAULT_LINK_RATE, SHAPE_CHAIN, ShapeBackend, ShapeClass, Shaping, class_id, devices,
+    htb_commands, script,
+};
 
 /// The iptables chain; in nftables the table is `inet outgate`.
 pub const CHAIN: &str = "OUTGATE";
@@ -99,6 +108,8 @@ pub enum RulesError {
     LanInHostMode,
     #[error("invalid mark mask '{mask}': {reason}")]
     MarkMask { mask: String, reason: &'static str },
+    #[error("invalid class mask '{mask}': {reason}")]
+    ClassMask { mask: String, reason: String },
     #[error("invalid --{option} '{value}': {reason}")]
     Limit {
         option: &'static str,
@@ -120,17 +131,41 @@ pub enum RulesError {
     )]
     Gone(String),
     #[error(
-        "the nft ruleset describes itself in a comment of {length} characters, and nft takes at most {max}: use shorter interface names, or --backend iptables"
+        "the ruleset describes itself in comments of at most {max} characters, and '{field}' does not fit in one: use shorter interface or class names"
     )]
-    NftDescription { length: usize, max: usize },
+    LongDescription { field: String, max: usize },
     #[error(
-        "refusing to apply: other software uses outgate's mark bits {mask}, where a foreign value could pass for a verdict (or be dropped as none):{rules}\n{hint}, and give `outgate run` the same; or apply anyway with --force"
+        "refusing to apply: other software uses outgate's mark bits {mask}, where a foreign value could pass for a verdict or a class (or be dropped as none):{rules}\n{hint}, and give `outgate run` the same; or apply anyway with --force"
     )]
     MarkCollision {
         mask: String,
         rules: String,
         hint: String,
     },
+    #[error("invalid shape backend '{0}': expected classify, fw, cake or ifb")]
+    ShapeBackend(String),
+    #[error(
+        "shaping in host mode needs --wan: traffic control shapes what leaves a device, so name the one this host's traffic leaves by"
+    )]
+    ShapeNeedsWan,
+    #[error(
+        "cannot shape --{option} {name}: it is a wildcard, and traffic control needs one device; name it"
+    )]
+    ShapeWildcard { option: &'static str, name: String },
+    #[error("{0} traffic classes: shaping takes 1 to 15")]
+    ShapeClasses(usize),
+    #[error(
+        "the policy's classes add up to {promised}, at or above --link-rate {link}: set --link-rate to the real uplink's rate"
+    )]
+    ShapeRates { promised: String, link: String },
+    #[error(
+        "--shape-backend {0} is printed, not applied: `outgate rules --policy FILE --shape-backend {0}` prints its setup for a kernel that has its modules; --apply sets up only classify"
+    )]
+    NotApplied(shape::ShapeBackend),
+    #[error(
+        "refusing to shape {device}: its root qdisc is not outgate's (`{qdisc}`); outgate replaces only the kernel's default root qdisc or its own HTB 1:. Remove it (`tc qdisc del dev {device} root`) or shape elsewhere"
+    )]
+    ForeignQdisc { device: String, qdisc: String },
     #[error("{program}: not found; is it installed and in PATH?")]
     NotInstalled { program: String },
     #[error("{command}: {message}")]
@@ -162,58 +197,96 @@ fn lines(l: Vec<String>) -> String {
 }
 
 /// Installs the ruleset, replacing any outgate rules of either backend and any mode (a mode or interface
-/// change leaves no stale jump). Idempotent.
+/// change leaves no stale jump), and sets up traffic control for `cfg.shaping` (see `shape`): HTB on
+/// each shaped device, none where an earlier apply shaped a device this one does not. Idempotent.
 ///
 /// First it reads the other rules that use marks (see [`collisions`]) and refuses, naming each rule that
-/// writes into outgate's bits, unless `force`.
+/// writes into outgate's bits, unless `force`; and it refuses to shape a device whose root qdisc is
+/// neither the kernel's default nor outgate's. Only `--shape-backend classify` is applied.
 ///
-/// iptables: all or nothing across the families. Both transactions (one `*-restore --noflush` each) are
-/// tested first (`--test`), then IPv4 is committed, then IPv6; if IPv6's commit fails, IPv4 is put back
-/// as it was (outgate's earlier chains and jumps, at their places, or nothing), and the error names
-/// ip6tables-restore. nft: one atomic `nft -f` that deletes and recreates the table.
+/// iptables: all or nothing across the families and traffic control. Both transactions (one
+/// `*-restore --noflush` each, over the raw, mangle and filter tables) are tested first (`--test`),
+/// then IPv4 is committed, then IPv6, then traffic control; if a later step fails, the earlier ones are
+/// put back as they were (outgate's earlier chains and jumps, at their places, or nothing; outgate's
+/// earlier HTB trees, or the kernel's default qdisc), and the error names the step. nft: traffic control
+/// first, then one atomic `nft -f` that deletes and recreates the table; if that fails, traffic control
+/// is put back.
 pub fn apply(cfg: &RulesConfig, backend: Backend, force: bool) -> Result<(), RulesError> {
     cfg.validate()?;
+    if let Some(shaping) = &cfg.shaping
+        && shaping.backend != ShapeBackend::Classify
+    {
+        return Err(RulesError::NotApplied(shaping.backend));
+    }
     if !force && let Some(refusal) = conflicts::refusal(cfg.marks, &conflicts::mark_users()?) {
         return Err(refusal);
     }
+    let tc_before = tc::before(cfg)?;
     match backend {
         Backend::Iptables => {
             let mut plans = Vec::new();
             for family in Family::ALL {
-                let installed = |table| {
-                    present_iptables(family, table)?.ok_or_else(|| RulesError::NotInstalled {
-                        program: family.iptables().to_string(),
+                let installed = |table, chain| {
+                    present_iptables(family, table, chain)?.ok_or_else(|| {
+                        RulesError::NotInstalled {
+                            program: family.iptables().to_string(),
+                        }
                     })
                 };
-                let (raw, filter) = (installed("raw")?, installed("filter")?);
+                let raw = installed("raw", CHAIN)?;
+                let mangle = installed("mangle", SHAPE_CHAIN)?;
+                let filter = installed("filter", CHAIN)?;
                 let mut l = vec!["*raw".to_string()];
                 l.extend(raw.deletes.iter().cloned());
                 l.extend(iptables_raw_body(cfg));
-                l.extend(["COMMIT".to_string(), "*filter".to_string()]);
-                l.extend(filter.deletes.iter().cloned());
-                l.extend(iptables_body(cfg, family));
                 l.push("COMMIT".into());
-                plans.push((family, lines(l), [("raw", raw), ("filter", filter)]));
+                let shaping = shape::iptables_mangle_body(cfg);
+                if !shaping.is_empty() || mangle.chain || !mangle.deletes.is_empty() {
+                    l.push("*mangle".into());
+                    l.extend(mangle.deletes.iter().cloned());
+                    if !shaping.is_empty() {
+                        l.extend(shaping);
+                    } else if mangle.chain {
+                        l.extend([format!("-F {SHAPE_CHAIN}"), format!("-X {SHAPE_CHAIN}")]);
+                    }
+                    l.push("COMMIT".into());
+                }
+                l.push("*filter".into());
+                l.extend(filter.deletes.iter().cloned());
+                l.extend(iptables_body(cfg, family)?);
+                l.push("COMMIT".into());
+                let before = [("raw", raw), ("mangle", mangle), ("filter", filter)];
+                plans.push((family, lines(l), before));
             }
             for (family, text, _) in &plans {
                 run(family.restore(), &["-w", "--noflush", "--test"], Some(text))?;
             }
             let mut committed = Vec::new();
+            let mut failed = None;
             for (family, text, before) in &plans {
                 if let Err(e) = restore(*family, text) {
-                    // Only IPv6 can get here with IPv4 committed: put it back, newest first.
-                    for (family, before) in committed.into_iter().rev() {
-                        if let Err(back) = put_back(family, before) {
-                            return Err(RulesError::PutBack {
-                                failed: Box::new(e),
-                                family: family.name(),
-                                back: Box::new(back),
-                            });
-                        }
-                    }
-                    return Err(e);
+                    failed = Some(e);
+                    break;
                 }
                 committed.push((*family, before));
+            }
+            if failed.is_none()
+                && let Err(e) = tc::apply(cfg, &tc_before)
+            {
+                failed = Some(e);
+            }
+            if let Some(e) = failed {
+                // Put back what was committed, newest first (traffic control put itself back).
+                for (family, before) in committed.into_iter().rev() {
+                    if let Err(back) = put_back(family, before) {
+                        return Err(RulesError::PutBack {
+                            failed: Box::new(e),
+                            family: family.name(),
+                            back: Box::new(back),
+                        });
+                    }
+                }
+                return Err(e);
             }
             remove_nft()
         }
@@ -223,7 +296,17 @@ pub fn apply(cfg: &RulesConfig, backend: Backend, force: bool) -> Result<(), Rul
                 "table inet {NFT_TABLE}\ndelete table inet {NFT_TABLE}\n{}",
                 nft(cfg)?
             );
-            run("nft", &["-f", "-"], Some(&text))?;
+            tc::apply(cfg, &tc_before)?;
+            if let Err(e) = run("nft", &["-f", "-"], Some(&text)) {
+                return match tc::put_back(&tc_before) {
+                    Ok(()) => Err(e),
+                    Err(back) => Err(RulesError::PutBack {
+                        failed: Box::new(e),
+                        family: "traffic control",
+                        back: Box::new(back),
+                    }),
+                };
+            }
             for family in Family::ALL {
                 remove_iptables(family)?;
             }
@@ -233,13 +316,17 @@ pub fn apply(cfg: &RulesConfig, backend: Backend, force: bool) -> Result<(), Rul
 }
 
 /// Puts outgate's part of `family`'s tables back as `before` describes it (see [`apply`]).
-fn put_back(family: Family, before: &[(&str, Present); 2]) -> Result<(), RulesError> {
+fn put_back(family: Family, before: &[(&str, Present); 3]) -> Result<(), RulesError> {
     let mut l = Vec::new();
     for (table, before) in before {
-        let now = present_iptables(family, table)?.ok_or_else(|| RulesError::NotInstalled {
-            program: family.iptables().to_string(),
+        let now = present_iptables(family, table, before.name)?.ok_or_else(|| {
+            RulesError::NotInstalled {
+                program: family.iptables().to_string(),
+            }
         })?;
-        l.extend(iptables::put_back(table, before, &now));
+        if before.chain || now.chain || !now.deletes.is_empty() {
+            l.extend(iptables::put_back(table, before, &now));
+        }
     }
     restore(family, &lines(l))
 }
@@ -329,7 +416,7 @@ pub fn ensure_first(cfg: &RulesConfig) -> Result<Vec<String>, RulesError> {
             if first.as_deref() == Some(jump.as_str()) {
                 continue;
             }
-            let present = match present_iptables(family, table)? {
+            let present = match present_iptables(family, table, CHAIN)? {
                 Some(present) if present.chain => present,
                 _ => return nft_installed_or(format!("{} {table} table", family.name())),
             };
@@ -367,21 +454,32 @@ fn nft_installed_or(place: String) -> Result<Vec<String>, RulesError> {
     }
 }
 
-/// Removes every trace of outgate: each jump to [`CHAIN`] in the filter table (any chain, any mode),
-/// the chain, for both families, and nft's `table inet outgate`. Succeeds when nothing is there, and when
-/// a tool is not installed (nothing of outgate can be there then). Tries everything, reports the first error.
-pub fn remove() -> Result<(), RulesError> {
+/// Removes every trace of outgate: the traffic control its ruleset records (each shaped device's root
+/// qdisc, while it is still outgate's HTB), each jump to its chains in the raw, mangle and filter tables
+/// (any chain, any mode), the chains, for both families, and nft's `table inet outgate`. Succeeds when
+/// nothing is there, and when a tool is not installed (nothing of outgate can be there then). Tries
+/// everything, reports the first error. Returns a note for each root qdisc it left because someone
+/// replaced outgate's.
+pub fn remove() -> Result<Vec<String>, RulesError> {
+    // Traffic control first: the ruleset's description is what says which devices are outgate's.
+    let notes = tc::remove(tc::recorded());
     let results = [
         remove_iptables(Family::V4),
         remove_iptables(Family::V6),
         remove_nft(),
     ];
-    results.into_iter().collect()
+    let notes = notes?;
+    results.into_iter().collect::<Result<(), _>>()?;
+    Ok(notes)
 }
 
-fn present_iptables(family: Family, table: &str) -> Result<Option<Present>, RulesError> {
+fn present_iptables(
+    family: Family,
+    table: &str,
+    chain: &'static str,
+) -> Result<Option<Present>, RulesError> {
     match run(family.iptables(), &["-w", "-t", table, "-S"], None) {
-        Ok(listing) => Ok(Some(Present::read(&listing))),
+        Ok(listing) => Ok(Some(Present::read(chain, &listing))),
         Err(RulesError::NotInstalled { .. }) => Ok(None),
         Err(e) => Err(e),
     }
@@ -389,8 +487,8 @@ fn present_iptables(family: Family, table: &str) -> Result<Option<Present>, Rule
 
 fn remove_iptables(family: Family) -> Result<(), RulesError> {
     let mut l = Vec::new();
-    for table in ["raw", "filter"] {
-        let Some(present) = present_iptables(family, table)? else {
+    for (table, chain) in [("raw", CHAIN), ("mangle", SHAPE_CHAIN), ("filter", CHAIN)] {
+        let Some(present) = present_iptables(family, table, chain)? else {
             return Ok(());
         };
         if present.deletes.is_empty() && !present.chain {
@@ -399,8 +497,8 @@ fn remove_iptables(family: Family) -> Result<(), RulesError> {
         l.push(format!("*{table}"));
         l.extend(present.deletes);
         if present.chain {
-            l.push(format!("-F {CHAIN}"));
-            l.push(format!("-X {CHAIN}"));
+            l.push(format!("-F {chain}"));
+            l.push(format!("-X {chain}"));
         }
         l.push("COMMIT".into());
     }
@@ -483,6 +581,22 @@ mod tests {
         RulesConfig {
             queues: queues.parse().expect("valid range"),
             ..RulesConfig::default()
+        }
+    }
+
+    /// `cfg` with the policy's classes `slow` (2mbit) and `bulk` (500kbit) shaped, on a 100mbit link.
+    pub(super) fn shaped(cfg: RulesConfig) -> RulesConfig {
+        let class = |name: &str, rate| ShapeClass {
+            name: name.into(),
+            rate: crate::policy::Rate(rate),
+        };
+        RulesConfig {
+            shaping: Some(Shaping {
+                classes: vec![class("slow", 2_000_000), class("bulk", 500_000)],
+                link_rate: crate::policy::Rate(100_000_000),
+                backend: ShapeBackend::Classify,
+            }),
+            ..cfg
         }
     }
 

@@ -23,6 +23,11 @@ fn nft_queue(cfg: &RulesConfig) -> String {
 /// The ruleset as one `nft -f` file: `table inet outgate`, both families, the same steps as iptables.
 /// nft 1.0 cannot combine two registers (`meta mark | ct mark`), so the mark is restored and saved one
 /// verdict value at a time, with constants, which also leaves the other bits of both marks alone.
+///
+/// Classes: an accept is saved with its class, one rule per class value (chain `classes`, which only
+/// the first decided packet of a flow reaches). Only the verdict is restored into the packet mark: the
+/// shaping rules read the class from the conntrack mark, and restoring it too would take a rule per
+/// class value on every packet of every decided flow.
 pub fn nft(cfg: &RulesConfig) -> Result<String, RulesError> {
     cfg.validate()?;
     let (chain, hook, jump) = match (cfg.mode, &cfg.lan, &cfg.wan) {
@@ -51,7 +56,7 @@ pub fn nft(cfg: &RulesConfig) -> Result<String, RulesError> {
         (_, _, Some(wan)) => ("output", format!("oifname {} ", nft_interface(wan))),
         _ => ("output", "oifname != \"lo\" ".to_string()),
     };
-    let description = describe::describe_for_nft(cfg)?;
+    let description = describe::comments(cfg, describe::NFT_COMMENT_MAX)?;
     let m = cfg.marks;
     let mask = hex(m.mask());
     let keep = hex(!m.mask());
@@ -106,7 +111,13 @@ pub fn nft(cfg: &RulesConfig) -> Result<String, RulesError> {
         "\t}".into(),
         "\tchain gate {".into(),
         "\t\t# what this ruleset was made with: `outgate run` reads it".into(),
-        format!("\t\tcontinue comment \"{description}\""),
+    ]);
+    l.extend(
+        description
+            .iter()
+            .map(|d| format!("\t\tcontinue comment \"{d}\"")),
+    );
+    l.extend([
         "\t\t# replies on connections opened from outside are not outbound flows".into(),
         "\t\tct direction reply return".into(),
     ]);
@@ -163,6 +174,13 @@ pub fn nft(cfg: &RulesConfig) -> Result<String, RulesError> {
         "\t\t# bits, so no other value is ever saved and a flow's verdict is never rewritten".into(),
     ]);
     for v in verdicts {
+        if v == m.verdict(Verdict::Accept) {
+            l.push(format!(
+                "\t\t{} ct mark & {mask} == 0x0 jump classes",
+                bits(v)
+            ));
+            continue;
+        }
         l.push(format!(
             "\t\t{} ct mark & {mask} == 0x0 ct mark set ct mark & {keep} | {}",
             bits(v),
@@ -184,8 +202,26 @@ pub fn nft(cfg: &RulesConfig) -> Result<String, RulesError> {
         "\t\t# any other value in outgate's bits is no verdict: fail closed".into(),
         "\t\tdrop".into(),
         "\t}".into(),
-        "}".into(),
+        "\t# an accept is saved with its class (SHAPE); a value the class bits cannot name, as none".into(),
+        "\tchain classes {".into(),
     ]);
+    let accept = m.verdict(Verdict::Accept);
+    let keep_both = hex(!m.full_mask());
+    let class_mask = hex(m.class_mask());
+    for class in 0..CLASSES {
+        let value = m.class_value(class);
+        l.push(format!(
+            "\t\tmeta mark & {class_mask} == {} ct mark set ct mark & {keep_both} | {} return",
+            hex(value),
+            hex(accept | value)
+        ));
+    }
+    l.extend([
+        format!("\t\tct mark set ct mark & {keep_both} | {}", hex(accept)),
+        "\t}".into(),
+    ]);
+    l.extend(shape::nft_chain(cfg));
+    l.push("}".into());
     Ok(lines(l))
 }
 
@@ -210,10 +246,13 @@ mod tests {
             "\t\tmeta mark & 0xf00 == 0x0 queue num 0-3 bypass\n",
             "\t\tmeta mark & 0xf00 == 0x400 return\n\t\t# decided flow",
             "\t\tmeta mark & 0xf00 == 0x200 ct mark & 0xf00 == 0x0 ct mark set ct mark & 0xfffff0ff | 0x200\n",
+            "\t\tmeta mark & 0xf00 == 0x100 ct mark & 0xf00 == 0x0 jump classes\n",
+            "\tchain classes {\n\t\tmeta mark & 0xf000 == 0x1000 ct mark set ct mark & 0xffff00ff | 0x1100 return\n",
+            "\t\tmeta mark & 0xf000 == 0xf000 ct mark set ct mark & 0xffff00ff | 0xf100 return\n\t\tct mark set ct mark & 0xffff00ff | 0x100\n\t}\n}\n",
             "\t\tmeta mark & 0xf00 == 0x100 accept\n",
             "\t\tmeta mark & 0xf00 == 0x300 meta l4proto tcp reject with tcp reset\n",
             "\t\tmeta mark & 0xf00 == 0x300 reject with icmpx type port-unreachable\n",
-            "\t\tdrop\n\t}\n}\n",
+            "\t\tdrop\n\t}\n",
             "nd-neighbor-solicit",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
