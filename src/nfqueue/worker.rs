@@ -289,9 +289,10 @@ mod tests {
             kv(rule(Verdict::Accept), 0, m),
             (NfVerdict::Repeat, Some(0x100))
         );
+        // Outgate's bits, verdict (0xf00) and class (0xf000), are written whole; the rest is kept.
         assert_eq!(
             kv(rule(Verdict::Reject), 0xf00f, m),
-            (NfVerdict::Repeat, Some(0xf00f & !0xf00 | 0x300))
+            (NfVerdict::Repeat, Some(0x000f | 0x300))
         );
         let high = Marks::new(0xf000).expect("valid mask");
         assert_eq!(
@@ -302,7 +303,7 @@ mod tests {
         assert_eq!(kv(bad(Verdict::Drop), 0, m), (NfVerdict::Drop, None));
         // Passed but undecided: REPEAT with the pending value, so the admin's later rules still see them
         // (a plain ACCEPT would end the hook's table), other bits of the mark kept.
-        let pending = Some(0xf00f & !0xf00 | 0x400);
+        let pending = Some(0x000f | 0x400);
         assert_eq!(
             kv(bad(Verdict::Accept), 0xf00f, m),
             (NfVerdict::Repeat, pending)
@@ -324,8 +325,13 @@ mod tests {
         let shaped = Decision::new(Verdict::Shape, Reason::Rule(0));
         assert_eq!(
             kv(shaped, 0, m),
-            (NfVerdict::Repeat, Some(0x100)),
-            "accepted, into its class"
+            (NfVerdict::Repeat, Some(0x1100)),
+            "accepted, into its class (class 0 is value 1)"
         );
+        let bulk = Decision {
+            class: 1,
+            ..shaped
+        };
+        assert_eq!(kv(bulk, 0xf00f, m), (NfVerdict::Repeat, Some(0x210f)));
     }
 }
