@@ -16,13 +16,13 @@ use outgate::nfqueue::{LogTarget, RunConfig};
 use outgate::policy::Cidr;
 use outgate::replay::ReplayConfig;
 use outgate::rules::{
-    self, Backend, DEFAULT_LINK_RATE, Marks, Mode, QueueRange, Rate, RulesConfig, ShapeBackend,
-    Shaping, SourceLimit,
+    Backend, DEFAULT_LINK_RATE, Marks, Mode, QueueRange, Rate, RulesConfig, ShapeBackend,
+    SourceLimit,
 };
 
 use cli::{
-    check, confirm_policy, diff_command, emit, load_policy, parse_bit_rate, parse_cidr,
-    parse_class_mask, rules_command, run_learn, run_live, run_replay, try_policy,
+    check, confirm_policy, diff_command, emit, parse_bit_rate, parse_cidr, parse_class_mask,
+    rules_command, run_learn, run_live, run_replay, shaping, try_policy,
 };
 
 const ABOUT: &str = "Outbound packet filter: default-deny egress that stays practical.";
@@ -343,6 +343,11 @@ enum Command {
         /// there can pass for a verdict).
         #[arg(long, requires = "apply")]
         force: bool,
+        /// For a daemon run with --audit: the ruleset is the same, its description says `audit=yes`
+        /// (read it with `iptables -S OUTGATE`), and `outgate run` refuses to enforce with it (and to
+        /// audit without it), so the mode cannot be mistaken.
+        #[arg(long, conflicts_with = "remove")]
+        audit: bool,
         /// Remove every trace of outgate's ruleset, and the traffic control it set up (a root qdisc someone
         /// else put in place of outgate's is left, and named).
         #[arg(long)]
@@ -547,29 +552,14 @@ fn main() -> ExitCode {
             backend,
             apply,
             force,
+            audit,
             remove,
         } => limit_per_source
             .map(|rate| SourceLimit::new(rate, limit_burst))
             .transpose()
             .map_err(|e| e.to_string())
             .and_then(|limit_per_source| {
-                if apply && shape_backend != ShapeBackend::Classify {
-                    return Err(rules::RulesError::NotApplied(shape_backend).to_string());
-                }
-                let shaping = match (&policy, remove) {
-                    (Some(path), false) => {
-                        let policy = load_policy(Some(path.clone()))?;
-                        let shaping = Shaping::of_policy(&policy, link_rate, shape_backend);
-                        if shaping.is_none() {
-                            eprintln!(
-                                "outgate: {} has no traffic classes: no traffic control is set up",
-                                policy.file()
-                            );
-                        }
-                        shaping
-                    }
-                    _ => None,
-                };
+                let shaping = shaping(policy.as_deref(), remove, apply, link_rate, shape_backend)?;
                 let cfg = RulesConfig {
                     queues,
                     mode,
@@ -579,6 +569,7 @@ fn main() -> ExitCode {
                     marks: with_class_mask(mark_mask, class_mask),
                     limit_per_source,
                     shaping,
+                    audit,
                 };
                 rules_command(&cfg, backend, apply, force, remove)
             }),

@@ -242,8 +242,9 @@ fn the_daemon_shapes_a_hosts_uploads() {
     );
 }
 
-/// `run --audit` (and `rules --apply` without it: the ruleset is the same): a port the policy drops
-/// passes, its flow logged with the drop and `"enforced":false`; the metrics say audit.
+/// `rules --apply --audit` and `run --audit`: a port the policy drops passes, its flow logged with the
+/// drop and `"enforced":false`; the ruleset, the first log line and the metrics say audit, and a daemon
+/// that would enforce refuses that ruleset.
 #[test]
 fn audit_passes_what_the_policy_drops_and_says_so() {
     if !common::root("audit_passes_what_the_policy_drops_and_says_so") {
@@ -253,8 +254,29 @@ fn audit_passes_what_the_policy_drops_and_says_so() {
     let mut s = gateway_mode();
     let www = files(&s.lab);
     serve(&mut s, &www);
-    s.rules("--apply", "");
+    s.rules("--apply", "--audit");
+    assert!(
+        s.lab
+            .sh(&s.filter, "iptables -S OUTGATE")
+            .contains("audit=yes"),
+        "the ruleset says it is for an audit"
+    );
     let policy = "policy loc net DROP\nACCEPT loc net tcp 8003\n";
+    let enforcing = s.lab.try_sh(
+        &s.filter,
+        &format!(
+            "{} run --policy {} --queues 0",
+            outgate_bin(),
+            s.lab.write("p.rules", policy).display()
+        ),
+    );
+    assert!(!enforcing.status.success());
+    assert!(
+        String::from_utf8_lossy(&enforcing.stderr)
+            .contains("mode: the ruleset was applied to audit"),
+        "{}",
+        String::from_utf8_lossy(&enforcing.stderr)
+    );
     s.daemon_logged(policy, "--audit --metrics 127.0.0.1:9717");
     let (code, _, body) = s.curl(&s.server4, SLOW_PORT, "/bulk");
     assert_eq!(code, 0, "the dropped port passes under --audit");

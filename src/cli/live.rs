@@ -1,5 +1,6 @@
 //! `outgate rules` and `outgate run`.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -9,9 +10,36 @@ use signal_hook::iterator::Signals;
 
 use outgate::Policy;
 use outgate::nfqueue::{self, RunConfig};
-use outgate::rules::{self, Backend, Family, QueueRange, RulesConfig};
+use outgate::policy::Rate as BitRate;
+use outgate::rules::{self, Backend, Family, QueueRange, RulesConfig, ShapeBackend, Shaping};
 
 use super::{emit, load_policy};
+
+/// `rules --policy FILE`: the traffic control its classes need (none without classes, or with
+/// `--remove`); the backends other than classify are only printed.
+pub fn shaping(
+    policy: Option<&Path>,
+    remove: bool,
+    apply: bool,
+    link_rate: BitRate,
+    backend: ShapeBackend,
+) -> Result<Option<Shaping>, String> {
+    if apply && backend != ShapeBackend::Classify {
+        return Err(rules::RulesError::NotApplied(backend).to_string());
+    }
+    let (Some(path), false) = (policy, remove) else {
+        return Ok(None);
+    };
+    let policy = load_policy(Some(path.to_path_buf()))?;
+    let shaping = Shaping::of_policy(&policy, link_rate, backend);
+    if shaping.is_none() {
+        eprintln!(
+            "outgate: {} has no traffic classes: no traffic control is set up",
+            policy.file()
+        );
+    }
+    Ok(shaping)
+}
 
 pub fn rules_command(
     cfg: &RulesConfig,
@@ -107,15 +135,17 @@ fn check_ruleset(
     policy: &Policy,
 ) -> Result<Option<RulesConfig>, String> {
     match rules::installed() {
-        Ok(Some(installed)) => match installed.mismatch(queues, cfg.fail_open, cfg.marks) {
-            Some(message) => Err(message),
-            None => {
-                if let Some(warning) = installed.shaping_mismatch(policy.classes()) {
-                    eprintln!("outgate: warning: {warning}");
+        Ok(Some(installed)) => {
+            match installed.mismatch(queues, cfg.fail_open, cfg.marks, cfg.audit) {
+                Some(message) => Err(message),
+                None => {
+                    if let Some(warning) = installed.shaping_mismatch(policy.classes()) {
+                        eprintln!("outgate: warning: {warning}");
+                    }
+                    Ok((installed.backend == Backend::Iptables).then_some(installed.config))
                 }
-                Ok((installed.backend == Backend::Iptables).then_some(installed.config))
             }
-        },
+        }
         Ok(None) => {
             eprintln!(
                 "outgate: warning: no outgate ruleset is installed: nothing is queued until `outgate rules --apply`"

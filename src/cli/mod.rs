@@ -14,7 +14,7 @@ use outgate::Policy;
 use outgate::policy::{Cidr, DEFAULT_POLICY, LoadError};
 
 pub use diff::diff_command;
-pub use live::{rules_command, run_live};
+pub use live::{rules_command, run_live, shaping};
 pub use replay::{run_learn, run_replay};
 pub use try_policy::{confirm_policy, try_policy};
 

@@ -328,10 +328,7 @@ mod tests {
             (NfVerdict::Repeat, Some(0x1100)),
             "accepted, into its class (class 0 is value 1)"
         );
-        let bulk = Decision {
-            class: 1,
-            ..shaped
-        };
+        let bulk = Decision { class: 1, ..shaped };
         assert_eq!(kv(bulk, 0xf00f, m), (NfVerdict::Repeat, Some(0x210f)));
     }
 }

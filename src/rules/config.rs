@@ -176,6 +176,9 @@ pub struct RulesConfig {
     pub limit_per_source: Option<SourceLimit>,
     /// The policy's traffic classes, set up in traffic control (`--policy` with classes).
     pub shaping: Option<Shaping>,
+    /// For a daemon that audits (`run --audit`): the ruleset is the same; its description says so, for
+    /// the admin reading `iptables -S`, and `outgate run` checks it.
+    pub audit: bool,
 }
 
 impl Default for RulesConfig {
@@ -189,6 +192,7 @@ impl Default for RulesConfig {
             marks: Marks::DEFAULT,
             limit_per_source: None,
             shaping: None,
+            audit: false,
         }
     }
 }

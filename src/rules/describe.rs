@@ -47,6 +47,9 @@ pub(super) fn describe(cfg: &RulesConfig) -> String {
     if let Some(limit) = cfg.limit_per_source {
         text.push_str(&format!(" limit={} burst={}", limit.rate, limit.burst));
     }
+    if cfg.audit {
+        text.push_str(" audit=yes");
+    }
     if let Some(shaping) = &cfg.shaping {
         text.push_str(&format!(
             " shape={} link-rate={}",
@@ -123,6 +126,12 @@ pub(super) fn read(text: &str) -> Result<RulesConfig, RulesError> {
                     parse_mask(value)
                         .ok_or_else(|| bad(format!("class-mask={value}: expected a number")))?,
                 )
+            }
+            "audit" => {
+                cfg.audit = match value {
+                    "yes" => true,
+                    _ => return Err(bad(format!("audit={value}: expected yes"))),
+                }
             }
             "lan" => cfg.lan = Some(value.to_string()),
             "wan" => cfg.wan = Some(value.to_string()),
@@ -248,6 +257,9 @@ pub(super) fn apply_command(cfg: &RulesConfig, backend: Backend) -> String {
     words.push(fail_option(cfg.fail_open).into());
     words.push(format!("--mark-mask {}", cfg.marks));
     words.push(format!("--class-mask {:#x}", cfg.marks.class_mask()));
+    if cfg.audit {
+        words.push("--audit".into());
+    }
     if let Some(limit) = cfg.limit_per_source {
         words.push(format!(
             "--limit-per-source {} --limit-burst {}",
@@ -318,7 +330,13 @@ impl Installed {
 
     /// Why a daemon with these settings must not run with this ruleset, and the two commands that would
     /// make them agree; `None` when they do.
-    pub fn mismatch(&self, queues: QueueRange, fail_open: bool, marks: Marks) -> Option<String> {
+    pub fn mismatch(
+        &self,
+        queues: QueueRange,
+        fail_open: bool,
+        marks: Marks,
+        audit: bool,
+    ) -> Option<String> {
         let cfg = &self.config;
         let fail = |open| if open { "fail-open" } else { "fail-closed" };
         let mut problems = Vec::new();
@@ -348,6 +366,15 @@ impl Installed {
                 marks.class_mask()
             ));
         }
+        if cfg.audit != audit {
+            let mode = |audit| if audit { "audit" } else { "enforce" };
+            problems.push(format!(
+                "mode: the ruleset was applied to {} (rules{} --audit), this daemon would {}",
+                mode(cfg.audit),
+                if cfg.audit { "" } else { " without" },
+                mode(audit)
+            ));
+        }
         if problems.is_empty() {
             return None;
         }
@@ -356,17 +383,19 @@ impl Installed {
             Backend::Nft => "nft",
         };
         let daemon = format!(
-            "outgate run --queues {} {} --mark-mask {} --class-mask {:#x}",
+            "outgate run --queues {} {} --mark-mask {} --class-mask {:#x}{}",
             cfg.queues,
             fail_option(cfg.fail_open),
             cfg.marks,
-            cfg.marks.class_mask()
+            cfg.marks.class_mask(),
+            if cfg.audit { " --audit" } else { "" }
         );
         let ruleset = apply_command(
             &RulesConfig {
                 queues,
                 fail_open,
                 marks,
+                audit,
                 ..cfg.clone()
             },
             self.backend,
@@ -414,6 +443,10 @@ mod tests {
                 ..host("0")
             }),
             shaped(limited(gateway())),
+            RulesConfig {
+                audit: true,
+                ..gateway()
+            },
         ]
     }
 
@@ -434,6 +467,7 @@ mod tests {
              lan=lan0 wan=wan0 limit=200/second burst=50 shape=lan0,wan0 link-rate=100mbit \
              class=slow:2mbit class=bulk:500kbit"
         );
+        assert!(describe(&configs()[6]).ends_with(" lan=lan0 wan=wan0 audit=yes"));
         for cfg in configs() {
             assert_eq!(read(&describe(&cfg)).ok(), Some(cfg.clone()), "{cfg:?}");
         }
@@ -618,9 +652,12 @@ mod tests {
             },
         };
         let cfg = &installed.config;
-        assert_eq!(installed.mismatch(cfg.queues, false, cfg.marks), None);
+        assert_eq!(
+            installed.mismatch(cfg.queues, false, cfg.marks, false),
+            None
+        );
         let message = installed
-            .mismatch(QueueRange::one(0), true, Marks::DEFAULT)
+            .mismatch(QueueRange::one(0), true, Marks::DEFAULT, false)
             .expect("mismatch");
         assert_eq!(
             message,
@@ -632,10 +669,33 @@ mod tests {
 start the daemon as the ruleset expects: outgate run --queues 0-3 --fail-closed --mark-mask 0xf000 --class-mask 0xf0000 (and your other options)
 or make the ruleset match the daemon: outgate rules --apply --mode host --wan eth0 --queues 0 --fail-open --mark-mask 0xf00 --class-mask 0xf000 --limit-per-source 200/second --limit-burst 50"
         );
+        // The mode alone is a mismatch too: an auditing ruleset with an enforcing daemon, and back.
+        let audited = Installed {
+            config: RulesConfig {
+                audit: true,
+                ..cfg.clone()
+            },
+            ..installed.clone()
+        };
+        assert_eq!(audited.mismatch(cfg.queues, false, cfg.marks, true), None);
+        let message = audited
+            .mismatch(cfg.queues, false, cfg.marks, false)
+            .expect("mismatch");
+        assert!(
+            message.contains(
+                "\n  mode: the ruleset was applied to audit (rules --audit), this daemon would enforce\n"
+            ) && message.contains("--class-mask 0xf0000 --audit (and your other options)"),
+            "{message}"
+        );
+        assert!(
+            installed
+                .mismatch(cfg.queues, false, cfg.marks, true)
+                .is_some()
+        );
         // The class bits alone are a mismatch too.
         let moved = cfg.marks.with_class_mask(0xf00000).expect("valid");
         let message = installed
-            .mismatch(cfg.queues, false, moved)
+            .mismatch(cfg.queues, false, moved, false)
             .expect("mismatch");
         assert!(
             message.contains("\n  class mask: the ruleset uses 0xf0000, this daemon 0xf00000\n"),
@@ -646,7 +706,7 @@ or make the ruleset match the daemon: outgate rules --apply --mode host --wan et
             config: shaped(gateway()),
         };
         let message = nft
-            .mismatch(QueueRange::one(2), true, Marks::DEFAULT)
+            .mismatch(QueueRange::one(2), true, Marks::DEFAULT, false)
             .expect("mismatch");
         assert!(
             message.ends_with(
