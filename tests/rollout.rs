@@ -8,6 +8,8 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 const OFFICE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/pcaps/office_mix.pcap");
+/// A LAN's minute with flows seen from their middle, which the verdict counts leave out.
+const LAN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/pcaps/learn_lan.pcap");
 
 fn outgate(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_outgate"))
@@ -24,6 +26,10 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 /// `replay --format json` with the extra arguments; the summary, and the flow log's lines.
 fn replay(policy: &Path, extra: &[&str], dir: &Path) -> (Value, Vec<Value>) {
+    replay_of(OFFICE, policy, extra, dir)
+}
+
+fn replay_of(capture: &str, policy: &Path, extra: &[&str], dir: &Path) -> (Value, Vec<Value>) {
     let flows = dir.join("flows.jsonl");
     let mut args = vec![
         "replay",
@@ -35,7 +41,7 @@ fn replay(policy: &Path, extra: &[&str], dir: &Path) -> (Value, Vec<Value>) {
         flows.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    args.push(OFFICE);
+    args.push(capture);
     let o = outgate(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let summary = serde_json::from_slice(&o.stdout).unwrap();
@@ -87,6 +93,10 @@ fn replay_audit_logs_the_verdicts_and_passes_every_packet() {
     let would_block = enforced["flows"]["drop"].as_u64().unwrap();
     assert!(would_block > 0, "the policy drops something here");
     assert_eq!(audited["not_enforced"]["flows"], would_block);
+    assert_eq!(
+        audited["not_enforced"]["packets"],
+        enforced["packets"]["drop"]
+    );
     assert_eq!(enforced["not_enforced"]["flows"], 0);
     // ...but every packet passed.
     assert_eq!(records(&dropped), 0);
@@ -102,6 +112,15 @@ fn replay_audit_logs_the_verdicts_and_passes_every_packet() {
         assert_eq!(a["applied"], "accept", "{a}");
         assert_eq!(e.get("enforced"), None, "{e}");
     }
+    // Flows seen from their middle are left out of what enforcing would change, packets too.
+    let (enforced, _) = replay_of(LAN, &policy, &[], dir.path());
+    let (audited, _) = replay_of(LAN, &policy, &["--audit"], dir.path());
+    assert!(enforced["flows"]["midstream"].as_u64().unwrap() > 0);
+    assert_eq!(audited["not_enforced"]["flows"], enforced["flows"]["drop"]);
+    assert_eq!(
+        audited["not_enforced"]["packets"],
+        enforced["packets"]["drop"]
+    );
     // The table says so at the top.
     let o = outgate(&[
         "replay",

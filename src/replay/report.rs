@@ -175,6 +175,9 @@ impl Counters {
             self.packets[slot(d.verdict)] = self.packets[slot(d.verdict)].saturating_sub(n);
             let hit = self.hits.get_mut(d.reason);
             hit.packets = hit.packets.saturating_sub(n);
+            if self.applied(d) != d.action() {
+                self.not_enforced.packets = self.not_enforced.packets.saturating_sub(n);
+            }
             self.midstream.flows += 1;
             self.midstream.packets += n;
             return;
