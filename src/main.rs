@@ -39,11 +39,17 @@ Start here:
   outgate check --policy policy.rules            is it valid? what does it open?
   outgate replay --policy policy.rules traffic.pcap
                                                  what would it do to this traffic?
+  outgate learn traffic.pcap flows.jsonl > new.rules
+                                                 a policy proposed from what was used
   outgate diff --old policy.rules --new new.rules traffic.pcap flows.jsonl
                                                  which flows would the change change?
   outgate rules --apply && outgate run --policy policy.rules --log flows.jsonl --http-log http.jsonl
-                                                 filter live (root; `outgate rules --remove` undoes)
-  outgate report flows.jsonl http.jsonl          who is tunnelling, and how?";
+                                                 filter live (root; `outgate rules --remove` undoes;
+                                                 both with --audit: log and count, enforce nothing)
+  outgate try new.rules --timeout 60             the daemon switches; back unless confirmed
+  outgate report flows.jsonl http.jsonl          tunnels, shaped flows, what would be blocked
+
+Switching default-deny on without angry users: README, \"Rolling out default-deny\".";
 
 #[derive(Parser)]
 #[command(name = "outgate", version, about = ABOUT, long_about = LONG_ABOUT)]
