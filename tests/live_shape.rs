@@ -208,6 +208,21 @@ fn a_reload_moves_open_flows_between_classes() {
     );
     let _ = accepted.kill();
     let _ = accepted.wait();
+
+    // A class the ruleset's traffic control does not have: the reload says so (its flows would pass
+    // at full speed until `rules --apply --policy` is run again).
+    reload(
+        &s,
+        &fast_then_slow.replace(
+            "class bulk 500kbit",
+            "class bulk 500kbit\nclass video 4mbit",
+        ),
+    );
+    let err = s.daemon_err();
+    assert!(
+        err.contains("reload: warning: the installed ruleset shapes traffic classes slow 2mbit, bulk 500kbit and the policy has slow 2mbit, bulk 500kbit, video 4mbit"),
+        "{err}"
+    );
 }
 
 /// Host mode: the host's own upload through a SHAPE rule leaves at the class's rate.

@@ -507,6 +507,13 @@ fn reload(live: &Live, cfg: &RunConfig) {
 
 /// Swaps `policy` in, waits until every worker runs it, and holds the kernel's flows to it.
 fn switch_to(live: &Live, cfg: &RunConfig, policy: Policy, when: &str) {
+    // SHAPE sends flows to classes the ruleset's traffic control must have: say so when it does not
+    // (they would pass at full speed), as at the start.
+    if let Ok(Some(installed)) = crate::rules::installed()
+        && let Some(warning) = installed.shaping_mismatch(policy.classes())
+    {
+        eprintln!("outgate: {when}: warning: {warning}");
+    }
     let generation = live.policy.load().generation + 1;
     let engine = Engine::new(policy).with_clock(live.unix_start());
     live.policy
