@@ -6,12 +6,16 @@
 //! zone NAME CIDR[,CIDR...]                    declare a zone (IPv4 and IPv6 networks)
 //! policy SRC DST ACTION                       the default for a zone pair (Shorewall's policy file)
 //! SRC DST ACTION                              the same, as the article writes it
-//! ACTION SRC DST [PROTO [DPORT]] [TERM...]    a rule; first match wins
+//! ACTION SRC DST [PROTO [DPORT]] [TERM...]    a rule; first match wins (`until=DATE` among the terms)
 //! MACRO(ACTION) SRC DST                       SSH, Ping, DNS, HTTP, HTTPS, NTP
+//! class NAME RATE                             a traffic class for SHAPE(NAME)
 //! option NAME VALUE...                        malformed ACTION | midstream ACTION | timeout PROTO SECONDS
 //!                                             | max-flows N | inspect-packets N | inspect-bytes N
 //!                                             | inspect-time SECONDS | inspect-memory BYTES | inspect-limit ACTION
+//!                                             | shape-rate RATE (the class `slow`, for plain SHAPE)
 //! ```
+//!
+//! ACTION is ACCEPT, DROP, REJECT, SHAPE, SHAPE(CLASS) or AUDIT(ACTION) (see [`super::action`]).
 //!
 //! SRC and DST are a zone, `all`, or `zone:CIDR[,CIDR...]`. PROTO is tcp, udp, icmp, icmp6 (ipv6-icmp) or
 //! all. A bare port spec where PROTO stands (`443`, `80,443`, `6000:6010`) is a destination port on TCP and
