@@ -308,3 +308,60 @@ fn audit_passes_what_the_policy_drops_and_says_so() {
     assert_eq!(metric(&m, "outgate_mode{mode=\"audit\"}"), Some(1.0), "{m}");
     assert!(s.daemon_err().contains("AUDIT mode"), "{}", s.daemon_err());
 }
+
+/// A firewall reload that flushes the mangle table (as `iptables -t mangle -F` or a tool that rewrites
+/// it does) takes away the jump to OUTGATE-SHAPE and its CLASSIFY rules: shaped flows would then pass
+/// at full speed. The daemon puts them back, as it does the filter and raw jumps, and says so.
+#[test]
+fn a_flushed_mangle_table_is_put_back() {
+    if !common::root("a_flushed_mangle_table_is_put_back") {
+        return;
+    }
+    let _g = serial();
+    let mut s = gateway_mode();
+    let (lan, _) = devices(&s);
+    let lan = lan.expect("gateway mode has --lan");
+    start(&mut s, SHAPED);
+    for tool in ["iptables", "ip6tables"] {
+        s.lab.sh(
+            &s.filter,
+            &format!("{tool} -t mangle -F POSTROUTING && {tool} -t mangle -F OUTGATE-SHAPE"),
+        );
+        s.lab.sh(
+            &s.filter,
+            &format!("{tool} -t mangle -I POSTROUTING 1 -j ACCEPT"),
+        );
+    }
+    let first = || s.lab.sh(&s.filter, "iptables -t mangle -S POSTROUTING 1");
+    wait_for(Duration::from_secs(8), || {
+        first().contains("-j OUTGATE-SHAPE")
+    })
+    .unwrap_or_else(|| panic!("the jump to OUTGATE-SHAPE is put back first: {}", first()));
+    wait_for(Duration::from_secs(2), || {
+        s.daemon_err().contains("OUTGATE-SHAPE")
+    })
+    .unwrap_or_else(|| panic!("the repair is logged: {}", s.daemon_err()));
+    let server = s.server4.clone();
+    shaped(
+        &s,
+        "download, slow, after the mangle table was flushed",
+        &url(&server, SLOW_PORT, "slow"),
+        None,
+        &lan,
+        "1:11",
+        SLOW,
+    );
+    let server6 = s.server6.clone();
+    shaped(
+        &s,
+        "download over IPv6, slow, after the mangle table was flushed",
+        &url(&server6, SLOW_PORT, "slow"),
+        None,
+        &lan,
+        "1:11",
+        SLOW,
+    );
+    // The admin's own rule stays, after outgate's jumps.
+    let mangle = s.lab.sh(&s.filter, "iptables -t mangle -S POSTROUTING");
+    assert!(mangle.contains("-A POSTROUTING -j ACCEPT"), "{mangle}");
+}

@@ -9,7 +9,8 @@
 //!   every reload of theirs; a `ESTABLISHED,RELATED -j ACCEPT` above outgate's jump would pass a flow's
 //!   packets after its handshake unread. Every few seconds the jump is checked and, if it is no longer
 //!   first, put back first (`rules::ensure_first`): each repair is logged and counted
-//!   (`outgate_ruleset_repairs_total`).
+//!   (`outgate_ruleset_repairs_total`). With shaping, the mangle table's jumps to OUTGATE-SHAPE and its
+//!   CLASSIFY rules too: a reload that flushes mangle would otherwise let SHAPE flows run at full speed.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};

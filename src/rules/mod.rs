@@ -64,6 +64,7 @@ mod iptables;
 mod limit;
 mod marks;
 mod nft;
+mod place;
 mod shape;
 mod tc;
 
@@ -75,6 +76,7 @@ use iptables::{Present, iptables_body, iptables_raw_body};
 pub use limit::{Rate, RateUnit, SourceLimit};
 pub use marks::{CLASSES, Marks, parse_mask};
 pub use nft::nft;
+pub use place::ensure_first;
 pub use shape::{
     DEFAULT_LINK_RATE, SHAPE_CHAIN, ShapeBackend, ShapeClass, Shaping, class_id, devices,
     htb_commands, script,
@@ -382,75 +384,6 @@ pub fn installed() -> Result<Option<Installed>, RulesError> {
             config,
         })),
         (None, None) => Ok(None),
-    }
-}
-
-/// Puts the jump to [`CHAIN`] back as the first rule of its hooks (iptables backend; both families, the
-/// filter table's hook and the raw table's), where ufw, firewalld or Docker insert their own rules at
-/// position 1 on every reload: an `ESTABLISHED,RELATED -j ACCEPT` above the jump passes every packet
-/// after the handshake of a flow still under inspection. Each repair is one `*-restore --noflush`
-/// transaction per family (every jump deleted, one inserted at 1). Returns one line per repair
-/// (family, table, chain, what stood first); none when nothing was wrong. Meant to be called every few
-/// seconds: when all is well it only lists rule 1 of each hook.
-///
-/// nft: nothing to do. Base chains run by priority, and an `accept` in another one does not skip
-/// outgate's. An error when neither backend's ruleset is installed (a firewall reload may have flushed
-/// it): the jump alone cannot bring it back.
-pub fn ensure_first(cfg: &RulesConfig) -> Result<Vec<String>, RulesError> {
-    cfg.validate()?;
-    let mut repairs = Vec::new();
-    for family in Family::ALL {
-        let mut text = Vec::new();
-        let mut found = Vec::new();
-        for (table, hook, rest) in iptables::jumps(cfg) {
-            let jump = format!("-A {hook} {rest}");
-            // Any failure here (a tool that reports an empty chain as an error, say) is settled by
-            // the full listing below, which reports real errors.
-            let first = run(
-                family.iptables(),
-                &["-w", "-t", table, "-S", hook, "1"],
-                None,
-            )
-            .ok()
-            .and_then(|out| out.lines().next().map(str::to_string));
-            if first.as_deref() == Some(jump.as_str()) {
-                continue;
-            }
-            let present = match present_iptables(family, table, CHAIN)? {
-                Some(present) if present.chain => present,
-                _ => return nft_installed_or(format!("{} {table} table", family.name())),
-            };
-            let missing = !present.deletes.contains(&format!("-D {hook} {rest}"));
-            found.push(format!(
-                "{} {table} {hook}: {}, {}; the jump to {CHAIN} is rule 1 again",
-                family.name(),
-                first.map_or("the chain was empty".to_string(), |r| format!(
-                    "rule 1 was `{r}`"
-                )),
-                if missing {
-                    "the jump was missing"
-                } else {
-                    "the jump was further down"
-                }
-            ));
-            text.push(format!("*{table}"));
-            text.extend(present.deletes);
-            text.push(format!("-I {hook} 1 {rest}"));
-            text.push("COMMIT".into());
-        }
-        if !text.is_empty() {
-            restore(family, &lines(text))?;
-            repairs.extend(found);
-        }
-    }
-    Ok(repairs)
-}
-
-/// For [`ensure_first`]: no iptables chain in `place`. Fine when the nft backend is in use.
-fn nft_installed_or(place: String) -> Result<Vec<String>, RulesError> {
-    match run("nft", &["list", "table", "inet", NFT_TABLE], None) {
-        Ok(_) => Ok(Vec::new()),
-        Err(_) => Err(RulesError::Gone(place)),
     }
 }
 
