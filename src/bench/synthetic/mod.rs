@@ -175,10 +175,11 @@ impl Synthetic {
         }
         // Ramp up to `max_open` flows, one new flow per 2 packets; after that a finished flow is
         // replaced by the next one.
-        if self.open.len() < self.max_open && (self.emitted & 1 == 0 || self.open.is_empty()) {
-            if let Some(flow) = self.start_flow() {
-                self.open.push(flow);
-            }
+        if self.open.len() < self.max_open
+            && (self.emitted & 1 == 0 || self.open.is_empty())
+            && let Some(flow) = self.start_flow()
+        {
+            self.open.push(flow);
         }
         let idx = self.rng.below(self.open.len() as u64) as usize;
         out.clear();

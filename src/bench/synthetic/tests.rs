@@ -4,9 +4,12 @@ use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 
 use super::*;
 
-/// Every frame of `cfg`, parsed: (client end, server end, TCP SYN without ACK) per packet, keyed so
-/// both directions of a flow give the same key.
-fn flows_of(cfg: SyntheticConfig) -> (u64, HashMap<([u8; 4], u16, [u8; 4], u16), u64>, Vec<u8>) {
+/// (client address, client port, server address, server port)
+type Ends = ([u8; 4], u16, [u8; 4], u16);
+
+/// Every frame of `cfg`: the packets made, the packets of each flow (both directions under one key),
+/// and all the frames' bytes one after another.
+fn flows_of(cfg: SyntheticConfig) -> (u64, HashMap<Ends, u64>, Vec<u8>) {
     let mut traffic = Synthetic::new(cfg);
     let mut frame = Vec::new();
     let mut all = Vec::new();
