@@ -49,6 +49,7 @@ Start here:
                                                  both with --audit: log and count, enforce nothing)
   outgate try new.rules --timeout 60             the daemon switches; back unless confirmed
   outgate report flows.jsonl http.jsonl          tunnels, shaped flows, what would be blocked
+  outgate bench --synthetic 1000000              how many replay workers for this machine?
 
 Switching default-deny on without angry users: README, \"Rolling out default-deny\".";
 

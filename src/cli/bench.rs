@@ -9,10 +9,13 @@ mod plot;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Args;
 use serde::Serialize;
 use serde_json::json;
+use signal_hook::consts::{SIGINT, SIGTERM};
 
 use outgate::Engine;
 use outgate::bench::stats::{Spread, recommend};
@@ -39,8 +42,9 @@ pub struct BenchArgs {
     #[arg(long, value_name = "R", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     runs: u32,
-    /// Replay N packets of a generated office mix (HTTPS, HTTP, DNS, NTP, SSH, proxy, RDP, BitTorrent,
-    /// OpenVPN) instead of captures.
+    /// Replay N packets of a generated office mix (HTTPS with TLS ClientHellos, HTTP, DNS, NTP, SSH,
+    /// proxy, RDP, BitTorrent, OpenVPN) instead of captures. It is written once to a temporary file
+    /// (about 320 MB per million packets; TMPDIR says where) that is removed at the end, also on Ctrl-C.
     #[arg(long, value_name = "N", conflicts_with = "captures",
           value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     synthetic: Option<u64>,
@@ -109,7 +113,9 @@ pub fn run_bench_replay(args: BenchArgs) -> Result<ExitCode, String> {
             .map_err(|e| format!("{}: cannot create: {e}", plot.display()))?;
     }
 
-    // The synthetic capture lives in a temporary directory removed when `_dir` drops.
+    // The synthetic capture lives in a temporary directory removed when `_dir` drops; Ctrl-C then
+    // stops between runs, so that it is removed too.
+    let mut interrupted = None;
     let (_dir, captures, input) = match args.synthetic {
         Some(packets) => {
             let mut cfg = SyntheticConfig::new(packets);
@@ -121,6 +127,7 @@ pub fn run_bench_replay(args: BenchArgs) -> Result<ExitCode, String> {
                 .tempdir()
                 .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
             let path = dir.path().join("synthetic.pcap");
+            interrupted = Some(on_interrupt()?);
             let note = std::io::stderr().is_terminal();
             if note {
                 eprint!(
@@ -159,6 +166,13 @@ pub fn run_bench_replay(args: BenchArgs) -> Result<ExitCode, String> {
         };
         let (mut pps, mut fps, mut seconds) = (Vec::new(), Vec::new(), Vec::new());
         for run in 0..=args.runs {
+            if interrupted
+                .as_ref()
+                .is_some_and(|i| i.load(Ordering::Relaxed))
+            {
+                progress.finish();
+                return Err("interrupted; the synthetic capture was removed".into());
+            }
             progress.set(workers, run, args.runs);
             let report = replay(&engine, &cfg).map_err(|e| e.to_string())?;
             if let Some(e) = report.errors.first() {
@@ -218,6 +232,17 @@ pub fn run_bench_replay(args: BenchArgs) -> Result<ExitCode, String> {
         plot::draw(path, &sweep).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A flag that SIGINT and SIGTERM raise instead of ending the process; a second one ends it.
+fn on_interrupt() -> Result<Arc<AtomicBool>, String> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 1, flag.clone())
+            .and_then(|_| signal_hook::flag::register(signal, flag.clone()))
+            .map_err(|e| format!("cannot handle signals: {e}"))?;
+    }
+    Ok(flag)
 }
 
 /// 1, 2, 4, ... up to the cores, the cores themselves, then the next power of two above them (at most
