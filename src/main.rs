@@ -127,9 +127,10 @@ enum Command {
     /// one warm-up run, then --runs timed ones. For each count it prints packets/s and flows/s (the
     /// median of the runs, and the slowest and fastest run: a wide range means a busy machine, so
     /// measure again), and the speed-up: that count's median over the first count's. Then the
-    /// recommended --workers: the fewest workers within 10% of the best median, because a worker beyond
-    /// that is a thread taken from the rest of the machine for little gain, and workers beyond the cores
-    /// only wait on each other and on the thread that reads the capture.
+    /// recommended --workers: of the counts no larger than the cores, the fewest workers within 10% of
+    /// the best median, because a worker beyond that is a thread taken from the rest of the machine for
+    /// little gain, and workers beyond the cores only wait on each other and on the thread that reads
+    /// the capture.
     ///
     /// Use the recommendation as `outgate replay --workers N` and `outgate learn --workers N` (their
     /// default is every core). The live filter is sized by queues, not workers: that needs root and is

@@ -208,13 +208,9 @@ pub fn run_bench_replay(args: BenchArgs) -> Result<ExitCode, String> {
             0.0
         };
     }
-    let medians: Vec<(usize, f64)> = rows
-        .iter()
-        .map(|r| (r.workers, r.packets_per_second.median))
-        .collect();
-    let recommended = recommend(&medians, TOLERANCE).unwrap_or(1);
+    let (recommended, why) = choose(&rows, cores);
     let sweep = Sweep {
-        why: why(&rows, recommended, cores),
+        why,
         input,
         policy: policy_name,
         cores,
@@ -259,30 +255,49 @@ fn default_counts(cores: usize) -> Vec<usize> {
     counts
 }
 
-/// The one line that says why `recommended`.
-fn why(rows: &[Row], recommended: usize, cores: usize) -> String {
-    let best = rows.iter().max_by(|a, b| {
-        a.packets_per_second
-            .median
-            .total_cmp(&b.packets_per_second.median)
-    });
-    let Some(best) = best else {
-        return String::new();
+/// The count to recommend and the one line that says why: the fewest workers within [`TOLERANCE`] of
+/// the best median, among the counts no larger than the cores (a count above them is only chosen when
+/// no other was measured).
+fn choose(rows: &[Row], cores: usize) -> (usize, String) {
+    fn median(r: &Row) -> f64 {
+        r.packets_per_second.median
+    }
+    fn best_of<'a>(rows: &[&'a Row]) -> Option<&'a Row> {
+        rows.iter()
+            .copied()
+            .max_by(|a, b| median(a).total_cmp(&median(b)))
+    }
+    let all: Vec<&Row> = rows.iter().collect();
+    let mut pool: Vec<&Row> = rows.iter().filter(|r| r.workers <= cores).collect();
+    if pool.is_empty() {
+        pool.clone_from(&all);
+    }
+    let (Some(best), Some(overall)) = (best_of(&pool), best_of(&all)) else {
+        return (1, "nothing was measured".into());
     };
+    let medians: Vec<(usize, f64)> = pool.iter().map(|r| (r.workers, median(r))).collect();
+    let recommended = recommend(&medians, TOLERANCE).unwrap_or(best.workers);
     let first = if best.workers == recommended {
-        format!(
-            "the best median ({} packets/s)",
-            rate(best.packets_per_second.median)
-        )
+        format!("the best median ({} packets/s)", rate(median(best)))
     } else {
         format!(
             "the fewest workers within {:.0}% of the best median ({} packets/s with {})",
             TOLERANCE * 100.0,
-            rate(best.packets_per_second.median),
+            rate(median(best)),
             best.workers
         )
     };
-    format!("{first}; more workers than the {cores} core(s) only add contention")
+    let second = if overall.workers > cores && median(overall) > median(best) {
+        format!(
+            "{} workers measured {} packets/s, but more workers than the {cores} core(s) cannot run at \
+             once: that gain is noise, measure again",
+            overall.workers,
+            rate(median(overall))
+        )
+    } else {
+        format!("more workers than the {cores} core(s) only add contention")
+    };
+    (recommended, format!("{first}; {second}"))
 }
 
 /// 1234567.0 -> "1.23 M"
@@ -384,6 +399,36 @@ mod tests {
         assert_eq!(default_counts(2), [1, 2, 4]);
         assert_eq!(default_counts(6), [1, 2, 4, 6, 8]);
         assert_eq!(default_counts(8), [1, 2, 4, 8, 16]);
+    }
+
+    fn row(workers: usize, median: f64) -> Row {
+        let s = Spread {
+            median,
+            min: median,
+            max: median,
+        };
+        Row {
+            workers,
+            packets_per_second: s,
+            flows_per_second: s,
+            speedup: 1.0,
+            seconds: vec![],
+        }
+    }
+
+    #[test]
+    fn the_recommendation_stays_within_the_cores_and_says_why() {
+        let (n, why) = choose(&[row(1, 3e6), row(2, 5e6), row(4, 5.2e6)], 2);
+        assert_eq!(n, 2);
+        assert!(
+            why.starts_with("the best median (5.00 M packets/s); 4 workers measured 5.20 M"),
+            "{why}"
+        );
+        let (n, why) = choose(&[row(1, 4.7e6), row(2, 5e6), row(4, 4e6)], 2);
+        assert_eq!(n, 1);
+        assert!(why.starts_with("the fewest workers within 10% of the best median (5.00 M packets/s with 2); more workers than the 2 core(s) only add contention"), "{why}");
+        assert_eq!(choose(&[row(8, 1e6), row(16, 2e6)], 4).0, 16);
+        assert_eq!(choose(&[], 4).0, 1);
     }
 
     #[test]
