@@ -1,5 +1,6 @@
 //! `outgate bench --plot FILE.svg`: packets/s against workers, the median joined by a line, each
-//! count's range of runs as an error bar.
+//! count's range of runs as an error bar around its median's dot. The counts are spaced evenly (1, 2, 4, ... as steps), each
+//! labelled with its number.
 
 use std::path::Path;
 
@@ -9,7 +10,9 @@ use super::Sweep;
 
 pub fn draw(path: &Path, sweep: &Sweep) -> Result<(), String> {
     let err = |e: &dyn std::fmt::Display| e.to_string();
-    let max_workers = sweep.rows.iter().map(|r| r.workers).max().unwrap_or(1) as f64;
+    // A segmented 0..n has n + 1 slots.
+    let slots = sweep.rows.len().max(1) as i32;
+    let at = |i: usize| SegmentValue::CenterOf(i as i32);
     let top = sweep
         .rows
         .iter()
@@ -29,29 +32,39 @@ pub fn draw(path: &Path, sweep: &Sweep) -> Result<(), String> {
         .margin(16)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.5..max_workers + 0.5, 0.0..(top * 1.15).max(0.001))
+        .build_cartesian_2d(
+            (0..slots - 1).into_segmented(),
+            0.0..(top * 1.15).max(0.001),
+        )
         .map_err(|e| err(&e))?;
     chart
         .configure_mesh()
         .x_desc("workers")
         .y_desc("million packets/s (median, min-max)")
-        .x_labels(sweep.rows.len().max(2))
-        .x_label_formatter(&|x| format!("{x:.0}"))
+        .x_labels(sweep.rows.len() + 1)
+        .x_label_formatter(&|x| match x {
+            SegmentValue::CenterOf(i) => usize::try_from(*i)
+                .ok()
+                .and_then(|i| sweep.rows.get(i))
+                .map_or_else(String::new, |r| r.workers.to_string()),
+            _ => String::new(),
+        })
         .draw()
         .map_err(|e| err(&e))?;
-    let medians: Vec<(f64, f64)> = sweep
+    let medians: Vec<(SegmentValue<i32>, f64)> = sweep
         .rows
         .iter()
-        .map(|r| (r.workers as f64, r.packets_per_second.median / 1e6))
+        .enumerate()
+        .map(|(i, r)| (at(i), r.packets_per_second.median / 1e6))
         .collect();
     chart
-        .draw_series(LineSeries::new(medians.clone(), BLUE.stroke_width(2)))
+        .draw_series(LineSeries::new(medians, BLUE.stroke_width(2)))
         .map_err(|e| err(&e))?;
     chart
-        .draw_series(sweep.rows.iter().map(|r| {
+        .draw_series(sweep.rows.iter().enumerate().map(|(i, r)| {
             let s = r.packets_per_second;
             ErrorBar::new_vertical(
-                r.workers as f64,
+                at(i),
                 s.min / 1e6,
                 s.median / 1e6,
                 s.max / 1e6,
@@ -59,13 +72,6 @@ pub fn draw(path: &Path, sweep: &Sweep) -> Result<(), String> {
                 10,
             )
         }))
-        .map_err(|e| err(&e))?;
-    chart
-        .draw_series(
-            medians
-                .iter()
-                .map(|&(x, y)| Circle::new((x, y), 4, BLUE.filled())),
-        )
         .map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))
 }
