@@ -124,7 +124,8 @@ enum Command {
     /// Measure replay speed on this machine by worker count, and the --workers to use.
     ///
     /// Replays the captures (or --synthetic N packets of an office mix) in-process at each worker count:
-    /// one warm-up run, then --runs timed ones. For each count it prints packets/s and flows/s (the
+    /// one warm-up round, then --runs timed rounds, each round replaying once at every count in turn (a
+    /// load that comes and goes then slows every count alike). For each count it prints packets/s and flows/s (the
     /// median of the runs, and the slowest and fastest run: a wide range means a busy machine, so
     /// measure again), and the speed-up: that count's median over the first count's. Then the
     /// recommended --workers: of the counts no larger than the cores, the fewest workers within 10% of

@@ -2,7 +2,8 @@
 //!
 //! The replay sweep is [`run_bench_replay`]: the captures (or the synthetic office mix, written once to a
 //! temporary file that is removed at the end) are replayed in-process by `outgate::replay::replay`, the
-//! engine built once, at each worker count: one warm-up run, then `--runs` timed ones.
+//! engine built once, at each worker count: one warm-up round, then `--runs` timed rounds, each round
+//! replaying once at every count in turn.
 
 mod plot;
 
@@ -38,7 +39,8 @@ pub struct BenchArgs {
     #[arg(short, long, value_name = "N,N,...", value_delimiter = ',',
           value_parser = clap::value_parser!(u16).range(1..=256))]
     workers: Vec<u16>,
-    /// Timed runs per worker count, after one warm-up run that is not counted.
+    /// Timed runs per worker count (rounds over all the counts), after one warm-up round that is not
+    /// counted.
     #[arg(long, value_name = "R", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     runs: u32,
@@ -156,16 +158,13 @@ pub fn run_bench_replay(args: BenchArgs) -> Result<ExitCode, String> {
     };
 
     let progress = Progress::new(counts.len() as u64 * (u64::from(args.runs) + 1));
-    let mut rows = Vec::with_capacity(counts.len());
+    // Each round replays once at every count, so that a load that comes and goes on the machine
+    // slows every count alike rather than the ones measured while it lasted. Round 0 warms up (page
+    // cache, allocator, CPU frequency) and is not counted.
+    let mut seconds: Vec<Vec<f64>> = vec![Vec::new(); counts.len()];
     let (mut packets, mut flows) = (0, 0);
-    for &workers in &counts {
-        let cfg = ReplayConfig {
-            captures: captures.clone(),
-            workers,
-            ..Default::default()
-        };
-        let (mut pps, mut fps, mut seconds) = (Vec::new(), Vec::new(), Vec::new());
-        for run in 0..=args.runs {
+    for round in 0..=args.runs {
+        for (i, &workers) in counts.iter().enumerate() {
             if interrupted
                 .as_ref()
                 .is_some_and(|i| i.load(Ordering::Relaxed))
@@ -173,7 +172,12 @@ pub fn run_bench_replay(args: BenchArgs) -> Result<ExitCode, String> {
                 progress.finish();
                 return Err("interrupted; the synthetic capture was removed".into());
             }
-            progress.set(workers, run, args.runs);
+            progress.set(workers, round, args.runs);
+            let cfg = ReplayConfig {
+                captures: captures.clone(),
+                workers,
+                ..Default::default()
+            };
             let report = replay(&engine, &cfg).map_err(|e| e.to_string())?;
             if let Some(e) = report.errors.first() {
                 return Err(format!(
@@ -181,24 +185,28 @@ pub fn run_bench_replay(args: BenchArgs) -> Result<ExitCode, String> {
                 ));
             }
             progress.inc();
-            if run == 0 {
-                continue; // the warm-up: page cache, allocator, CPU frequency
+            if round > 0 {
+                seconds[i].push(report.elapsed.as_secs_f64().max(1e-9));
+                packets = report.counters.records;
+                flows = report.counters.flows_total();
             }
-            let secs = report.elapsed.as_secs_f64().max(1e-9);
-            packets = report.counters.records;
-            flows = report.counters.flows_total();
-            pps.push(packets as f64 / secs);
-            fps.push(flows as f64 / secs);
-            seconds.push(secs);
         }
-        rows.push(Row {
-            workers,
-            packets_per_second: Spread::of(&pps).unwrap_or_default(),
-            flows_per_second: Spread::of(&fps).unwrap_or_default(),
-            speedup: 0.0,
-            seconds,
-        });
     }
+    let mut rows: Vec<Row> = counts
+        .iter()
+        .zip(seconds)
+        .map(|(&workers, seconds)| {
+            let per_second =
+                |n: u64| -> Vec<f64> { seconds.iter().map(|s| n as f64 / s).collect() };
+            Row {
+                workers,
+                packets_per_second: Spread::of(&per_second(packets)).unwrap_or_default(),
+                flows_per_second: Spread::of(&per_second(flows)).unwrap_or_default(),
+                speedup: 0.0,
+                seconds,
+            }
+        })
+        .collect();
     progress.finish();
     let base = rows.first().map_or(0.0, |r| r.packets_per_second.median);
     for r in &mut rows {
@@ -289,8 +297,8 @@ fn choose(rows: &[Row], cores: usize) -> (usize, String) {
     };
     let second = if overall.workers > cores && median(overall) > median(best) {
         format!(
-            "{} workers measured {} packets/s, but more workers than the {cores} core(s) cannot run at \
-             once: that gain is noise, measure again",
+            "{} workers measured {} packets/s, but more workers than the {cores} core(s) cannot all \
+             run at once, so the recommendation stays within the cores",
             overall.workers,
             rate(median(overall))
         )
@@ -313,7 +321,7 @@ fn table(s: &Sweep) -> String {
     let base = s.rows.first().map_or(1, |r| r.workers);
     let mut out = format!(
         "bench: {}\npolicy {}, {} core(s), {} packets and {} flows per run, {} timed run(s) per worker \
-         count after 1 warm-up\nmedian of the runs, then the slowest and the fastest run; speed-up: the \
+         count, the counts in turn, after 1 warm-up round\nmedian of the runs, then the slowest and the fastest run; speed-up: the \
          median over that of {base} worker(s)\n\n",
         s.input, s.policy, s.cores, s.packets, s.flows, s.runs
     );
@@ -367,11 +375,11 @@ impl Progress {
         Progress(Some(bar))
     }
 
-    fn set(&self, workers: usize, run: u32, runs: u32) {
+    fn set(&self, workers: usize, round: u32, runs: u32) {
         if let Some(bar) = &self.0 {
-            bar.set_message(match run {
-                0 => format!("{workers} worker(s), warm-up"),
-                r => format!("{workers} worker(s), run {r}/{runs}"),
+            bar.set_message(match round {
+                0 => format!("warm-up, {workers} worker(s)"),
+                r => format!("round {r}/{runs}, {workers} worker(s)"),
             });
         }
     }
