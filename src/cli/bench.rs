@@ -28,6 +28,8 @@ use crate::Format;
 
 /// A count within this fraction of the best median counts as "as fast".
 const TOLERANCE: f64 = 0.10;
+/// Runs shorter than this (seconds) get a note that they measure start-up more than decisions.
+const SHORT_RUN: f64 = 0.1;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -215,6 +217,16 @@ pub fn run_bench_replay(args: BenchArgs) -> Result<ExitCode, String> {
         } else {
             0.0
         };
+    }
+    let shortest = rows
+        .iter()
+        .flat_map(|r| r.seconds.iter().copied())
+        .fold(f64::INFINITY, f64::min);
+    if shortest < SHORT_RUN {
+        eprintln!(
+            "outgate: some runs took under {SHORT_RUN} s, where starting threads weighs as much as \
+             deciding: use more packets (--synthetic 1000000, or a larger capture) for figures to size by"
+        );
     }
     let (recommended, why) = choose(&rows, cores);
     let sweep = Sweep {
