@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Replay throughput against tcpdump on the same 1M-packet capture, same port filter, one run each of
-# hyperfine's best-of-N: `bash benches/replay_vs_tcpdump.sh [PACKETS]`. Needs tcpdump and hyperfine
-# (Debian packages). Prints both rates and the ratio; the capture is made by examples/gen_fixtures.rs.
+# Replay throughput against tcpdump on the same 1M-packet, 100k-flow capture, same port filter, one run
+# each of hyperfine's best-of-N: `bash benches/replay_vs_tcpdump.sh [PACKETS [FLOWS]]`. Needs tcpdump
+# and hyperfine (Debian packages). Prints both rates and the ratio; the capture is made by
+# examples/gen_fixtures.rs (the library's synthetic traffic, as `outgate bench --synthetic` replays).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 packets=${1:-1000000}
-capture=${TMPDIR:-/tmp}/outgate-bench-$packets.pcap
+flows=${2:-$((packets / 10))}
+capture=${TMPDIR:-/tmp}/outgate-bench-$packets-$flows.pcap
 cargo build --release --quiet --example gen_fixtures
 cargo build --release --quiet
-[ -f "$capture" ] || ./target/release/examples/gen_fixtures --bench "$packets" "$capture"
+[ -f "$capture" ] || ./target/release/examples/gen_fixtures --bench "$packets" "$flows" "$capture"
 
 # The default policy's open ports as a BPF filter: what tcpdump has to decide for each packet.
 ports="13 21 22 23 25 43 53 63 70 79 80 109 110 113 119 123 143 443"

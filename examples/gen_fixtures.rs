@@ -2,12 +2,14 @@
 //!
 //! ```text
 //! cargo run --example gen_fixtures -- OUT_DIR
-//! cargo run --release --example gen_fixtures -- --bench [N] FILE
+//! cargo run --release --example gen_fixtures -- --bench [PACKETS [FLOWS]] FILE
 //! ```
 //!
 //! The first form writes the fixture captures described in `pcaps/README.md`
-//! into OUT_DIR. The second writes a synthetic office-traffic capture of N
-//! packets (default 1,000,000) for throughput benchmarks.
+//! into OUT_DIR. The second writes a synthetic office-traffic capture of
+//! PACKETS packets (default 1,000,000) over FLOWS flows (default one per 10
+//! packets) for throughput benchmarks: the library's
+//! `outgate::bench::synthetic`, which `outgate bench --synthetic` replays.
 //!
 //! Every run produces the same bytes: timestamps are fixed (starting at
 //! 2024-03-01T09:00:00Z, 10:00:00Z for the payload-inspection captures)
@@ -35,6 +37,12 @@ use pcap_file::pcapng::blocks::interface_description::{
 };
 use pcap_file::pcapng::blocks::section_header::SectionHeaderBlock;
 use pcap_file::{DataLink, Endianness, TsResolution};
+
+use outgate::bench::synthetic::payload::{
+    Rng, dns_query, dns_response, filler, ntp_reply, ntp_request, tls_app_data, tls_client_hello,
+    tls_client_hello_opt, tls_server_flight,
+};
+use outgate::bench::synthetic::{self, SyntheticConfig};
 
 type Res<T> = Result<T, Box<dyn Error>>;
 
@@ -79,20 +87,23 @@ fn main() {
 fn run() -> Res<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.as_slice() {
-        [flag, file] if flag == "--bench" => bench(BENCH_DEFAULT_PACKETS, Path::new(file)),
-        [flag, n, file] if flag == "--bench" => bench(parse_count(n)?, Path::new(file)),
+        [flag, file] if flag == "--bench" => bench(BENCH_DEFAULT_PACKETS, None, Path::new(file)),
+        [flag, n, file] if flag == "--bench" => bench(parse_count(n)?, None, Path::new(file)),
+        [flag, n, flows, file] if flag == "--bench" => {
+            bench(parse_count(n)?, Some(parse_count(flows)?), Path::new(file))
+        }
         [dir] if !dir.starts_with('-') => fixtures(Path::new(dir)),
-        _ => Err("usage: gen_fixtures OUT_DIR | gen_fixtures --bench [N] FILE".into()),
+        _ => {
+            Err("usage: gen_fixtures OUT_DIR | gen_fixtures --bench [PACKETS [FLOWS]] FILE".into())
+        }
     }
 }
 
 fn parse_count(s: &str) -> Res<u64> {
     let digits: String = s.chars().filter(|c| *c != '_' && *c != ',').collect();
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("bad packet count {s:?}"))?;
+    let n: u64 = digits.parse().map_err(|_| format!("bad count {s:?}"))?;
     if n == 0 {
-        return Err("packet count must be positive".into());
+        return Err("counts must be positive".into());
     }
     Ok(n)
 }
@@ -426,180 +437,6 @@ impl Tcp {
 // Payloads
 // ---------------------------------------------------------------------------
 
-/// xorshift64 with a fixed seed: the only source of "randomness".
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-}
-
-fn filler(len: usize, seed: u64) -> Vec<u8> {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ seed.wrapping_mul(0x2545_f491_4f6c_dd1d));
-    (0..len).map(|_| (rng.next() >> 32) as u8).collect()
-}
-
-/// TLS application-data record of `len` bytes in total (5-byte header).
-fn tls_app_data(out: &mut Vec<u8>, len: usize, opaque: &[u8]) {
-    out.extend_from_slice(&[0x17, 0x03, 0x03]);
-    out.extend_from_slice(&((len - 5) as u16).to_be_bytes());
-    out.extend_from_slice(&opaque[..len - 5]);
-}
-
-fn tls_ext(out: &mut Vec<u8>, kind: u16, body: &[u8]) {
-    out.extend_from_slice(&kind.to_be_bytes());
-    out.extend_from_slice(&(body.len() as u16).to_be_bytes());
-    out.extend_from_slice(body);
-}
-
-/// Wraps a handshake message body into a handshake header and a record.
-fn tls_handshake_record(msg_type: u8, record_version: u8, body: &[u8]) -> Vec<u8> {
-    let hs_len = (body.len() as u32).to_be_bytes();
-    let mut r = vec![0x16, 0x03, record_version];
-    r.extend_from_slice(&((body.len() + 4) as u16).to_be_bytes());
-    r.push(msg_type);
-    r.extend_from_slice(&hs_len[1..]);
-    r.extend_from_slice(body);
-    r
-}
-
-/// A TLS 1.3 ClientHello (as a browser sends it) for `sni`, padded to a
-/// 517-byte record like BoringSSL does.
-fn tls_client_hello(sni: &str, seed: u64) -> Vec<u8> {
-    tls_client_hello_opt(Some(sni), seed)
-}
-
-/// The same ClientHello, without a server_name extension when `sni` is
-/// `None` (the padding extension then grows to keep the 517 bytes).
-fn tls_client_hello_opt(sni: Option<&str>, seed: u64) -> Vec<u8> {
-    const RECORD_LEN: usize = 517;
-    let rnd = filler(96, seed);
-    let mut exts = Vec::with_capacity(512);
-    if let Some(sni) = sni {
-        let mut name = Vec::with_capacity(sni.len() + 5);
-        name.extend_from_slice(&((sni.len() + 3) as u16).to_be_bytes());
-        name.push(0); // host_name
-        name.extend_from_slice(&(sni.len() as u16).to_be_bytes());
-        name.extend_from_slice(sni.as_bytes());
-        tls_ext(&mut exts, 0x0000, &name);
-    }
-    tls_ext(&mut exts, 0x000a, &[0, 6, 0, 0x1d, 0, 0x17, 0, 0x18]); // groups
-    tls_ext(&mut exts, 0x000b, &[1, 0]); // ec_point_formats
-    let sigalgs = [0, 16, 4, 3, 8, 4, 4, 1, 5, 3, 8, 5, 5, 1, 8, 6, 6, 1];
-    tls_ext(&mut exts, 0x000d, &sigalgs);
-    tls_ext(&mut exts, 0x0010, b"\x00\x0c\x02h2\x08http/1.1"); // ALPN
-    tls_ext(&mut exts, 0x002b, &[4, 3, 4, 3, 3]); // supported_versions
-    tls_ext(&mut exts, 0x002d, &[1, 1]); // psk_key_exchange_modes
-    let mut share = vec![0, 36, 0, 0x1d, 0, 32];
-    share.extend_from_slice(&rnd[64..96]);
-    tls_ext(&mut exts, 0x0033, &share);
-
-    let mut body = vec![0x03, 0x03];
-    body.extend_from_slice(&rnd[..32]); // random
-    body.push(32);
-    body.extend_from_slice(&rnd[32..64]); // legacy session id
-    let suites = [
-        0x1301u16, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8,
-    ];
-    body.extend_from_slice(&((suites.len() * 2) as u16).to_be_bytes());
-    for suite in suites {
-        body.extend_from_slice(&suite.to_be_bytes());
-    }
-    body.extend_from_slice(&[1, 0]); // compression: null
-    // 5 (record) + 4 (handshake) + body + 2 (extensions length) + extensions
-    let unpadded = 5 + 4 + body.len() + 2 + exts.len();
-    if unpadded + 4 <= RECORD_LEN {
-        tls_ext(&mut exts, 0x0015, &vec![0; RECORD_LEN - unpadded - 4]);
-    }
-    body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
-    body.extend_from_slice(&exts);
-    tls_handshake_record(1, 0x01, &body)
-}
-
-/// The server's first flight of `len` bytes: ServerHello, ChangeCipherSpec
-/// and one application-data record carrying the encrypted rest.
-fn tls_server_flight(out: &mut Vec<u8>, len: usize, seed: u64, opaque: &[u8]) {
-    let rnd = filler(96, seed);
-    let mut exts = Vec::with_capacity(48);
-    tls_ext(&mut exts, 0x002b, &[3, 4]);
-    let mut share = vec![0, 0x1d, 0, 32];
-    share.extend_from_slice(&rnd[64..96]);
-    tls_ext(&mut exts, 0x0033, &share);
-    let mut body = vec![0x03, 0x03];
-    body.extend_from_slice(&rnd[..32]);
-    body.push(32);
-    body.extend_from_slice(&rnd[32..64]);
-    body.extend_from_slice(&[0x13, 0x01, 0]); // TLS_AES_128_GCM_SHA256, null
-    body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
-    body.extend_from_slice(&exts);
-    let start = out.len();
-    out.extend_from_slice(&tls_handshake_record(2, 0x03, &body));
-    out.extend_from_slice(&[0x14, 0x03, 0x03, 0x00, 0x01, 0x01]);
-    let used = out.len() - start;
-    tls_app_data(out, len.max(used + 64) - used, opaque);
-}
-
-fn dns_name(out: &mut Vec<u8>, name: &str) {
-    for label in name.split('.') {
-        out.push(label.len() as u8);
-        out.extend_from_slice(label.as_bytes());
-    }
-    out.push(0);
-}
-
-/// EDNS(0) OPT pseudo-record advertising a 4096-byte UDP payload size.
-const EDNS_OPT: [u8; 11] = [0, 0, 41, 0x10, 0x00, 0, 0, 0, 0, 0, 0];
-
-fn dns_query(id: u16, name: &str, qtype: u16, edns: bool) -> Vec<u8> {
-    let mut q = Vec::with_capacity(64);
-    q.extend_from_slice(&id.to_be_bytes());
-    q.extend_from_slice(&0x0100u16.to_be_bytes()); // standard query, RD
-    q.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, u8::from(edns)]);
-    dns_name(&mut q, name);
-    q.extend_from_slice(&qtype.to_be_bytes());
-    q.extend_from_slice(&1u16.to_be_bytes()); // IN
-    if edns {
-        q.extend_from_slice(&EDNS_OPT);
-    }
-    q
-}
-
-/// Response to `query` (which holds one question) with one answer record
-/// of the queried type, pointing back at the question's name.
-fn dns_response(query: &[u8], ttl: u32, rdata: &[u8]) -> Vec<u8> {
-    let edns = query[11] == 1;
-    let qend = 12 + query[12..].iter().position(|b| *b == 0).unwrap_or(0) + 1 + 4;
-    let mut r = Vec::with_capacity(qend + 16 + rdata.len() + EDNS_OPT.len());
-    r.extend_from_slice(&query[0..2]);
-    r.extend_from_slice(&0x8180u16.to_be_bytes()); // response, RD, RA, NOERROR
-    r.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, u8::from(edns)]);
-    r.extend_from_slice(&query[12..qend]);
-    r.extend_from_slice(&0xc00cu16.to_be_bytes());
-    r.extend_from_slice(&query[qend - 4..qend]); // type + class
-    r.extend_from_slice(&ttl.to_be_bytes());
-    r.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-    r.extend_from_slice(rdata);
-    if edns {
-        r.extend_from_slice(&EDNS_OPT);
-    }
-    r
-}
-
 /// A TXT answer to `query` whose DNS message is exactly `total` bytes long.
 fn dns_big_txt_response(query: &[u8], total: usize) -> Vec<u8> {
     let overhead = dns_response(query, 0, &[]).len();
@@ -613,43 +450,6 @@ fn dns_big_txt_response(query: &[u8], total: usize) -> Vec<u8> {
         remaining -= n + 1;
     }
     dns_response(query, 300, &rdata)
-}
-
-/// NTP timestamp (seconds since 1900 + 32-bit fraction) of a Unix time in ns.
-fn ntp_time(ns: u64) -> [u8; 8] {
-    let secs = ns / SEC + 2_208_988_800;
-    let frac = ((ns % SEC) << 32) / SEC;
-    let mut out = [0u8; 8];
-    out[..4].copy_from_slice(&(secs as u32).to_be_bytes());
-    out[4..].copy_from_slice(&(frac as u32).to_be_bytes());
-    out
-}
-
-/// NTPv4 client request (mode 3) sent at `sent`.
-fn ntp_request(sent: u64) -> [u8; 48] {
-    let mut p = [0u8; 48];
-    p[0] = 0x23; // LI 0, VN 4, mode 3
-    p[2] = 6; // poll
-    p[3] = 0xe9; // precision 2^-23
-    p[40..48].copy_from_slice(&ntp_time(sent));
-    p
-}
-
-/// NTPv4 server reply (mode 4) to `request`, received at `rx` and sent at `tx`.
-fn ntp_reply(request: &[u8; 48], rx: u64, tx: u64) -> [u8; 48] {
-    let mut p = [0u8; 48];
-    p[0] = 0x24; // LI 0, VN 4, mode 4
-    p[1] = 2; // stratum
-    p[2] = request[2];
-    p[3] = 0xe7;
-    p[4..8].copy_from_slice(&0x0000_0120u32.to_be_bytes()); // root delay
-    p[8..12].copy_from_slice(&0x0000_0210u32.to_be_bytes()); // root dispersion
-    p[12..16].copy_from_slice(&[192, 0, 2, 1]); // reference id: upstream server
-    p[16..24].copy_from_slice(&ntp_time(rx - 64 * SEC));
-    p[24..32].copy_from_slice(&request[40..48]);
-    p[32..40].copy_from_slice(&ntp_time(rx));
-    p[40..48].copy_from_slice(&ntp_time(tx));
-    p
 }
 
 /// 56 bytes like Linux ping: a timeval, then 0x10, 0x11, ...
@@ -2206,417 +2006,25 @@ fn ftp_passive(path: &Path) -> Res<usize> {
 }
 
 // ---------------------------------------------------------------------------
-// Benchmark capture
+// Benchmark capture: the library's synthetic traffic (`outgate bench --synthetic` writes the same)
 // ---------------------------------------------------------------------------
 
-const BENCH_MAX_FLOWS: u64 = 10_000;
-const BENCH_SERVERS: u64 = 2_000;
-const BENCH_NAMES: [&str; 16] = [
-    "www.example.com",
-    "cdn.example.net",
-    "mail.example.org",
-    "api.example.com",
-    "update.example.net",
-    "docs.example.org",
-    "static.example.com",
-    "login.example.net",
-    "video.example.org",
-    "files.example.com",
-    "chat.example.net",
-    "news.example.org",
-    "img.example.com",
-    "sync.example.net",
-    "calendar.example.org",
-    "telemetry.example.com",
-];
-
-/// What a benchmark flow carries; decides its port and its first payloads.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum App {
-    Https,
-    Http,
-    Dns,
-    Ntp,
-    Ssh,
-    HttpProxy,
-    Rdp,
-    BitTorrent,
-    OpenVpn,
-}
-
-/// One synthetic flow of the benchmark capture.
-struct BenchFlow {
-    app: App,
-    client: IpAddr,
-    client_mac: [u8; 6],
-    server: IpAddr,
-    cport: u16,
-    sport: u16,
-    /// Index into BENCH_NAMES (SNI / Host).
-    name: usize,
-    /// Packets sent so far and in total.
-    step: u32,
-    total: u32,
-    /// Percentage of data packets (after the first exchange) sent by the server.
-    server_share: u64,
-    c_len: (u64, u64),
-    s_len: (u64, u64),
-    c_nxt: u32,
-    s_nxt: u32,
-}
-
-/// Server `i` of 198.18.0.0/15: 250 hosts (last octet 2..=251) in each of
-/// 198.18.{0,64,128,192} and 198.19.{0,64,128,192}.
-fn bench_server(i: u64) -> IpAddr {
-    let block = i / 250;
-    ip4(
-        198,
-        18 + (block / 4) as u8,
-        ((block % 4) * 64) as u8,
-        (i % 250 + 2) as u8,
-    )
-}
-
-fn new_bench_flow(rng: &mut Rng, serial: u64) -> BenchFlow {
-    // Half the flows go to 100 popular servers, the rest anywhere.
-    let server = if rng.below(2) == 0 {
-        rng.below(100)
-    } else {
-        rng.below(BENCH_SERVERS)
-    };
-    let (a, b) = (rng.below(256) as u8, rng.range(1, 254) as u8);
-    // (app, port, packets: data packets for TCP / all packets for UDP,
-    //  server share %, client sizes, server sizes)
-    let (app, sport, n, share, c_len, s_len) = match rng.below(100) {
-        0..=49 => (
-            App::Https,
-            443,
-            rng.range(8, 44),
-            70,
-            (60, 600),
-            (200, 1400),
-        ),
-        50..=69 => (App::Http, 80, rng.range(2, 20), 75, (0, 0), (60, 1400)),
-        70..=79 => (App::Dns, 53, 2, 50, (0, 0), (0, 0)),
-        80..=81 => (App::Ntp, 123, 2, 50, (0, 0), (0, 0)),
-        82..=84 => (App::Ssh, 22, rng.range(10, 60), 50, (60, 200), (60, 300)),
-        _ => match rng.below(4) {
-            0 => (
-                App::HttpProxy,
-                8080,
-                rng.range(2, 10),
-                75,
-                (0, 0),
-                (60, 1400),
-            ),
-            1 => (App::Rdp, 3389, rng.range(4, 20), 50, (60, 300), (60, 1400)),
-            2 => (
-                App::BitTorrent,
-                6881,
-                rng.range(2, 12),
-                50,
-                (60, 1400),
-                (60, 1400),
-            ),
-            _ => (
-                App::OpenVpn,
-                1194,
-                rng.range(3, 9),
-                50,
-                (60, 300),
-                (60, 1400),
-            ),
-        },
-    };
-    let udp = matches!(app, App::Dns | App::Ntp | App::OpenVpn);
-    let total = if udp { n } else { n + 6 };
-    BenchFlow {
-        app,
-        client: ip4(10, 0, a, b),
-        client_mac: [0x02, 0x00, 10, 0, a, b],
-        server: bench_server(server),
-        cport: 32_768 + (serial % 28_232) as u16,
-        sport,
-        name: rng.below(BENCH_NAMES.len() as u64) as usize,
-        step: 0,
-        total: total as u32,
-        server_share: share,
-        c_len,
-        s_len,
-        c_nxt: rng.next() as u32,
-        s_nxt: rng.next() as u32,
-    }
-}
-
-/// Payloads built once and reused by every benchmark packet.
-struct BenchPayloads {
-    filler: Vec<u8>,
-    client_hellos: Vec<Vec<u8>>,
-    http_gets: Vec<Vec<u8>>,
-    proxy_gets: Vec<Vec<u8>>,
-    http_head: Vec<u8>,
-    dns_q: Vec<u8>,
-    dns_r: Vec<u8>,
-    ntp_q: [u8; 48],
-    ntp_r: [u8; 48],
-    ssh_client: Vec<u8>,
-    ssh_server: Vec<u8>,
-    rdp_request: Vec<u8>,
-    rdp_confirm: Vec<u8>,
-    bt_handshake: Vec<u8>,
-    ovpn_client: Vec<u8>,
-    ovpn_server: Vec<u8>,
-}
-
-impl BenchPayloads {
-    fn new() -> BenchPayloads {
-        let http_get = |host: &str| {
-            format!(
-                "GET /index.html HTTP/1.1\r\nHost: {host}\r\nUser-Agent: Mozilla/5.0\r\nAccept: */*\r\n\r\n"
-            )
-            .into_bytes()
-        };
-        let proxy_get = |host: &str| {
-            format!("GET http://{host}/ HTTP/1.1\r\nHost: {host}\r\nProxy-Connection: keep-alive\r\n\r\n")
-                .into_bytes()
-        };
-        let q = dns_query(0xbe7c, "www.example.com", 1, false);
-        let ntp_q = ntp_request(T0);
-        let mut bt = b"\x13BitTorrent protocol".to_vec();
-        bt.extend_from_slice(&[0, 0, 0, 0, 0, 0x10, 0, 0x05]); // reserved bits
-        bt.extend_from_slice(&filler(20, 50)); // info hash
-        bt.extend_from_slice(b"-qB4630-");
-        bt.extend_from_slice(&filler(12, 51)); // peer id
-        let cookie = b"Cookie: mstshash=user\r\n";
-        let mut rdp = vec![0x03, 0x00, 0x00, (11 + cookie.len() + 8) as u8];
-        rdp.extend_from_slice(&[(6 + cookie.len() + 8) as u8, 0xe0, 0, 0, 0, 0, 0]);
-        rdp.extend_from_slice(cookie);
-        rdp.extend_from_slice(&[0x01, 0x00, 0x08, 0x00, 0x03, 0x00, 0x00, 0x00]);
-        let mut ovpn_client = vec![0x38];
-        ovpn_client.extend_from_slice(&filler(8, 52));
-        ovpn_client.extend_from_slice(&[0, 0, 0, 0, 0]);
-        let mut ovpn_server = vec![0x40];
-        ovpn_server.extend_from_slice(&filler(8, 53));
-        ovpn_server.push(1);
-        ovpn_server.extend_from_slice(&[0, 0, 0, 0]);
-        ovpn_server.extend_from_slice(&ovpn_client[1..9]);
-        ovpn_server.extend_from_slice(&[0, 0, 0, 0]);
-        BenchPayloads {
-            filler: filler(1400, 42),
-            client_hellos: (0..BENCH_NAMES.len())
-                .map(|i| tls_client_hello(BENCH_NAMES[i], 100 + i as u64))
-                .collect(),
-            http_gets: BENCH_NAMES.iter().map(|h| http_get(h)).collect(),
-            proxy_gets: BENCH_NAMES.iter().map(|h| proxy_get(h)).collect(),
-            http_head: b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n".to_vec(),
-            dns_r: dns_response(&q, 300, &[198, 18, 0, 2]),
-            dns_q: q,
-            ntp_r: ntp_reply(&ntp_q, T0 + 5 * MS, T0 + 5 * MS + 40 * US),
-            ntp_q,
-            ssh_client: b"SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13\r\n".to_vec(),
-            ssh_server: b"SSH-2.0-OpenSSH_8.9p1 Debian-3\r\n".to_vec(),
-            rdp_request: rdp,
-            rdp_confirm: vec![3, 0, 0, 19, 14, 0xd0, 0, 0, 0x12, 0x34, 0, 2, 0, 8, 0, 0, 0, 0, 0],
-            bt_handshake: bt,
-            ovpn_client,
-            ovpn_server,
-        }
-    }
-}
-
-impl BenchFlow {
-    /// Direction, TCP flags and payload of packet `k` of a TCP flow. The
-    /// client speaks first (k = 3), the server answers (k = 4), then data
-    /// flows both ways; payloads that need building go to `scratch`.
-    fn tcp_step<'a>(
-        &self,
-        k: u32,
-        rng: &mut Rng,
-        pl: &'a BenchPayloads,
-        scratch: &'a mut Vec<u8>,
-    ) -> (Dir, u8, &'a [u8]) {
-        let data = self.total - 6;
-        let none: &[u8] = &[];
-        match k {
-            0 => return (Dir::Out, SYN, none),
-            1 => return (Dir::In, SYN | ACK, none),
-            2 => return (Dir::Out, ACK, none),
-            k if k == 3 + data => return (Dir::Out, FIN | ACK, none),
-            k if k == 4 + data => return (Dir::In, FIN | ACK, none),
-            k if k > 4 + data => return (Dir::Out, ACK, none),
-            _ => {}
-        }
-        let push = PSH | ACK;
-        if k == 3 {
-            let first: &[u8] = match self.app {
-                App::Https => &pl.client_hellos[self.name],
-                App::Http => &pl.http_gets[self.name],
-                App::HttpProxy => &pl.proxy_gets[self.name],
-                App::Ssh => &pl.ssh_client,
-                App::Rdp => &pl.rdp_request,
-                App::BitTorrent => &pl.bt_handshake,
-                App::Dns | App::Ntp | App::OpenVpn => none,
-            };
-            return (Dir::Out, push, first);
-        }
-        let dir = if k == 4 || rng.below(100) < self.server_share {
-            Dir::In
-        } else {
-            Dir::Out
-        };
-        let web = matches!(self.app, App::Http | App::HttpProxy);
-        if dir == Dir::Out && web {
-            return (Dir::Out, ACK, none); // HTTP clients only acknowledge
-        }
-        let (lo, hi) = if dir == Dir::Out {
-            self.c_len
-        } else {
-            self.s_len
-        };
-        let len = rng.range(lo, hi) as usize;
-        scratch.clear();
-        match (self.app, k) {
-            (App::Https, 4) => tls_server_flight(scratch, len, u64::from(k), &pl.filler),
-            (App::Https, _) => tls_app_data(scratch, len, &pl.filler),
-            (App::Http | App::HttpProxy, 4) => {
-                scratch.extend_from_slice(&pl.http_head);
-                let body = len.saturating_sub(pl.http_head.len());
-                scratch.extend_from_slice(&pl.filler[..body]);
-            }
-            (App::Ssh, 4) => return (dir, push, &pl.ssh_server),
-            (App::Rdp, 4) => return (dir, push, &pl.rdp_confirm),
-            (App::BitTorrent, 4) => return (dir, push, &pl.bt_handshake),
-            _ => return (dir, push, &pl.filler[..len]),
-        }
-        (dir, push, scratch)
-    }
-
-    /// Direction and payload of packet `k` of a UDP flow (client first,
-    /// then strictly alternating).
-    fn udp_step<'a>(&self, k: u32, rng: &mut Rng, pl: &'a BenchPayloads) -> (Dir, &'a [u8]) {
-        let dir = if k & 1 == 0 { Dir::Out } else { Dir::In };
-        let payload: &[u8] = match (self.app, dir, k) {
-            (App::Dns, Dir::Out, _) => &pl.dns_q,
-            (App::Dns, Dir::In, _) => &pl.dns_r,
-            (App::Ntp, Dir::Out, _) => &pl.ntp_q,
-            (App::Ntp, Dir::In, _) => &pl.ntp_r,
-            (_, Dir::Out, 0) => &pl.ovpn_client,
-            (_, Dir::In, 1) => &pl.ovpn_server,
-            (_, Dir::Out, _) => &pl.filler[..rng.range(self.c_len.0, self.c_len.1) as usize],
-            (_, Dir::In, _) => &pl.filler[..rng.range(self.s_len.0, self.s_len.1) as usize],
-        };
-        (dir, payload)
-    }
-
-    /// Appends this flow's next frame to `out`.
-    fn next_packet(
-        &mut self,
-        out: &mut Vec<u8>,
-        rng: &mut Rng,
-        ip_id: u16,
-        pl: &BenchPayloads,
-        scratch: &mut Vec<u8>,
-    ) -> Res<()> {
-        let k = self.step;
-        self.step += 1;
-        let udp = matches!(self.app, App::Dns | App::Ntp | App::OpenVpn);
-        let (dir, flags, payload) = if udp {
-            let (dir, payload) = self.udp_step(k, rng, pl);
-            (dir, 0, payload)
-        } else {
-            self.tcp_step(k, rng, pl, scratch)
-        };
-        let (src, dst, macs, sp, dp) = match dir {
-            Dir::Out => (
-                self.client,
-                self.server,
-                (self.client_mac, GW_MAC),
-                self.cport,
-                self.sport,
-            ),
-            Dir::In => (
-                self.server,
-                self.client,
-                (GW_MAC, self.client_mac),
-                self.sport,
-                self.cport,
-            ),
-        };
-        let h = Hdr {
-            link: Link::Eth,
-            dir,
-            macs,
-            src,
-            dst,
-            ip_id,
-        };
-        if udp {
-            return build(out, &h, L4::Udp(sp, dp), payload);
-        }
-        let (seq, ack) = match dir {
-            Dir::Out => (self.c_nxt, self.s_nxt),
-            Dir::In => (self.s_nxt, self.c_nxt),
-        };
-        let t = tcp_header((sp, dp), seq, ack, flags, dir, false)?;
-        let advance = payload.len() as u32 + u32::from(flags & (SYN | FIN) != 0);
-        match dir {
-            Dir::Out => self.c_nxt = self.c_nxt.wrapping_add(advance),
-            Dir::In => self.s_nxt = self.s_nxt.wrapping_add(advance),
-        }
-        build(out, &h, L4::Tcp(t), payload)
-    }
-
-    fn done(&self) -> bool {
-        self.step >= self.total
-    }
-}
-
-fn bench(packets: u64, path: &Path) -> Res<()> {
+fn bench(packets: u64, flows: Option<u64>, path: &Path) -> Res<()> {
     let started = Instant::now();
-    let mut rng = Rng(0x6f75_7467_6174_6521); // "outgate!"
-    let pl = BenchPayloads::new();
-    let header = pcap_header(
-        DataLink::ETHERNET,
-        Endianness::Little,
-        TsResolution::MicroSecond,
-    );
-    let file = BufWriter::with_capacity(1 << 20, File::create(path)?);
-    let mut w = PcapWriter::with_header(file, header)?;
-
-    let target = (packets / 20).clamp(1, BENCH_MAX_FLOWS) as usize;
-    let mut flows: Vec<BenchFlow> = Vec::with_capacity(target);
-    let mut started_flows = 0u64;
-    let mut buf = Vec::with_capacity(2048);
-    let mut scratch = Vec::with_capacity(2048);
-    let mut ts = T0;
-    let mut bytes = 0u64;
-    for i in 0..packets {
-        // Ramp up to `target` concurrent flows, one new flow per 2 packets;
-        // after that a finished flow is replaced by a new one.
-        if flows.len() < target && (i & 1 == 0 || flows.is_empty()) {
-            flows.push(new_bench_flow(&mut rng, started_flows));
-            started_flows += 1;
-        }
-        let idx = rng.below(flows.len() as u64) as usize;
-        buf.clear();
-        flows[idx].next_packet(&mut buf, &mut rng, i as u16, &pl, &mut scratch)?;
-        if flows[idx].done() {
-            flows[idx] = new_bench_flow(&mut rng, started_flows);
-            started_flows += 1;
-        }
-        ts += rng.range(5, 100) * US;
-        let len = buf.len() as u32;
-        w.write_packet(&PcapPacket::new(Duration::from_nanos(ts), len, &buf))?;
-        bytes += buf.len() as u64;
+    let mut cfg = SyntheticConfig::new(packets);
+    if let Some(flows) = flows {
+        cfg = cfg.with_flows(flows);
     }
-    w.into_writer().flush()?;
+    let made = synthetic::write_capture(path, cfg)?;
     println!(
-        "{}: {packets} packets, {started_flows} flows started ({:.1} packets per new flow), \
-         {:.1} MB of frames, {:.1} s of traffic, generated in {:.2?}",
+        "{}: {} packets, {} flows ({:.1} packets per flow), {:.1} MB of frames, {:.1} s of traffic, \
+         generated in {:.2?}",
         path.display(),
-        packets as f64 / started_flows as f64,
-        bytes as f64 / 1e6,
-        (ts - T0) as f64 / SEC as f64,
+        made.packets,
+        made.flows,
+        made.packets as f64 / made.flows.max(1) as f64,
+        made.bytes as f64 / 1e6,
+        made.span_ns as f64 / SEC as f64,
         started.elapsed()
     );
     Ok(())

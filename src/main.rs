@@ -21,8 +21,9 @@ use outgate::rules::{
 };
 
 use cli::{
-    check, confirm_policy, diff_command, emit, parse_bit_rate, parse_cidr, parse_class_mask,
-    rules_command, run_learn, run_live, run_replay, shaping, try_policy,
+    BenchArgs, check, confirm_policy, diff_command, emit, parse_bit_rate, parse_cidr,
+    parse_class_mask, rules_command, run_bench, run_learn, run_live, run_replay, shaping,
+    try_policy,
 };
 
 const ABOUT: &str = "Outbound packet filter: default-deny egress that stays practical.";
@@ -48,6 +49,7 @@ Start here:
                                                  both with --audit: log and count, enforce nothing)
   outgate try new.rules --timeout 60             the daemon switches; back unless confirmed
   outgate report flows.jsonl http.jsonl          tunnels, shaped flows, what would be blocked
+  outgate bench --synthetic 1000000              how many replay workers for this machine?
 
 Switching default-deny on without angry users: README, \"Rolling out default-deny\".";
 
@@ -119,6 +121,30 @@ enum Command {
         #[arg(required = true, value_name = "CAPTURE")]
         captures: Vec<PathBuf>,
     },
+    /// Measure replay speed on this machine by worker count, and the --workers to use.
+    ///
+    /// Replays the captures (or --synthetic N packets of an office mix) in-process at each worker count:
+    /// one warm-up round, then --runs timed rounds, each round replaying once at every count in turn (a
+    /// load that comes and goes then slows every count alike). For each count it prints packets/s and flows/s (the
+    /// median of the runs, and the slowest and fastest run: a wide range means a busy machine, so
+    /// measure again), and the speed-up: that count's median over the first count's. Then the
+    /// recommended --workers: of the counts no larger than the cores, the fewest workers within 10% of
+    /// the best median, because a worker beyond that is a thread taken from the rest of the machine for
+    /// little gain, and workers beyond the cores only wait on each other and on the thread that reads
+    /// the capture.
+    ///
+    /// Use the recommendation as `outgate replay --workers N` and `outgate learn --workers N` (their
+    /// default is every core). The live filter is sized by queues, not workers: that needs root and is
+    /// measured apart (README, "Sizing: how many workers and queues").
+    ///
+    ///   outgate bench --synthetic 1000000                 # 1M packets, 100k flows, workers 1, 2, 4...
+    ///   outgate bench --policy site.rules monday.pcap     # your traffic and your policy
+    ///   outgate bench --synthetic 200000 --workers 1,2 --runs 3 --format json --plot bench.svg
+    ///
+    /// Exit codes: 0 measured; 1 a capture or the policy cannot be read, or a capture is corrupt; 2 the
+    /// command line is wrong.
+    #[command(verbatim_doc_comment)]
+    Bench(BenchArgs),
     /// Compare two policies on real traffic: the flows whose decision (verdict or SHAPE class) would change.
     ///
     /// Replays each capture under both policies, or decides each flow line of a flow log (`run --log`,
@@ -443,6 +469,7 @@ fn main() -> ExitCode {
             policy,
             print_default,
         } => check(policy, print_default),
+        Command::Bench(args) => run_bench(args),
         Command::Replay {
             policy,
             workers,

@@ -1,7 +1,8 @@
-//! Writing replay output as a classic pcap file: nanosecond timestamps, LINKTYPE_RAW (101).
+//! Writing replay output as a classic pcap file: nanosecond timestamps, LINKTYPE_RAW (101); and the
+//! synthetic benchmark traffic ([`crate::bench::synthetic`]) in Ethernet frames, LINKTYPE_ETHERNET (1).
 //!
-//! Contract: never panics; each packet is stored as its IP packet only, because the inputs may
-//! mix link types and a pcap file has one. Packets that a pcap file cannot represent (longer than
+//! Contract: never panics; replay output stores each packet as its IP packet only, because the inputs
+//! may mix link types and a pcap file has one. Packets that a pcap file cannot represent (longer than
 //! the snaplen, or timestamps after 2106) are refused with `WriteError::Packet` rather than being
 //! silently altered. Nothing is guaranteed on disk until `finish` returns `Ok`.
 
@@ -34,8 +35,18 @@ pub struct CaptureWriter {
 }
 
 impl CaptureWriter {
-    /// Creates (or truncates) `path` and writes the pcap file header.
+    /// Creates (or truncates) `path` and writes the header of a pcap file of IP packets.
     pub fn create(path: &Path) -> Result<Self, WriteError> {
+        Self::create_link(path, DataLink::RAW)
+    }
+
+    /// Creates (or truncates) `path` and writes the header of a pcap file of Ethernet frames: then
+    /// [`CaptureWriter::write`] takes whole frames.
+    pub fn create_ethernet(path: &Path) -> Result<Self, WriteError> {
+        Self::create_link(path, DataLink::ETHERNET)
+    }
+
+    fn create_link(path: &Path, datalink: DataLink) -> Result<Self, WriteError> {
         let file = File::create(path).map_err(|source| WriteError::Create {
             path: path.to_path_buf(),
             source,
@@ -47,7 +58,7 @@ impl CaptureWriter {
             ts_accuracy: 0,
             // Our reader's limit, so whatever it read can be written back.
             snaplen: MAX_PACKET_LEN as u32,
-            datalink: DataLink::RAW,
+            datalink,
             ts_resolution: TsResolution::NanoSecond,
             endianness: Endianness::native(),
         };
@@ -59,8 +70,8 @@ impl CaptureWriter {
         })
     }
 
-    /// Appends one IP packet. `orig_len` is its length on the wire counted from the IP header
-    /// (the caller subtracts the link header it stripped); if smaller than `ip.len()` it is raised
+    /// Appends one IP packet (a frame in an Ethernet file). `orig_len` is its length on the wire
+    /// counted from the same start (the caller subtracts the link header it stripped); if smaller than `ip.len()` it is raised
     /// to it, since pcap cannot record more bytes than the packet had.
     pub fn write(&mut self, ts: Timestamp, ip: &[u8], orig_len: u32) -> Result<(), WriteError> {
         let refuse = |detail: String| WriteError::Packet {
