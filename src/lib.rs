@@ -22,6 +22,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod bench;
 pub mod calendar;
 pub mod decision;
 pub mod diff;

@@ -428,10 +428,30 @@ enum Command {
         #[arg(required = true, value_name = "CAPTURE|LOG")]
         inputs: Vec<PathBuf>,
     },
+    /// Measure how fast the filter is on this machine: `outgate bench --live` (root).
+    ///
+    /// Builds two network namespaces of its own joined by a veth pair (named outgate-bench-PID-...;
+    /// nothing outside them is touched, and they are removed on exit, on error and on Ctrl-C), then for
+    /// each queue count measures, beside the kernel alone in the same round:
+    ///   new flows/s   one UDP datagram to each of --flows destinations (every packet a new flow),
+    ///                 delivered/sent, and the kernel's queue_dropped and user_dropped: loss shows
+    ///   TCP conn/s    closed-loop connect and close on --threads threads
+    ///   bulk MB/s     one TCP connection, a decided flow the kernel passes without the daemon
+    ///   connect time  SYN to SYN-ACK, median and p99 of --samples connects
+    /// and recommends a --queues: the smallest count within 10% of the best new-flow rate that lost
+    /// nothing. README, "Sizing: how many workers and queues", reads an output.
+    ///
+    ///   sudo outgate bench --live                      # 1 and 2 queues, 200,000 new flows
+    ///   sudo outgate bench --live --queues 1,2,4 --format json
+    #[command(verbatim_doc_comment)]
+    Bench(cli::BenchArgs),
+    /// The bench's traffic generators, run in its namespaces.
+    #[command(hide = true)]
+    BenchAgent(cli::AgentArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum Format {
+pub(crate) enum Format {
     Table,
     Json,
 }
@@ -522,6 +542,8 @@ fn main() -> ExitCode {
             };
             run_live(queues, cfg)
         }
+        Command::Bench(args) => cli::bench(args),
+        Command::BenchAgent(args) => cli::bench_agent(args),
         Command::Try {
             policy,
             timeout,

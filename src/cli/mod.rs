@@ -1,6 +1,7 @@
 //! The binary's commands: each takes what the command line gave and returns the exit code or the one
 //! message to print (`main` prints it).
 
+mod bench;
 mod diff;
 mod live;
 mod replay;
@@ -13,6 +14,7 @@ use std::process::ExitCode;
 use outgate::Policy;
 use outgate::policy::{Cidr, DEFAULT_POLICY, LoadError};
 
+pub use bench::{AgentArgs, BenchArgs, bench, bench_agent};
 pub use diff::diff_command;
 pub use live::{rules_command, run_live, shaping};
 pub use replay::{run_learn, run_replay};

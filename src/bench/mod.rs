@@ -1,0 +1,3 @@
+//! `outgate bench`: how fast the filter is on this machine.
+
+pub mod live;
