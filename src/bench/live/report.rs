@@ -32,6 +32,8 @@ pub struct Row {
     pub queues: u16,
     pub udp_sent: u64,
     pub udp_send_errors: u64,
+    /// Datagrams the client sent per second: when delivered/s is as high, the client was the limit.
+    pub udp_sent_per_s: f64,
     pub udp_delivered: u64,
     /// Delivered datagrams per second, from the first sent to the last delivered.
     pub udp_delivered_per_s: f64,
@@ -67,6 +69,7 @@ impl Row {
             queues,
             udp_sent: 0,
             udp_send_errors: 0,
+            udp_sent_per_s: 0.0,
             udp_delivered: 0,
             udp_delivered_per_s: 0.0,
             udp_delivered_fraction: 0.0,
@@ -85,6 +88,7 @@ impl Row {
     pub fn udp(&mut self, done: UdpDone, delivered: u64, secs: f64) {
         self.udp_sent = done.sent;
         self.udp_send_errors = done.errors;
+        self.udp_sent_per_s = per_s(done.sent as f64, done.secs);
         self.udp_delivered = delivered;
         self.udp_delivered_per_s = per_s(delivered as f64, secs);
         self.udp_delivered_fraction = if done.sent + done.errors == 0 {
@@ -210,10 +214,11 @@ impl Report {
             self.kernel
         );
         s += &format!(
-            "{:<7} {:<13} {:>18} {:>15} {:>14} {:>17} {:>17} {:>22}\n",
+            "{:<7} {:<13} {:>18} {:>9} {:>10} {:>18} {:>17} {:>17} {:>22}\n",
             "queues",
             "case",
             "new flows/s",
+            "sent/s",
             "delivered",
             "queue/user dropped",
             "TCP conn/s",
@@ -228,7 +233,7 @@ impl Report {
                 _ => "-".into(),
             };
             s += &format!(
-                "{:<7} {:<13} {:>18} {:>15} {:>18} {:>17} {:>17} {:>22}\n",
+                "{:<7} {:<13} {:>18} {:>9} {:>10} {:>18} {:>17} {:>17} {:>22}\n",
                 r.queues,
                 r.case.name(),
                 format!(
@@ -236,6 +241,7 @@ impl Report {
                     si(r.udp_delivered_per_s),
                     x(q.map(|q| q.udp_delivered_per_s))
                 ),
+                si(r.udp_sent_per_s),
                 format!("{:.1}%", r.udp_delivered_fraction * 100.0),
                 dropped,
                 format!(
@@ -254,7 +260,9 @@ impl Report {
                 );
             }
         }
-        s += "\n";
+        s += "\nnew flows/s: datagrams delivered per second, each a new flow; as high as sent/s: the client was\n\
+              the limit, not the filter. queue/user dropped: the kernel's NFQUEUE loss counters. bulk: one TCP\n\
+              connection, decided once. connect: SYN to SYN-ACK, one at a time, in microseconds.\n";
         s += &match self.recommended_queues {
             Some(q) => format!("recommended: --queues {} ({q}): {}\n", range(q), self.why),
             None => format!("recommended: none: {}\n", self.why),
