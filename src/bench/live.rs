@@ -41,6 +41,8 @@ pub struct LiveConfig {
     pub samples: u32,
     /// Client threads of the connection-rate case.
     pub threads: u32,
+    /// Client threads sending the new UDP flows.
+    pub senders: u32,
     /// The daemon's policy (None: the built-in one).
     pub policy: Option<PathBuf>,
     /// This binary, run in the namespaces as daemon, ruleset tool and agent.
@@ -192,6 +194,8 @@ fn blast(cfg: &LiveConfig, net: &Net, server: &Agent) -> Result<(UdpDone, u64, f
             &cfg.flows.to_string(),
             "--payload",
             &PAYLOAD.to_string(),
+            "--senders",
+            &cfg.senders.to_string(),
         ],
     )?;
     // What is still queued arrives after the sender is done: wait until nothing more comes.

@@ -43,6 +43,12 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", default_value_t = 1000, requires = "live",
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub samples: u32,
+    /// Client threads sending the new UDP flows. One sending socket is held back by its send buffer
+    /// while its datagrams wait in the queue: with one thread the client is often the limit (sent/s
+    /// as low as delivered/s); more threads offer more load, on the same cores.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "live",
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub senders: u32,
     /// Client threads of the closed-loop connection case.
     #[arg(long, value_name = "N", default_value_t = 4, requires = "live",
           value_parser = clap::value_parser!(u32).range(1..=256))]
@@ -87,6 +93,7 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode, String> {
         tcp_secs: args.tcp_secs,
         samples: args.samples,
         threads: args.threads,
+        senders: args.senders,
         policy: args.policy,
         exe,
         progress: std::io::stderr().is_terminal(),
@@ -115,6 +122,8 @@ enum AgentTask {
         flows: u32,
         #[arg(long, default_value_t = live::PAYLOAD)]
         payload: usize,
+        #[arg(long, default_value_t = 1)]
+        senders: u32,
     },
     /// Closed-loop connect and close.
     Connect {
@@ -138,7 +147,15 @@ enum AgentTask {
 pub fn bench_agent(args: AgentArgs) -> Result<ExitCode, String> {
     let task = match args.task {
         AgentTask::Serve => agent::Task::Serve,
-        AgentTask::Udp { flows, payload } => agent::Task::Udp { flows, payload },
+        AgentTask::Udp {
+            flows,
+            payload,
+            senders,
+        } => agent::Task::Udp {
+            flows,
+            payload,
+            senders,
+        },
         AgentTask::Connect { threads, secs } => agent::Task::Connect { threads, secs },
         AgentTask::Latency { count } => agent::Task::Latency { count },
         AgentTask::Bulk { secs } => agent::Task::Bulk { secs },

@@ -39,8 +39,12 @@ pub enum Task {
     /// Server side: accept and close on [`CONNECT_PORT`], read and discard on [`BULK_PORT`]; prints
     /// `ready`, then serves until its stdin closes.
     Serve,
-    /// One UDP datagram of `payload` bytes to each of `flows` flows.
-    Udp { flows: u32, payload: usize },
+    /// One UDP datagram of `payload` bytes to each of `flows` flows, from `senders` threads.
+    Udp {
+        flows: u32,
+        payload: usize,
+        senders: u32,
+    },
     /// Closed-loop connections on `threads` threads for `secs` seconds: connect, wait for the server's
     /// close, close, repeat.
     Connect { threads: u32, secs: f64 },
@@ -86,7 +90,11 @@ pub struct BulkDone {
 pub fn run(task: &Task) -> Result<(), String> {
     let line = match *task {
         Task::Serve => return serve(),
-        Task::Udp { flows, payload } => json(&udp(flows, payload)?),
+        Task::Udp {
+            flows,
+            payload,
+            senders,
+        } => json(&udp(flows, payload, senders)?),
         Task::Connect { threads, secs } => json(&connect(threads, secs)),
         Task::Latency { count } => json(&latency(count)),
         Task::Bulk { secs } => json(&bulk(secs)?),
@@ -143,7 +151,29 @@ fn serve() -> Result<(), String> {
     Ok(())
 }
 
-fn udp(flows: u32, payload: usize) -> Result<UdpDone, String> {
+fn udp(flows: u32, payload: usize, senders: u32) -> Result<UdpDone, String> {
+    let senders = senders.clamp(1, flows.max(1));
+    let start = Instant::now();
+    // Each thread has its own sockets (source ports), so its flows are distinct from the others'.
+    let threads: Vec<_> = (0..senders)
+        .map(|t| {
+            let share = flows / senders + u32::from(t < flows % senders);
+            std::thread::spawn(move || udp_share(share, payload))
+        })
+        .collect();
+    let mut done = UdpDone::default();
+    for t in threads {
+        let part = t
+            .join()
+            .map_err(|_| "a sending thread failed".to_string())??;
+        done.sent += part.sent;
+        done.errors += part.errors;
+    }
+    done.secs = start.elapsed().as_secs_f64();
+    Ok(done)
+}
+
+fn udp_share(flows: u32, payload: usize) -> Result<UdpDone, String> {
     let sockets = flows.div_ceil(ADDRESSES).max(1);
     let sockets: Vec<UdpSocket> = (0..sockets)
         .map(|_| UdpSocket::bind(SocketAddrV4::new(CLIENT_ADDR, 0)))
@@ -151,7 +181,6 @@ fn udp(flows: u32, payload: usize) -> Result<UdpDone, String> {
         .map_err(|e| format!("cannot open a UDP socket on {CLIENT_ADDR}: {e}"))?;
     let data = vec![0x5au8; payload];
     let mut done = UdpDone::default();
-    let start = Instant::now();
     for i in 0..flows {
         let socket = &sockets[(i / ADDRESSES) as usize];
         match socket.send_to(&data, SocketAddrV4::new(destination(i), UDP_PORT)) {
@@ -159,7 +188,6 @@ fn udp(flows: u32, payload: usize) -> Result<UdpDone, String> {
             Err(_) => done.errors += 1,
         }
     }
-    done.secs = start.elapsed().as_secs_f64();
     Ok(done)
 }
 

@@ -137,6 +137,7 @@ pub struct Report {
     pub tcp_secs: f64,
     pub samples: u32,
     pub threads: u32,
+    pub senders: u32,
     pub policy: String,
     pub ports: String,
     pub cores: usize,
@@ -175,6 +176,7 @@ impl Report {
             tcp_secs: cfg.tcp_secs,
             samples: cfg.samples,
             threads: cfg.threads,
+            senders: cfg.senders,
             policy: cfg.policy.as_ref().map_or_else(
                 || "built-in default".to_string(),
                 |p| p.display().to_string(),
@@ -198,13 +200,14 @@ impl Report {
 
     pub fn table(&self) -> String {
         let mut s = format!(
-            "outgate bench --live: {} new UDP flows ({}-byte datagrams, one per flow), TCP cases {} s each \
-             ({} client threads), {} timed connects\n\
+            "outgate bench --live: {} new UDP flows ({}-byte datagrams, one per flow, {} sending thread(s)), \
+             TCP cases {} s each ({} client threads), {} timed connects\n\
              policy: {} (the bench uses {}; a --policy must accept them)\n\
              machine: {} cores, kernel {}; each row in fresh namespaces, outgate beside the kernel alone of \
              the same round (ratio in brackets)\n\n",
             self.flows,
             self.payload_bytes,
+            self.senders,
             self.tcp_secs,
             self.threads,
             self.samples,
