@@ -200,14 +200,19 @@ impl Report {
 
     pub fn table(&self) -> String {
         let mut s = format!(
-            "outgate bench --live: {} new UDP flows ({}-byte datagrams, one per flow, {} sending thread(s)), \
+            "outgate bench --live: {} new UDP flows ({}-byte datagrams, one per flow, {} sending {}),\n  \
              TCP cases {} s each ({} client threads), {} timed connects\n\
-             policy: {} (the bench uses {}; a --policy must accept them)\n\
-             machine: {} cores, kernel {}; each row in fresh namespaces, outgate beside the kernel alone of \
-             the same round (ratio in brackets)\n\n",
+             policy: {} (a --policy must accept the ports the bench uses)\nports: {}\n\
+             machine: {} cores, kernel {}; each row in fresh namespaces; (0.90x): outgate over the\n  \
+             kernel alone of the same round\n\n",
             self.flows,
             self.payload_bytes,
             self.senders,
+            if self.senders == 1 {
+                "thread"
+            } else {
+                "threads"
+            },
             self.tcp_secs,
             self.threads,
             self.samples,
@@ -217,16 +222,16 @@ impl Report {
             self.kernel
         );
         s += &format!(
-            "{:<7} {:<13} {:>18} {:>9} {:>10} {:>18} {:>17} {:>17} {:>22}\n",
+            "{:<6} {:<12} {:>15} {:>8} {:>9} {:>11} {:>15} {:>13} {:>18}\n",
             "queues",
             "case",
             "new flows/s",
             "sent/s",
             "delivered",
-            "queue/user dropped",
+            "q/u dropped",
             "TCP conn/s",
             "bulk MB/s",
-            "connect median/p99 us"
+            "connect med/p99 us"
         );
         for r in &self.rows {
             let q = r.ratio.as_ref();
@@ -236,7 +241,7 @@ impl Report {
                 _ => "-".into(),
             };
             s += &format!(
-                "{:<7} {:<13} {:>18} {:>9} {:>10} {:>18} {:>17} {:>17} {:>22}\n",
+                "{:<6} {:<12} {:>15} {:>8} {:>9} {:>11} {:>15} {:>13} {:>18}\n",
                 r.queues,
                 r.case.name(),
                 format!(
@@ -264,11 +269,16 @@ impl Report {
             }
         }
         s += "\nnew flows/s: datagrams delivered per second, each a new flow; as high as sent/s: the client was\n\
-              the limit, not the filter. queue/user dropped: the kernel's NFQUEUE loss counters. bulk: one TCP\n\
-              connection, decided once. connect: SYN to SYN-ACK, one at a time, in microseconds.\n";
+              the limit, not the filter. q/u dropped: queue_dropped/user_dropped, the kernel's NFQUEUE loss\n\
+              counters. bulk: one TCP connection, decided once. connect: SYN to SYN-ACK, one at a time.\n";
         s += &match self.recommended_queues {
-            Some(q) => format!("recommended: --queues {} ({q}): {}\n", range(q), self.why),
-            None => format!("recommended: none: {}\n", self.why),
+            Some(q) => format!(
+                "recommended: --queues {} ({q} {})\n  why: {}\n",
+                range(q),
+                if q == 1 { "queue" } else { "queues" },
+                self.why
+            ),
+            None => format!("recommended: none\n  why: {}\n", self.why),
         };
         s
     }
@@ -307,7 +317,7 @@ pub fn recommend(rows: &[Row]) -> (Option<u16>, String) {
             if outgate.is_empty() {
                 "no outgate case ran".into()
             } else {
-                "every queue count lost new flows in this run (see queue/user dropped): run it again on a quieter machine, or look at the daemon's CPU (BENCHMARKS.md, Live)".into()
+                "every queue count lost new flows in this run (see queue/user dropped): run it\n  again on a quieter machine, or with more queues".into()
             },
         );
     };
@@ -324,7 +334,7 @@ pub fn recommend(rows: &[Row]) -> (Option<u16>, String) {
         )
     } else {
         format!(
-            "the smallest count within 10% of the best new-flow rate ({} with {}) with nothing lost; more queues cost cores for no gain here",
+            "the smallest count within 10% of the best new-flow rate ({} with {}) that lost\n  nothing; more queues would take cores for no gain",
             si(best.udp_delivered_per_s),
             best.queues
         )
