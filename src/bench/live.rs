@@ -90,7 +90,14 @@ pub fn run(cfg: &LiveConfig) -> Result<Report, String> {
             if cfg.progress {
                 eprintln!("[{step}/{total}] {queues} queue(s): {}", case.name());
             }
-            rows.push(measure(cfg, queues, case, step as u32)?);
+            match measure(cfg, queues, case, step as u32) {
+                Ok(row) => rows.push(row),
+                // The signal handler removes what is left and ends the process.
+                Err(_) if net::interrupted() => loop {
+                    std::thread::sleep(Duration::from_secs(1));
+                },
+                Err(e) => return Err(e),
+            }
         }
     }
     Ok(Report::new(cfg, rows))

@@ -4,12 +4,21 @@
 
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::agent::{ANY_NET, CLIENT_ADDR, SERVER_ADDR};
 
 /// The namespaces alive now, for the signal handler: it deletes them and exits.
 static ALIVE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// Set when SIGINT or SIGTERM came: the handler is cleaning up and will end the process.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether SIGINT or SIGTERM came. A Ctrl-C reaches the bench's children too, so a case can fail
+/// because of it: the caller then waits for the handler to end the process rather than report that.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
 
 /// One client/server pair of namespaces.
 pub struct Net {
@@ -186,6 +195,7 @@ pub fn on_signal_clean_up() -> Result<(), String> {
         .map_err(|e| format!("cannot handle signals: {e}"))?;
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
+            INTERRUPTED.store(true, Ordering::SeqCst);
             let mut alive = lock_alive();
             let names = std::mem::replace(&mut *alive, vec!["!".to_string()]);
             for ns in &names {
