@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Live throughput and loss, side by side in one run, in two network namespaces this script creates:
-#   (a) the kernel alone (ACCEPT rule, no queue)
+# Every packet queued: what `outgate bench --live` does not measure (it measures outgate with its own
+# ruleset, where decided flows never reach userspace, beside the kernel alone: new flows/s, loss, TCP
+# connections/s, bulk, connect time; use it for those). This script keeps the comparison of the queue
+# itself, in two network namespaces it creates, side by side in one run:
+#   (a) the kernel alone (ACCEPT rule, no queue): the reference for the rows below, on this load
 #   (b) the minimal C accept loop on libnetfilter_queue, every packet queued
-#   (c) outgate, default policy, its own ruleset (decided flows offloaded), 1 and 2 queues
 #   (d) outgate, default policy, every packet queued (the same load as (b)), with its default
 #       64 MiB socket buffer and with the kernel's default (--rcvbuf-mib 0)
-# (Daemons are started with `ip netns exec` directly, not through a shell function, so that $! is
+# (The letters are BENCHMARKS.md's; its (c), outgate with its own ruleset, is `outgate bench --live` now.
+# Daemons are started with `ip netns exec` directly, not through a shell function, so that $! is
 # their own pid: ip execs the program.)
 # A UDP blast (tests/tools/udp_blast.c: sendmmsg over FLOWS sockets) to udp 53, which the default
 # policy opens. Usage: bash benches/live.sh [TOTAL] [FLOWS] [PAYLOAD]   (root; installs
@@ -51,7 +54,6 @@ run_case() {
     printf '%-44s %9s %9s %11.0f %8s %s\n' "$name" "$sent" "$got" "$(echo "$got / $secs" | bc -l)" \
         "$((sent - got))" "$drops"
 }
-reset_rules() { in_c iptables -F OUTPUT; "$outgate" rules --remove >/dev/null 2>&1 || in_c "$outgate" rules --remove; }
 
 printf '%-44s %9s %9s %11s %8s %s\n' case sent received "delivered/s" lost "queue_dropped user_dropped"
 in_c iptables -A OUTPUT -o vc$$ -j ACCEPT
@@ -64,16 +66,6 @@ np=$!; sleep 0.5
 run_case "(b) C accept loop, libnetfilter_queue"
 kill $np; wait $np || true
 in_c iptables -F OUTPUT
-
-for queues in 0 0-1; do
-    in_c "$outgate" rules --mode host --wan vc$$ --queues $queues --apply
-    ip netns exec $c "$outgate" run --queues $queues 2>"$work/run.err" &
-    op=$!; sleep 0.5
-    run_case "(c) outgate, own ruleset, queues $queues"
-    kill $op 2>/dev/null || { echo "outgate died:"; cat "$work/run.err"; }
-    wait $op || true
-    in_c "$outgate" rules --remove
-done
 
 in_c iptables -A OUTPUT -o vc$$ -m mark --mark 0x0/0xf00 -j NFQUEUE --queue-num 0
 for opts in "" "--rcvbuf-mib 0"; do

@@ -121,8 +121,9 @@ enum Command {
         #[arg(required = true, value_name = "CAPTURE")]
         captures: Vec<PathBuf>,
     },
-    /// Measure replay speed on this machine by worker count, and the --workers to use.
+    /// Measure outgate on this machine: replay workers, or (--live, root) the live filter's queues.
     ///
+    /// Replay (the default):
     /// Replays the captures (or --synthetic N packets of an office mix) in-process at each worker count:
     /// one warm-up round, then --runs timed rounds, each round replaying once at every count in turn (a
     /// load that comes and goes then slows every count alike). For each count it prints packets/s and flows/s (the
@@ -134,15 +135,30 @@ enum Command {
     /// the capture.
     ///
     /// Use the recommendation as `outgate replay --workers N` and `outgate learn --workers N` (their
-    /// default is every core). The live filter is sized by queues, not workers: that needs root and is
-    /// measured apart (README, "Sizing: how many workers and queues").
+    /// default is every core).
     ///
     ///   outgate bench --synthetic 1000000                 # 1M packets, 100k flows, workers 1, 2, 4...
     ///   outgate bench --policy site.rules monday.pcap     # your traffic and your policy
     ///   outgate bench --synthetic 200000 --workers 1,2 --runs 3 --format json --plot bench.svg
     ///
-    /// Exit codes: 0 measured; 1 a capture or the policy cannot be read, or a capture is corrupt; 2 the
-    /// command line is wrong.
+    /// Live (--live, root): the live filter is sized by queues, one worker each. It builds two network
+    /// namespaces of its own joined by a veth pair (named outgate-bench-PID-...; nothing outside them is
+    /// touched, and they are removed on exit, on error and on Ctrl-C), then for each queue count
+    /// measures, beside the kernel alone in the same round:
+    ///   new flows/s   one UDP datagram to each of --flows destinations (every packet a new flow),
+    ///                 delivered/sent, and the kernel's queue_dropped and user_dropped: loss shows
+    ///   TCP conn/s    closed-loop connect and close on --threads threads
+    ///   bulk MB/s     one TCP connection, a decided flow the kernel passes without the daemon
+    ///   connect time  SYN to SYN-ACK, median and p99 of --samples connects
+    /// and recommends a --queues: the smallest count within 10% of the best new-flow rate that lost
+    /// nothing. README, "Sizing: how many workers and queues", reads both outputs.
+    ///
+    ///   sudo outgate bench --live                      # 1 and 2 queues, 200,000 new flows
+    ///   sudo outgate bench --live --queues 1,2,4 --format json
+    ///
+    /// Exit codes: 0 measured; 1 a capture or the policy cannot be read, a capture is corrupt, or the
+    /// live bench failed (not root, a tool missing); 2 the command line is wrong; 130 interrupted
+    /// during --live.
     #[command(verbatim_doc_comment)]
     Bench(BenchArgs),
     /// Compare two policies on real traffic: the flows whose decision (verdict or SHAPE class) would change.
@@ -454,10 +470,13 @@ enum Command {
         #[arg(required = true, value_name = "CAPTURE|LOG")]
         inputs: Vec<PathBuf>,
     },
+    /// The bench's traffic generators, run in its namespaces.
+    #[command(hide = true)]
+    BenchAgent(cli::AgentArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum Format {
+pub(crate) enum Format {
     Table,
     Json,
 }
@@ -549,6 +568,7 @@ fn main() -> ExitCode {
             };
             run_live(queues, cfg)
         }
+        Command::BenchAgent(args) => cli::bench_agent(args),
         Command::Try {
             policy,
             timeout,

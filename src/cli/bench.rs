@@ -1,11 +1,15 @@
-//! `outgate bench`: replay throughput by worker count, and the `--workers` to use on this machine.
+//! `outgate bench`: replay throughput by worker count, and the `--workers` to use on this machine; with
+//! `--live`, the live filter's queues ([`live`]).
 //!
 //! The replay sweep is [`run_bench_replay`]: the captures (or the synthetic office mix, written once to a
 //! temporary file that is removed at the end) are replayed in-process by `outgate::replay::replay`, the
 //! engine built once, at each worker count: one warm-up round, then `--runs` timed rounds, each round
 //! replaying once at every count in turn.
 
+mod live;
 mod plot;
+
+pub use live::{AgentArgs, bench_agent};
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -32,38 +36,70 @@ const TOLERANCE: f64 = 0.10;
 const SHORT_RUN: f64 = 0.1;
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("generated").args(["synthetic", "live"])))]
 pub struct BenchArgs {
-    /// Policy file (default: the built-in policy).
+    /// Policy file (default: the built-in policy). With --live it must accept the ports the bench uses:
+    /// udp 53, tcp 80 and tcp 443, as the built-in one does.
     #[arg(short, long, value_name = "FILE")]
     policy: Option<PathBuf>,
     /// Worker counts to try, comma-separated. [default: 1, 2, 4, ... up to the cores, then one count
     /// above them]
-    #[arg(short, long, value_name = "N,N,...", value_delimiter = ',',
+    #[arg(short, long, value_name = "N,N,...", value_delimiter = ',', conflicts_with = "live",
           value_parser = clap::value_parser!(u16).range(1..=256))]
     workers: Vec<u16>,
     /// Timed runs per worker count (rounds over all the counts), after one warm-up round that is not
     /// counted.
-    #[arg(long, value_name = "R", default_value_t = 5,
+    #[arg(long, value_name = "R", default_value_t = 5, conflicts_with = "live",
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     runs: u32,
     /// Replay N packets of a generated office mix (HTTPS with TLS ClientHellos, HTTP, DNS, NTP, SSH,
     /// proxy, RDP, BitTorrent, OpenVPN) instead of captures. It is written once to a temporary file
     /// (about 320 MB per million packets; TMPDIR says where) that is removed at the end, also on Ctrl-C.
-    #[arg(long, value_name = "N", conflicts_with = "captures",
+    #[arg(long, value_name = "N", conflicts_with_all = ["captures", "live"],
           value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     synthetic: Option<u64>,
-    /// With --synthetic: the flows the packets are spread over. [default: one per 10 packets]
-    #[arg(long, value_name = "F", requires = "synthetic", conflicts_with = "captures",
+    /// With --synthetic: the flows the packets are spread over [default: one per 10 packets]. With
+    /// --live: the new UDP flows of each case, one datagram each [default: 200,000; the kernel tracks
+    /// at most net.netfilter.nf_conntrack_max connections per namespace, 262,144 by default].
+    #[arg(long, value_name = "F", requires = "generated", conflicts_with = "captures",
           value_parser = clap::value_parser!(u64).range(1..))]
     flows: Option<u64>,
     /// Output format on stdout.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
     /// Draw packets/s against workers (median and range) into an SVG file.
-    #[arg(long, value_name = "FILE.svg")]
+    #[arg(long, value_name = "FILE.svg", conflicts_with = "live")]
     plot: Option<PathBuf>,
+    /// Measure the live filter (root): in network namespaces of its own, the kernel alone and then
+    /// outgate's ruleset and daemon on each queue count; prints new flows/s, loss, TCP connections/s,
+    /// bulk TCP, connect time, and the --queues to use.
+    #[arg(long)]
+    live: bool,
+    /// With --live: queue counts to measure, e.g. `1,2,4` (each binds queues 0 to N-1, as `--queues
+    /// 0-3` would). [default: 1,2, no more than the cores]
+    #[arg(long, value_name = "N,N,...", value_delimiter = ',', requires = "live",
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    queues: Vec<u16>,
+    /// With --live: seconds of each TCP case (connections per second, bulk).
+    #[arg(long, value_name = "SECS", default_value_t = 2.0, requires = "live",
+          value_parser = live::parse_secs)]
+    tcp_secs: f64,
+    /// With --live: connects timed one after another for the connect time (median, p99).
+    #[arg(long, value_name = "N", default_value_t = 1000, requires = "live",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    samples: u32,
+    /// With --live: client threads sending the new UDP flows. One sending socket is held back by its
+    /// send buffer while its datagrams wait in the queue: with one thread the client is often the limit
+    /// (sent/s as low as delivered/s); more threads offer more load, on the same cores.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "live",
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    senders: u32,
+    /// With --live: client threads of the closed-loop connection case.
+    #[arg(long, value_name = "N", default_value_t = 4, requires = "live",
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    threads: u32,
     /// Capture files (pcap or pcapng), replayed one after another as one stream.
-    #[arg(value_name = "CAPTURE", required_unless_present = "synthetic")]
+    #[arg(value_name = "CAPTURE", required_unless_present_any = ["synthetic", "live"])]
     captures: Vec<PathBuf>,
 }
 
@@ -93,7 +129,11 @@ pub struct Sweep {
 }
 
 pub fn run_bench(args: BenchArgs) -> Result<ExitCode, String> {
-    run_bench_replay(args)
+    if args.live {
+        live::run(args)
+    } else {
+        run_bench_replay(args)
+    }
 }
 
 /// The replay sweep: replays, prints the table or JSON, draws the plot.

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use outgate::Policy;
 use outgate::policy::{Cidr, DEFAULT_POLICY, LoadError};
 
-pub use bench::{BenchArgs, run_bench};
+pub use bench::{AgentArgs, BenchArgs, bench_agent, run_bench};
 pub use diff::diff_command;
 pub use live::{rules_command, run_live, shaping};
 pub use replay::{run_learn, run_replay};

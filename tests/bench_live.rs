@@ -1,0 +1,136 @@
+//! `outgate bench --live` for real (root): a short run gives every figure, and nothing of it is left
+//! behind, neither after a run nor after SIGINT in the middle of one.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{outgate_bin, serial};
+
+/// The bench's namespaces of process `pid` that still exist.
+fn namespaces_of(pid: u32) -> Vec<String> {
+    let list = common::run("ip netns list");
+    let prefix = format!("outgate-bench-{pid}-");
+    list.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_short_live_bench_reports_every_figure_and_leaves_nothing() {
+    if !common::root("a_short_live_bench_reports_every_figure_and_leaves_nothing") {
+        return;
+    }
+    let _g = serial();
+    let child = Command::new(outgate_bin())
+        .args([
+            "bench",
+            "--live",
+            "--queues",
+            "1",
+            "--flows",
+            "5000",
+            "--tcp-secs",
+            "0.3",
+            "--samples",
+            "50",
+            "--format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn outgate bench");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench --live failed: {stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let rows = report["rows"].as_array().expect("rows");
+    let cases: Vec<&str> = rows.iter().map(|r| r["case"].as_str().unwrap()).collect();
+    assert_eq!(cases, ["kernel", "outgate"], "{report:#}");
+    for row in rows {
+        assert_eq!(row["queues"], 1, "{row:#}");
+        for field in [
+            "udp_sent",
+            "udp_delivered",
+            "udp_delivered_per_s",
+            "udp_delivered_fraction",
+            "tcp_connections_per_s",
+            "bulk_mb_per_s",
+            "connect_median_us",
+            "connect_p99_us",
+        ] {
+            let v = row[field].as_f64();
+            assert!(v.is_some_and(|v| v > 0.0), "{field} in {row:#}");
+        }
+        assert_eq!(row["udp_sent"], 5000, "{row:#}");
+        for field in ["queue_dropped", "user_dropped", "ratio"] {
+            assert!(row.get(field).is_some(), "{field} in {row:#}");
+        }
+    }
+    let outgate = &rows[1];
+    assert!(outgate["queue_dropped"].is_u64(), "{outgate:#}");
+    assert!(outgate["user_dropped"].is_u64(), "{outgate:#}");
+    assert!(
+        outgate["ratio"]["udp_delivered_per_s"]
+            .as_f64()
+            .is_some_and(|r| r > 0.0),
+        "{outgate:#}"
+    );
+    assert!(report.get("recommended_queues").is_some(), "{report:#}");
+    assert!(report["why"].as_str().is_some_and(|w| !w.is_empty()));
+    assert_eq!(namespaces_of(pid), Vec::<String>::new());
+}
+
+#[test]
+fn sigint_in_the_middle_removes_the_namespaces() {
+    if !common::root("sigint_in_the_middle_removes_the_namespaces") {
+        return;
+    }
+    let _g = serial();
+    let mut child = Command::new(outgate_bin())
+        .args(["bench", "--live", "--queues", "1", "--tcp-secs", "10"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn outgate bench");
+    let pid = child.id();
+    // The second case is outgate's: its daemon runs in the client namespace.
+    let outgate_ns = format!("outgate-bench-{pid}-2c");
+    let start = Instant::now();
+    while !namespaces_of(pid).contains(&outgate_ns) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the bench never reached its outgate case"
+        );
+        assert!(
+            child.try_wait().expect("try_wait").is_none(),
+            "the bench ended early"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    common::run(&format!("kill -INT {pid}"));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the bench did not stop on SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+    }
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert_eq!(namespaces_of(pid), Vec::<String>::new());
+}
