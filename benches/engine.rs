@@ -45,30 +45,45 @@ fn decide(c: &mut Criterion) {
 
     // A new flow each time, decided by a port rule (`ACCEPT loc net 443`) and inserted into the table;
     // then the same for a port no rule names, which the zone pair's policy decides.
-    for (name, dport) in [
-        ("new_flow_port_rule", 443),
-        ("new_flow_default_policy", 8080),
+    // `_growing`: into a fresh table that grows as they come.
+    for (name, dport, room) in [
+        ("new_flow_port_rule", 443, true),
+        ("new_flow_default_policy", 8080, true),
+        ("new_flow_port_rule_growing", 443, false),
     ] {
         let flows: Vec<Vec<u8>> = (0..50_000u16)
             .map(|i| tcp(10_000 + i, dport, &[]))
             .collect();
         g.bench_function(name, |b| {
-            b.iter_custom(|iters| new_flows(&engine, &flows, iters))
+            b.iter_custom(|iters| new_flows(&engine, &flows, iters, room))
         });
     }
     g.finish();
 }
 
 /// Decides `iters` first packets, a fresh table for every pass over `flows` (set up outside the clock).
-fn new_flows(engine: &Engine, flows: &[Vec<u8>], iters: u64) -> Duration {
+/// `room`: the table has already held as many flows, which expired, so it has its room (a table in its
+/// steady state, as live and in a long replay); else it grows as the flows come, and the time includes
+/// its growth (allocation, first touch of the memory, moving the entries).
+fn new_flows(engine: &Engine, flows: &[Vec<u8>], iters: u64, room: bool) -> Duration {
     let mut left = iters as usize;
     let mut total = Duration::ZERO;
+    // Past every idle timeout of the flows decided at 1 s.
+    let later = Timestamp::from_secs(1_000_000);
     while left > 0 {
         let n = left.min(flows.len());
         let mut table = engine.new_flow_table();
+        let mut now = Timestamp::from_secs(1);
+        if room {
+            for (i, pkt) in flows[..n].iter().enumerate() {
+                engine.decide(&mut table, pkt, now, i as u64);
+            }
+            table.sweep(later);
+            now = later;
+        }
         let start = Instant::now();
         for (i, pkt) in flows[..n].iter().enumerate() {
-            black_box(engine.decide(&mut table, pkt, Timestamp::from_secs(1), i as u64));
+            black_box(engine.decide(&mut table, pkt, now, i as u64));
         }
         total += start.elapsed();
         left -= n;
