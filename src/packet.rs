@@ -150,7 +150,28 @@ pub const PROTO_ICMPV6: u8 = 58;
 
 impl<'a> Packet<'a> {
     /// Parses the IPv4 or IPv6 packet at the start of `bytes`.
+    #[inline]
     pub fn parse(bytes: &'a [u8]) -> Result<Packet<'a>, Malformed> {
+        match plain(bytes) {
+            Some((src, dst, ip_proto, l4, wire_len)) => {
+                let (transport, payload) = parse_transport(IpNumber(ip_proto), l4)?;
+                Ok(Packet {
+                    src,
+                    dst,
+                    ip_proto,
+                    transport,
+                    fragment: None,
+                    payload,
+                    wire_len,
+                })
+            }
+            None => Self::parse_lax(bytes),
+        }
+    }
+
+    /// Any packet, through etherparse's lax slices (options, extension headers, fragments, lengths that
+    /// disagree with the bytes held).
+    fn parse_lax(bytes: &'a [u8]) -> Result<Packet<'a>, Malformed> {
         // An error inside the IPv6 extension headers leaves `ip` usable up to that header; the payload is
         // then the unparsed rest, and its "protocol" the header that failed, which is what we report.
         let (ip, _ext_err) = LaxIpSlice::from_slice(bytes).map_err(|_| Malformed::BadIpHeader)?;
@@ -203,6 +224,40 @@ impl<'a> Packet<'a> {
             }
             _ => None,
         }
+    }
+}
+
+/// The common case read at fixed offsets: an IPv4 header without options, or an IPv6 header followed
+/// directly by TCP, UDP or ICMPv6, not fragmented, whose length field is consistent with the bytes held
+/// (RFC 791 §3.1, RFC 8200 §3). Answers (source, destination, protocol, transport bytes, length on the
+/// wire) exactly as [`Packet::parse_lax`] would; `None` leaves every other packet to it.
+#[inline]
+fn plain(b: &[u8]) -> Option<(IpAddr, IpAddr, u8, &[u8], u32)> {
+    match *b.first()? {
+        0x45 => {
+            let total = usize::from(be16(b, 2)?);
+            let frag = be16(b, 6)? & 0x3fff; // MF and the offset; DF does not fragment
+            let proto = *b.get(9)?;
+            if total < 20 || frag != 0 || proto == IpNumber::AUTHENTICATION_HEADER.0 {
+                return None;
+            }
+            let src: [u8; 4] = b.get(12..16)?.try_into().ok()?;
+            let dst: [u8; 4] = b.get(16..20)?.try_into().ok()?;
+            let l4 = b.get(20..total)?;
+            Some((src.into(), dst.into(), proto, l4, total as u32))
+        }
+        v if v >> 4 == 6 => {
+            let proto = *b.get(6)?;
+            let len = usize::from(be16(b, 4)?);
+            if len == 0 || !matches!(proto, PROTO_TCP | PROTO_UDP | PROTO_ICMPV6) {
+                return None;
+            }
+            let src: [u8; 16] = b.get(8..24)?.try_into().ok()?;
+            let dst: [u8; 16] = b.get(24..40)?.try_into().ok()?;
+            let l4 = b.get(40..40 + len)?;
+            Some((src.into(), dst.into(), proto, l4, (40 + len) as u32))
+        }
+        _ => None,
     }
 }
 
@@ -267,6 +322,7 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 }
 
 /// Reads the fixed-offset transport fields; returns the transport and its payload (as far as captured).
+#[inline]
 fn parse_transport(proto: IpNumber, l4: &[u8]) -> Result<(Transport, &[u8]), Malformed> {
     let ports = || Some((be16(l4, 0)?, be16(l4, 2)?));
     match proto.0 {
@@ -495,6 +551,54 @@ mod tests {
         assert_eq!(dispatch_hash(&tcp_v4(b"")), dispatch_hash(&back));
         assert_ne!(dispatch_hash(&tcp_v4(b"")), 0);
         assert_eq!(dispatch_hash(&[0x45, 0]), 0);
+    }
+
+    #[test]
+    fn the_fixed_offset_path_reads_what_etherparse_reads() {
+        let mut samples = vec![tcp_v4(b"hello"), tcp_v4(b"")];
+        let v6 = || PacketBuilder::ipv6([0x20; 16], [0x30; 16], 64);
+        for b in [
+            PacketBuilder::ipv4([10, 0, 0, 2], [1, 2, 3, 4], 64).udp(5353, 53),
+            v6().udp(40000, 443),
+        ] {
+            let mut out = Vec::new();
+            b.write(&mut out, b"payload").unwrap();
+            samples.push(out);
+        }
+        let mut out = Vec::new();
+        v6().tcp(40000, 443, 7, 100)
+            .syn()
+            .write(&mut out, b"x")
+            .unwrap();
+        samples.push(out);
+        let mut out = Vec::new();
+        v6().icmpv6_echo_request(9, 1)
+            .write(&mut out, b"ping")
+            .unwrap();
+        samples.push(out);
+        let mut out = Vec::new();
+        PacketBuilder::ipv4([10, 0, 0, 2], [1, 2, 3, 4], 64)
+            .icmpv4_echo_request(9, 1)
+            .write(&mut out, b"ping")
+            .unwrap();
+        samples.push(out);
+        let same = |b: &[u8]| assert_eq!(Packet::parse(b), Packet::parse_lax(b), "{b:02x?}");
+        let mut fast = 0;
+        for bytes in &samples {
+            for n in 0..=bytes.len() {
+                same(&bytes[..n]);
+                fast += usize::from(plain(&bytes[..n]).is_some());
+            }
+            // Every header byte set to values that change the path taken (version, lengths, flags).
+            for i in 0..bytes.len().min(48) {
+                for v in [0u8, 1, 0x20, 0x3f, 0x40, 0x45, 0x46, 0x60, 0xff] {
+                    let mut b = bytes.clone();
+                    b[i] = v;
+                    same(&b);
+                }
+            }
+        }
+        assert!(fast >= samples.len(), "the fixed-offset path is taken");
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! `FlowKey`: a flow's identity, the same for both directions, and which end sent a packet.
 
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv6Addr};
 
 use crate::packet::{Packet, Transport, has_echo_ident};
 
 /// A flow's identity, the same for both directions.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
 pub struct FlowKey {
     // Addresses as IPv4-mapped 128-bit numbers in two words: compared and hashed as words, not as
@@ -20,6 +21,25 @@ pub struct FlowKey {
     /// For ICMP query/reply exchanges, the request type (echo, timestamp, ...), so that two exchanges
     /// with the same identifier stay apart; 0 otherwise.
     exchange: u8,
+}
+
+/// Five words, the last holding ports, protocol and exchange: hashed on every packet, so it is kept to
+/// five hasher rounds (the derived form adds slice lengths and a round per small field). Equal keys
+/// write equal words, as `Eq` requires.
+impl Hash for FlowKey {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.lo_addr[0]);
+        state.write_u64(self.lo_addr[1]);
+        state.write_u64(self.hi_addr[0]);
+        state.write_u64(self.hi_addr[1]);
+        state.write_u64(
+            u64::from(self.lo_port)
+                | u64::from(self.hi_port) << 16
+                | u64::from(self.proto) << 32
+                | u64::from(self.exchange) << 40,
+        );
+    }
 }
 
 /// Which end of a [`FlowKey`] sent a packet.
@@ -54,6 +74,7 @@ fn addr_of(b: [u64; 2]) -> IpAddr {
 impl FlowKey {
     /// The key of a packet and the side that sent it. `None` for a later fragment (no transport header):
     /// see [`super::FlowTable::follow_fragment`].
+    #[inline]
     pub fn of(p: &Packet<'_>) -> Option<(FlowKey, Side)> {
         let (sport, dport, exchange) = match p.transport {
             Transport::Tcp { sport, dport, .. } | Transport::Udp { sport, dport } => {

@@ -34,6 +34,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use ahash::RandomState;
+use indexmap::IndexMap;
 
 use crate::Timestamp;
 use crate::decision::{Decision, Reason, Verdict};
@@ -226,7 +227,9 @@ pub struct FlowTable {
     offloaded: bool,
     /// Payload packets wait for their flow's decision (see `inspection`).
     hold: bool,
-    flows: HashMap<FlowKey, Flow, RandomState>,
+    /// The flows, in a dense vector beside a table of indices: a resident entry costs its 104 bytes plus
+    /// the stored hash and the index table's slack (see BENCHMARKS.md "Memory").
+    flows: IndexMap<FlowKey, Flow, RandomState>,
     fragments: HashMap<FragmentKey, (FlowKey, Timestamp), RandomState>,
     next_sweep: Timestamp,
     keep_finished: bool,
@@ -264,7 +267,7 @@ impl FlowTable {
             config,
             offloaded: false,
             hold: true,
-            flows: HashMap::with_hasher(RandomState::new()),
+            flows: IndexMap::with_hasher(RandomState::new()),
             fragments: HashMap::with_hasher(RandomState::new()),
             next_sweep: Timestamp::default(),
             keep_finished: false,
@@ -408,7 +411,7 @@ impl FlowTable {
                 return flow.decision;
             }
             // The old flow is over: report it, and decide the packet as the first of a new one.
-            if let Some(old) = self.flows.remove(&key) {
+            if let Some(old) = self.flows.swap_remove(&key) {
                 self.finish(key, old);
                 self.stats.expired += 1;
             }
@@ -566,7 +569,7 @@ impl FlowTable {
         // The hash order is random: what is reported must not depend on it.
         expired.sort_unstable();
         for key in expired {
-            if let Some(flow) = self.flows.remove(&key) {
+            if let Some(flow) = self.flows.swap_remove(&key) {
                 self.finish(key, flow);
                 self.stats.expired += 1;
             }
@@ -601,7 +604,7 @@ impl FlowTable {
         }
         candidates.sort_unstable();
         for (_, key) in candidates {
-            if let Some(flow) = self.flows.remove(&key) {
+            if let Some(flow) = self.flows.swap_remove(&key) {
                 self.finish(key, flow);
                 self.stats.evicted += 1;
             }
@@ -610,7 +613,7 @@ impl FlowTable {
 
     /// Ends every flow (end of a replay), keeping them for [`FlowTable::drain_finished`] when enabled.
     pub fn finish_all(&mut self) {
-        let mut flows: Vec<(FlowKey, Flow)> = self.flows.drain().collect();
+        let mut flows: Vec<(FlowKey, Flow)> = self.flows.drain(..).collect();
         flows.sort_unstable_by_key(|(k, f)| (f.first_seq, *k));
         for (key, flow) in flows {
             self.finish(key, flow);

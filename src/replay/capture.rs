@@ -16,7 +16,7 @@
 
 use std::fmt::Display;
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use pcap_file::pcap::PcapHeader;
@@ -27,6 +27,8 @@ use crate::Timestamp;
 
 /// Largest packet accepted (Wireshark's limit for ordinary link types).
 pub const MAX_PACKET_LEN: usize = 256 * 1024;
+/// The file is read this much at a time; the records wholly inside are handed out from it.
+const READ_BUFFER: usize = 64 * 1024;
 /// Largest pcapng block buffered: a maximal packet plus its block header and options. Blocks we
 /// do not decode are streamed past whatever their size.
 pub const MAX_BLOCK_LEN: usize = MAX_PACKET_LEN + 64 * 1024;
@@ -107,6 +109,22 @@ struct PcapFormat {
     minor_version: u16,
 }
 
+impl PcapFormat {
+    /// A record header's (time, bytes captured, length on the wire).
+    fn record_header(&self, head: &[u8; 16]) -> (Timestamp, u32, u32) {
+        let field = |at| self.order.u32(head, at).unwrap_or_default();
+        let (secs, frac, mut incl_len, mut orig_len) = (field(0), field(4), field(8), field(12));
+        // Before 2.3 libpcap wrote the two lengths the other way round; 2.3 files can be either.
+        let minor = self.minor_version;
+        if minor < 3 || (minor == 3 && incl_len > orig_len) {
+            std::mem::swap(&mut incl_len, &mut orig_len);
+        }
+        // A fraction of 1 s or more is carried over, as libpcap and Wireshark do.
+        let ts = u64::from(secs) * NANOS_PER_SEC + u64::from(frac) * self.frac_to_nanos;
+        (Timestamp::from_nanos(ts), incl_len, orig_len)
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Interface {
     link: LinkType,
@@ -120,6 +138,8 @@ struct Interface {
 /// Streams packet records out of a pcap or pcapng file.
 pub struct CaptureReader {
     input: BufReader<File>,
+    /// Bytes of `input`'s buffer the last record was handed out from, consumed at the next read.
+    in_place: usize,
     /// File size, to tell an oversized record from one cut short by the end of the file.
     file_len: Option<u64>,
     /// Bytes consumed so far, for error details.
@@ -154,7 +174,8 @@ impl CaptureReader {
         let file = File::open(path).map_err(open_err)?;
         let meta = file.metadata().map_err(open_err)?;
         let mut reader = CaptureReader {
-            input: BufReader::with_capacity(64 * 1024, file),
+            input: BufReader::with_capacity(READ_BUFFER, file),
+            in_place: 0,
             file_len: meta.is_file().then_some(meta.len()),
             offset: 0,
             next_number: 1,
@@ -227,31 +248,45 @@ impl CaptureReader {
     }
 
     fn next_pcap(&mut self, format: PcapFormat) -> Result<Option<Record<'_>>, CaptureError> {
+        // The previous record was read in place: it is done with now.
+        self.input.consume(std::mem::take(&mut self.in_place));
         let number = self.next_number;
         (self.current, self.start) = (number, self.offset);
+        if self.input.buffer().is_empty()
+            && let Err(e) = self.input.fill_buf().map(|b| b.len())
+        {
+            return Err(self.io(e));
+        }
+        // A record wholly in the read buffer is handed out from there, without a copy.
+        if let Some(&head) = self.input.buffer().first_chunk::<16>() {
+            let (ts, incl_len, orig_len) = format.record_header(&head);
+            let end = 16 + incl_len as usize;
+            if incl_len as usize <= MAX_PACKET_LEN && end <= self.input.buffer().len() {
+                (self.next_number, self.offset) = (number + 1, self.offset + end as u64);
+                (self.in_place, self.done) = (end, false);
+                return Ok(Some(Record {
+                    number,
+                    ts,
+                    link: format.link,
+                    data: self.input.buffer().get(16..end).unwrap_or_default(),
+                    orig_len,
+                }));
+            }
+        }
         let mut head = [0u8; 16];
         match self.read_fill(&mut head)? {
             0 => return Ok(None),
             16 => self.next_number += 1,
             got => return Err(self.truncated("a packet record header", 16, got)),
         }
-        let field = |at| format.order.u32(&head, at).unwrap_or_default();
-        let (secs, frac, mut incl_len, mut orig_len) = (field(0), field(4), field(8), field(12));
-        // Before 2.3 libpcap wrote the two lengths the other way round; 2.3 files can be either.
-        let minor = format.minor_version;
-        if minor < 3 || (minor == 3 && incl_len > orig_len) {
-            std::mem::swap(&mut incl_len, &mut orig_len);
-        }
+        let (ts, incl_len, orig_len) = format.record_header(&head);
         self.read_exactly(&[], u64::from(incl_len), MAX_PACKET_LEN, "a packet record")?;
-        // A fraction of 1 s or more is carried over, as libpcap and Wireshark do.
-        let ts = u64::from(secs) * NANOS_PER_SEC + u64::from(frac) * format.frac_to_nanos;
         self.done = false;
-        let (ts, link) = (Timestamp::from_nanos(ts), format.link);
         let data = self.buf.as_slice();
         Ok(Some(Record {
             number,
             ts,
-            link,
+            link: format.link,
             data,
             orig_len,
         }))
