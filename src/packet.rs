@@ -300,20 +300,45 @@ fn fragment_of(ip: &LaxIpSlice<'_>) -> Option<Fragment> {
                 more: h.more_fragments(),
             })
         }
-        LaxIpSlice::Ipv6(v6) => v6
-            .extensions()
-            .clone()
-            .into_iter()
-            .find_map(|ext| match ext {
-                // RFC 8200 §4.5: an "atomic" fragment (offset 0, M clear) is a whole packet; treat it as one.
-                Ipv6ExtensionSlice::Fragment(f) if f.is_fragmenting_payload() => Some(Fragment {
-                    id: f.identification(),
-                    offset: f.fragment_offset().value(),
-                    more: f.more_fragments(),
-                }),
-                _ => None,
-            }),
+        LaxIpSlice::Ipv6(v6) => {
+            // Only the headers the lax parse checked: etherparse's iterator goes on to the header the
+            // last one names even when the parse stopped before it (a chain cut short), and reads it
+            // unchecked past the packet. So stop once the checked bytes are walked.
+            let exts = v6.extensions();
+            let checked = exts.slice().len();
+            let mut walked = 0;
+            let mut headers = exts.clone().into_iter();
+            while walked < checked {
+                let ext = headers.next()?;
+                walked += ext_len(&ext);
+                match ext {
+                    // RFC 8200 §4.5: an "atomic" fragment (offset 0, M clear) is a whole packet;
+                    // treat it as one.
+                    Ipv6ExtensionSlice::Fragment(f) if f.is_fragmenting_payload() => {
+                        return Some(Fragment {
+                            id: f.identification(),
+                            offset: f.fragment_offset().value(),
+                            more: f.more_fragments(),
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            None
+        }
     }
+}
+
+/// The bytes one IPv6 extension header takes (at least 1, so a walk over them always ends).
+fn ext_len(ext: &Ipv6ExtensionSlice<'_>) -> usize {
+    let len = match ext {
+        Ipv6ExtensionSlice::HopByHop(h)
+        | Ipv6ExtensionSlice::Routing(h)
+        | Ipv6ExtensionSlice::DestinationOptions(h) => h.slice().len(),
+        Ipv6ExtensionSlice::Fragment(f) => f.slice().len(),
+        Ipv6ExtensionSlice::Authentication(a) => a.slice().len(),
+    };
+    len.max(1)
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
@@ -408,6 +433,29 @@ pub fn dispatch_hash(bytes: &[u8]) -> u64 {
 mod tests {
     use super::*;
     use etherparse::PacketBuilder;
+
+    /// An IPv6 extension chain cut short: Destination Options names a Routing header that is not
+    /// there. etherparse's lax parse keeps the headers it checked, but its iterator over them goes on
+    /// to the missing one (an unchecked read past the packet: an abort in test builds, undefined
+    /// behaviour in release). Found by review; any hostile IPv6 packet could carry it.
+    #[test]
+    fn a_truncated_ipv6_extension_chain_is_read_safely() {
+        let mut b = vec![0x60, 0, 0, 0, 0, 16, 60, 64];
+        b.extend([0x20; 16]);
+        b.extend([0x30; 16]);
+        b.extend([43, 0, 1, 4, 0, 0, 0, 0]); // Destination Options -> Routing, which is missing
+        let p = Packet::parse(&b);
+        assert!(p.as_ref().map_or(true, |p| p.fragment.is_none()), "{p:?}");
+        // The same with a fragment header first: it is still read.
+        let mut f = vec![0x60, 0, 0, 0, 0, 16, 44, 64];
+        f.extend([0x20; 16]);
+        f.extend([0x30; 16]);
+        f.extend([60, 0, 0, 9, 0, 0, 0, 7]); // Fragment (offset 1, more) -> Destination Options
+        f.extend([43, 0, 1, 4, 0, 0, 0, 0]); // Destination Options -> Routing, which is missing
+        let p = Packet::parse(&f).expect("a fragment");
+        let frag = p.fragment.expect("the fragment header is read");
+        assert_eq!((frag.id, frag.offset, frag.more), (7, 1, true));
+    }
 
     fn tcp_v4(payload: &[u8]) -> Vec<u8> {
         let b = PacketBuilder::ipv4([10, 0, 0, 2], [93, 184, 216, 34], 64)
