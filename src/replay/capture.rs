@@ -252,16 +252,16 @@ impl CaptureReader {
         self.input.consume(std::mem::take(&mut self.in_place));
         let number = self.next_number;
         (self.current, self.start) = (number, self.offset);
-        if self.input.buffer().is_empty()
-            && let Err(e) = self.input.fill_buf().map(|b| b.len())
-        {
-            return Err(self.io(e));
+        // An error here (EINTR on a pipe, say) is left to the path below, which retries or reports it.
+        if self.input.buffer().is_empty() {
+            let _ = self.input.fill_buf();
         }
         // A record wholly in the read buffer is handed out from there, without a copy.
         if let Some(&head) = self.input.buffer().first_chunk::<16>() {
             let (ts, incl_len, orig_len) = format.record_header(&head);
-            let end = 16 + incl_len as usize;
-            if incl_len as usize <= MAX_PACKET_LEN && end <= self.input.buffer().len() {
+            let len = incl_len as usize;
+            if len <= MAX_PACKET_LEN && 16 + len <= self.input.buffer().len() {
+                let end = 16 + len;
                 (self.next_number, self.offset) = (number + 1, self.offset + end as u64);
                 (self.in_place, self.done) = (end, false);
                 return Ok(Some(Record {
