@@ -148,3 +148,71 @@ fn help_says_how_to_read_it_and_pick_workers() {
         assert!(help.contains(needle), "{needle}: {help}");
     }
 }
+
+/// Ctrl-C while the synthetic capture is being written stops the writing and removes the file (before,
+/// the first Ctrl-C waited for the whole file and a second one left it in TMPDIR).
+#[test]
+fn ctrl_c_while_generating_removes_the_capture() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_outgate"))
+        .args([
+            "bench",
+            "--synthetic",
+            "100000000",
+            "--workers",
+            "1",
+            "--runs",
+            "1",
+        ])
+        .env("TMPDIR", tmp.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn outgate bench");
+    let pid = child.id();
+    // Wait until the capture is being written, then interrupt.
+    let start = std::time::Instant::now();
+    let written = || {
+        walk(tmp.path())
+            .iter()
+            .any(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 1 << 20))
+    };
+    while !written() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "no capture was written"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let start = std::time::Instant::now();
+    while child.try_wait().expect("try_wait").is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the bench did not stop on Ctrl-C while generating");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("wait");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    assert_eq!(walk(tmp.path()), Vec::<std::path::PathBuf>::new());
+}
+
+/// Every file and folder under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        }
+        out.push(path);
+    }
+    out
+}

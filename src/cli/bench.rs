@@ -158,7 +158,7 @@ pub fn run_bench_replay(args: BenchArgs) -> Result<ExitCode, String> {
     }
 
     // The synthetic capture lives in a temporary directory removed when `_dir` drops; Ctrl-C then
-    // stops between runs, so that it is removed too.
+    // stops the generation or the runs between two of them, so that it is removed too.
     let mut interrupted = None;
     let (_dir, captures, input) = match args.synthetic {
         Some(packets) => {
@@ -171,7 +171,8 @@ pub fn run_bench_replay(args: BenchArgs) -> Result<ExitCode, String> {
                 .tempdir()
                 .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
             let path = dir.path().join("synthetic.pcap");
-            interrupted = Some(on_interrupt()?);
+            let flag = on_interrupt()?;
+            interrupted = Some(flag.clone());
             let note = std::io::stderr().is_terminal();
             if note {
                 eprint!(
@@ -179,7 +180,13 @@ pub fn run_bench_replay(args: BenchArgs) -> Result<ExitCode, String> {
                     cfg.flows
                 );
             }
-            let made = synthetic::write_capture(&path, cfg).map_err(|e| e.to_string())?;
+            let made = synthetic::write_capture_until(&path, cfg, || flag.load(Ordering::Relaxed))
+                .map_err(|e| match e {
+                    synthetic::SyntheticError::Stopped => {
+                        "interrupted; the synthetic capture was removed".to_string()
+                    }
+                    e => e.to_string(),
+                })?;
             if note {
                 eprintln!(" done");
             }

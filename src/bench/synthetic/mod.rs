@@ -77,16 +77,31 @@ pub enum SyntheticError {
     /// bytes; reported rather than hidden).
     #[error("cannot build a synthetic frame: {0}")]
     Build(String),
+    /// `stop` said so (Ctrl-C): the file is incomplete.
+    #[error("interrupted")]
+    Stopped,
 }
 
 /// Writes the synthetic traffic to `path` as an Ethernet pcap.
 pub fn write_capture(path: &Path, cfg: SyntheticConfig) -> Result<Generated, SyntheticError> {
+    write_capture_until(path, cfg, || false)
+}
+
+/// [`write_capture`], asking `stop` every 65,536 frames whether to give up ([`SyntheticError::Stopped`]).
+pub fn write_capture_until(
+    path: &Path,
+    cfg: SyntheticConfig,
+    stop: impl Fn() -> bool,
+) -> Result<Generated, SyntheticError> {
     let mut w = CaptureWriter::create_ethernet(path)?;
     let mut traffic = Synthetic::new(cfg);
     let mut frame = Vec::with_capacity(2048);
     let mut bytes = 0u64;
     let mut last = Timestamp::from_nanos(T0);
     while let Some(ts) = traffic.next_frame(&mut frame)? {
+        if traffic.emitted.is_multiple_of(65_536) && stop() {
+            return Err(SyntheticError::Stopped);
+        }
         w.write(ts, &frame, frame.len() as u32)?;
         bytes += frame.len() as u64;
         last = ts;
