@@ -91,6 +91,20 @@ fn sigint_in_the_middle_removes_the_namespaces() {
     if !common::root("sigint_in_the_middle_removes_the_namespaces") {
         return;
     }
+    signal_in_the_middle("INT");
+}
+
+/// A closed terminal or SSH session (SIGHUP) cleans up as Ctrl-C does; before, the bench died and
+/// left its namespaces, with a daemon still bound to its queue in one of them.
+#[test]
+fn sighup_in_the_middle_removes_the_namespaces() {
+    if !common::root("sighup_in_the_middle_removes_the_namespaces") {
+        return;
+    }
+    signal_in_the_middle("HUP");
+}
+
+fn signal_in_the_middle(signal: &str) {
     let _g = serial();
     let mut child = Command::new(outgate_bin())
         .args(["bench", "--live", "--queues", "1", "--tcp-secs", "10"])
@@ -114,7 +128,7 @@ fn sigint_in_the_middle_removes_the_namespaces() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_secs(1));
-    common::run(&format!("kill -INT {pid}"));
+    common::run(&format!("kill -{signal} {pid}"));
     let start = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
@@ -122,7 +136,7 @@ fn sigint_in_the_middle_removes_the_namespaces() {
         }
         assert!(
             start.elapsed() < Duration::from_secs(20),
-            "the bench did not stop on SIGINT"
+            "the bench did not stop on SIG{signal}"
         );
         std::thread::sleep(Duration::from_millis(50));
     };

@@ -271,6 +271,11 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
 
 fn bulk(secs: f64) -> Result<BulkDone, String> {
     let mut stream = dial(0, BULK_PORT).map_err(|e| format!("cannot connect for bulk: {e}"))?;
+    // A flow the filter stops (a --policy that drops tcp 443, a daemon gone in fail-closed mode) would
+    // otherwise block here until TCP gives up, many minutes later.
+    stream
+        .set_write_timeout(Some(Duration::from_secs(3)))
+        .map_err(|e| format!("cannot set a write timeout: {e}"))?;
     let data = vec![0x5au8; 1 << 17];
     let mut bytes = 0u64;
     let start = Instant::now();
@@ -278,7 +283,7 @@ fn bulk(secs: f64) -> Result<BulkDone, String> {
     while start.elapsed() < limit {
         stream
             .write_all(&data)
-            .map_err(|e| format!("bulk transfer broke after {bytes} bytes: {e}"))?;
+            .map_err(|e| format!("bulk transfer stalled or broke after {bytes} bytes: {e}"))?;
         bytes += data.len() as u64;
     }
     let _ = stream.shutdown(std::net::Shutdown::Write);

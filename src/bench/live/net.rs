@@ -187,11 +187,11 @@ fn delete(ns: &str) {
     }
 }
 
-/// Handles SIGINT and SIGTERM from now on: stops what runs in the bench's namespaces, deletes them,
-/// and exits with 130.
+/// Handles SIGINT, SIGTERM, SIGHUP (a closed terminal or SSH session) and SIGQUIT from now on: stops
+/// what runs in the bench's namespaces, deletes them, and exits with 130.
 pub fn on_signal_clean_up() -> Result<(), String> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT])
         .map_err(|e| format!("cannot handle signals: {e}"))?;
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
