@@ -126,13 +126,12 @@ enum Command {
     /// Replay (the default):
     /// Replays the captures (or --synthetic N packets of an office mix) in-process at each worker count:
     /// one warm-up round, then --runs timed rounds, each round replaying once at every count in turn (a
-    /// load that comes and goes then slows every count alike). For each count it prints packets/s and flows/s (the
-    /// median of the runs, and the slowest and fastest run: a wide range means a busy machine, so
-    /// measure again), and the speed-up: that count's median over the first count's. Then the
-    /// recommended --workers: of the counts no larger than the cores, the fewest workers within 10% of
-    /// the best median, because a worker beyond that is a thread taken from the rest of the machine for
-    /// little gain, and workers beyond the cores only wait on each other and on the thread that reads
-    /// the capture.
+    /// load that comes and goes then slows every count alike). For each count it prints packets/s
+    /// and flows/s (the median of the runs, and the slowest and fastest run: a wide range means a
+    /// busy machine, so measure again), and the speed-up: that count's median over the first
+    /// count's. Then the recommended --workers: of the counts no larger than the cores, the fewest
+    /// workers within 10% of the best median, because a worker beyond that is a thread taken from the
+    /// rest of the machine for little gain, and workers beyond the cores cannot all run at once.
     ///
     /// Use the recommendation as `outgate replay --workers N` and `outgate learn --workers N` (their
     /// default is every core).
