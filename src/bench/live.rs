@@ -18,7 +18,7 @@ pub mod report;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -184,7 +184,25 @@ fn agent<T: DeserializeOwned>(net: &Net, cfg: &LiveConfig, args: &[&str]) -> Res
     let exe = cfg.exe.to_string_lossy();
     let mut full = vec!["netns", "exec", net.client.as_str(), &exe, "bench-agent"];
     full.extend(args);
-    let out = net::run("ip", &full)?;
+    let child = net::spawn(
+        Command::new("ip")
+            .args(&full)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .map_err(|e| format!("cannot start bench-agent {}: {e}", args[0]))?;
+    let done = child
+        .wait_with_output()
+        .map_err(|e| format!("bench-agent {}: {e}", args[0]))?;
+    if !done.status.success() {
+        return Err(format!(
+            "bench-agent {} failed: {}",
+            args[0],
+            String::from_utf8_lossy(&done.stderr).trim()
+        ));
+    }
+    let out = String::from_utf8_lossy(&done.stdout);
     serde_json::from_str(out.trim())
         .map_err(|e| format!("bench-agent {} answered {out:?}: {e}", args[0]))
 }
@@ -231,12 +249,13 @@ struct Agent {
 impl Agent {
     fn serve(cfg: &LiveConfig, net: &Net) -> Result<Agent, String> {
         let exe = cfg.exe.to_string_lossy();
-        let mut child = Net::command(&net.server, &exe, &["bench-agent", "serve"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start the server agent: {e}"))?;
+        let mut child = net::spawn(
+            Net::command(&net.server, &exe, &["bench-agent", "serve"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        )
+        .map_err(|e| format!("cannot start the server agent: {e}"))?;
         let stdin = child.stdin.take();
         let mut line = String::new();
         if let Some(out) = child.stdout.take() {
@@ -313,12 +332,13 @@ impl Daemon {
             run.extend(["--policy", p]);
         }
         net.exec(&net.client, &rules)?;
-        let mut child = Net::command(&net.client, run[0], &run[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start the daemon: {e}"))?;
+        let mut child = net::spawn(
+            Net::command(&net.client, run[0], &run[1..])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+        )
+        .map_err(|e| format!("cannot start the daemon: {e}"))?;
         let (tx, rx) = mpsc::channel();
         if let Some(err) = child.stderr.take() {
             std::thread::spawn(move || {

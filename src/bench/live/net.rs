@@ -64,15 +64,17 @@ impl Net {
                 net.client_if
             ));
         }
-        {
-            let mut alive = lock_alive();
-            if alive.iter().any(|n| n == "!") {
-                return Err("interrupted".into());
-            }
-            alive.extend([net.client.clone(), net.server.clone()]);
+        // Registered and built under the lock: a signal's handler, which holds it from its sweep to the
+        // process's exit, either finds both namespaces whole or none of them made.
+        let mut alive = lock_alive();
+        if alive.iter().any(|n| n == "!") {
+            return Err("interrupted".into());
         }
-        net.build().inspect_err(|_| drop_now(&net))?;
-        Ok(net)
+        alive.extend([net.client.clone(), net.server.clone()]);
+        let built = net.build();
+        drop(alive);
+        // On an error `net` drops here, and its Drop takes away what was made.
+        built.map(|()| net)
     }
 
     fn build(&self) -> Result<(), String> {
@@ -135,6 +137,17 @@ impl Net {
         cmd.args(["netns", "exec", ns, program]).args(args);
         cmd
     }
+}
+
+/// Spawns `cmd` (a process in one of the bench's namespaces) unless a signal's handler is cleaning up:
+/// the handler holds the lock until the process exits, so nothing starts after its sweep and outlives
+/// the bench in a namespace whose name is gone.
+pub fn spawn(cmd: &mut Command) -> Result<std::process::Child, String> {
+    let alive = lock_alive();
+    if alive.iter().any(|n| n == "!") {
+        return Err("interrupted".into());
+    }
+    cmd.spawn().map_err(|e| e.to_string())
 }
 
 impl Drop for Net {
