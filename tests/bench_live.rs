@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{outgate_bin, serial};
@@ -86,6 +86,22 @@ fn a_short_live_bench_reports_every_figure_and_leaves_nothing() {
     assert_eq!(namespaces_of(pid), Vec::<String>::new());
 }
 
+/// Sends SIG`signal` to the bench and waits at most 20 s for it to end (`when` completes the message).
+fn signal_and_wait(child: &mut Child, signal: &str, when: &str) -> ExitStatus {
+    common::run(&format!("kill -{signal} {}", child.id()));
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the bench did not stop on SIG{signal}{when}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn sigint_in_the_middle_removes_the_namespaces() {
     if !common::root("sigint_in_the_middle_removes_the_namespaces") {
@@ -128,18 +144,7 @@ fn signal_in_the_middle(signal: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_secs(1));
-    common::run(&format!("kill -{signal} {pid}"));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the bench did not stop on SIG{signal}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = signal_and_wait(&mut child, signal, "");
     let mut stderr = String::new();
     if let Some(mut e) = child.stderr.take() {
         let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
@@ -181,15 +186,7 @@ fn sigterm_at_any_moment_leaves_no_namespace() {
             .expect("spawn outgate bench");
         let pid = child.id();
         std::thread::sleep(Duration::from_millis(delay));
-        common::run(&format!("kill -TERM {pid}"));
-        let start = Instant::now();
-        while child.try_wait().expect("try_wait").is_none() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "the bench did not stop on SIGTERM {delay} ms in"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        signal_and_wait(&mut child, "TERM", &format!(" {delay} ms in"));
         // What a leak would leave: a namespace of this bench, or a process of it still running.
         std::thread::sleep(Duration::from_millis(300));
         let left = namespaces_of(pid);

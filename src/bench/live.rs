@@ -18,7 +18,7 @@ pub mod report;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -184,25 +184,7 @@ fn agent<T: DeserializeOwned>(net: &Net, cfg: &LiveConfig, args: &[&str]) -> Res
     let exe = cfg.exe.to_string_lossy();
     let mut full = vec!["netns", "exec", net.client.as_str(), &exe, "bench-agent"];
     full.extend(args);
-    let child = net::spawn(
-        Command::new("ip")
-            .args(&full)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-    )
-    .map_err(|e| format!("cannot start bench-agent {}: {e}", args[0]))?;
-    let done = child
-        .wait_with_output()
-        .map_err(|e| format!("bench-agent {}: {e}", args[0]))?;
-    if !done.status.success() {
-        return Err(format!(
-            "bench-agent {} failed: {}",
-            args[0],
-            String::from_utf8_lossy(&done.stderr).trim()
-        ));
-    }
-    let out = String::from_utf8_lossy(&done.stdout);
+    let out = net::run_guarded("ip", &full)?;
     serde_json::from_str(out.trim())
         .map_err(|e| format!("bench-agent {} answered {out:?}: {e}", args[0]))
 }

@@ -34,8 +34,31 @@ pub fn run(program: &str, args: &[&str]) -> Result<String, String> {
     let out = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
+        .output();
+    finish(program, args, out)
+}
+
+/// [`run`] for a program that runs in one of the bench's namespaces, started through [`spawn`] so
+/// that it cannot start after a signal's handler swept them.
+pub fn run_guarded(program: &str, args: &[&str]) -> Result<String, String> {
+    let child = spawn(
+        Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .map_err(|e| format!("cannot run {program}: {e}"))?;
+    finish(program, args, child.wait_with_output())
+}
+
+/// A finished program's stdout, or an error naming it with its stderr.
+fn finish(
+    program: &str,
+    args: &[&str],
+    out: std::io::Result<std::process::Output>,
+) -> Result<String, String> {
+    let out = out.map_err(|e| format!("cannot run {program}: {e}"))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
