@@ -356,12 +356,18 @@ pub fn run(
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     worker::run(queue, index, live)
                 }));
-                if let Err(panic) = outcome {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
+                let failed = match outcome {
+                    Ok(Ok(())) => None,
+                    Ok(Err(why)) => Some(why),
+                    Err(panic) => Some(
+                        panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default(),
+                    ),
+                };
+                if let Some(what) = failed {
                     live.fail(format!(
                         "the worker of NFQUEUE {} failed: {what}",
                         cfg.queues.get(index).copied().unwrap_or_default()

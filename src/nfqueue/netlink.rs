@@ -13,7 +13,9 @@
 //! Protocol reference: `linux/netlink.h`, `linux/netfilter/nfnetlink.h`.
 
 use std::io;
+use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub const NLMSG_HDRLEN: usize = 16;
@@ -64,8 +66,21 @@ impl SysError {
 /// Closing it (drop) ends whatever the kernel tied to it, such as a queue binding.
 #[derive(Debug)]
 pub struct Socket {
-    fd: OwnedFd,
+    /// Closed on drop unless `lost`.
+    fd: ManuallyDrop<OwnedFd>,
     portid: u32,
+    /// The descriptor was found closed under us (EBADF): it is not ours to close any more, and its
+    /// number may already belong to another file.
+    lost: AtomicBool,
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        if !self.lost.load(Ordering::Relaxed) {
+            // SAFETY: `fd` is dropped here once, and never used after.
+            unsafe { ManuallyDrop::drop(&mut self.fd) };
+        }
+    }
 }
 
 impl Socket {
@@ -116,8 +131,9 @@ impl Socket {
             return Err(SysError::last("getsockname(AF_NETLINK)"));
         }
         let sock = Socket {
-            fd,
+            fd: ManuallyDrop::new(fd),
             portid: sa.nl_pid,
+            lost: AtomicBool::new(false),
         };
         // Without it an error echoes the whole request; kernels before 4.3 lack the option, and then
         // the answers are only longer.
@@ -128,6 +144,14 @@ impl Socket {
     /// The port id the kernel gave this socket (the `portid` column of /proc/net/netfilter/*).
     pub fn portid(&self) -> u32 {
         self.portid
+    }
+
+    /// Notes an error that says the descriptor was closed under us, so that drop leaves it alone.
+    fn check(&self, err: SysError) -> SysError {
+        if err.err.raw_os_error() == Some(libc::EBADF) {
+            self.lost.store(true, Ordering::Relaxed);
+        }
+        err
     }
 
     /// Sets the receive buffer to `bytes`: SO_RCVBUFFORCE, which ignores net.core.rmem_max but needs
@@ -204,6 +228,13 @@ impl Socket {
                 _ => Err(err),
             };
         }
+        if pfd.revents & libc::POLLNVAL != 0 {
+            // The descriptor is no longer open (closed under us): no receive can ever succeed.
+            return Err(self.check(SysError {
+                op: "poll",
+                err: io::Error::from_raw_os_error(libc::EBADF),
+            }));
+        }
         Ok(rc > 0 && pfd.revents & (libc::POLLIN | libc::POLLERR) != 0)
     }
 
@@ -232,7 +263,7 @@ impl Socket {
             }
             let err = SysError::last("send(AF_NETLINK)");
             if err.err.raw_os_error() != Some(libc::EINTR) {
-                return Err(err);
+                return Err(self.check(err));
             }
         }
     }
@@ -295,7 +326,7 @@ impl Socket {
             match err.err.raw_os_error() {
                 Some(libc::EINTR) => continue,
                 Some(libc::EAGAIN) => return Ok(0),
-                _ => return Err(err),
+                _ => return Err(self.check(err)),
             }
         }
     }

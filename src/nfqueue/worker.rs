@@ -71,8 +71,10 @@ fn injected_fault(queue: u16) -> Fault {
     }
 }
 
-/// Runs until `stop` is set, then drains what the socket holds and returns.
-pub(super) fn run(queue: &mut Queue, index: usize, live: &Live) {
+/// Runs until `stop` is set, then drains what the socket holds and returns. A socket that fails for
+/// good (closed under the daemon, or any error but ENOBUFS) is an error: without it the queue is gone,
+/// so the daemon must end and be restarted rather than run on filtering nothing.
+pub(super) fn run(queue: &mut Queue, index: usize, live: &Live) -> Result<(), String> {
     queue.set_nonblocking(true);
     let fault = injected_fault(live.metrics.queues[index].queue);
     let mut in_force = live.policy.load_full();
@@ -103,11 +105,8 @@ pub(super) fn run(queue: &mut Queue, index: usize, live: &Live) {
             // Wake up now and then to notice a stop request or a reload, and to end waits that ran out.
             match queue.poll(Duration::from_millis(100)) {
                 Ok(true) => {}
-                idle => {
-                    if idle.is_err() {
-                        // A failing socket must not turn this loop into a spin.
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
+                Err(e) => return Err(format!("its socket failed: {e}")),
+                Ok(false) => {
                     table.tick(now());
                     release(&mut table, &mut held_marks, &mut answers, index, live);
                     answer(queue, &answers, &table, counters);
@@ -128,10 +127,10 @@ pub(super) fn run(queue: &mut Queue, index: usize, live: &Live) {
                 release(&mut table, &mut held_marks, &mut answers, index, live);
                 answer(queue, &answers, &table, counters);
                 log_created(&mut table, index, live, &in_force);
-                return;
+                return Ok(());
             }
             Ok(_) => {}
-            Err(_) => continue,
+            Err(e) => return Err(format!("its socket failed: {e}")),
         }
         if !packets.is_empty() {
             match fault {

@@ -1,0 +1,109 @@
+//! Faults from the kernel's side, live: the queue's netlink socket closed under the daemon, ENOBUFS
+//! storms, a full queue, and SIGHUP storms under traffic. Each ends the way the README's "When things
+//! go wrong" says, with nothing stranded in the kernel's queue.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Setup, gateway_mode, host_mode, outgate_bin, queue_stats, serial, wait_for};
+
+const WEB: &str = "\
+policy loc net DROP
+DROP   loc net tcp 80 host=blocked.example
+ACCEPT loc net tcp 80
+ACCEPT loc net udp 9000
+";
+
+fn www(s: &mut Setup) {
+    let dir = s.lab.dir.path().join("www");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("x"), "x\n").unwrap();
+    s.lab.http_server(&s.server.clone(), 80, &dir);
+}
+
+/// The file descriptor, in process `pid`, of the netlink socket bound to NFQUEUE `queue` in `ns`: the
+/// queue's peer port id (`/proc/net/netfilter/nfnetlink_queue`) names the socket in `/proc/net/netlink`,
+/// whose inode names the descriptor.
+fn queue_fd(s: &Setup, pid: u32, queue: u16) -> u32 {
+    let queues = s
+        .lab
+        .sh(&s.filter, "cat /proc/net/netfilter/nfnetlink_queue");
+    let portid = queues
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&queue.to_string().as_str()))
+        .and_then(|f| f.get(1).map(|p| p.to_string()))
+        .expect("the queue is bound");
+    let sockets = s.lab.sh(&s.filter, "cat /proc/net/netlink");
+    let inode = sockets
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.get(1) == Some(&"12") && f.get(2) == Some(&portid.as_str()))
+        .and_then(|f| f.get(9).map(|i| i.to_string()))
+        .expect("the queue's socket is listed");
+    let want = format!("socket:[{inode}]");
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .find(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy() == want))
+        .and_then(|e| e.file_name().to_string_lossy().parse().ok())
+        .expect("the daemon holds the queue's socket")
+}
+
+/// The queue's netlink socket closed under the daemon (by a debugger, as a bug elsewhere in the
+/// process could): the kernel lets the queue go, so the daemon ends with an error naming the queue,
+/// for systemd to restart it, instead of running on with no queue, and the fail mode applies meanwhile.
+#[test]
+fn a_queue_socket_closed_under_the_daemon_ends_it() {
+    if !common::root("a_queue_socket_closed_under_the_daemon_ends_it")
+        || !common::tool("a_queue_socket_closed_under_the_daemon_ends_it", "gdb")
+    {
+        return;
+    }
+    let _g = serial();
+    for (fail, passes_after) in [("--fail-closed", false), ("--fail-open", true)] {
+        let mut s = gateway_mode();
+        www(&mut s);
+        s.rules("--apply", fail);
+        let d = s.daemon_logged(WEB, fail);
+        let (code, _, _) = s.curl(&s.server4, 80, "/x");
+        assert_eq!(code, 0, "{fail}: HTTP passes before the fault");
+        let pid = s.lab.child(d).id();
+        let fd = queue_fd(&s, pid, 0);
+        let gdb = common::run(&format!(
+            "gdb -p {pid} -batch -nx -ex 'call (int)close({fd})' 2>&1"
+        ));
+        assert!(gdb.contains("= 0"), "gdb closed fd {fd}: {gdb}");
+        let ended = wait_for(Duration::from_secs(5), || {
+            s.lab.child(d).try_wait().unwrap().is_some()
+        });
+        if ended.is_none() {
+            let _ = s.lab.child(d).kill();
+        }
+        assert!(
+            ended.is_some(),
+            "{fail}: the daemon ends when its queue's socket is gone: {}",
+            s.daemon_err()
+        );
+        let code = s.lab.child(d).wait().unwrap().code();
+        assert_eq!(
+            code,
+            Some(1),
+            "{fail}: it ends with an error, so systemd restarts it: {}",
+            s.daemon_err()
+        );
+        let err = s.daemon_err();
+        assert!(
+            err.contains("the worker of NFQUEUE 0 failed"),
+            "{fail}: stderr names the queue: {err}"
+        );
+        let (code, _, _) = s.curl(&s.server4, 80, "/x");
+        assert_eq!(
+            code == 0,
+            passes_after,
+            "{fail}: a new flow once the socket is gone (curl {code})"
+        );
+        s.rules("--remove", fail);
+    }
+}
