@@ -248,21 +248,6 @@ fn fail_open_and_fail_closed_when_the_daemon_dies() {
     }
 }
 
-fn udp_blast() -> String {
-    let bin = std::env::temp_dir().join(format!("outgate-udp-blast-{}", std::process::id()));
-    if !bin.exists() {
-        let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/udp_blast.c");
-        let ok = Command::new("cc")
-            .args(["-O2", "-o"])
-            .arg(&bin)
-            .arg(src)
-            .status()
-            .expect("cc");
-        assert!(ok.success(), "compiling {src}");
-    }
-    bin.display().to_string()
-}
-
 /// Many flows at full speed: every packet gets its verdict, the kernel drops none, the receiver counts all.
 #[test]
 fn udp_blast_of_many_flows_loses_nothing() {
@@ -270,7 +255,7 @@ fn udp_blast_of_many_flows_loses_nothing() {
         return;
     }
     let _g = serial();
-    let blast = udp_blast();
+    let blast = common::udp_blast();
     for mut s in [host_mode(), gateway_mode()] {
         let out = s.lab.path("recv.txt");
         s.lab.spawn(

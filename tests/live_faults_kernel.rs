@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Setup, gateway_mode, host_mode, outgate_bin, queue_stats, serial, wait_for};
+use common::{Setup, gateway_mode, host_mode, queue_stats, serial, wait_for};
 
 const WEB: &str = "\
 policy loc net DROP
@@ -104,6 +104,109 @@ fn a_queue_socket_closed_under_the_daemon_ends_it() {
             passes_after,
             "{fail}: a new flow once the socket is gone (curl {code})"
         );
+        s.rules("--remove", fail);
+    }
+}
+
+/// A receiver of UDP on port 9000 in the server namespace; its count is in `file` once it is idle.
+fn receiver(s: &mut Setup, file: &str) -> std::path::PathBuf {
+    let out = s.lab.path(file);
+    let blast = common::udp_blast();
+    s.lab.spawn(
+        &s.server.clone(),
+        &format!("sh -c '{blast} recv 9000 1500 > {}'", out.display()),
+    );
+    s.lab.wait_listening(&s.server.clone(), "udp", 9000);
+    out
+}
+
+fn received(out: &std::path::Path) -> u64 {
+    wait_for(Duration::from_secs(20), || {
+        std::fs::read_to_string(out).is_ok_and(|t| t.contains("received"))
+    })
+    .expect("the receiver reports");
+    let text = std::fs::read_to_string(out).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("received ")?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("receiver: {text}"))
+}
+
+/// The daemon stopped (SIGSTOP) while a blast arrives, with a small socket buffer (ENOBUFS) or a short
+/// queue (queue full): the kernel drops what does not fit, or passes it with --fail-open, and counts it;
+/// once the daemon runs again it counts the overrun, answers every packet it was handed (nothing is left
+/// in the queue) and decides new flows; its packet count is what the kernel handed it.
+#[test]
+fn enobufs_storms_and_a_full_queue_end_as_documented() {
+    if !common::root("enobufs_storms_and_a_full_queue_end_as_documented") {
+        return;
+    }
+    let _g = serial();
+    let blast = common::udp_blast();
+    // (what, daemon options, fail mode)
+    let cases = [
+        ("ENOBUFS", "--rcvbuf-mib 1", "--fail-closed"),
+        ("ENOBUFS", "--rcvbuf-mib 1", "--fail-open"),
+        ("queue full", "--queue-maxlen 300", "--fail-closed"),
+        ("queue full", "--queue-maxlen 300", "--fail-open"),
+    ];
+    for (what, opts, fail) in cases {
+        let case = format!("{what} {fail}");
+        let mut s = host_mode();
+        www(&mut s);
+        let out = receiver(&mut s, "recv.txt");
+        s.rules("--apply", fail);
+        let d = s.daemon_logged(WEB, &format!("{opts} {fail} --metrics 127.0.0.1:9717"));
+        let pid = s.lab.child(d).id();
+        common::run(&format!("kill -STOP {pid}"));
+        let sent_total = 20_000;
+        let sent = s.lab.sh(
+            &s.client,
+            &format!("{blast} send {} 9000 2000 {sent_total} 64", s.server4),
+        );
+        assert!(sent.starts_with(&format!("sent {sent_total} ")), "{sent}");
+        let stalled = queue_stats(&s.lab, &s.filter, 0).unwrap();
+        common::run(&format!("kill -CONT {pid}"));
+        let got = received(&out);
+        let (lab, ns) = (&s.lab, &s.filter);
+        wait_for(Duration::from_secs(10), || {
+            queue_stats(lab, ns, 0).is_some_and(|q| q.queue_total == 0)
+        })
+        .unwrap_or_else(|| panic!("{case}: packets left in the queue: {stalled:?}"));
+        let q = queue_stats(&s.lab, &s.filter, 0).unwrap();
+        let m = s.metrics();
+        let seen = common::total(&m, "outgate_packets_total") as u64;
+        if what == "ENOBUFS" {
+            assert!(
+                common::total(&m, "outgate_enobufs_total") >= 1.0,
+                "{case}: the overrun is counted ({q:?})\n{m}"
+            );
+        }
+        if fail == "--fail-open" {
+            // The kernel passes what did not fit and counts none of it: the daemon saw fewer.
+            assert!(seen < sent_total, "{case}: the daemon saw {seen} ({q:?})");
+            assert_eq!(
+                got, sent_total,
+                "{case}: fail-open passes what did not fit ({q:?})"
+            );
+        } else {
+            let lost = q.user_dropped + q.queue_dropped;
+            assert!(
+                lost > 0,
+                "{case}: the kernel counts what did not fit: {q:?}"
+            );
+            assert_eq!(
+                seen,
+                q.id_sequence - q.user_dropped,
+                "{case}: the daemon counts every packet the kernel handed it ({q:?})\n{m}"
+            );
+            assert_eq!(
+                got,
+                sent_total - lost,
+                "{case}: fail-closed drops exactly what the kernel counts ({q:?})"
+            );
+        }
+        let (code, _, _) = s.curl(&s.server4, 80, "/x");
+        assert_eq!(code, 0, "{case}: new flows are decided again");
         s.rules("--remove", fail);
     }
 }

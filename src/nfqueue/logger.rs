@@ -1,12 +1,16 @@
 //! The logger thread: every log the daemon writes goes through it, so no worker ever waits on a disk.
 //!
 //! Workers hand lines over a bounded channel with `try_send`; a line the channel cannot take is counted
-//! (`outgate_log_lines_dropped_total`), never waited for. `Reopen` (sent on SIGHUP) closes and reopens
+//! (`outgate_log_lines_dropped_total`), never waited for; so is a line the logger cannot write (a full
+//! disk), which is said once on stderr, as is the log's recovery. `Reopen` (sent on SIGHUP) closes and reopens
 //! every file, for logrotate; a file that cannot be reopened keeps the old handle and says so on stderr.
 //! `Close` ends the thread once every line before it is written.
 
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
@@ -38,7 +42,7 @@ pub enum LogMsg {
 /// Lines waiting for the disk; past this, lines are dropped and counted.
 const BACKLOG: usize = 65_536;
 
-fn open(target: &LogTarget) -> std::io::Result<BufWriter<Box<dyn Write + Send>>> {
+fn open(target: &LogTarget) -> std::io::Result<Box<dyn Write + Send>> {
     let out: Box<dyn Write + Send> = match target {
         LogTarget::Stdout => Box::new(std::io::stdout()),
         LogTarget::File(p) => Box::new(
@@ -48,22 +52,25 @@ fn open(target: &LogTarget) -> std::io::Result<BufWriter<Box<dyn Write + Send>>>
                 .open(p)?,
         ),
     };
-    Ok(BufWriter::new(out))
+    Ok(out)
 }
 
 /// The running logger: where to send lines, and the thread to join once `Close` is sent.
 pub type Logger = (Sender<LogMsg>, JoinHandle<()>);
 
 /// Opens the logs and starts the logger. `None` when no log is asked for. An unopenable file is an
-/// error naming it.
-pub fn start(targets: [Option<LogTarget>; 3]) -> Result<Option<Logger>, (PathBuf, std::io::Error)> {
+/// error naming it. Lines the logger cannot write (a full disk, a closed pipe) are added to `dropped`.
+pub fn start(
+    targets: [Option<LogTarget>; 3],
+    dropped: Arc<AtomicU64>,
+) -> Result<Option<Logger>, (PathBuf, std::io::Error)> {
     if targets.iter().all(Option::is_none) {
         return Ok(None);
     }
     let mut outs = Vec::with_capacity(targets.len());
     for target in &targets {
         let out = match target {
-            Some(t) => Some(open(t).map_err(|e| (path_of(t), e))?),
+            Some(t) => Some(Out::new(open(t).map_err(|e| (path_of(t), e))?)),
             None => None,
         };
         outs.push(out);
@@ -71,7 +78,7 @@ pub fn start(targets: [Option<LogTarget>; 3]) -> Result<Option<Logger>, (PathBuf
     let (tx, rx) = bounded::<LogMsg>(BACKLOG);
     let thread = std::thread::Builder::new()
         .name("outgate-log".into())
-        .spawn(move || write_lines(&rx, &targets, outs))
+        .spawn(move || write_lines(&rx, &targets, outs, &dropped))
         .map_err(|e| (PathBuf::from("<logger thread>"), e))?;
     Ok(Some((tx, thread)))
 }
@@ -83,28 +90,104 @@ fn path_of(t: &LogTarget) -> PathBuf {
     }
 }
 
-type Out = BufWriter<Box<dyn Write + Send>>;
+/// Bytes gathered before a write.
+const CHUNK: usize = 64 * 1024;
+
+/// One log: lines gathered in `buf` and written whole, so that a failed write is counted in lines.
+struct Out {
+    file: Box<dyn Write + Send>,
+    buf: Vec<u8>,
+    /// Lines in `buf`.
+    lines: u64,
+    /// Lines dropped since the log last failed, while it fails.
+    failing: Option<u64>,
+}
+
+impl Out {
+    fn new(file: Box<dyn Write + Send>) -> Out {
+        Out {
+            file,
+            buf: Vec::with_capacity(CHUNK),
+            lines: 0,
+            failing: None,
+        }
+    }
+
+    fn push(&mut self, line: &str, target: &LogTarget, dropped: &AtomicU64) {
+        self.buf.extend_from_slice(line.as_bytes());
+        self.buf.push(b'\n');
+        self.lines += 1;
+        if self.buf.len() >= CHUNK {
+            self.write(target, dropped);
+        }
+    }
+
+    /// Writes what is gathered. On failure its lines are dropped and counted (some of their bytes may
+    /// have reached the file), and the failure is said once, as is the end of it.
+    fn write(&mut self, target: &LogTarget, dropped: &AtomicU64) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let result = self
+            .file
+            .write_all(&self.buf)
+            .and_then(|()| self.file.flush());
+        match (result, self.failing) {
+            (Ok(()), Some(lost)) => {
+                eprintln!(
+                    "outgate: {}: the log is written again ({lost} lines were dropped)",
+                    path_of(target).display()
+                );
+                self.failing = None;
+            }
+            (Ok(()), None) => {}
+            (Err(e), failing) => {
+                dropped.fetch_add(self.lines, Relaxed);
+                if failing.is_none() {
+                    eprintln!(
+                        "outgate: {}: cannot write the log ({e}); its lines are dropped and counted \
+                         (outgate_log_lines_dropped_total) until it can",
+                        path_of(target).display()
+                    );
+                }
+                self.failing = Some(failing.unwrap_or(0) + self.lines);
+            }
+        }
+        self.buf.clear();
+        self.lines = 0;
+    }
+}
 
 fn write_lines(
     rx: &Receiver<LogMsg>,
     targets: &[Option<LogTarget>; 3],
     mut outs: Vec<Option<Out>>,
+    dropped: &AtomicU64,
 ) {
-    // Lines are flushed as the channel runs dry, so `tail -f` sees them promptly.
+    let write_all = |outs: &mut Vec<Option<Out>>| {
+        for (out, target) in outs.iter_mut().zip(targets) {
+            if let (Some(w), Some(t)) = (out.as_mut(), target) {
+                w.write(t, dropped);
+            }
+        }
+    };
+    // Lines are written as the channel runs dry, so `tail -f` sees them promptly.
     while let Ok(msg) = rx.recv() {
         match msg {
             LogMsg::Line(sink, line) => {
-                if let Some(Some(w)) = outs.get_mut(sink as usize) {
-                    let _ = writeln!(w, "{line}");
+                if let (Some(Some(w)), Some(Some(t))) =
+                    (outs.get_mut(sink as usize), targets.get(sink as usize))
+                {
+                    w.push(&line, t, dropped);
                 }
             }
             LogMsg::Close => break,
             LogMsg::Reopen => {
+                write_all(&mut outs);
                 for (out, target) in outs.iter_mut().zip(targets) {
                     if let (Some(w), Some(t @ LogTarget::File(_))) = (out.as_mut(), target) {
-                        let _ = w.flush();
                         match open(t) {
-                            Ok(fresh) => *w = fresh,
+                            Ok(fresh) => w.file = fresh,
                             Err(e) => eprintln!(
                                 "outgate: {}: cannot reopen the log, writing on to the old file: {e}",
                                 path_of(t).display()
@@ -115,14 +198,10 @@ fn write_lines(
             }
         }
         if rx.is_empty() {
-            for w in outs.iter_mut().flatten() {
-                let _ = w.flush();
-            }
+            write_all(&mut outs);
         }
     }
-    for w in outs.iter_mut().flatten() {
-        let _ = w.flush();
-    }
+    write_all(&mut outs);
 }
 
 #[cfg(test)]
@@ -133,9 +212,12 @@ mod tests {
     fn lines_reach_their_files_and_reopen_follows_a_rotation() {
         let dir = tempfile::tempdir().unwrap();
         let flows = dir.path().join("flows.jsonl");
-        let (tx, thread) = start([Some(LogTarget::File(flows.clone())), None, None])
-            .unwrap()
-            .unwrap();
+        let (tx, thread) = start(
+            [Some(LogTarget::File(flows.clone())), None, None],
+            Arc::default(),
+        )
+        .unwrap()
+        .unwrap();
         tx.send(LogMsg::Line(Sink::Flows, "one".into())).unwrap();
         tx.send(LogMsg::Line(Sink::Http, "nowhere".into())).unwrap();
         // logrotate: the file is moved away, then the daemon is told.
@@ -154,11 +236,14 @@ mod tests {
 
     #[test]
     fn an_unwritable_log_is_an_error_naming_it() {
-        let err = start([
-            None,
-            Some(LogTarget::File("/nonexistent/dir/http.jsonl".into())),
-            None,
-        ])
+        let err = start(
+            [
+                None,
+                Some(LogTarget::File("/nonexistent/dir/http.jsonl".into())),
+                None,
+            ],
+            Arc::default(),
+        )
         .err()
         .unwrap();
         assert_eq!(err.0, PathBuf::from("/nonexistent/dir/http.jsonl"));

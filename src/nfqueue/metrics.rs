@@ -55,7 +55,7 @@ pub struct LastReload {
 pub struct Metrics {
     pub queues: Vec<QueueCounters>,
     /// Flow-log lines dropped because the logger could not keep up.
-    pub log_dropped: AtomicU64,
+    pub log_dropped: Arc<AtomicU64>,
     pub reloads: AtomicU64,
     pub reloads_refused: AtomicU64,
     pub last_reload: Mutex<LastReload>,
@@ -141,7 +141,8 @@ const PER_QUEUE: [PerQueue; 9] = [
 ];
 
 impl Metrics {
-    pub fn new(queues: impl Iterator<Item = u16>) -> Metrics {
+    /// `log_dropped` is shared with the logger, which counts the lines it cannot write.
+    pub fn new(queues: impl Iterator<Item = u16>, log_dropped: Arc<AtomicU64>) -> Metrics {
         Metrics {
             queues: queues
                 .map(|queue| QueueCounters {
@@ -149,7 +150,7 @@ impl Metrics {
                     ..Default::default()
                 })
                 .collect(),
-            log_dropped: AtomicU64::new(0),
+            log_dropped,
             reloads: AtomicU64::new(0),
             reloads_refused: AtomicU64::new(0),
             last_reload: Mutex::new(LastReload::default()),
@@ -401,7 +402,7 @@ impl Metrics {
         family(
             "log_lines_dropped_total",
             "counter",
-            "Log lines dropped because the log could not keep up.",
+            "Log lines dropped because the log could not keep up or could not be written (a full disk).",
             one(self.log_dropped.load(Relaxed)),
         );
         out

@@ -308,8 +308,10 @@ pub fn run(
     for &queue_num in &cfg.queues {
         queues.push(bind(queue_num, cfg)?);
     }
-    let logger = logger::start([cfg.log.clone(), cfg.http_log.clone(), cfg.tls_log.clone()])
-        .map_err(|(path, source)| RunError::Log {
+    let log_dropped = Arc::new(AtomicU64::new(0));
+    let logs = [cfg.log.clone(), cfg.http_log.clone(), cfg.tls_log.clone()];
+    let logger =
+        logger::start(logs, log_dropped.clone()).map_err(|(path, source)| RunError::Log {
             path: path.display().to_string(),
             source,
         })?;
@@ -320,7 +322,7 @@ pub fn run(
     let n = cfg.queues.len();
     let live = Arc::new(Live {
         policy: ArcSwap::from_pointee(InForce::new(engine, 1)),
-        metrics: Metrics::new(cfg.queues.iter().copied()),
+        metrics: Metrics::new(cfg.queues.iter().copied(), log_dropped),
         marks: cfg.marks,
         stop,
         failure: Mutex::new(None),

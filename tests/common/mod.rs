@@ -486,3 +486,62 @@ pub fn metric(text: &str, prefix: &str) -> Option<f64> {
         .find(|l| l.starts_with(prefix))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
+
+/// Compiles `tests/tools/udp_blast.c` once per test process; returns the binary's path.
+pub fn udp_blast() -> String {
+    let bin = std::env::temp_dir().join(format!("outgate-udp-blast-{}", std::process::id()));
+    if !bin.exists() {
+        let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/udp_blast.c");
+        let ok = Command::new("cc")
+            .args(["-O2", "-o"])
+            .arg(&bin)
+            .arg(src)
+            .status()
+            .expect("cc");
+        assert!(ok.success(), "compiling {src}");
+    }
+    bin.display().to_string()
+}
+
+/// The sum of every sample of metric `name` (all label sets).
+pub fn total(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with(['{', ' ']))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+impl Setup {
+    /// Routes 10.202.0.0/16 from the client to the server, which owns it whole (a local route on its
+    /// loopback), and gives the client the agent's source address 10.201.0.1, so that [`Setup::udp_flows`] makes each datagram a new flow without a socket each.
+    pub fn any_net(&self) {
+        self.lab
+            .sh(&self.server, "ip route add local 10.202.0.0/16 dev lo");
+        self.lab.sh(
+            &self.client,
+            &format!(
+                "ip addr add 10.201.0.1/32 dev lo && ip route add 10.202.0.0/16 via {}",
+                self.server4
+            ),
+        );
+    }
+
+    /// One UDP datagram to port 53 of each of `flows` addresses of 10.202.0.0/16 (after
+    /// [`Setup::any_net`]): `flows` new flows, as `outgate bench --live` makes them.
+    pub fn udp_flows(&self, flows: u32) {
+        let out = self.lab.sh(
+            &self.client,
+            &format!("{} bench-agent udp --flows {flows}", outgate_bin()),
+        );
+        let done: serde_json::Value = serde_json::from_str(out.trim()).expect("the agent's JSON");
+        assert_eq!(
+            done["sent"],
+            u64::from(flows),
+            "the agent sent them all: {out}"
+        );
+    }
+}
