@@ -136,6 +136,12 @@ impl FlowTable {
         let decided = decided.or_else(|| (flags.rst || over).then_some((limit, None)));
         if let Some((decision, payload)) = decided {
             self.conclude(key, decision, payload, now);
+            // The client's bare reset passes, undecided in the kernel, so that the server hears it (a
+            // connection the server still holds would otherwise outlive every retry from this port);
+            // the flow keeps its decision for anything after it.
+            if flags.rst && p.payload.is_empty() {
+                return Inspect::Pass;
+            }
             return Inspect::Decided(decision);
         }
         if !hold {

@@ -391,9 +391,16 @@ fn a_reset_or_the_budget_ends_the_wait() {
     assert_eq!(segment(&mut t, 100, "A", b"GET", 0, 1), Inspect::Held);
     assert_eq!(
         segment(&mut t, 103, "R", b"", 0, 2),
-        Inspect::Decided(LIMIT)
+        Inspect::Pass,
+        "the reset itself passes undecided (see below)"
     );
     assert_eq!(t.drain_released().collect::<Vec<_>>(), [(1, LIMIT)]);
+    let data = tcp_seq(CLIENT, 40000, SERVER, 80, "A", 103, b"more");
+    assert_eq!(
+        feed(&mut t, &data, 0, WAIT),
+        LIMIT,
+        "the flow keeps inspect-limit"
+    );
 
     let mut t = waiting(InspectConfig {
         packets: 3,
@@ -408,6 +415,31 @@ fn a_reset_or_the_budget_ends_the_wait() {
         segment(&mut t, 101, "A", b"b", 0, 2),
         Inspect::Decided(LIMIT),
         "3rd: the budget"
+    );
+}
+
+/// The client's bare reset that ends a wait passes, without deciding its connection in the kernel: the
+/// server hears it. Found by the soak: a connection REJECTed in host mode stays open on the server (the
+/// REJECT resets the client only); the next connection from the same port gets the server's challenge
+/// ACK, which the client answers with a reset; dropping that reset kept the server's stale connection,
+/// so every retry of the new connection failed the same way until it timed out. A reset carrying data
+/// is still dropped.
+#[test]
+fn a_bare_reset_ending_a_wait_passes_so_the_server_hears_it() {
+    let mut t = waiting(InspectConfig::default());
+    assert_eq!(segment(&mut t, 100, "R", b"", 0, 1), Inspect::Pass);
+    let data = tcp_seq(CLIENT, 40000, SERVER, 80, "A", 100, b"GET");
+    assert_eq!(
+        feed(&mut t, &data, 0, WAIT),
+        LIMIT,
+        "the flow got inspect-limit"
+    );
+
+    let mut t = waiting(InspectConfig::default());
+    assert_eq!(
+        segment(&mut t, 100, "R", b"GET / HTTP/1.1", 0, 1),
+        Inspect::Decided(LIMIT),
+        "a reset with data is no bare reset"
     );
 }
 

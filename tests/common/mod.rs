@@ -524,10 +524,17 @@ impl Setup {
         self.lab.sh(
             &self.client,
             &format!(
-                "ip addr add 10.201.0.1/32 dev lo && ip route add 10.202.0.0/16 via {}",
-                self.server4
+                "ip addr add 10.201.0.1/32 dev lo && ip route add 10.202.0.0/16 via {} \
+                 && ping -c 1 -W 2 {} >/dev/null",
+                self.server4, self.server4
             ),
         );
+        // A burst of new flows can crowd ARP out of the link for a moment (the connects of that moment
+        // fail with "no route to host"): the two ends know each other for good.
+        let pin = "ip -4 neigh show | while read a _ d _ m _; do \
+                   ip neigh change $a dev $d lladdr $m nud permanent; done";
+        self.lab.sh(&self.client, pin);
+        self.lab.sh(&self.server, pin);
     }
 
     /// One UDP datagram to port 53 of each of `flows` addresses of 10.202.0.0/16 (after
