@@ -2,9 +2,9 @@
 //!
 //! Workers hand lines over a bounded channel with `try_send`; a line the channel cannot take is counted
 //! (`outgate_log_lines_dropped_total`), never waited for; so is a line the logger cannot write (a full
-//! disk), which is said once on stderr, as is the log's recovery. `Reopen` (sent on SIGHUP) closes and reopens
-//! every file, for logrotate; a file that cannot be reopened keeps the old handle and says so on stderr.
-//! `Close` ends the thread once every line before it is written.
+//! disk), which is said once on stderr, as is the log's recovery. `Reopen` (sent on SIGHUP) closes and
+//! reopens every file, for logrotate; a file that cannot be reopened keeps the old handle and says so
+//! on stderr. `Close` ends the thread once every line before it is written.
 
 use std::io::Write;
 use std::path::PathBuf;
