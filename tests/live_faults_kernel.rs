@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Setup, gateway_mode, host_mode, queue_stats, serial, wait_for};
+use common::{Setup, gateway_mode, host_mode, outgate_bin, queue_stats, serial, wait_for};
 
 const WEB: &str = "\
 policy loc net DROP
@@ -209,4 +209,96 @@ fn enobufs_storms_and_a_full_queue_end_as_documented() {
         assert_eq!(code, 0, "{case}: new flows are decided again");
         s.rules("--remove", fail);
     }
+}
+
+/// `kill -9` under load, while the daemon holds a blocked request's first bytes (the Host header not
+/// complete yet) and new flows pour in: the kernel lets the queue go and drops what it held, so the
+/// blocked request never reaches the server, not even when the client retransmits it to the restarted
+/// daemon (which sees it from its middle); fail-closed stops new flows meanwhile; the restarted daemon
+/// decides again, and nothing is left in the queue.
+#[test]
+fn kill_9_under_load_strands_and_leaks_nothing() {
+    if !common::root("kill_9_under_load_strands_and_leaks_nothing") {
+        return;
+    }
+    let _g = serial();
+    let mut s = host_mode();
+    s.any_net();
+    let www = s.lab.dir.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("x"), "x\n").unwrap();
+    let served = s.lab.path("server.log");
+    s.lab.spawn(
+        &s.server.clone(),
+        &format!(
+            "sh -c 'python3 -u -m http.server 80 --bind :: --directory {} 2> {}'",
+            www.display(),
+            served.display()
+        ),
+    );
+    s.lab.wait_listening(&s.server.clone(), "tcp", 80);
+    s.rules("--apply", "");
+    let policy = "\
+policy loc net DROP
+ACCEPT loc net udp 53
+REJECT loc net tcp 80 host=blocked.example
+ACCEPT loc net tcp 80
+";
+    let d = s.daemon_logged(policy, "");
+    // A client that sends the request in two parts, 3 s apart: the daemon holds the first.
+    let slow = s.lab.write(
+        "slow.py",
+        &format!(
+            "import socket, time\n\
+             c = socket.create_connection(('{}', 80), timeout=20)\n\
+             c.sendall(b'GET /blocked HTTP/1.1\\r\\nHost: blocked.exa')\n\
+             time.sleep(3)\n\
+             try:\n    c.sendall(b'mple\\r\\n\\r\\n'); print(c.recv(100))\n\
+             except OSError as e:\n    print('error', e)\n",
+            s.server4
+        ),
+    );
+    let said = s.lab.path("slow.out");
+    let client = s.lab.spawn(
+        &s.client.clone(),
+        &format!(
+            "sh -c 'python3 {} > {} 2>&1'",
+            slow.display(),
+            said.display()
+        ),
+    );
+    let agent = format!("{} bench-agent udp --flows 200000", outgate_bin());
+    s.lab.spawn(&s.client.clone(), &agent);
+    let (lab, ns) = (&s.lab, &s.filter);
+    wait_for(Duration::from_secs(5), || {
+        queue_stats(lab, ns, 0).is_some_and(|q| q.id_sequence > 2_000)
+    })
+    .expect("the blast is under way");
+    s.lab.child(d).kill().unwrap(); // SIGKILL
+    s.lab.child(d).wait().unwrap();
+    let (lab, ns) = (&s.lab, &s.filter);
+    wait_for(Duration::from_secs(5), || queue_stats(lab, ns, 0).is_none())
+        .expect("the queue is let go");
+    let (code, _, _) = s.curl(&s.server4, 80, "/x");
+    assert_ne!(code, 0, "fail-closed: no new flow while no daemon runs");
+    s.daemon_logged(policy, "");
+    let ended = wait_for(Duration::from_secs(40), || {
+        s.lab.child(client).try_wait().unwrap().is_some()
+    });
+    let out = std::fs::read_to_string(&said).unwrap_or_default();
+    assert!(ended.is_some(), "the slow client ends: {out}");
+    eprintln!("the slow client: {out}");
+    let (code, _, _) = s.curl(&s.server4, 80, "/x");
+    assert_eq!(code, 0, "the restarted daemon decides new flows");
+    let (lab, ns) = (&s.lab, &s.filter);
+    wait_for(Duration::from_secs(20), || {
+        queue_stats(lab, ns, 0).is_some_and(|q| q.queue_total == 0)
+    })
+    .expect("nothing is left in the queue");
+    let log = std::fs::read_to_string(&served).unwrap_or_default();
+    assert!(log.contains("GET /x"), "the server log works: {log}");
+    assert!(
+        !log.contains("/blocked"),
+        "the blocked request leaked: {log}"
+    );
 }
