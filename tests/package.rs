@@ -254,3 +254,47 @@ fn installed_as_documented(files: &BTreeSet<&Path>) {
         &["-n", "/usr/share/bash-completion/completions/outgate"],
     );
 }
+
+/// `outgate package-files` (what the package's man pages, completions and policy come from), without
+/// root: a page for outgate and each subcommand `--help` lists, completions for each shell naming them
+/// all and no hidden one, the built-in policy.
+#[test]
+fn package_files_follow_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("files");
+    ok(
+        common::outgate_bin(),
+        &["package-files", &out.display().to_string()],
+    );
+    let help = ok(common::outgate_bin(), &["--help"]);
+    let subs = subcommands(&help);
+    assert!(subs.len() >= 5, "subcommands in: {help}");
+    let mut pages: Vec<String> = std::fs::read_dir(out.join("man"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    pages.sort();
+    let mut expected: Vec<String> = std::iter::once("outgate.1".to_string())
+        .chain(subs.iter().map(|s| format!("outgate-{s}.1")))
+        .collect();
+    expected.sort();
+    assert_eq!(pages, expected, "one page each, no hidden subcommand");
+    for page in &pages {
+        let roff = std::fs::read_to_string(out.join("man").join(page)).unwrap();
+        let name = page.trim_end_matches(".1");
+        assert!(roff.contains(&format!(".TH {name} 1")), "{page}: {roff}");
+    }
+    for shell in ["outgate", "_outgate", "outgate.fish"] {
+        let text = std::fs::read_to_string(out.join("completions").join(shell)).unwrap();
+        for sub in &subs {
+            assert!(text.contains(sub.as_str()), "{shell} lacks {sub}");
+        }
+        for hidden in ["bench-agent", "package-files"] {
+            assert!(!text.contains(hidden), "{shell} offers {hidden}");
+        }
+    }
+    assert_eq!(
+        std::fs::read_to_string(out.join("policy.rules")).unwrap(),
+        ok(common::outgate_bin(), &["check", "--print-default"])
+    );
+}
