@@ -472,6 +472,9 @@ enum Command {
     /// The bench's traffic generators, run in its namespaces.
     #[command(hide = true)]
     BenchAgent(cli::AgentArgs),
+    /// Writes the Debian package's generated files into DIR (see packaging/build-deb).
+    #[command(hide = true)]
+    PackageFiles { dir: PathBuf },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -568,6 +571,7 @@ fn main() -> ExitCode {
             run_live(queues, cfg)
         }
         Command::BenchAgent(args) => cli::bench_agent(args),
+        Command::PackageFiles { dir } => cli::package_files(Cli::command(), &dir),
         Command::Try {
             policy,
             timeout,

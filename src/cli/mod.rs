@@ -4,6 +4,7 @@
 mod bench;
 mod diff;
 mod live;
+mod package;
 mod replay;
 mod try_policy;
 
@@ -17,6 +18,7 @@ use outgate::policy::{Cidr, DEFAULT_POLICY, LoadError};
 pub use bench::{AgentArgs, BenchArgs, bench_agent, run_bench};
 pub use diff::diff_command;
 pub use live::{rules_command, run_live, shaping};
+pub use package::package_files;
 pub use replay::{run_learn, run_replay};
 pub use try_policy::{confirm_policy, try_policy};
 

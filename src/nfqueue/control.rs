@@ -1,7 +1,10 @@
 //! The control socket (`run --control PATH`): how `outgate try` talks to the running daemon.
 //!
-//! A Unix stream socket in a directory only root may enter (made 0700 if outgate makes it), itself
-//! 0600: nobody but root can connect. One request a connection, one line each way:
+//! A Unix stream socket in a directory only its owner may enter (made 0700 if outgate makes it; the
+//! unit's RuntimeDirectory is 0700 too), itself 0600: nobody but the daemon's own user and root can
+//! connect. Under systemd the daemon runs as the system user outgate, which nothing else runs as, so
+//! that is root alone (tests/systemd.rs checks that nobody is refused and root is served). One request
+//! a connection, one line each way:
 //!
 //! ```text
 //! try SECONDS PATH\n TEXT...  -> ok ... | error ...     switch to the policy TEXT (read from PATH by
