@@ -431,20 +431,3 @@ fn bind(queue_num: u16, cfg: &RunConfig) -> Result<Queue, RunError> {
         }
     })
 }
-
-/// Tells systemd something (`READY=1`, `WATCHDOG=1`), when started by it (`NOTIFY_SOCKET`).
-pub fn notify(state: &str) {
-    use std::os::linux::net::SocketAddrExt;
-    use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let path = path.to_string_lossy().into_owned();
-    let addr = match path.strip_prefix('@') {
-        Some(abstract_name) => UnixAddr::from_abstract_name(abstract_name.as_bytes()),
-        None => UnixAddr::from_pathname(&path),
-    };
-    if let (Ok(sock), Ok(addr)) = (UnixDatagram::unbound(), addr) {
-        let _ = sock.send_to_addr(state.as_bytes(), &addr);
-    }
-}
