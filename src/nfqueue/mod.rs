@@ -214,7 +214,7 @@ impl Live {
     }
 
     /// What a decided flow's packets get: its enforced action, or under `--audit` accepted.
-    pub fn applied(&self, d: crate::Decision) -> crate::Action {
+    pub(crate) fn applied(&self, d: crate::Decision) -> crate::Action {
         if self.audit {
             crate::Action::ACCEPT
         } else {
