@@ -1,6 +1,6 @@
 //! The payloads of synthetic traffic, as real clients and servers send them: a TLS 1.3 ClientHello with
 //! its server name, the server's first flight, DNS queries and answers, NTP requests and replies, and a
-//! fixed-seed pseudo-random filler. `examples/gen_fixtures.rs` builds its fixtures with the same ones.
+//! fixed-seed pseudo-random filler. `examples/gen_fixtures/` builds its fixtures with the same ones.
 //!
 //! Contract: deterministic (the same arguments give the same bytes) and no panics on any argument; an
 //! argument outside what a function documents gives a shorter payload, never a crash.
