@@ -81,7 +81,7 @@ impl Engine {
     }
 
     /// The Unix time of `now`.
-    pub fn unix_time(&self, now: Timestamp) -> Timestamp {
+    fn unix_time(&self, now: Timestamp) -> Timestamp {
         Timestamp::from_nanos(now.as_nanos().saturating_add(self.unix_offset))
     }
 

@@ -139,7 +139,7 @@ impl Outcome {
     }
 
     /// `--audit`: nothing was enforced, every packet was accepted.
-    pub fn audit_all(&mut self) {
+    fn audit_all(&mut self) {
         self.enforced = Some(false);
         self.applied = Some(Verdict::Accept.name());
     }

@@ -236,13 +236,6 @@ impl fmt::Display for QueueError {
 
 impl std::error::Error for QueueError {}
 
-impl QueueError {
-    /// True for conditions a receive loop should count and continue after.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, QueueError::Overrun)
-    }
-}
-
 fn sys(e: SysError) -> QueueError {
     if e.is_overrun() {
         QueueError::Overrun

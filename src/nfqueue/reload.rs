@@ -207,7 +207,7 @@ pub struct Held {
 /// `applied` says what a decision's packets get (its enforced action, or under `--audit` accepted).
 /// `trust_unknown`: a flow a payload rule concerns whose payload is not known keeps its verdict (the same
 /// policy decided it, see [`State`]) instead of getting `option midstream`.
-pub fn hold_flows(
+fn hold_flows(
     engine: &Engine,
     marks: Marks,
     payload_of: impl Fn(&FlowKey) -> Option<Payload>,
@@ -277,7 +277,7 @@ impl State {
     }
 
     /// Whether the flows in the kernel were decided by the very same policy, read by the same outgate.
-    pub fn same_policy(&self, other: &State) -> bool {
+    fn same_policy(&self, other: &State) -> bool {
         self.policy_hash == other.policy_hash && self.version == other.version
     }
 

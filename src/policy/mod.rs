@@ -41,7 +41,7 @@ fn policy_hash(parsed: &Parsed) -> String {
 }
 
 /// The name the built-in policy is cited by.
-pub const DEFAULT_POLICY_NAME: &str = "<default>";
+const DEFAULT_POLICY_NAME: &str = "<default>";
 
 /// The built-in default policy: the article's lines, verbatim.
 pub const DEFAULT_POLICY: &str = "\
@@ -214,7 +214,7 @@ impl Policy {
     }
 
     /// A line's action as the policy language writes it: `DROP`, `SHAPE(bulk)`, `AUDIT(DROP)`.
-    pub fn action_text(&self, verdict: Verdict, class: u8, audit: bool) -> String {
+    fn action_text(&self, verdict: Verdict, class: u8, audit: bool) -> String {
         let plain = match verdict {
             Verdict::Shape => match self.parsed.classes.get(usize::from(class)) {
                 Some(c) if c.name != action::DEFAULT_CLASS => format!("SHAPE({})", c.name),

@@ -261,7 +261,7 @@ fn latency(count: u32) -> LatencyDone {
 }
 
 /// The `q` quantile of sorted values (nearest rank); 0 when there are none.
-pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

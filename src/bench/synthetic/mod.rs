@@ -26,7 +26,7 @@ use flow::{Flow, Payloads};
 use payload::Rng;
 
 /// Packets per flow when no flow count is asked: 1,000,000 packets over 100,000 flows.
-pub const PACKETS_PER_FLOW: u64 = 10;
+const PACKETS_PER_FLOW: u64 = 10;
 
 const US: u64 = 1_000;
 /// The first packet's time: 2024-03-01T09:00:00Z in nanoseconds since the Unix epoch.
