@@ -67,7 +67,7 @@ pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
 
 /// Days since 1970-01-01 of the date `y-m-d`; `None` if there is no such date, or it is before 1970
 /// (or after 9999).
-pub fn epoch_day(y: u64, m: u64, d: u64) -> Option<u64> {
+pub(crate) fn epoch_day(y: u64, m: u64, d: u64) -> Option<u64> {
     if y < 1970 {
         return None;
     }

@@ -22,7 +22,7 @@ use super::tls;
 
 /// Past this many client bytes, a TCP flow is decided even if a signature could still match.
 /// The longest signature, an OpenVPN hard reset over TCP, fits (2 + 1280 bytes).
-const DECIDE_BY: usize = 2048;
+pub const DECIDE_BY: usize = 2048;
 
 /// OpenVPN control packet length bounds: 14 bytes is a hard reset with no tls-auth (opcode, session
 /// id, empty ack array, packet id); a tls-crypt-v2 V3 reset carries a wrapped key of ≤ 1024 bytes.
@@ -83,7 +83,7 @@ impl App {
     }
 
     /// The app whose [`App::name`] this is, ignoring ASCII case.
-    pub fn from_name(name: &str) -> Option<App> {
+    pub(crate) fn from_name(name: &str) -> Option<App> {
         App::ALL
             .into_iter()
             .find(|a| a.name().eq_ignore_ascii_case(name))

@@ -30,7 +30,7 @@ use httparse::Status;
 use super::host::{Host, parse_host};
 
 /// Header fields read before giving up with [`HttpError::Malformed`].
-const MAX_HEADERS: usize = 64;
+pub const MAX_HEADERS: usize = 64;
 
 /// A request head.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -35,7 +35,7 @@ use std::fmt;
 pub const MAX_RECORD_LEN: usize = (1 << 14) + 2048;
 /// Largest ClientHello body accepted. The field is 24-bit; real hellos, post-quantum key shares
 /// included, stay far below this.
-const MAX_HELLO_LEN: usize = 64 * 1024;
+pub const MAX_HELLO_LEN: usize = 64 * 1024;
 
 /// RFC 8446 §5.1: ContentType handshake.
 const CONTENT_HANDSHAKE: u8 = 22;

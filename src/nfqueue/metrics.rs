@@ -162,7 +162,7 @@ impl Metrics {
     }
 
     /// Counts one packet's decision on queue index `q`.
-    pub fn count_packet(&self, q: usize, d: Decision) {
+    pub(crate) fn count_packet(&self, q: usize, d: Decision) {
         if let Some(c) = self.queues.get(q) {
             c.packets.fetch_add(1, Relaxed);
             c.verdicts[slot(d.verdict)].fetch_add(1, Relaxed);
@@ -174,7 +174,7 @@ impl Metrics {
 
     /// Counts a newly decided flow on queue index `q`, and under its line in the policy in force;
     /// `enforced`: whether its packets got what the decision says.
-    pub fn count_flow(
+    pub(crate) fn count_flow(
         &self,
         q: usize,
         in_force: &InForce,
@@ -195,7 +195,7 @@ impl Metrics {
     }
 
     /// Records how a reload or the start went.
-    pub fn record_reload(&self, outcome: LastReload) {
+    pub(crate) fn record_reload(&self, outcome: LastReload) {
         self.flows_cut.fetch_add(outcome.held.cut, Relaxed);
         *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) = outcome;
     }

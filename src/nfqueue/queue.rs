@@ -59,7 +59,7 @@ const NF_ACCEPT: u32 = 1;
 const NF_REPEAT: u32 = 4;
 
 /// Largest copy range the kernel accepts (NFQNL_MAX_COPY_RANGE = 0xffff).
-pub const MAX_COPY_RANGE: u32 = 0xffff;
+pub(crate) const MAX_COPY_RANGE: u32 = 0xffff;
 
 /// The longest verdict message: headers (20), NFQA_VERDICT_HDR (12), NFQA_MARK (8).
 const VERDICT_MSG_LEN: usize = 40;
@@ -158,7 +158,7 @@ pub struct ProcQueueStats {
 }
 
 /// Reads the kernel's counters for `queue_num` from /proc/net/netfilter/nfnetlink_queue.
-pub fn proc_stats(queue_num: u16) -> Option<ProcQueueStats> {
+pub(crate) fn proc_stats(queue_num: u16) -> Option<ProcQueueStats> {
     let text = std::fs::read_to_string("/proc/net/netfilter/nfnetlink_queue").ok()?;
     text.lines().find_map(|l| {
         // queue, portid, waiting, copy mode, copy range, queue dropped, user dropped, last id, 1.
@@ -349,7 +349,7 @@ impl Queue {
     }
 
     /// In non-blocking mode `recv_batch` returns `Ok(0)` instead of waiting.
-    pub fn set_nonblocking(&mut self, nonblocking: bool) {
+    pub(crate) fn set_nonblocking(&mut self, nonblocking: bool) {
         self.nonblocking = nonblocking;
     }
 
@@ -369,7 +369,7 @@ impl Queue {
     ///
     /// `Err(QueueError::Overrun)` means the kernel could not deliver some packets because the
     /// receive buffer was full (ENOBUFS); the caller should count it and continue.
-    pub fn recv_batch(&mut self, out: &mut Vec<QueuedPacket>) -> Result<usize, QueueError> {
+    pub(crate) fn recv_batch(&mut self, out: &mut Vec<QueuedPacket>) -> Result<usize, QueueError> {
         if !self.pending.is_empty() {
             let n = self.pending.len();
             out.extend(self.pending.drain(..));
@@ -422,7 +422,7 @@ impl Queue {
     }
 
     /// Explicitly unbinds the queue (closing the socket does the same).
-    pub fn unbind(mut self) -> Result<(), QueueError> {
+    pub(crate) fn unbind(mut self) -> Result<(), QueueError> {
         let qn = self.queue_num;
         self.config_request("UNBIND", qn, |b| put_cfg_cmd(b, NFQNL_CFG_CMD_UNBIND, 0))
     }

@@ -67,7 +67,7 @@ impl InForce {
     }
 
     /// Counts a newly decided flow under the line that decided it.
-    pub fn count_flow(&self, d: Decision) {
+    pub(crate) fn count_flow(&self, d: Decision) {
         let counter = match d.reason {
             Reason::Rule(i) => self.rule_flows.get(i as usize),
             Reason::Policy(i) => self.policy_flows.get(i as usize),
@@ -101,7 +101,7 @@ impl Memory {
         }
     }
 
-    pub fn remember(&mut self, key: FlowKey, at: Timestamp, payload: Payload) {
+    pub(crate) fn remember(&mut self, key: FlowKey, at: Timestamp, payload: Payload) {
         if self.flows.len() >= self.max && !self.flows.contains_key(&key) {
             let mut ages: Vec<Timestamp> = self.flows.values().map(|(t, _)| *t).collect();
             let half = ages.len() / 2;
@@ -114,7 +114,7 @@ impl Memory {
 
     /// A new connection on `key` was decided without its payload: what was read of an earlier one on
     /// the same 4-tuple no longer applies.
-    pub fn forget(&mut self, key: &FlowKey) {
+    pub(crate) fn forget(&mut self, key: &FlowKey) {
         self.flows.remove(key);
     }
 
@@ -136,7 +136,7 @@ impl Memory {
 }
 
 /// A packet of a conntrack tuple's direction (headers only), to ask the policy about it.
-pub fn packet_of(t: &Tuple) -> Packet<'static> {
+pub(crate) fn packet_of(t: &Tuple) -> Packet<'static> {
     let transport = match (t.proto, t.icmp) {
         (6, _) => Transport::Tcp {
             sport: t.sport,
@@ -207,7 +207,7 @@ pub struct Held {
 /// `applied` says what a decision's packets get (its enforced action, or under `--audit` accepted).
 /// `trust_unknown`: a flow a payload rule concerns whose payload is not known keeps its verdict (the same
 /// policy decided it, see [`State`]) instead of getting `option midstream`.
-fn hold_flows(
+pub fn hold_flows(
     engine: &Engine,
     marks: Marks,
     payload_of: impl Fn(&FlowKey) -> Option<Payload>,
@@ -268,7 +268,7 @@ pub struct State {
 }
 
 impl State {
-    pub fn current(engine: &Engine) -> State {
+    pub(crate) fn current(engine: &Engine) -> State {
         State {
             policy_hash: engine.policy().hash().to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),

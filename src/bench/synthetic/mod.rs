@@ -26,7 +26,7 @@ use flow::{Flow, Payloads};
 use payload::Rng;
 
 /// Packets per flow when no flow count is asked: 1,000,000 packets over 100,000 flows.
-const PACKETS_PER_FLOW: u64 = 10;
+pub const PACKETS_PER_FLOW: u64 = 10;
 
 const US: u64 = 1_000;
 /// The first packet's time: 2024-03-01T09:00:00Z in nanoseconds since the Unix epoch.
@@ -149,12 +149,16 @@ impl Synthetic {
     }
 
     /// Flows started so far.
-    pub fn flows_started(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn flows_started(&self) -> u64 {
         self.started
     }
 
     /// Replaces `out` with the next frame and gives its time; `None` after the last.
-    pub fn next_frame(&mut self, out: &mut Vec<u8>) -> Result<Option<Timestamp>, SyntheticError> {
+    pub(crate) fn next_frame(
+        &mut self,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<Timestamp>, SyntheticError> {
         if self.emitted >= self.packets {
             return Ok(None);
         }

@@ -145,7 +145,7 @@ pub fn tls_server_flight(out: &mut Vec<u8>, len: usize, seed: u64, opaque: &[u8]
 }
 
 /// Appends `name` in DNS label form.
-pub fn dns_name(out: &mut Vec<u8>, name: &str) {
+pub(crate) fn dns_name(out: &mut Vec<u8>, name: &str) {
     for label in name.split('.') {
         out.push(label.len() as u8);
         out.extend_from_slice(label.as_bytes());
