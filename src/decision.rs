@@ -82,9 +82,9 @@ impl Action {
 }
 
 /// Index of a rule in [`crate::policy::Policy::rules`].
-pub type RuleId = u32;
+pub(crate) type RuleId = u32;
 /// Index of a zone-pair policy in [`crate::policy::Policy::pair_policies`].
-pub type PolicyId = u32;
+pub(crate) type PolicyId = u32;
 
 /// Why a packet got its verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

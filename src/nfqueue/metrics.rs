@@ -26,7 +26,7 @@ use crate::{Decision, Reason, Verdict};
 
 /// Counters of one queue (one worker).
 #[derive(Default)]
-pub struct QueueCounters {
+pub(crate) struct QueueCounters {
     pub queue: u16,
     pub packets: AtomicU64,
     /// Packets per verdict, indexed like [`Verdict::ALL`].
@@ -50,7 +50,7 @@ pub struct QueueCounters {
 
 /// How the last reload (or the start) went.
 #[derive(Clone, Debug, Default)]
-pub struct LastReload {
+pub(crate) struct LastReload {
     pub at: Option<SystemTime>,
     /// The policy's errors (`FILE:LINE:COL: message`), or why the kernel's flows could not be held to it.
     pub error: Option<String>,
@@ -59,7 +59,7 @@ pub struct LastReload {
 }
 
 /// All live counters.
-pub struct Metrics {
+pub(crate) struct Metrics {
     pub queues: Vec<QueueCounters>,
     /// Flow-log lines dropped because the logger could not keep up.
     pub log_dropped: Arc<AtomicU64>,

@@ -147,7 +147,7 @@ pub struct QueuedPacket {
 
 /// One line of /proc/net/netfilter/nfnetlink_queue (current network namespace).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ProcQueueStats {
+pub(crate) struct ProcQueueStats {
     pub queue_num: u16,
     /// The netlink port bound to the queue.
     pub portid: u32,

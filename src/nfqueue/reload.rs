@@ -38,7 +38,7 @@ use crate::rules::Marks;
 use crate::{Action, Decision, Engine, Policy, Reason, Timestamp, Verdict};
 
 /// A compiled policy in force, with what is counted per line of it; replaced whole on reload.
-pub struct InForce {
+pub(crate) struct InForce {
     pub engine: Engine,
     /// 1 for the policy the daemon started with, then one more per successful reload.
     pub generation: u64,
@@ -126,6 +126,7 @@ impl Memory {
         self.flows.iter().map(|(k, (_, p))| (k, p))
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.flows.len()
     }

@@ -15,7 +15,7 @@
 use crate::calendar::{civil_from_days, epoch_day};
 
 /// Seconds since the Unix epoch at which a line stops matching.
-pub type Expiry = u64;
+pub(crate) type Expiry = u64;
 
 /// Parses `until=`'s value; the error says what is expected.
 pub fn parse(value: &str) -> Result<Expiry, String> {

@@ -29,7 +29,7 @@ pub enum WriteError {
 }
 
 /// A pcap file being written.
-pub struct CaptureWriter {
+pub(crate) struct CaptureWriter {
     path: PathBuf,
     pcap: PcapWriter<BufWriter<File>>,
 }

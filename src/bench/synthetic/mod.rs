@@ -116,7 +116,7 @@ pub fn write_capture_until(
 }
 
 /// The traffic, one frame at a time.
-pub struct Synthetic {
+pub(crate) struct Synthetic {
     rng: Rng,
     payloads: Payloads,
     /// Flows not started yet, in order.
