@@ -1,21 +1,23 @@
 //! UTC calendar arithmetic and RFC 3339 times: what the logs write, what learn and diff read back,
-//! and the dates of `until=`. Days count from 1970-01-01; nothing here knows time zones.
+//! and the dates of `until=`. Days count from 1970-01-01; nothing here knows time zones. The calendar
+//! itself (days in a month, dates to days and back, printing) is `jiff`'s; what is read here is the
+//! one fixed form the logs write.
+
+use jiff::civil::Date;
 
 use crate::Timestamp;
+
+/// 1970-01-01, day 0.
+const EPOCH: Date = jiff::civil::date(1970, 1, 1);
 
 /// `2024-05-01T12:00:00.123456789Z`.
 pub fn rfc3339(ts: Timestamp) -> String {
     let nanos = ts.as_nanos();
-    let secs = nanos / 1_000_000_000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        nanos % 1_000_000_000
-    )
+    // Every u64 of nanoseconds (up to the year 2554) is a time jiff can print.
+    match jiff::Timestamp::from_nanosecond(i128::from(nanos)) {
+        Ok(t) => format!("{t:.9}"),
+        Err(_) => format!("{nanos}ns"),
+    }
 }
 
 /// `2024-03-01T09:00:00.123456789Z` (as [`rfc3339`] writes it; fewer fraction digits,
@@ -53,61 +55,41 @@ pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
     if !matches!(rest, "Z" | "z" | "+00:00" | "-00:00") {
         return None;
     }
-    if !(1..=12).contains(&month) {
+    // A leap second (`:60`) counts as the first second of the next minute.
+    if hour > 23 || minute > 59 || second > 60 {
         return None;
     }
-    if year < 1970
-        || day == 0
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
+    let secs = epoch_day(year, month, day)? * 86_400 + hour * 3600 + minute * 60 + second;
     secs.checked_mul(1_000_000_000)
         .and_then(|n| n.checked_add(nanos))
         .map(Timestamp::from_nanos)
 }
 
-pub fn is_leap(y: u64) -> bool {
-    (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400)
-}
-
-pub fn days_in_month(y: u64, m: u64) -> u64 {
-    match m {
-        2 if is_leap(y) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
+/// Days since 1970-01-01 of the date `y-m-d`; `None` if there is no such date, or it is before 1970
+/// (or after 9999).
+pub(crate) fn epoch_day(y: u64, m: u64, d: u64) -> Option<u64> {
+    if y < 1970 {
+        return None;
     }
+    let date = Date::new(
+        i16::try_from(y).ok()?,
+        i8::try_from(m).ok()?,
+        i8::try_from(d).ok()?,
+    )
+    .ok()?;
+    let days = date.since(EPOCH).ok()?.get_days();
+    u64::try_from(days).ok()
 }
 
-/// Days since 1970-01-01 of a date (Howard Hinnant's `days_from_civil`, for years from 1970).
-pub fn days_from_civil(y: u64, m: u64, d: u64) -> u64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Days since 1970-01-01 -> (year, month, day) in the proleptic Gregorian calendar (Howard Hinnant's
-/// `civil_from_days`).
-pub fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
+/// Days since 1970-01-01 -> (year, month, day); `None` past the year 9999.
+pub fn civil_from_days(days: u64) -> Option<(u64, u64, u64)> {
+    let span = jiff::Span::new().try_days(i64::try_from(days).ok()?).ok()?;
+    let date = EPOCH.checked_add(span).ok()?;
+    Some((
+        u64::try_from(date.year()).ok()?,
+        u64::try_from(date.month()).ok()?,
+        u64::try_from(date.day()).ok()?,
+    ))
 }
 
 #[cfg(test)]
@@ -164,5 +146,27 @@ mod tests {
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn days_count_from_1970_and_back() {
+        assert_eq!(epoch_day(1970, 1, 1), Some(0));
+        assert_eq!(epoch_day(2000, 2, 29), Some(11_016));
+        assert_eq!(epoch_day(2024, 3, 1), Some(19_783));
+        assert_eq!(epoch_day(9999, 12, 31), Some(2_932_896));
+        for bad in [
+            (1969, 12, 31),
+            (2023, 2, 29),
+            (2100, 2, 29),
+            (2024, 4, 31),
+            (2024, 13, 1),
+        ] {
+            assert_eq!(epoch_day(bad.0, bad.1, bad.2), None, "{bad:?}");
+        }
+        for days in [0, 59, 11_016, 19_783, 2_932_896] {
+            let (y, m, d) = civil_from_days(days).expect("a date");
+            assert_eq!(epoch_day(y, m, d), Some(days));
+        }
+        assert_eq!(civil_from_days(2_932_897), None);
     }
 }

@@ -42,7 +42,7 @@ impl Verdict {
     }
 
     /// Parses a plain policy action keyword (case-insensitive): ACCEPT, DROP, REJECT or SHAPE.
-    pub fn from_keyword(word: &str) -> Option<Verdict> {
+    pub(crate) fn from_keyword(word: &str) -> Option<Verdict> {
         Verdict::ALL
             .into_iter()
             .find(|v| v.name().eq_ignore_ascii_case(word))
@@ -54,7 +54,7 @@ impl Verdict {
     }
 
     /// The verdict the kernel applies: a shaped flow is accepted (into its class).
-    pub fn in_kernel(self) -> Verdict {
+    pub(crate) fn in_kernel(self) -> Verdict {
         match self {
             Verdict::Shape => Verdict::Accept,
             v => v,
@@ -82,9 +82,9 @@ impl Action {
 }
 
 /// Index of a rule in [`crate::policy::Policy::rules`].
-pub type RuleId = u32;
+pub(crate) type RuleId = u32;
 /// Index of a zone-pair policy in [`crate::policy::Policy::pair_policies`].
-pub type PolicyId = u32;
+pub(crate) type PolicyId = u32;
 
 /// Why a packet got its verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -170,7 +170,7 @@ impl Decision {
     }
 
     /// What the flow's packets get: the decision, or what an audited line leaves them.
-    pub fn enforced_action(&self) -> Action {
+    pub(crate) fn enforced_action(&self) -> Action {
         self.applied.unwrap_or(self.action())
     }
 

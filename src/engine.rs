@@ -75,13 +75,13 @@ impl Engine {
     }
 
     /// Live: `now` counts from the daemon's start, which was `unix_start` (nanoseconds since the epoch).
-    pub fn with_clock(mut self, unix_start: u64) -> Engine {
+    pub(crate) fn with_clock(mut self, unix_start: u64) -> Engine {
         self.unix_offset = unix_start;
         self
     }
 
     /// The Unix time of `now`.
-    pub fn unix_time(&self, now: Timestamp) -> Timestamp {
+    fn unix_time(&self, now: Timestamp) -> Timestamp {
         Timestamp::from_nanos(now.as_nanos().saturating_add(self.unix_offset))
     }
 
@@ -163,7 +163,12 @@ impl Engine {
     /// decided, if that is still known. Where a rule needs that payload and it is not known, the flow is
     /// one seen from its middle: `option midstream` decides.
     /// `at` is Unix time.
-    pub fn redecide(&self, p: &Packet<'_>, payload: Option<&Payload>, at: Timestamp) -> Decision {
+    pub(crate) fn redecide(
+        &self,
+        p: &Packet<'_>,
+        payload: Option<&Payload>,
+        at: Timestamp,
+    ) -> Decision {
         match self.policy.evaluate(p, payload, at) {
             Eval::Decided(d) => d,
             Eval::NeedPayload => Decision::new(self.policy.options().midstream, Reason::Midstream),

@@ -139,7 +139,7 @@ impl Outcome {
     }
 
     /// `--audit`: nothing was enforced, every packet was accepted.
-    pub fn audit_all(&mut self) {
+    fn audit_all(&mut self) {
         self.enforced = Some(false);
         self.applied = Some(Verdict::Accept.name());
     }
@@ -219,7 +219,7 @@ impl TlsLine {
 
 /// The name of an IP protocol as logs show it: `tcp`, `udp`, `icmp`, `icmp6`, a few tunnels by name,
 /// else `ip-N`.
-pub fn proto_name(proto: u8) -> Cow<'static, str> {
+pub(crate) fn proto_name(proto: u8) -> Cow<'static, str> {
     Cow::Borrowed(match proto {
         PROTO_TCP => "tcp",
         PROTO_UDP => "udp",

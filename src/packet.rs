@@ -143,10 +143,10 @@ impl Packet<'_> {
     }
 }
 
-pub const PROTO_ICMP: u8 = 1;
-pub const PROTO_TCP: u8 = 6;
-pub const PROTO_UDP: u8 = 17;
-pub const PROTO_ICMPV6: u8 = 58;
+pub(crate) const PROTO_ICMP: u8 = 1;
+pub(crate) const PROTO_TCP: u8 = 6;
+pub(crate) const PROTO_UDP: u8 = 17;
+pub(crate) const PROTO_ICMPV6: u8 = 58;
 
 impl<'a> Packet<'a> {
     /// Parses the IPv4 or IPv6 packet at the start of `bytes`.
@@ -402,7 +402,7 @@ fn parse_transport(proto: IpNumber, l4: &[u8]) -> Result<(Transport, &[u8]), Mal
 
 /// Query/reply ICMP messages that carry an identifier (RFC 792 echo, timestamp, information; RFC 4443 §4
 /// echo): both directions of one exchange share it, so it keys the flow.
-pub fn has_echo_ident(ip_proto: u8, icmp_type: u8) -> bool {
+pub(crate) fn has_echo_ident(ip_proto: u8, icmp_type: u8) -> bool {
     match ip_proto {
         PROTO_ICMP => matches!(icmp_type, 0 | 8 | 13 | 14 | 15 | 16),
         PROTO_ICMPV6 => matches!(icmp_type, 128 | 129),
@@ -415,7 +415,7 @@ pub fn has_echo_ident(ip_proto: u8, icmp_type: u8) -> bool {
 /// Only the addresses are hashed: a later fragment carries no ports, yet must reach the worker that saw its
 /// first fragment. Reads just the fixed address fields, so it is cheap enough for the dispatching thread;
 /// bytes that are not IPv4/IPv6 hash to 0 (the worker that gets them decides them as malformed).
-pub fn dispatch_hash(bytes: &[u8]) -> u64 {
+pub(crate) fn dispatch_hash(bytes: &[u8]) -> u64 {
     let (a, b) = match bytes.first().map(|b| b >> 4) {
         Some(4) => (bytes.get(12..16), bytes.get(16..20)),
         Some(6) => (bytes.get(8..24), bytes.get(24..40)),

@@ -14,7 +14,7 @@ pub fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
 /// The shared real captures' folder (`../shared/pcaps-real`, read in place: never copied into the
 /// project), when it is there. Without it the test says it was skipped, and the caller returns; in CI
 /// (`CI` set), where it must be there, the test fails instead.
-pub fn shared_captures(test: &str) -> Option<std::path::PathBuf> {
+pub(crate) fn shared_captures(test: &str) -> Option<std::path::PathBuf> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/pcaps-real");
     if dir.is_dir() {
         return Some(dir);

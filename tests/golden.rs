@@ -1,4 +1,4 @@
-//! Golden replays of the project's own captures (`pcaps/`, made by `examples/gen_fixtures.rs`).
+//! Golden replays of the project's own captures (`pcaps/`, made by `examples/gen_fixtures/`).
 //!
 //! Each `pcaps/NAME.{pcap,pcapng}` replays under `pcaps/NAME.rules` (or the built-in policy) and must give
 //! exactly `pcaps/NAME.flows.jsonl` and `pcaps/NAME.summary.json`, with 1 and 3 workers. After an intended

@@ -111,7 +111,8 @@ fn a_stuck_worker_starves_the_watchdog() {
         let mut buf = [0u8; 256];
         while Instant::now() < until {
             if let Ok(n) = listener.recv(&mut buf) {
-                seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                // One state per line (`sd_notify(3)`): "READY=1\n".
+                seen.push(String::from_utf8_lossy(&buf[..n]).trim_end().to_owned());
             }
         }
     };

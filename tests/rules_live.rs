@@ -2,7 +2,7 @@
 //!
 //! Root only: without root each test says it was skipped (in CI, where everything must run, it fails).
 //! Each test makes its own namespaces (named after the process id and a counter, so tests run in
-//! parallel) and deletes them when done, on failure too ([`Netns`]'s `Drop`). The root namespace's
+//! parallel) and deletes them when done, on failure too (`common::netns::Netns`, made by a `Lab`). The root namespace's
 //! firewall is never touched: code that must run inside a namespace (`apply`, `remove`, sending
 //! packets) runs in a copy of this test binary started there, `ip netns exec NS <this binary> --exact
 //! netns_child`, which performs the action named in `OUTGATE_RULES_CHILD` (see [`netns_child`]).
@@ -14,7 +14,9 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use common::netns::{Netns, must};
+
+use std::process::Output;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::sleep;
 use std::time::Duration;
@@ -625,7 +627,7 @@ fn limit_per_source_caps_what_goes_to_the_queue() {
     if !common::root("limit_per_source_caps_what_goes_to_the_queue") {
         return;
     }
-    let (a, b) = Netns::pair();
+    let (a, b) = Netns::pair((A4, A6), (B4, B6));
     b.count_udp_in(9010);
     a.child("apply iptables host 0 open - - limit=1/minute burst=10");
     let sent = a.child(&format!("udp-send {B4} 9010 0 200 0"));
@@ -647,7 +649,7 @@ fn without_daemon_fail_closed_drops_and_fail_open_passes() {
     if !common::root("without_daemon_fail_closed_drops_and_fail_open_passes") {
         return;
     }
-    let (a, b) = Netns::pair();
+    let (a, b) = Netns::pair((A4, A6), (B4, B6));
     b.count_udp_in(9000);
     a.child("apply iptables host 0 closed - -");
     for dst in [B4, B6] {
@@ -676,7 +678,7 @@ fn decided_flows_are_answered_in_the_kernel() {
     if !common::root("decided_flows_are_answered_in_the_kernel") {
         return;
     }
-    let (a, b) = Netns::pair();
+    let (a, b) = Netns::pair((A4, A6), (B4, B6));
     // Fail-closed with no daemon: anything that reached the queue would be dropped and counted there.
     a.child("apply iptables host 0 closed - -");
     // (destination port, conntrack mark): outgate's bits decide, the other bits are left alone.
@@ -751,7 +753,7 @@ fn packet_marks_that_are_no_verdict_are_never_saved() {
     if !common::root("packet_marks_that_are_no_verdict_are_never_saved") {
         return;
     }
-    let (a, b) = Netns::pair();
+    let (a, b) = Netns::pair((A4, A6), (B4, B6));
     a.child("apply iptables host 0 closed - -");
     forced_packet_marks(
         &a,
@@ -767,7 +769,7 @@ fn nft_packet_marks_that_are_no_verdict_are_never_saved() {
     if !common::root("nft_packet_marks_that_are_no_verdict_are_never_saved") {
         return;
     }
-    let (a, b) = Netns::pair();
+    let (a, b) = Netns::pair((A4, A6), (B4, B6));
     let text = nft(&host("0", false)).expect("valid config");
     let queue = "queue num 0\n";
     assert!(text.contains(queue), "{text}");
@@ -789,7 +791,7 @@ fn nft_ftp_helper_is_assigned_after_conntrack() {
     if !common::root("nft_ftp_helper_is_assigned_after_conntrack") {
         return;
     }
-    let (a, b) = Netns::pair();
+    let (a, b) = Netns::pair((A4, A6), (B4, B6));
     let text = nft(&host("0", false)).expect("valid config");
     let start = text
         .find("\tct helper ftp-standard {")
@@ -905,7 +907,7 @@ fn inbound_connections_and_neighbour_discovery_are_not_queued() {
     if !common::root("inbound_connections_and_neighbour_discovery_are_not_queued") {
         return;
     }
-    let (a, b) = Netns::pair();
+    let (a, b) = Netns::pair((A4, A6), (B4, B6));
     a.child("apply iptables host 0 closed - -");
     // b connects to a closed port on a: a's RST is in the REPLY direction and must pass. Over IPv6
     // a must also answer b's neighbour solicitation. Without the exemptions: a timeout.
@@ -1053,7 +1055,7 @@ fn nft_decided_flows_are_answered_in_the_kernel() {
     if !common::root("nft_decided_flows_are_answered_in_the_kernel") {
         return;
     }
-    let (a, b) = Netns::pair();
+    let (a, b) = Netns::pair((A4, A6), (B4, B6));
     let text = nft(&host("0", false)).expect("valid config");
     let queue = "queue num 0\n";
     assert!(text.contains(queue), "{text}");
@@ -1289,78 +1291,10 @@ fn settle() {
     sleep(Duration::from_millis(200));
 }
 
-/// A network namespace that is deleted when dropped.
-struct Netns {
-    name: String,
-}
-
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// What only these tests do in a namespace.
 impl Netns {
-    fn new() -> Netns {
-        let ns = Netns {
-            name: format!(
-                "ogrt-{}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ),
-        };
-        must(
-            Command::new("ip").args(["netns", "add", &ns.name]),
-            "ip netns add",
-        );
-        ns.ok("ip", &["link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// Two namespaces joined by a veth: a has 10.231.0.1 and fd00:231::1, b the .2 and ::2.
-    fn pair() -> (Netns, Netns) {
-        let (a, b) = (Netns::new(), Netns::new());
-        // Interface names have 15 bytes at most: "ogv" + pid (≤ 7 digits) + counter + side.
-        let tag = format!(
-            "ogv{}{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let (va, vb) = (format!("{tag}a"), format!("{tag}b"));
-        must(
-            Command::new("ip").args([
-                "link", "add", &va, "netns", &a.name, "type", "veth", "peer", "name", &vb, "netns",
-                &b.name,
-            ]),
-            "ip link add veth",
-        );
-        for (ns, dev, v4, v6) in [(&a, &va, A4, A6), (&b, &vb, B4, B6)] {
-            ns.ok("ip", &["addr", "add", &format!("{v4}/24"), "dev", dev]);
-            ns.ok(
-                "ip",
-                &["addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"],
-            );
-            ns.ok("ip", &["link", "set", dev, "up"]);
-        }
-        (a, b)
-    }
-
-    fn exec(&self, program: &str, args: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, program]).args(args);
-        c
-    }
-
-    fn ok(&self, program: &str, args: &[&str]) {
-        must(
-            &mut self.exec(program, args),
-            &format!("{program} {}", args.join(" ")),
-        );
-    }
-
-    fn out(&self, program: &str, args: &[&str]) -> String {
-        must(
-            &mut self.exec(program, args),
-            &format!("{program} {}", args.join(" ")),
-        )
-    }
-
     /// Runs a [`netns_child`] action in this namespace; its result line.
     fn child_result(&self, action: &str) -> String {
         self.child_result_in_path(action, None)
@@ -1594,26 +1528,4 @@ impl Drop for Spawned {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
-
-/// Runs a command that must succeed; its stdout.
-fn must(command: &mut Command, what: &str) -> String {
-    let out = command
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
-    assert!(
-        out.status.success(),
-        "{what}: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -377,7 +377,7 @@ impl Daemon {
 }
 
 /// Sums `queue_dropped` and `user_dropped` (the 6th and 7th fields) of /proc/net/netfilter/nfnetlink_queue.
-pub fn parse_queue_counters(text: &str) -> (u64, u64) {
+fn parse_queue_counters(text: &str) -> (u64, u64) {
     text.lines().fold((0, 0), |(q, u), line| {
         let f: Vec<u64> = line
             .split_whitespace()

@@ -27,15 +27,6 @@ impl Spread {
         };
         Some(Spread { median, min, max })
     }
-
-    /// How far the range reaches from the median, as a fraction of it (0.05 = ±5%).
-    pub fn relative_range(&self) -> f64 {
-        if self.median > 0.0 {
-            (self.max - self.min) / 2.0 / self.median
-        } else {
-            0.0
-        }
-    }
 }
 
 /// Of `(count, median rate)` pairs, the smallest count whose median is within `tolerance` (0.10 = 10%)
@@ -61,7 +52,6 @@ mod tests {
         assert_eq!((s.median, s.min, s.max), (3.0, 1.0, 10.0));
         assert_eq!(Spread::of(&[]), None);
         assert_eq!(Spread::of(&[f64::NAN]), None);
-        assert!((Spread::of(&[9.0, 10.0, 11.0]).unwrap().relative_range() - 0.1).abs() < 1e-9);
     }
 
     #[test]

@@ -113,7 +113,8 @@ pub fn run_live(queues: QueueRange, mut cfg: RunConfig) -> Result<ExitCode, Stri
             policy.file(),
             policy.hash()
         );
-        nfqueue::notify("READY=1");
+        // Only under systemd (`NOTIFY_SOCKET`); a lost notification is systemd's timeout to report.
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     })
     .map_err(|e| e.to_string())?;
     eprintln!(

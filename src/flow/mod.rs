@@ -291,13 +291,13 @@ impl FlowTable {
         self.offloaded = on;
     }
 
-    pub fn is_offloaded(&self) -> bool {
+    pub(crate) fn is_offloaded(&self) -> bool {
         self.offloaded
     }
 
     /// Live: at most `n` packets held back at once (they wait in the kernel's queue, which is shared
     /// with every new flow).
-    pub fn set_max_held(&mut self, n: usize) {
+    pub(crate) fn set_max_held(&mut self, n: usize) {
         self.config.inspect.held = n.max(1);
     }
 
@@ -312,7 +312,7 @@ impl FlowTable {
     /// say) are decided under the new policy. Flows a payload decided keep their decision while they
     /// settle (the reload decides their conntrack entries again), as do FTP data connections (they
     /// follow their control connection); flows waiting for their payload go on, read under the new policy.
-    pub fn policy_changed(&mut self, config: FlowConfig) {
+    pub(crate) fn policy_changed(&mut self, config: FlowConfig) {
         let held = self.config.inspect.held;
         self.config = config;
         self.config.inspect.held = held;
@@ -328,12 +328,12 @@ impl FlowTable {
 
     /// When on, every new flow is also kept, as decided on its first packet, for
     /// [`FlowTable::drain_created`]; the live daemon logs flows this way, at their decision.
-    pub fn keep_created(&mut self, keep: bool) {
+    pub(crate) fn keep_created(&mut self, keep: bool) {
         self.keep_created = keep;
     }
 
     /// Flows decided since the last call.
-    pub fn drain_created(&mut self) -> std::vec::Drain<'_, FlowRecord> {
+    pub(crate) fn drain_created(&mut self) -> std::vec::Drain<'_, FlowRecord> {
         self.created.drain(..)
     }
 
@@ -376,7 +376,7 @@ impl FlowTable {
 
     /// Whether held packets were released since the last [`FlowTable::drain_released`].
     #[inline]
-    pub fn has_released(&self) -> bool {
+    pub(crate) fn has_released(&self) -> bool {
         !self.released.is_empty()
     }
 
@@ -498,7 +498,7 @@ impl FlowTable {
     }
 
     /// Expects a TCP connection from `initiator` to `responder:port` (an FTP data channel), for a while.
-    pub fn expect_connection(
+    pub(crate) fn expect_connection(
         &mut self,
         initiator: IpAddr,
         responder: IpAddr,
@@ -514,7 +514,7 @@ impl FlowTable {
 
     /// Whether `p` opens a connection that was expected (and is not a flow yet); the expectation is
     /// used up, as the kernel's is.
-    pub fn take_expected(&mut self, p: &Packet<'_>, key: &FlowKey, now: Timestamp) -> bool {
+    pub(crate) fn take_expected(&mut self, p: &Packet<'_>, key: &FlowKey, now: Timestamp) -> bool {
         if self.expected.is_empty() || self.flows.contains_key(key) {
             return false;
         }

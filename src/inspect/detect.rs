@@ -83,7 +83,7 @@ impl App {
     }
 
     /// The app whose [`App::name`] this is, ignoring ASCII case.
-    pub fn from_name(name: &str) -> Option<App> {
+    pub(crate) fn from_name(name: &str) -> Option<App> {
         App::ALL
             .into_iter()
             .find(|a| a.name().eq_ignore_ascii_case(name))

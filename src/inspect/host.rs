@@ -68,11 +68,6 @@ pub fn parse_host(s: &str) -> Option<(Host, Option<u16>)> {
     Some((classify(host)?, port))
 }
 
-/// Whether `s` names an IP address, in any spelling [`parse_host`] accepts.
-pub fn is_numeric(s: &str) -> bool {
-    matches!(parse_host(s), Some((Host::Ip(_), _)))
-}
-
 /// A port: decimal digits, at most 65535. `Some(None)` for the empty port.
 fn parse_port(s: &str) -> Option<Option<u16>> {
     if s.is_empty() {
@@ -386,6 +381,11 @@ fn glob_matches(pieces: &[Vec<u8>], text: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether `s` names an IP address, in any spelling [`parse_host`] accepts.
+    fn is_numeric(s: &str) -> bool {
+        matches!(parse_host(s), Some((Host::Ip(_), _)))
+    }
 
     fn v4(a: u8, b: u8, c: u8, d: u8) -> Host {
         Host::Ip(IpAddr::V4(Ipv4Addr::new(a, b, c, d)))

@@ -31,7 +31,7 @@ pub enum LogTarget {
 }
 
 /// What the logger is sent.
-pub enum LogMsg {
+pub(crate) enum LogMsg {
     Line(Sink, String),
     /// Close and reopen the log files (logrotate moved them).
     Reopen,
@@ -56,11 +56,11 @@ fn open(target: &LogTarget) -> std::io::Result<Box<dyn Write + Send>> {
 }
 
 /// The running logger: where to send lines, and the thread to join once `Close` is sent.
-pub type Logger = (Sender<LogMsg>, JoinHandle<()>);
+pub(super) type Logger = (Sender<LogMsg>, JoinHandle<()>);
 
 /// Opens the logs and starts the logger. `None` when no log is asked for. An unopenable file is an
 /// error naming it. Lines the logger cannot write (a full disk, a closed pipe) are added to `dropped`.
-pub fn start(
+pub(super) fn start(
     targets: [Option<LogTarget>; 3],
     dropped: Arc<AtomicU64>,
 ) -> Result<Option<Logger>, (PathBuf, std::io::Error)> {

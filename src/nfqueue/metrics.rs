@@ -1,25 +1,32 @@
 //! Live counters, and the Prometheus text endpoint (`--metrics ADDR`) that exposes them.
 //!
 //! Workers only ever add to atomics (relaxed: each counter is independent), so counting costs no lock and
-//! never waits. The HTTP endpoint is a plain thread answering every request with the current text; the
-//! kernel's own drop counters are read from /proc/net/netfilter/nfnetlink_queue at that moment. New
-//! flows per policy line belong to the policy in force (they start again at a reload, as the lines do).
+//! never waits. The HTTP endpoint is a plain thread answering every request with the current text, which
+//! `prometheus-client` writes (text format 0.0.4) from what a scrape reads of the atomics; the kernel's
+//! own drop counters are read from /proc/net/netfilter/nfnetlink_queue at that moment. New flows per
+//! policy line belong to the policy in force (they start again at a reload, as the lines do).
 
-use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, prometheus_text};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
 use super::Live;
-use super::queue::proc_stats;
+use super::queue::{ProcQueueStats, proc_stats};
 use super::reload::{Held, InForce};
 use crate::{Decision, Reason, Verdict};
 
 /// Counters of one queue (one worker).
 #[derive(Default)]
-pub struct QueueCounters {
+pub(crate) struct QueueCounters {
     pub queue: u16,
     pub packets: AtomicU64,
     /// Packets per verdict, indexed like [`Verdict::ALL`].
@@ -43,7 +50,7 @@ pub struct QueueCounters {
 
 /// How the last reload (or the start) went.
 #[derive(Clone, Debug, Default)]
-pub struct LastReload {
+pub(crate) struct LastReload {
     pub at: Option<SystemTime>,
     /// The policy's errors (`FILE:LINE:COL: message`), or why the kernel's flows could not be held to it.
     pub error: Option<String>,
@@ -52,7 +59,7 @@ pub struct LastReload {
 }
 
 /// All live counters.
-pub struct Metrics {
+pub(crate) struct Metrics {
     pub queues: Vec<QueueCounters>,
     /// Flow-log lines dropped because the logger could not keep up.
     pub log_dropped: Arc<AtomicU64>,
@@ -75,66 +82,61 @@ fn unix_seconds(t: SystemTime) -> f64 {
 }
 
 /// A per-queue family: its name, type, help, and the counter it reads.
-type PerQueue = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&QueueCounters) -> u64,
-);
+type PerQueue = (&'static str, Kind, &'static str, fn(&QueueCounters) -> u64);
 
 /// The per-queue families, in the order they are printed.
 const PER_QUEUE: [PerQueue; 9] = [
     (
         "packets_total",
-        "counter",
+        Kind::Counter,
         "Packets received from the kernel queue.",
         |c| c.packets.load(Relaxed),
     ),
     (
         "malformed_total",
-        "counter",
+        Kind::Counter,
         "Packets decided as malformed.",
         |c| c.malformed.load(Relaxed),
     ),
     (
         "flows_offloaded_total",
-        "counter",
+        Kind::Counter,
         "Flows decided and handed to the kernel's conntrack mark.",
         |c| c.flows_offloaded.load(Relaxed),
     ),
     (
         "flows_not_enforced_total",
-        "counter",
+        Kind::Counter,
         "Flows whose decision was not what they got: an audited line, or --audit (per rule: rule_flows_total).",
         |c| c.flows_not_enforced.load(Relaxed),
     ),
     (
         "flows_midstream_total",
-        "counter",
+        Kind::Counter,
         "TCP flows whose packets reached the daemon without their SYN, decided from their middle.",
         |c| c.flows_midstream.load(Relaxed),
     ),
     (
         "held_packets",
-        "gauge",
+        Kind::Gauge,
         "Packets held back until their flow's first payload decides it.",
         |c| c.held.load(Relaxed),
     ),
     (
         "inspections_evicted_total",
-        "counter",
+        Kind::Counter,
         "Waits for a first payload ended early (inspect-limit) to keep inspection memory bounded.",
         |c| c.inspections_evicted.load(Relaxed),
     ),
     (
         "enobufs_total",
-        "counter",
+        Kind::Counter,
         "Socket receive-buffer overruns (ENOBUFS).",
         |c| c.enobufs.load(Relaxed),
     ),
     (
         "verdict_errors_total",
-        "counter",
+        Kind::Counter,
         "Verdicts that could not be sent.",
         |c| c.verdict_errors.load(Relaxed),
     ),
@@ -160,7 +162,7 @@ impl Metrics {
     }
 
     /// Counts one packet's decision on queue index `q`.
-    pub fn count_packet(&self, q: usize, d: Decision) {
+    pub(crate) fn count_packet(&self, q: usize, d: Decision) {
         if let Some(c) = self.queues.get(q) {
             c.packets.fetch_add(1, Relaxed);
             c.verdicts[slot(d.verdict)].fetch_add(1, Relaxed);
@@ -172,7 +174,7 @@ impl Metrics {
 
     /// Counts a newly decided flow on queue index `q`, and under its line in the policy in force;
     /// `enforced`: whether its packets got what the decision says.
-    pub fn count_flow(
+    pub(crate) fn count_flow(
         &self,
         q: usize,
         in_force: &InForce,
@@ -193,132 +195,130 @@ impl Metrics {
     }
 
     /// Records how a reload or the start went.
-    pub fn record_reload(&self, outcome: LastReload) {
+    pub(crate) fn record_reload(&self, outcome: LastReload) {
         self.flows_cut.fetch_add(outcome.held.cut, Relaxed);
         *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) = outcome;
     }
 
-    /// The Prometheus text exposition.
+    /// The Prometheus text exposition (format 0.0.4), written by `prometheus-client`.
     pub fn render(&self, in_force: &InForce, workers_up: &[bool], audit: bool) -> String {
+        let mut registry = Registry::with_prefix("outgate");
+        registry.register_collector(Box::new(self.scrape(in_force, workers_up, audit)));
         let mut out = String::new();
-        let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, f64)>| {
-            let _ = writeln!(
-                out,
-                "# HELP outgate_{name} {help}\n# TYPE outgate_{name} {kind}"
-            );
-            for (labels, v) in rows {
-                if labels.is_empty() {
-                    let _ = writeln!(out, "outgate_{name} {v}");
-                } else {
-                    let _ = writeln!(out, "outgate_{name}{{{labels}}} {v}");
-                }
-            }
-        };
-        let per_queue = |f: &dyn Fn(&QueueCounters) -> u64| -> Vec<(String, f64)> {
-            self.queues
-                .iter()
-                .map(|c| (format!("queue=\"{}\"", c.queue), f(c) as f64))
-                .collect()
-        };
-        let one = |v: u64| vec![(String::new(), v as f64)];
+        // Writing to a String fails only if a value refuses to be written, which none of these does.
+        let _ = prometheus_text::encode(&mut out, &registry);
+        out
+    }
+
+    /// Every family's samples now, in the order they are printed.
+    fn scrape(&self, in_force: &InForce, workers_up: &[bool], audit: bool) -> Scrape {
+        let mut scrape = Scrape::default();
+        let per_queue =
+            |label: fn(&QueueCounters) -> u64, value: fn(u64) -> Value| -> Vec<Sample> {
+                self.queues
+                    .iter()
+                    .map(|c| (vec![("queue", c.queue.to_string())], value(label(c))))
+                    .collect()
+            };
         let policy = in_force.engine.policy();
-        family(
+        scrape.gauge(
             "mode",
-            "gauge",
             "1 for the mode the daemon runs in: enforce, or audit (every packet accepted, decisions counted).",
             vec![(
-                format!("mode=\"{}\"", if audit { "audit" } else { "enforce" }),
-                1.0,
+                vec![("mode", if audit { "audit" } else { "enforce" }.into())],
+                Value::Int(1),
             )],
         );
-        family(
+        scrape.gauge(
             "policy_info",
-            "gauge",
             "The policy in force: its file and hash (compare two gateways' hashes), and its generation.",
             vec![(
-                format!(
-                    "file=\"{}\",hash=\"{}\",generation=\"{}\"",
-                    escape(policy.file()),
-                    policy.hash(),
-                    in_force.generation
-                ),
-                1.0,
+                vec![
+                    ("file", policy.file().to_string()),
+                    ("hash", policy.hash().to_string()),
+                    ("generation", in_force.generation.to_string()),
+                ],
+                Value::Int(1),
             )],
         );
-        family(
+        scrape.gauge(
             "policy_loaded_timestamp_seconds",
-            "gauge",
             "When the policy in force was loaded (Unix time).",
-            vec![(String::new(), unix_seconds(in_force.loaded))],
+            vec![(vec![], Value::Seconds(unix_seconds(in_force.loaded)))],
         );
         let last = self
             .last_reload
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        family(
+        scrape.counter(
             "reloads_total",
-            "counter",
             "Reloads (SIGHUP) by result: ok, or refused (the policy did not compile; the old one stays).",
             vec![
-                ("result=\"ok\"".into(), self.reloads.load(Relaxed) as f64),
+                (vec![("result", "ok".into())], Value::Int(self.reloads.load(Relaxed))),
                 (
-                    "result=\"refused\"".into(),
-                    self.reloads_refused.load(Relaxed) as f64,
+                    vec![("result", "refused".into())],
+                    Value::Int(self.reloads_refused.load(Relaxed)),
                 ),
             ],
         );
-        family(
+        scrape.gauge(
             "reload_last_timestamp_seconds",
-            "gauge",
             "When the last reload (or the start) was tried (Unix time).",
-            vec![(String::new(), last.at.map_or(0.0, unix_seconds))],
+            vec![(
+                vec![],
+                last.at
+                    .map_or(Value::Int(0), |at| Value::Seconds(unix_seconds(at))),
+            )],
         );
-        family(
+        scrape.gauge(
             "reload_last_error_info",
-            "gauge",
             "1 with the last reload's error as label while it stands; 0 when the last reload went well.",
-            vec![match &last.error {
-                Some(e) => (format!("error=\"{}\"", escape(e)), 1.0),
-                None => ("error=\"\"".into(), 0.0),
+            vec![match last.error {
+                Some(e) => (vec![("error", e)], Value::Int(1)),
+                None => (vec![("error", String::new())], Value::Int(0)),
             }],
         );
         let held = last.held;
-        family(
+        scrape.gauge(
             "reload_flows",
-            "gauge",
             "The kernel's flows at the last reload (or start): checked against the policy, decided again \
              (their verdict changed), cut (now dropped or rejected).",
-            vec![
-                ("what=\"checked\"".into(), held.checked as f64),
-                ("what=\"changed\"".into(), held.changed as f64),
-                ("what=\"cut\"".into(), held.cut as f64),
-            ],
+            [("checked", held.checked), ("changed", held.changed), ("cut", held.cut)]
+                .into_iter()
+                .map(|(what, n)| (vec![("what", what.to_string())], Value::Int(n)))
+                .collect(),
         );
-        family(
+        scrape.counter(
             "flows_cut_total",
-            "counter",
             "Flows in the kernel cut because the policy in force no longer allows them.",
-            one(self.flows_cut.load(Relaxed)),
+            vec![(vec![], Value::Int(self.flows_cut.load(Relaxed)))],
         );
-        family(
+        scrape.gauge(
             "worker_up",
-            "gauge",
             "1 while the queue's worker answers (it went round its loop in the last 3 s).",
             self.queues
                 .iter()
                 .zip(workers_up)
-                .map(|(c, up)| (format!("queue=\"{}\"", c.queue), f64::from(u8::from(*up))))
+                .map(|(c, up)| {
+                    (
+                        vec![("queue", c.queue.to_string())],
+                        Value::Int(u64::from(*up)),
+                    )
+                })
                 .collect(),
         );
-        family(
+        scrape.counter(
             "ruleset_repairs_total",
-            "counter",
             "Times the jump to outgate's chain was no longer first in its hook and was put back.",
-            one(self.ruleset_repairs.load(Relaxed)),
+            vec![(vec![], Value::Int(self.ruleset_repairs.load(Relaxed)))],
         );
         for (name, kind, help, read) in PER_QUEUE {
-            family(name, kind, help, per_queue(&read));
+            let samples = per_queue(read, Value::Int);
+            match kind {
+                Kind::Counter => scrape.counter(name, help, samples),
+                Kind::Gauge => scrape.gauge(name, help, samples),
+            }
         }
         let verdicts = self
             .queues
@@ -326,94 +326,155 @@ impl Metrics {
             .flat_map(|c| {
                 Verdict::ALL.iter().map(move |v| {
                     (
-                        format!("queue=\"{}\",verdict=\"{}\"", c.queue, v.name()),
-                        c.verdicts[slot(*v)].load(Relaxed) as f64,
+                        vec![
+                            ("queue", c.queue.to_string()),
+                            ("verdict", v.name().to_string()),
+                        ],
+                        Value::Int(c.verdicts[slot(*v)].load(Relaxed)),
                     )
                 })
             })
             .collect();
-        family(
-            "verdicts_total",
-            "counter",
-            "Verdicts given, by kind.",
-            verdicts,
-        );
-        let kernel = |f: &dyn Fn(super::queue::ProcQueueStats) -> u64| -> Vec<(String, f64)> {
+        scrape.counter("verdicts_total", "Verdicts given, by kind.", verdicts);
+        let kernel = |f: fn(ProcQueueStats) -> u64| -> Vec<Sample> {
             self.queues
                 .iter()
                 .filter_map(|c| {
-                    proc_stats(c.queue).map(|s| (format!("queue=\"{}\"", c.queue), f(s) as f64))
+                    proc_stats(c.queue)
+                        .map(|s| (vec![("queue", c.queue.to_string())], Value::Int(f(s))))
                 })
                 .collect()
         };
-        family(
+        scrape.counter(
             "queue_dropped_total",
-            "counter",
             "Packets the kernel dropped because the queue was full.",
-            kernel(&|s| s.queue_dropped),
+            kernel(|s| s.queue_dropped),
         );
-        family(
+        scrape.counter(
             "user_dropped_total",
-            "counter",
             "Packets the kernel dropped because the socket buffer was full.",
-            kernel(&|s| s.user_dropped),
+            kernel(|s| s.user_dropped),
         );
-        let mut rules: Vec<(String, f64)> = Vec::new();
-        for (i, c) in in_force.rule_flows.iter().enumerate() {
-            let cite = policy.cite(Reason::Rule(i as u32)).unwrap_or_default();
-            rules.push((
-                format!("rule=\"{}\",kind=\"rule\"", escape(&cite)),
-                c.load(Relaxed) as f64,
-            ));
+        let line = |reason: Reason, kind: &str, n: &AtomicU64| -> Sample {
+            let cite = policy.cite(reason).unwrap_or_default();
+            (
+                vec![("rule", cite), ("kind", kind.to_string())],
+                Value::Int(n.load(Relaxed)),
+            )
+        };
+        let mut rules: Vec<Sample> = Vec::new();
+        for (i, n) in in_force.rule_flows.iter().enumerate() {
+            rules.push(line(Reason::Rule(i as u32), "rule", n));
         }
-        for (i, c) in in_force.policy_flows.iter().enumerate() {
-            let cite = policy.cite(Reason::Policy(i as u32)).unwrap_or_default();
-            rules.push((
-                format!("rule=\"{}\",kind=\"policy\"", escape(&cite)),
-                c.load(Relaxed) as f64,
-            ));
+        for (i, n) in in_force.policy_flows.iter().enumerate() {
+            rules.push(line(Reason::Policy(i as u32), "policy", n));
         }
         rules.push((
-            "rule=\"-\",kind=\"no-policy\"".into(),
-            in_force.no_policy_flows.load(Relaxed) as f64,
+            vec![("rule", "-".into()), ("kind", "no-policy".into())],
+            Value::Int(in_force.no_policy_flows.load(Relaxed)),
         ));
-        family(
+        scrape.counter(
             "rule_flows_total",
-            "counter",
             "New flows decided under the policy in force, by the line that decided them.",
             rules,
         );
-        family(
+        scrape.counter(
             "shaped_flows_total",
-            "counter",
             "New flows the policy in force shapes, by class and its rate (their bytes: `tc -s class show`).",
             policy
                 .classes()
                 .iter()
                 .zip(&in_force.shaped_flows)
-                .map(|(class, c)| {
+                .map(|(class, n)| {
                     (
-                        format!("class=\"{}\",rate=\"{}\"", escape(&class.name), class.rate),
-                        c.load(Relaxed) as f64,
+                        vec![("class", class.name.clone()), ("rate", class.rate.to_string())],
+                        Value::Int(n.load(Relaxed)),
                     )
                 })
                 .collect(),
         );
-        family(
+        scrape.counter(
             "log_lines_dropped_total",
-            "counter",
             "Log lines dropped because the log could not keep up or could not be written (a full disk).",
-            one(self.log_dropped.load(Relaxed)),
+            vec![(vec![], Value::Int(self.log_dropped.load(Relaxed)))],
         );
-        out
+        scrape
     }
 }
 
-/// Label values escape backslash, quote and newline (Prometheus text format).
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// A sample's labels (in the order printed), and its value.
+type Sample = (Vec<(&'static str, String)>, Value);
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Value {
+    Int(u64),
+    /// Unix time: printed as the shortest decimal that reads back the same.
+    Seconds(f64),
+}
+
+/// One family: its full name (counters end in `_total`), help and samples.
+#[derive(Debug)]
+struct Family {
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+    samples: Vec<Sample>,
+}
+
+/// What one scrape prints: read from the counters at the moment of the request.
+#[derive(Debug, Default)]
+struct Scrape(Vec<Family>);
+
+impl Scrape {
+    fn counter(&mut self, name: &'static str, help: &'static str, samples: Vec<Sample>) {
+        self.0.push(Family {
+            name,
+            kind: Kind::Counter,
+            help,
+            samples,
+        });
+    }
+
+    fn gauge(&mut self, name: &'static str, help: &'static str, samples: Vec<Sample>) {
+        self.0.push(Family {
+            name,
+            kind: Kind::Gauge,
+            help,
+            samples,
+        });
+    }
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        for family in &self.0 {
+            // The crate adds `_total` to a counter's name itself.
+            let (name, kind) = match family.kind {
+                Kind::Counter => (
+                    family.name.strip_suffix("_total").unwrap_or(family.name),
+                    MetricType::Counter,
+                ),
+                Kind::Gauge => (family.name, MetricType::Gauge),
+            };
+            let mut metric = encoder.encode_descriptor(name, family.help, None, kind)?;
+            for (labels, value) in &family.samples {
+                let sample = metric.encode_family(labels)?;
+                match (family.kind, *value) {
+                    (Kind::Counter, Value::Int(n)) => ConstCounter::new(n).encode(sample)?,
+                    (Kind::Counter, Value::Seconds(s)) => ConstCounter::new(s).encode(sample)?,
+                    (Kind::Gauge, Value::Int(n)) => ConstGauge::new(n).encode(sample)?,
+                    (Kind::Gauge, Value::Seconds(s)) => ConstGauge::new(s).encode(sample)?,
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Serves the metrics on `addr` from a background thread; returns once the socket is bound.
@@ -429,7 +490,8 @@ pub(super) fn serve(addr: SocketAddr, live: Arc<Live>) -> std::io::Result<Socket
             let _ = stream.read(&mut buf);
             let body = live.render_metrics();
             let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                prometheus_text::CONTENT_TYPE,
                 body.len()
             );
             let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body.as_bytes()));
@@ -437,3 +499,6 @@ pub(super) fn serve(addr: SocketAddr, live: Arc<Live>) -> std::io::Result<Socket
     })?;
     Ok(bound)
 }
+
+#[cfg(test)]
+mod tests;

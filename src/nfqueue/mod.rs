@@ -214,7 +214,7 @@ impl Live {
     }
 
     /// What a decided flow's packets get: its enforced action, or under `--audit` accepted.
-    pub fn applied(&self, d: crate::Decision) -> crate::Action {
+    pub(crate) fn applied(&self, d: crate::Decision) -> crate::Action {
         if self.audit {
             crate::Action::ACCEPT
         } else {
@@ -430,21 +430,4 @@ fn bind(queue_num: u16, cfg: &RunConfig) -> Result<Queue, RunError> {
             hint,
         }
     })
-}
-
-/// Tells systemd something (`READY=1`, `WATCHDOG=1`), when started by it (`NOTIFY_SOCKET`).
-pub fn notify(state: &str) {
-    use std::os::linux::net::SocketAddrExt;
-    use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let path = path.to_string_lossy().into_owned();
-    let addr = match path.strip_prefix('@') {
-        Some(abstract_name) => UnixAddr::from_abstract_name(abstract_name.as_bytes()),
-        None => UnixAddr::from_pathname(&path),
-    };
-    if let (Ok(sock), Ok(addr)) = (UnixDatagram::unbound(), addr) {
-        let _ = sock.send_to_addr(state.as_bytes(), &addr);
-    }
 }

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use super::netlink::{
     Event, MAX_SEND, Messages, NLM_F_ACK, NLM_F_REQUEST, NLMSG_ERROR, Next, NlMsg, Slots, Socket,
-    SysError, be16, be32, begin_msg, end_msg, put_attr, put_be32,
+    SysError, be32, begin_msg, end_msg, put_attr, put_be32,
 };
 
 const NFNL_SUBSYS_QUEUE: u16 = 3;
@@ -59,7 +59,7 @@ const NF_ACCEPT: u32 = 1;
 const NF_REPEAT: u32 = 4;
 
 /// Largest copy range the kernel accepts (NFQNL_MAX_COPY_RANGE = 0xffff).
-pub const MAX_COPY_RANGE: u32 = 0xffff;
+pub(crate) const MAX_COPY_RANGE: u32 = 0xffff;
 
 /// The longest verdict message: headers (20), NFQA_VERDICT_HDR (12), NFQA_MARK (8).
 const VERDICT_MSG_LEN: usize = 40;
@@ -139,10 +139,6 @@ pub struct VerdictMsg {
 pub struct QueuedPacket {
     /// Queue-local packet id (to be passed back in the verdict).
     pub id: u32,
-    /// Link-layer protocol in host order (0x0800 IPv4, 0x86dd IPv6).
-    pub hw_protocol: u16,
-    /// Netfilter hook number (NF_INET_LOCAL_OUT = 3, ...).
-    pub hook: u8,
     /// skb->mark when queued.
     pub mark: u32,
     /// Copied packet bytes (network header onward), at most `copy_range`.
@@ -151,37 +147,34 @@ pub struct QueuedPacket {
 
 /// One line of /proc/net/netfilter/nfnetlink_queue (current network namespace).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ProcQueueStats {
+pub(crate) struct ProcQueueStats {
     pub queue_num: u16,
+    /// The netlink port bound to the queue.
     pub portid: u32,
-    /// Packets currently waiting for a verdict.
-    pub queue_total: u32,
-    pub copy_mode: u32,
-    pub copy_range: u32,
-    /// Dropped because queue_total reached max_len (not counted with fail-open).
+    /// Dropped because the queue reached its maximum length (not counted with fail-open).
     pub queue_dropped: u64,
     /// Dropped because the netlink socket buffer was full (not counted with fail-open).
     pub user_dropped: u64,
-    /// Last packet id assigned.
-    pub id_sequence: u32,
 }
 
 /// Reads the kernel's counters for `queue_num` from /proc/net/netfilter/nfnetlink_queue.
-pub fn proc_stats(queue_num: u16) -> Option<ProcQueueStats> {
+pub(crate) fn proc_stats(queue_num: u16) -> Option<ProcQueueStats> {
     let text = std::fs::read_to_string("/proc/net/netfilter/nfnetlink_queue").ok()?;
     text.lines().find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+        // queue, portid, waiting, copy mode, copy range, queue dropped, user dropped, last id, 1.
+        let f: Vec<u64> = l
+            .split_whitespace()
+            .take(8)
+            .map(|v| v.parse().ok())
+            .collect::<Option<_>>()?;
+        let n = |i: usize| f.get(i).copied();
         let st = ProcQueueStats {
             queue_num: n(0)? as u16,
             portid: n(1)? as u32,
-            queue_total: n(2)? as u32,
-            copy_mode: n(3)? as u32,
-            copy_range: n(4)? as u32,
             queue_dropped: n(5)?,
             user_dropped: n(6)?,
-            id_sequence: n(7)? as u32,
         };
+        n(7)?;
         (st.queue_num == queue_num).then_some(st)
     })
 }
@@ -242,13 +235,6 @@ impl fmt::Display for QueueError {
 }
 
 impl std::error::Error for QueueError {}
-
-impl QueueError {
-    /// True for conditions a receive loop should count and continue after.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, QueueError::Overrun)
-    }
-}
 
 fn sys(e: SysError) -> QueueError {
     if e.is_overrun() {
@@ -363,7 +349,7 @@ impl Queue {
     }
 
     /// In non-blocking mode `recv_batch` returns `Ok(0)` instead of waiting.
-    pub fn set_nonblocking(&mut self, nonblocking: bool) {
+    pub(crate) fn set_nonblocking(&mut self, nonblocking: bool) {
         self.nonblocking = nonblocking;
     }
 
@@ -383,7 +369,7 @@ impl Queue {
     ///
     /// `Err(QueueError::Overrun)` means the kernel could not deliver some packets because the
     /// receive buffer was full (ENOBUFS); the caller should count it and continue.
-    pub fn recv_batch(&mut self, out: &mut Vec<QueuedPacket>) -> Result<usize, QueueError> {
+    pub(crate) fn recv_batch(&mut self, out: &mut Vec<QueuedPacket>) -> Result<usize, QueueError> {
         if !self.pending.is_empty() {
             let n = self.pending.len();
             out.extend(self.pending.drain(..));
@@ -436,7 +422,7 @@ impl Queue {
     }
 
     /// Explicitly unbinds the queue (closing the socket does the same).
-    pub fn unbind(mut self) -> Result<(), QueueError> {
+    pub(crate) fn unbind(mut self) -> Result<(), QueueError> {
         let qn = self.queue_num;
         self.config_request("UNBIND", qn, |b| put_cfg_cmd(b, NFQNL_CFG_CMD_UNBIND, 0))
     }
@@ -523,11 +509,11 @@ fn parse_packet(msg: NlMsg<'_>) -> Option<QueuedPacket> {
     for attr in attrs {
         let (ty, data) = attr.ok()?;
         match ty {
-            // struct nfqnl_msg_packet_hdr { __be32 packet_id; __be16 hw_protocol; __u8 hook; }
+            // struct nfqnl_msg_packet_hdr { __be32 packet_id; __be16 hw_protocol; __u8 hook; }: a
+            // header shorter than that is not one; only the id is used.
             NFQA_PACKET_HDR => {
+                data.get(..7)?;
                 p.id = be32(data.get(0..4)?)?;
-                p.hw_protocol = be16(data.get(4..6)?)?;
-                p.hook = *data.get(6)?;
                 have_hdr = true;
             }
             NFQA_MARK => p.mark = be32(data)?,
@@ -539,112 +525,4 @@ fn parse_packet(msg: NlMsg<'_>) -> Option<QueuedPacket> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn packet_msg(id: u32, mark: u32, payload: &[u8]) -> Vec<u8> {
-        let mut b = Vec::new();
-        let h = begin_msg(&mut b, NFQNL_MSG_PACKET, 0, 0, libc::AF_INET as u8, 0);
-        let mut hdr = [0u8; 7];
-        hdr[..4].copy_from_slice(&id.to_be_bytes());
-        hdr[4..6].copy_from_slice(&0x0800u16.to_be_bytes());
-        hdr[6] = 3;
-        put_attr(&mut b, NFQA_PACKET_HDR, &hdr);
-        put_be32(&mut b, NFQA_MARK, mark);
-        put_attr(&mut b, NFQA_PAYLOAD, payload);
-        end_msg(&mut b, h);
-        b
-    }
-
-    fn packets(datagram: &[u8]) -> Vec<QueuedPacket> {
-        Messages::new(datagram)
-            .map_while(Result::ok)
-            .filter_map(parse_packet)
-            .collect()
-    }
-
-    #[test]
-    fn parses_packet() {
-        let b = packet_msg(7, 0x42, &[1, 2, 3, 4, 5]);
-        let got = packets(&b);
-        let [p] = got.as_slice() else {
-            panic!("{got:?}")
-        };
-        assert_eq!((p.id, p.mark, p.hw_protocol, p.hook), (7, 0x42, 0x0800, 3));
-        assert_eq!(p.payload, vec![1, 2, 3, 4, 5]);
-    }
-
-    #[test]
-    fn truncated_or_flipped_input_never_panics() {
-        let mut b = packet_msg(9, 1, &[0xaa; 33]);
-        b.extend(packet_msg(10, 2, &[0xbb; 3]));
-        for cut in 0..b.len() {
-            let got = packets(&b[..cut]);
-            assert!(got.len() <= 1 || cut == b.len());
-        }
-        let mut next = crate::testutil::xorshift(0x9e37_79b9_7f4a_7c15);
-        for _ in 0..20_000 {
-            let mut c = b.clone();
-            for _ in 0..3 {
-                let bit = (next() % (c.len() as u64 * 8)) as usize;
-                c[bit / 8] ^= 1 << (bit % 8);
-            }
-            packets(&c);
-        }
-    }
-
-    #[test]
-    fn verdict_encoding() {
-        let mut b = Vec::new();
-        let m = VerdictMsg {
-            id: 0x01020304,
-            verdict: Verdict::Repeat,
-            mark: Some(1),
-            batch: false,
-        };
-        encode_verdict(&mut b, 5, 1, &m);
-        assert_eq!(b.len(), VERDICT_MSG_LEN);
-        assert_eq!(&b[4..6], &NFQNL_MSG_VERDICT.to_ne_bytes());
-        assert_eq!(&b[18..20], &5u16.to_be_bytes());
-        assert_eq!(&b[24..28], &NF_REPEAT.to_be_bytes());
-        assert_eq!(&b[28..32], &[1, 2, 3, 4]);
-        assert_eq!(&b[36..40], &1u32.to_be_bytes());
-    }
-
-    #[test]
-    fn verdicts_share_one_buffer_in_order() {
-        let mut b = Vec::new();
-        let msgs = [
-            (3, Verdict::Accept, None, false),
-            (5, Verdict::Drop, Some(0x20), false),
-            (9, Verdict::Repeat, Some(0x10), true),
-        ];
-        for (seq, &(id, verdict, mark, batch)) in msgs.iter().enumerate() {
-            let m = VerdictMsg {
-                id,
-                verdict,
-                mark,
-                batch,
-            };
-            encode_verdict(&mut b, 2, seq as u32, &m);
-        }
-        let got: Vec<_> = Messages::new(&b)
-            .map(|m| {
-                let m = m.unwrap();
-                let (_, queue, attrs) = m.nfgen().unwrap();
-                let attrs: Vec<_> = attrs.map(Result::unwrap).collect();
-                let id = be32(&attrs[0].1[4..]).unwrap();
-                let mark = attrs.get(1).and_then(|a| be32(a.1));
-                (m.ty, m.seq, queue, id, mark)
-            })
-            .collect();
-        assert_eq!(
-            got,
-            [
-                (NFQNL_MSG_VERDICT, 0, 2, 3, None),
-                (NFQNL_MSG_VERDICT, 1, 2, 5, Some(0x20)),
-                (NFQNL_MSG_VERDICT_BATCH, 2, 2, 9, Some(0x10)),
-            ]
-        );
-    }
-}
+mod tests;

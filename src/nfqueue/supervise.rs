@@ -1,9 +1,9 @@
 //! The supervisor thread: systemd's watchdog, fed only while every worker answers, and the ruleset's jump
 //! kept first in its hooks.
 //!
-//! - Watchdog: under `WatchdogSec=` systemd sets `WATCHDOG_USEC`; `WATCHDOG=1` is sent at half that
-//!   interval, and only while every worker went round its loop within the last 3 s (a worker wakes at
-//!   least every 100 ms). A worker stuck in a loop or a lock starves it, and systemd kills and restarts
+//! - Watchdog: under `WatchdogSec=` systemd sets `WATCHDOG_USEC` (read by `sd-notify`, which also honours
+//!   `WATCHDOG_PID`); `WATCHDOG=1` is sent at half that interval, and only while every worker went round
+//!   its loop within the last 3 s (a worker wakes at least every 100 ms). A worker stuck in a loop or a lock starves it, and systemd kills and restarts
 //!   the daemon: the documented fail mode, then a fresh start, instead of a queue nobody reads.
 //! - Ruleset: ufw, firewalld and Docker insert their own jumps at position 1 of OUTPUT or FORWARD on
 //!   every reload of theirs; a `ESTABLISHED,RELATED -j ACCEPT` above outgate's jump would pass a flow's
@@ -15,18 +15,18 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use super::{Live, notify};
+use sd_notify::NotifyState;
+
+use super::Live;
 use crate::rules::{RulesConfig, ensure_first};
 
 /// How often the ruleset's place is checked.
 const RULESET_CHECK: Duration = Duration::from_secs(3);
 
 pub(super) fn watch(live: &Live, ruleset: Option<&RulesConfig>) {
-    let watchdog = std::env::var("WATCHDOG_USEC")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .filter(|&us| us > 0)
-        .map(|us| Duration::from_micros(us / 2));
+    let watchdog = sd_notify::watchdog_enabled()
+        .filter(|every| !every.is_zero())
+        .map(|every| every / 2);
     let mut next_ping = Instant::now();
     let mut next_check = Instant::now() + RULESET_CHECK;
     let mut last_error = String::new();
@@ -38,7 +38,7 @@ pub(super) fn watch(live: &Live, ruleset: Option<&RulesConfig>) {
         {
             next_ping = now + every;
             if live.workers_up().iter().all(|up| *up) {
-                notify("WATCHDOG=1");
+                let _ = sd_notify::notify(&[NotifyState::Watchdog]);
             }
         }
         if let Some(cfg) = ruleset

@@ -21,7 +21,7 @@ use crate::decision::Verdict;
 pub const MAX_CLASSES: usize = 15;
 
 /// The class plain `SHAPE` uses, made by `option shape-rate`.
-pub const DEFAULT_CLASS: &str = "slow";
+pub(crate) const DEFAULT_CLASS: &str = "slow";
 
 /// A rate in bits per second.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -59,7 +59,8 @@ impl Rate {
         Ok(Rate(bits))
     }
 
-    pub fn bits_per_second(self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn bits_per_second(self) -> u64 {
         self.0
     }
 }
@@ -153,7 +154,7 @@ pub fn parse(text: &str, col: u32, classes: &[String]) -> Result<LineAction, (u3
 }
 
 /// `HEAD(INNER)` into its parts; a plain word has no inner part.
-pub fn split_call(text: &str, col: u32) -> Result<(&str, Option<&str>), (u32, String)> {
+pub(crate) fn split_call(text: &str, col: u32) -> Result<(&str, Option<&str>), (u32, String)> {
     match text.split_once('(') {
         None => Ok((text, None)),
         Some((head, rest)) => {
@@ -166,7 +167,7 @@ pub fn split_call(text: &str, col: u32) -> Result<(&str, Option<&str>), (u32, St
 }
 
 /// Whether a token can start with an action (for telling rule lines from `SRC DST ACTION` policy lines).
-pub fn looks_like_action(text: &str) -> bool {
+pub(crate) fn looks_like_action(text: &str) -> bool {
     let head = text.split('(').next().unwrap_or(text);
     Verdict::from_keyword(head).is_some() || head.eq_ignore_ascii_case("AUDIT")
 }

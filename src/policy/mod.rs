@@ -41,7 +41,7 @@ fn policy_hash(parsed: &Parsed) -> String {
 }
 
 /// The name the built-in policy is cited by.
-pub const DEFAULT_POLICY_NAME: &str = "<default>";
+const DEFAULT_POLICY_NAME: &str = "<default>";
 
 /// The built-in default policy: the article's lines, verbatim.
 pub const DEFAULT_POLICY: &str = "\
@@ -139,7 +139,7 @@ impl Policy {
     }
 
     /// Whether any rule looks at payload (then the live daemon copies whole packets).
-    pub fn needs_payload(&self) -> bool {
+    pub(crate) fn needs_payload(&self) -> bool {
         self.parsed.rules.iter().any(|r| !r.terms.is_empty())
     }
 
@@ -166,12 +166,6 @@ impl Policy {
         &self.parsed.classes
     }
 
-    /// Whether any line is audited (`AUDIT(...)`).
-    pub fn audits(&self) -> bool {
-        self.parsed.rules.iter().any(|r| r.audit)
-            || self.parsed.pair_policies.iter().any(|p| p.audit)
-    }
-
     pub fn options(&self) -> &Options {
         &self.parsed.options
     }
@@ -187,7 +181,7 @@ impl Policy {
     }
 
     /// The text of the line behind a reason, if a line made it.
-    pub fn line_text(&self, reason: Reason) -> Option<&str> {
+    pub(crate) fn line_text(&self, reason: Reason) -> Option<&str> {
         match reason {
             Reason::Rule(id) => self.parsed.rules.get(id as usize).map(|r| r.text.as_str()),
             Reason::Policy(id) => self
@@ -201,7 +195,7 @@ impl Policy {
 
     /// Whether `a` is on the local side: in a declared zone other than `net`. `None` without zone lines
     /// (then `loc` is whoever starts a flow).
-    pub fn is_local(&self, a: IpAddr) -> Option<bool> {
+    pub(crate) fn is_local(&self, a: IpAddr) -> Option<bool> {
         if self.parsed.zones.is_empty() {
             return None;
         }
@@ -214,7 +208,7 @@ impl Policy {
     }
 
     /// A line's action as the policy language writes it: `DROP`, `SHAPE(bulk)`, `AUDIT(DROP)`.
-    pub fn action_text(&self, verdict: Verdict, class: u8, audit: bool) -> String {
+    fn action_text(&self, verdict: Verdict, class: u8, audit: bool) -> String {
         let plain = match verdict {
             Verdict::Shape => match self.parsed.classes.get(usize::from(class)) {
                 Some(c) if c.name != action::DEFAULT_CLASS => format!("SHAPE({})", c.name),
@@ -230,7 +224,7 @@ impl Policy {
     }
 
     /// The name of traffic class `class` (SHAPE's), if the policy has it.
-    pub fn class_name(&self, class: u8) -> Option<&str> {
+    pub(crate) fn class_name(&self, class: u8) -> Option<&str> {
         self.parsed
             .classes
             .get(usize::from(class))
@@ -238,7 +232,7 @@ impl Policy {
     }
 
     /// The first moment after `now` (Unix time) at which a line expires, as Unix seconds.
-    pub fn next_expiry(&self, now: Timestamp) -> Option<until::Expiry> {
+    pub(crate) fn next_expiry(&self, now: Timestamp) -> Option<until::Expiry> {
         let now = now.as_nanos() / 1_000_000_000;
         self.parsed
             .rules

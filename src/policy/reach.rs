@@ -19,7 +19,7 @@ impl Policy {
     /// The rules whose zones, addresses, protocol and port match a flow whose first packet is `p`, in
     /// file order, up to and including rule `upto` (all of them when `None`): the rules first-match
     /// could look at before its answer.
-    pub fn rules_met(&self, p: &Packet<'_>, upto: Option<RuleId>) -> Vec<RuleId> {
+    pub(crate) fn rules_met(&self, p: &Packet<'_>, upto: Option<RuleId>) -> Vec<RuleId> {
         let (s, d) = self.compiled.zones_of(&self.parsed, p);
         let class = classify(p);
         let last = upto.map_or(usize::MAX, |id| id as usize);
@@ -45,7 +45,7 @@ impl Rule {
     ///
     /// Read from the line's text, since the terms keep their parts to themselves: the parser takes
     /// every token after the port column that holds a `=` as a term, and no earlier token can hold one.
-    pub fn term_keys(&self) -> Vec<String> {
+    pub(crate) fn term_keys(&self) -> Vec<String> {
         let code = self.text.split('#').next().unwrap_or("");
         code.split_whitespace()
             .filter_map(|t| t.split_once('=').map(|(k, _)| k.to_ascii_lowercase()))

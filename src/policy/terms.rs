@@ -51,7 +51,7 @@ pub struct Terms {
 }
 
 /// The keys a rule may carry, for error messages.
-pub const KEYS: &str = "app, host, url, method, sni";
+const KEYS: &str = "app, host, url, method, sni";
 
 impl Terms {
     /// True for a rule with no payload term.

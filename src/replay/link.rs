@@ -29,7 +29,7 @@ pub enum LinkType {
 
 impl LinkType {
     /// Maps a LINKTYPE_ value as found in pcap and pcapng headers.
-    pub fn from_linktype(value: u32) -> Self {
+    pub(crate) fn from_linktype(value: u32) -> Self {
         match value {
             0 => LinkType::Null,
             1 => LinkType::Ethernet,

@@ -151,7 +151,7 @@ impl Counters {
     }
 
     /// Counts a packet's decision; a held packet is counted when it is released with its flow's.
-    pub fn count_packet(&mut self, d: Decision) {
+    pub(crate) fn count_packet(&mut self, d: Decision) {
         if d.reason == Reason::Held {
             return;
         }
@@ -166,7 +166,7 @@ impl Counters {
         }
     }
 
-    pub fn count_flow(&mut self, rec: &FlowRecord) {
+    pub(crate) fn count_flow(&mut self, rec: &FlowRecord) {
         let d = rec.flow.decision;
         if rec.flow.midstream() {
             // Every packet of a flow seen from its middle got the flow's decision (nothing is inspected):
@@ -199,7 +199,7 @@ impl Counters {
         }
     }
 
-    pub fn count_unsupported(&mut self, e: LinkError, link: LinkType) {
+    pub(crate) fn count_unsupported(&mut self, e: LinkError, link: LinkType) {
         let key = match e {
             LinkError::NotIp => "not-ip".to_string(),
             LinkError::Truncated => "truncated-link-header".to_string(),
@@ -208,7 +208,7 @@ impl Counters {
         *self.unsupported.entry(key).or_default() += 1;
     }
 
-    pub fn merge(&mut self, o: &Counters) {
+    pub(crate) fn merge(&mut self, o: &Counters) {
         self.records += o.records;
         for i in 0..4 {
             self.packets[i] += o.packets[i];

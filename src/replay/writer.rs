@@ -29,7 +29,7 @@ pub enum WriteError {
 }
 
 /// A pcap file being written.
-pub struct CaptureWriter {
+pub(crate) struct CaptureWriter {
     path: PathBuf,
     pcap: PcapWriter<BufWriter<File>>,
 }
@@ -42,7 +42,7 @@ impl CaptureWriter {
 
     /// Creates (or truncates) `path` and writes the header of a pcap file of Ethernet frames: then
     /// [`CaptureWriter::write`] takes whole frames.
-    pub fn create_ethernet(path: &Path) -> Result<Self, WriteError> {
+    pub(crate) fn create_ethernet(path: &Path) -> Result<Self, WriteError> {
         Self::create_link(path, DataLink::ETHERNET)
     }
 

@@ -216,7 +216,7 @@ pub(super) struct Present {
 }
 
 impl Present {
-    pub fn read(name: &'static str, listing: &str) -> Present {
+    pub(super) fn read(name: &'static str, listing: &str) -> Present {
         let mut present = Present {
             name,
             deletes: Vec::new(),

@@ -107,7 +107,7 @@ impl Marks {
     }
 
     /// Both runs: every bit of the marks that is outgate's.
-    pub fn full_mask(self) -> u32 {
+    pub(crate) fn full_mask(self) -> u32 {
         self.mask | self.class_mask
     }
 
@@ -151,7 +151,7 @@ impl Marks {
     }
 
     /// The class index a mark's class bits hold: `None` for 0 (no class) and for values above 15.
-    pub fn decode_class(self, mark: u32) -> Option<u8> {
+    pub(crate) fn decode_class(self, mark: u32) -> Option<u8> {
         let n = (mark & self.class_mask) >> self.class_mask.trailing_zeros();
         (1..=u32::from(CLASSES)).contains(&n).then(|| (n - 1) as u8)
     }

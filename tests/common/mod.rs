@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod learn;
+pub mod netns;
 pub mod shape;
 
 use std::path::{Path, PathBuf};

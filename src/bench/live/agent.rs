@@ -15,11 +15,11 @@ use serde::{Deserialize, Serialize};
 /// The first two octets of the /16 the server namespace owns: 10.202.0.0/16.
 pub const ANY_NET: [u8; 2] = [10, 202];
 /// The client's address on the veth.
-pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 1);
+pub(crate) const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 1);
 /// The server's address on the veth.
-pub const SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 2);
+pub(crate) const SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 2);
 /// Where the new-flow blast goes (DNS: the built-in policy accepts it).
-pub const UDP_PORT: u16 = 53;
+pub(crate) const UDP_PORT: u16 = 53;
 /// Where the connections of the rate and latency cases go (HTTP: the built-in policy accepts it).
 pub const CONNECT_PORT: u16 = 80;
 /// Where the bulk transfer goes (HTTPS: the built-in policy accepts it).
@@ -261,7 +261,7 @@ fn latency(count: u32) -> LatencyDone {
 }
 
 /// The `q` quantile of sorted values (nearest rank); 0 when there are none.
-pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

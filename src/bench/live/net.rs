@@ -40,7 +40,7 @@ pub fn run(program: &str, args: &[&str]) -> Result<String, String> {
 
 /// [`run`] for a program that runs in one of the bench's namespaces, started through [`spawn`] so
 /// that it cannot start after a signal's handler swept them.
-pub fn run_guarded(program: &str, args: &[&str]) -> Result<String, String> {
+pub(crate) fn run_guarded(program: &str, args: &[&str]) -> Result<String, String> {
     let child = spawn(
         Command::new(program)
             .args(args)

@@ -114,7 +114,7 @@ impl Row {
     }
 
     /// Nothing lost: every datagram arrived and no queue counter moved.
-    pub fn lossless(&self) -> bool {
+    fn lossless(&self) -> bool {
         self.udp_delivered >= self.udp_sent + self.udp_send_errors
             && self.queue_dropped.unwrap_or(0) == 0
             && self.user_dropped.unwrap_or(0) == 0

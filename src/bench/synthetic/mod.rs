@@ -116,7 +116,7 @@ pub fn write_capture_until(
 }
 
 /// The traffic, one frame at a time.
-pub struct Synthetic {
+pub(crate) struct Synthetic {
     rng: Rng,
     payloads: Payloads,
     /// Flows not started yet, in order.
@@ -149,12 +149,16 @@ impl Synthetic {
     }
 
     /// Flows started so far.
-    pub fn flows_started(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn flows_started(&self) -> u64 {
         self.started
     }
 
     /// Replaces `out` with the next frame and gives its time; `None` after the last.
-    pub fn next_frame(&mut self, out: &mut Vec<u8>) -> Result<Option<Timestamp>, SyntheticError> {
+    pub(crate) fn next_frame(
+        &mut self,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<Timestamp>, SyntheticError> {
         if self.emitted >= self.packets {
             return Ok(None);
         }

@@ -1,6 +1,6 @@
 //! The payloads of synthetic traffic, as real clients and servers send them: a TLS 1.3 ClientHello with
 //! its server name, the server's first flight, DNS queries and answers, NTP requests and replies, and a
-//! fixed-seed pseudo-random filler. `examples/gen_fixtures.rs` builds its fixtures with the same ones.
+//! fixed-seed pseudo-random filler. `examples/gen_fixtures/` builds its fixtures with the same ones.
 //!
 //! Contract: deterministic (the same arguments give the same bytes) and no panics on any argument; an
 //! argument outside what a function documents gives a shorter payload, never a crash.
@@ -51,14 +51,14 @@ pub fn tls_app_data(out: &mut Vec<u8>, len: usize, opaque: &[u8]) {
 }
 
 /// Appends a TLS extension: type, length, body.
-pub fn tls_ext(out: &mut Vec<u8>, kind: u16, body: &[u8]) {
+fn tls_ext(out: &mut Vec<u8>, kind: u16, body: &[u8]) {
     out.extend_from_slice(&kind.to_be_bytes());
     out.extend_from_slice(&(body.len() as u16).to_be_bytes());
     out.extend_from_slice(body);
 }
 
 /// Wraps a handshake message body into a handshake header and a record.
-pub fn tls_handshake_record(msg_type: u8, record_version: u8, body: &[u8]) -> Vec<u8> {
+fn tls_handshake_record(msg_type: u8, record_version: u8, body: &[u8]) -> Vec<u8> {
     let hs_len = (body.len() as u32).to_be_bytes();
     let mut r = vec![0x16, 0x03, record_version];
     r.extend_from_slice(&((body.len() + 4) as u16).to_be_bytes());
@@ -145,7 +145,7 @@ pub fn tls_server_flight(out: &mut Vec<u8>, len: usize, seed: u64, opaque: &[u8]
 }
 
 /// Appends `name` in DNS label form.
-pub fn dns_name(out: &mut Vec<u8>, name: &str) {
+pub(crate) fn dns_name(out: &mut Vec<u8>, name: &str) {
     for label in name.split('.') {
         out.push(label.len() as u8);
         out.extend_from_slice(label.as_bytes());
@@ -154,7 +154,7 @@ pub fn dns_name(out: &mut Vec<u8>, name: &str) {
 }
 
 /// EDNS(0) OPT pseudo-record advertising a 4096-byte UDP payload size.
-pub const EDNS_OPT: [u8; 11] = [0, 0, 41, 0x10, 0x00, 0, 0, 0, 0, 0, 0];
+const EDNS_OPT: [u8; 11] = [0, 0, 41, 0x10, 0x00, 0, 0, 0, 0, 0, 0];
 
 /// A standard recursive query for one name of type `qtype`, class IN, with an OPT record if `edns`.
 pub fn dns_query(id: u16, name: &str, qtype: u16, edns: bool) -> Vec<u8> {
@@ -201,7 +201,7 @@ pub fn dns_response(query: &[u8], ttl: u32, rdata: &[u8]) -> Vec<u8> {
 const SEC: u64 = 1_000_000_000;
 
 /// NTP timestamp (seconds since 1900 + 32-bit fraction) of a Unix time in nanoseconds.
-pub fn ntp_time(ns: u64) -> [u8; 8] {
+fn ntp_time(ns: u64) -> [u8; 8] {
     let secs = ns / SEC + 2_208_988_800;
     let frac = ((ns % SEC) << 32) / SEC;
     let mut out = [0u8; 8];
