@@ -46,6 +46,8 @@ pub(crate) struct QueueCounters {
     pub held: AtomicU64,
     /// Flows whose wait was ended early to keep the inspection memory and held packets bounded.
     pub inspections_evicted: AtomicU64,
+    /// Flows the full flow table let go of (`option max-flows`), the longest idle decided ones first.
+    pub flows_evicted: AtomicU64,
 }
 
 /// How the last reload (or the start) went.
@@ -85,7 +87,7 @@ fn unix_seconds(t: SystemTime) -> f64 {
 type PerQueue = (&'static str, Kind, &'static str, fn(&QueueCounters) -> u64);
 
 /// The per-queue families, in the order they are printed.
-const PER_QUEUE: [PerQueue; 9] = [
+const PER_QUEUE: [PerQueue; 10] = [
     (
         "packets_total",
         Kind::Counter,
@@ -127,6 +129,12 @@ const PER_QUEUE: [PerQueue; 9] = [
         Kind::Counter,
         "Waits for a first payload ended early (inspect-limit) to keep inspection memory bounded.",
         |c| c.inspections_evicted.load(Relaxed),
+    ),
+    (
+        "flows_evicted_total",
+        Kind::Counter,
+        "Flows the full flow table let go of (option max-flows), the longest idle decided ones first.",
+        |c| c.flows_evicted.load(Relaxed),
     ),
     (
         "enobufs_total",

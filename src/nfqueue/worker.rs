@@ -182,6 +182,7 @@ fn answer(queue: &mut Queue, answers: &[Answer], table: &FlowTable, counters: &Q
     counters
         .inspections_evicted
         .store(table.stats().inspections_evicted, Relaxed);
+    counters.flows_evicted.store(table.stats().evicted, Relaxed);
     if !answers.is_empty() && send_verdicts(queue, answers, table.held() == 0).is_err() {
         counters.verdict_errors.fetch_add(1, Relaxed);
     }

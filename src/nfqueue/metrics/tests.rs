@@ -30,6 +30,7 @@ fn fixture(failed: bool) -> (Metrics, InForce) {
         c.verdict_errors.store(n + 11, Relaxed);
         c.held.store(n + 12, Relaxed);
         c.inspections_evicted.store(n + 13, Relaxed);
+        c.flows_evicted.store(n + 14, Relaxed);
     }
     metrics.log_dropped.store(41, Relaxed);
     metrics.reloads.store(42, Relaxed);
