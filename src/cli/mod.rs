@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use outgate::Policy;
-use outgate::policy::{Cidr, DEFAULT_POLICY, LoadError};
+use outgate::policy::{Cidr, DEFAULT_POLICY, LoadError, error_list};
 
 pub use bench::{AgentArgs, BenchArgs, bench_agent, run_bench};
 pub use diff::diff_command;
@@ -51,10 +51,9 @@ pub fn load_policy(path: Option<PathBuf>) -> Result<Policy, String> {
             // Each policy error is already `FILE:LINE:COL: message`, one per line.
             LoadError::Invalid(errors) => {
                 let n = errors.len();
-                let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
                 format!(
                     "{}\n{n} error(s); the policy was not loaded",
-                    list.join("\n")
+                    error_list(&errors)
                 )
             }
             read => read.to_string(),

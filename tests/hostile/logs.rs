@@ -1,0 +1,1 @@
+//! Hostile logs through `outgate report`: placeholder, filled below.
