@@ -21,7 +21,7 @@ pub fn try_policy(policy: &Path, timeout: u64, control: &Path) -> Result<ExitCod
             ));
         }
     };
-    let text = std::fs::read(&path).map_err(|e| format!("{name}: {e}"))?;
+    let text = outgate::policy::read_bounded(&path).map_err(|e| format!("{name}: {e}"))?;
     let checked = Policy::compile_bytes(&name, &text).map_err(|errors| {
         format!(
             "{}\n{} error(s); nothing was sent to the daemon",

@@ -53,6 +53,20 @@ struct Lookup {
     other: Slot,
 }
 
+impl Lookup {
+    /// The slot of the first rule that may match `class`: 0 when none names it.
+    fn first_candidate(&self, class: Option<(Proto, u16)>) -> usize {
+        let slot = match class {
+            Some((proto, sel)) => self.index[proto_slot(proto)]
+                .as_ref()
+                .and_then(|ix| ix.get(usize::from(sel)))
+                .copied(),
+            None => Some(self.other),
+        };
+        slot.unwrap_or(0) as usize
+    }
+}
+
 /// The tables of one zone pair.
 struct PairTable {
     lookup: Arc<Lookup>,
@@ -162,14 +176,7 @@ impl Compiled {
         };
         let class = classify(p);
         let lookup = &pair.lookup;
-        let start = match class {
-            Some((proto, sel)) => lookup.index[proto_slot(proto)]
-                .as_ref()
-                .and_then(|ix| ix.get(usize::from(sel)))
-                .copied(),
-            None => Some(lookup.other),
-        };
-        let start = start.unwrap_or(0) as usize;
+        let start = lookup.first_candidate(class);
         // First match wins. An audited line that matches first is what the flow is logged and counted
         // as; the walk goes on for what it gets: the next matching line that is not audited.
         let mut audited: Option<Decision> = None;
@@ -226,8 +233,16 @@ impl Compiled {
         let Some(pair) = self.pairs.get(s * self.zone_count + d) else {
             return Verdict::Drop;
         };
-        pair.lookup
+        // The index skips the rules that do not name the selector, as in `evaluate`.
+        let lookup = &pair.lookup;
+        let first = lookup.first_candidate(class);
+        if first == 0 {
+            return pair.default.enforced_action().verdict;
+        }
+        lookup
             .rules
+            .get(first - 1..)
+            .unwrap_or_default()
             .iter()
             .filter_map(|&id| parsed.rules.get(id as usize))
             .find(|r| {

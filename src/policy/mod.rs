@@ -81,6 +81,25 @@ pub enum LoadError {
     Invalid(Vec<PolicyError>),
 }
 
+/// Largest policy file (or `host=@FILE` list) read; a larger one (or `/dev/zero`) is an error.
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+
+/// Reads a policy file or host list, refusing one of more than [`MAX_FILE_BYTES`].
+pub fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {} MiB", MAX_FILE_BYTES >> 20),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// At most this many policy errors are printed; the rest are counted.
 pub const ERRORS_SHOWN: usize = 20;
 
@@ -147,7 +166,7 @@ impl Policy {
     /// Reads and compiles a policy file.
     pub fn load(path: &Path) -> Result<Policy, LoadError> {
         let name = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        let bytes = read_bounded(path).map_err(|source| LoadError::Read {
             path: name.clone(),
             source,
         })?;

@@ -270,3 +270,48 @@ fn zones_and_compiled_tables_are_bounded() {
     text.push_str(&"ACCEPT all all tcp 80\n".repeat(4096));
     assert!(errors_of(&text).is_empty());
 }
+
+/// Found: a policy file, or a `host=@FILE` list, was read whole whatever its size: `/dev/zero`
+/// grew memory until the process was killed. Both are refused past 64 MiB.
+#[test]
+fn a_policy_or_host_list_from_dev_zero_is_refused_not_read_forever() {
+    let out = outgate_limited(&["check", "--policy", "/dev/zero"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/dev/zero: cannot read the policy: larger than 64 MiB"),
+        "{}",
+        stderr(&out)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (code, err, path) = check(
+        dir.path(),
+        "zero.rules",
+        b"loc net DROP\nDROP loc net tcp 80 host=@/dev/zero\n",
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{path}:2:"))
+            && err.contains("cannot read host list /dev/zero: larger than 64 MiB"),
+        "{err}"
+    );
+}
+
+/// Found: `check` on 100k rules ran for hours: its open-ports summary walked every rule for each of
+/// the 65,536 ports (now it starts from the port's index), and its never-matches warnings compare
+/// every rule with every earlier one (now skipped, with a note, above 5,000 rules).
+#[test]
+fn check_of_100k_rules_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::from("loc net DROP\n");
+    for i in 0..100_000u32 {
+        let _ = writeln!(text, "ACCEPT loc net tcp {}", 1 + i % 60_000);
+    }
+    let (code, err, _) = check(dir.path(), "big.rules", text.as_bytes());
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains(
+            "note: 100000 rules: lines that never match are looked for up to 5000 rules only"
+        ),
+        "{err}"
+    );
+}
