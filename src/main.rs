@@ -62,9 +62,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Check a policy: print a summary (zones, policies, rules, open ports) or every error as FILE:LINE:COL.
+    /// Check a policy: print a summary (zones, policies, rules, open ports) or its errors as FILE:LINE:COL.
     ///
-    /// Exits 0 when the policy is valid, 1 when it is not. Without --policy, checks the built-in default.
+    /// Exits 0 when the policy is valid, 1 when it is not: every line is checked, the first 20 errors
+    /// are printed, then how many more there are. Without --policy, checks the built-in default.
     /// After the summary, warns on stderr of lines that can never match because earlier lines already
     /// take every flow they would (`p.rules:7: never matches: p.rules:3 (ACCEPT loc net 80,443) already
     /// takes every flow it would`), and of a second `policy` line for a zone pair; warnings do not fail

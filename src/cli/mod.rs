@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use outgate::Policy;
-use outgate::policy::{Cidr, DEFAULT_POLICY, LoadError};
+use outgate::policy::{Cidr, DEFAULT_POLICY, LoadError, error_list};
 
 pub use bench::{AgentArgs, BenchArgs, bench_agent, run_bench};
 pub use diff::diff_command;
@@ -53,10 +53,9 @@ pub fn load_policy(path: Option<PathBuf>) -> Result<Policy, String> {
             // Each policy error is already `FILE:LINE:COL: message`, one per line.
             LoadError::Invalid(errors) => {
                 let n = errors.len();
-                let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
                 format!(
                     "{}\n{n} error(s); the policy was not loaded",
-                    list.join("\n")
+                    error_list(&errors)
                 )
             }
             read => read.to_string(),
@@ -92,8 +91,19 @@ pub fn check(policy: Option<PathBuf>, print_default: bool) -> Result<ExitCode, S
 /// At most this many never-matching lines are printed by `check`; the rest are counted.
 const SHADOWED_SHOWN: usize = 20;
 
+/// Above this many rules `check` does not look for lines that never match: that compares every
+/// rule with every earlier one (5,000 rules: about 2 s; 100,000 would take many minutes).
+const SHADOWED_MAX_RULES: usize = 5_000;
+
 /// `check`'s warnings: lines that can never match. They never fail the check.
 fn warn_shadowed(policy: &Policy) {
+    let rules = policy.rules().len();
+    if rules > SHADOWED_MAX_RULES {
+        eprintln!(
+            "note: {rules} rules: lines that never match are looked for up to {SHADOWED_MAX_RULES} rules only"
+        );
+        return;
+    }
     let found = policy.shadowed();
     for s in found.iter().take(SHADOWED_SHOWN) {
         eprintln!("{s}");

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use outgate::Policy;
 use outgate::nfqueue;
+use outgate::policy::error_list;
 
 use super::load_policy;
 
@@ -20,17 +21,15 @@ pub fn try_policy(policy: &Path, timeout: u64, control: &Path) -> Result<ExitCod
             ));
         }
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{name}: {e}"))?;
-    let checked = Policy::compile(&name, &text).map_err(|errors| {
-        let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    let text = outgate::policy::read_bounded(&path).map_err(|e| format!("{name}: {e}"))?;
+    let checked = Policy::compile_bytes(&name, &text).map_err(|errors| {
         format!(
             "{}\n{} error(s); nothing was sent to the daemon",
-            list.join("\n"),
-            list.len()
+            error_list(&errors),
+            errors.len()
         )
     })?;
-    let answer =
-        nfqueue::control::request(control, &format!("try {timeout} {name}"), text.as_bytes())?;
+    let answer = nfqueue::control::request(control, &format!("try {timeout} {name}"), &text)?;
     match answer.strip_prefix("ok: ") {
         Some(said) => {
             println!("outgate: {said}");

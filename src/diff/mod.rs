@@ -489,6 +489,7 @@ fn compare_captures(
         replay(engine, &cfg).map_err(|e| match e {
             // Every capture opened a moment ago; this is one that changed since.
             ReplayError::Capture(c) => DiffError::Capture(c.to_string()),
+            damaged @ ReplayError::Damaged { .. } => DiffError::Capture(damaged.to_string()),
             other => DiffError::Replay(other.to_string()),
         })
     };

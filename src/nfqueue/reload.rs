@@ -412,8 +412,8 @@ pub(super) fn serve(live: &Live, requests: &Receiver<Request>, cfg: &RunConfig) 
             }) => {
                 let answer = match Policy::compile(&name, &text) {
                     Err(errors) => {
-                        let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-                        format!("error: {}", list.join("; "))
+                        let list = crate::policy::error_list(&errors);
+                        format!("error: {}", list.replace('\n', "; "))
                     }
                     Ok(policy) => {
                         let hash = policy.hash().to_string();

@@ -6,9 +6,11 @@
 //! there decides unless it is narrowed to some addresses the packet is not from or to; only then does the
 //! scan continue down the list, so first-match-wins holds exactly while the common case is one lookup.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
-use super::parse::{Parsed, Proto, Rule, Service};
+use super::parse::{Parsed, Proto, Rule, Service, ZoneSel};
 use crate::decision::{Action, Decision, Reason, RuleId, Verdict};
 use crate::inspect::Payload;
 use crate::packet::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Packet, Transport};
@@ -32,14 +34,42 @@ fn proto_slot(p: Proto) -> usize {
     Proto::ALL.iter().position(|&x| x == p).unwrap_or(0)
 }
 
-/// The tables of one zone pair.
-struct PairTable {
+/// An index slot: 1 + position in the pair's rule list of the first candidate; 0 = none.
+type Slot = u32;
+
+/// Bounds on what a policy can make compiling build; a policy beyond them does not compile.
+/// Rule lists: entries summed over the distinct lists (zone pairs that no rule names apart share one).
+const MAX_LIST_ENTRIES: usize = 16 << 20;
+/// Index tables: a TCP or UDP table is 256 KiB.
+const MAX_INDEX_BYTES: usize = 256 << 20;
+
+/// The rules of one zone pair and their index; shared by the pairs whose lists are the same.
+struct Lookup {
     /// Rules whose zones cover this pair, in file order.
     rules: Vec<RuleId>,
-    /// Per protocol: selector -> 1 + position in `rules` of the first candidate; 0 = none.
-    index: [Option<Box<[u16]>>; 4],
-    /// 1 + position of the first rule that matches every protocol (for GRE, ESP, ...); 0 = none.
-    other: u16,
+    /// Per protocol: selector -> slot of the first candidate.
+    index: [Option<Box<[Slot]>>; 4],
+    /// Slot of the first rule that matches every protocol (for GRE, ESP, ...).
+    other: Slot,
+}
+
+impl Lookup {
+    /// The slot of the first rule that may match `class`: 0 when none names it.
+    fn first_candidate(&self, class: Option<(Proto, u16)>) -> usize {
+        let slot = match class {
+            Some((proto, sel)) => self.index[proto_slot(proto)]
+                .as_ref()
+                .and_then(|ix| ix.get(usize::from(sel)))
+                .copied(),
+            None => Some(self.other),
+        };
+        slot.unwrap_or(0) as usize
+    }
+}
+
+/// The tables of one zone pair.
+struct PairTable {
+    lookup: Arc<Lookup>,
     default: Decision,
 }
 
@@ -68,10 +98,36 @@ impl Compiled {
         } else {
             parsed.zones.len() + usize::from(net_zone(parsed).is_none())
         };
+        // A pair's rule list depends on its source zone only if some rule names that zone as its
+        // source (else only the `all` rules apply), and the same for the destination.
+        let named = |side: fn(&Rule) -> ZoneSel| {
+            let mut named = vec![false; zone_count];
+            for r in &parsed.rules {
+                if let ZoneSel::Zone(z) = side(r)
+                    && let Some(n) = named.get_mut(z)
+                {
+                    *n = true;
+                }
+            }
+            named
+        };
+        let (src_named, dst_named) = (named(|r| r.src.zone), named(|r| r.dst.zone));
+        let mut built: HashMap<(Option<usize>, Option<usize>), Arc<Lookup>> = HashMap::new();
+        let mut budget = Budget::default();
         let mut pairs = Vec::with_capacity(zone_count * zone_count);
-        for s in 0..zone_count {
-            for d in 0..zone_count {
-                pairs.push(pair_table(parsed, s, d)?);
+        for (s, &s_named) in src_named.iter().enumerate() {
+            for (d, &d_named) in dst_named.iter().enumerate() {
+                let key = (s_named.then_some(s), d_named.then_some(d));
+                let lookup = match built.get(&key) {
+                    Some(l) => Arc::clone(l),
+                    None => {
+                        let l = Arc::new(lookup(parsed, s, d, &mut budget)?);
+                        built.insert(key, Arc::clone(&l));
+                        l
+                    }
+                };
+                let default = pair_default(parsed, s, d);
+                pairs.push(PairTable { lookup, default });
             }
         }
         Ok(Compiled {
@@ -119,14 +175,8 @@ impl Compiled {
             return Eval::Decided(Decision::new(Verdict::Drop, Reason::NoPolicy));
         };
         let class = classify(p);
-        let start = match class {
-            Some((proto, sel)) => pair.index[proto_slot(proto)]
-                .as_ref()
-                .and_then(|ix| ix.get(usize::from(sel)))
-                .copied(),
-            None => Some(pair.other),
-        };
-        let start = usize::from(start.unwrap_or(0));
+        let lookup = &pair.lookup;
+        let start = lookup.first_candidate(class);
         // First match wins. An audited line that matches first is what the flow is logged and counted
         // as; the walk goes on for what it gets: the next matching line that is not audited.
         let mut audited: Option<Decision> = None;
@@ -138,7 +188,7 @@ impl Compiled {
             None => enforced,
         };
         if start > 0 {
-            for &id in pair.rules.get(start - 1..).unwrap_or(&[]) {
+            for &id in lookup.rules.get(start - 1..).unwrap_or(&[]) {
                 let Some(rule) = parsed.rules.get(id as usize) else {
                     continue;
                 };
@@ -183,7 +233,16 @@ impl Compiled {
         let Some(pair) = self.pairs.get(s * self.zone_count + d) else {
             return Verdict::Drop;
         };
-        pair.rules
+        // The index skips the rules that do not name the selector, as in `evaluate`.
+        let lookup = &pair.lookup;
+        let first = lookup.first_candidate(class);
+        if first == 0 {
+            return pair.default.enforced_action().verdict;
+        }
+        lookup
+            .rules
+            .get(first - 1..)
+            .unwrap_or_default()
             .iter()
             .filter_map(|&id| parsed.rules.get(id as usize))
             .find(|r| {
@@ -218,53 +277,110 @@ fn rule_covers_pair(r: &Rule, s: usize, d: usize) -> bool {
     r.src.zone.covers(s) && r.dst.zone.covers(d)
 }
 
-fn pair_table(parsed: &Parsed, s: usize, d: usize) -> Result<PairTable, String> {
+/// What compiling has built so far, against [`MAX_LIST_ENTRIES`] and [`MAX_INDEX_BYTES`].
+#[derive(Default)]
+struct Budget {
+    entries: usize,
+    bytes: usize,
+}
+
+/// The rule list and index of pair (s, d).
+fn lookup(parsed: &Parsed, s: usize, d: usize, budget: &mut Budget) -> Result<Lookup, String> {
     let rules: Vec<RuleId> = (0..parsed.rules.len())
         .filter(|&i| rule_covers_pair(&parsed.rules[i], s, d))
         .map(|i| i as RuleId)
         .collect();
-    if rules.len() >= usize::from(u16::MAX) {
+    budget.entries += rules.len();
+    if budget.entries > MAX_LIST_ENTRIES || rules.len() >= Slot::MAX as usize {
         return Err(format!(
-            "more than {} rules apply to one zone pair",
-            u16::MAX - 1
+            "too large to compile: more than {MAX_LIST_ENTRIES} (rule, zone pair) entries; rules for `all` zones are shared by every pair, rules naming zones are not"
         ));
     }
-    let mut index: [Option<Box<[u16]>>; 4] = Default::default();
-    let mut other = 0u16;
-    // Walk backwards so that the earliest rule is the last to write its slots: first match wins.
-    for (pos, &id) in rules.iter().enumerate().rev() {
-        let slot_value = pos as u16 + 1;
+    let mut index: [Option<Box<[Slot]>>; 4] = Default::default();
+    // Per protocol: the next selector no earlier rule has taken, by path-halving over "taken" links,
+    // so each slot is written once however many rules name it: rules are walked in file order and
+    // only free slots are filled (first match wins).
+    let mut free: [Vec<u32>; 4] = Default::default();
+    let mut other: Slot = 0;
+    for (pos, &id) in rules.iter().enumerate() {
+        let slot = pos as Slot + 1;
         let rule = &parsed.rules[id as usize];
-        let mut fill = |proto: Proto, ranges: Option<&[(u16, u16)]>| {
+        let mut fill = |proto: Proto, a: u16, b: u16| -> Result<(), String> {
+            let p = proto_slot(proto);
             let len = usize::from(proto.max_selector()) + 1;
-            let table =
-                index[proto_slot(proto)].get_or_insert_with(|| vec![0u16; len].into_boxed_slice());
-            match ranges {
-                None => table.fill(slot_value),
-                Some(ranges) => {
-                    for &(a, b) in ranges {
-                        if let Some(part) = table.get_mut(usize::from(a)..=usize::from(b)) {
-                            part.fill(slot_value);
-                        }
-                    }
+            if index[p].is_none() {
+                budget.bytes += len * size_of::<Slot>();
+                if budget.bytes > MAX_INDEX_BYTES {
+                    return Err(format!(
+                        "too large to compile: the port indexes would take more than {} MiB; rules for `all` zones are shared by every pair, rules naming zones are not",
+                        MAX_INDEX_BYTES >> 20
+                    ));
                 }
+                free[p] = (0..=len as u32).collect();
             }
+            let table = index[p].get_or_insert_with(|| vec![0; len].into_boxed_slice());
+            fill_free(table, &mut free[p], usize::from(a), usize::from(b), slot);
+            Ok(())
         };
         match &rule.service {
             Service::Any => {
                 for proto in Proto::ALL {
-                    fill(proto, None);
+                    fill(proto, 0, proto.max_selector())?;
                 }
-                other = slot_value;
+                if other == 0 {
+                    other = slot;
+                }
             }
             Service::Of(list) => {
                 for (proto, ranges) in list {
-                    fill(*proto, ranges.as_deref());
+                    match ranges {
+                        None => fill(*proto, 0, proto.max_selector())?,
+                        Some(ranges) => {
+                            for &(a, b) in ranges {
+                                fill(*proto, a, b)?;
+                            }
+                        }
+                    }
                 }
             }
         }
     }
-    let default = parsed
+    Ok(Lookup {
+        rules,
+        index,
+        other,
+    })
+}
+
+/// Writes `slot` into the slots of `a..=b` that are still free. `free[i]` leads towards the first
+/// free slot at or after `i` (`i` itself when free); `free[table.len()]` is the end.
+fn fill_free(table: &mut [Slot], free: &mut [u32], a: usize, b: usize, slot: Slot) {
+    let b = b.min(table.len().saturating_sub(1));
+    let mut i = first_free(free, a);
+    while i <= b && i < table.len() {
+        table[i] = slot;
+        free[i] = i as u32 + 1;
+        i = first_free(free, i + 1);
+    }
+}
+
+fn first_free(free: &mut [u32], mut i: usize) -> usize {
+    while let Some(&next) = free.get(i) {
+        let next = next as usize;
+        if next == i {
+            return i;
+        }
+        // Path halving: point at the grandparent while walking.
+        let skip = free.get(next).copied().unwrap_or(next as u32);
+        free[i] = skip;
+        i = next;
+    }
+    i
+}
+
+/// The policy line that decides pair (s, d) when no rule does.
+fn pair_default(parsed: &Parsed, s: usize, d: usize) -> Decision {
+    parsed
         .pair_policies
         .iter()
         .position(|p| p.src.covers(s) && p.dst.covers(d))
@@ -276,11 +392,5 @@ fn pair_table(parsed: &Parsed, s: usize, d: usize) -> Result<PairTable, String> 
                 applied: p.audit.then_some(Action::ACCEPT),
                 ..Decision::new(p.verdict, Reason::Policy(i as u32))
             }
-        });
-    Ok(PairTable {
-        rules,
-        index,
-        other,
-        default,
-    })
+        })
 }

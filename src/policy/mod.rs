@@ -76,8 +76,44 @@ pub enum LoadError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    /// Printed as [`error_list`] prints it: the first [`ERRORS_SHOWN`], then how many more.
+    #[error("{}", error_list(.0))]
     Invalid(Vec<PolicyError>),
+}
+
+/// Largest policy file (or `host=@FILE` list) read; a larger one (or `/dev/zero`) is an error.
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+
+/// Reads a policy file or host list, refusing one of more than [`MAX_FILE_BYTES`].
+pub fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {} MiB", MAX_FILE_BYTES >> 20),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// At most this many policy errors are printed; the rest are counted.
+pub const ERRORS_SHOWN: usize = 20;
+
+/// `errors` one a line, the first [`ERRORS_SHOWN`] of them, then `... and N more errors` if there are more.
+pub fn error_list(errors: &[PolicyError]) -> String {
+    let mut out = String::new();
+    for e in errors.iter().take(ERRORS_SHOWN) {
+        let _ = writeln!(out, "{e}");
+    }
+    if let Some(more) = errors.len().checked_sub(ERRORS_SHOWN).filter(|&n| n > 0) {
+        let _ = writeln!(out, "... and {more} more errors");
+    }
+    out.truncate(out.trim_end().len());
+    out
 }
 
 /// A compiled policy.
@@ -91,7 +127,16 @@ pub struct Policy {
 impl Policy {
     /// Parses and compiles `text`; `file` is the name errors and citations use.
     pub fn compile(file: &str, text: &str) -> Result<Policy, Vec<PolicyError>> {
-        let parsed = parse::parse(file, text)?;
+        Policy::compile_parsed(file, parse::parse(file, text)?)
+    }
+
+    /// [`Policy::compile`] on the bytes of a file: a line that is not UTF-8 is an error at its first
+    /// bad byte, and the other lines are still checked.
+    pub fn compile_bytes(file: &str, bytes: &[u8]) -> Result<Policy, Vec<PolicyError>> {
+        Policy::compile_parsed(file, parse::parse_bytes(file, bytes)?)
+    }
+
+    fn compile_parsed(file: &str, parsed: parse::Parsed) -> Result<Policy, Vec<PolicyError>> {
         let compiled = Compiled::new(&parsed).map_err(|message| {
             vec![PolicyError {
                 file: file.to_string(),
@@ -121,11 +166,11 @@ impl Policy {
     /// Reads and compiles a policy file.
     pub fn load(path: &Path) -> Result<Policy, LoadError> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        let bytes = read_bounded(path).map_err(|source| LoadError::Read {
             path: name.clone(),
             source,
         })?;
-        Policy::compile(&name, &text).map_err(LoadError::Invalid)
+        Policy::compile_bytes(&name, &bytes).map_err(LoadError::Invalid)
     }
 
     /// Decides a new flow from its first packet (whose source is the initiator), and its first payload

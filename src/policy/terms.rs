@@ -228,7 +228,8 @@ fn host_sel(value: &str, dir: &Path, sni: bool) -> Result<HostSel, String> {
     let names: Vec<String> = match value.strip_prefix('@') {
         Some(file) => {
             let path = dir.join(file);
-            let text = std::fs::read_to_string(&path)
+            let text = super::read_bounded(&path)
+                .and_then(|b| String::from_utf8(b).map_err(std::io::Error::other))
                 .map_err(|e| format!("cannot read host list {}: {e}", path.display()))?;
             text.lines()
                 .map(|l| l.split('#').next().unwrap_or("").trim().to_string())

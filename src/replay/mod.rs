@@ -45,8 +45,12 @@ pub struct ReplayConfig {
 /// Errors that stop a replay before it starts or while writing its outputs.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
+    /// A file that cannot be opened or is not a capture (the error names it).
     #[error("{0}")]
     Capture(#[from] CaptureError),
+    /// A capture damaged in its header: the error names the record, this the file.
+    #[error("{}: {source}", path.display())]
+    Damaged { path: PathBuf, source: CaptureError },
     #[error("{path}: {message}")]
     Write { path: String, message: String },
 }
@@ -201,7 +205,7 @@ pub fn replay(engine: &Engine, cfg: &ReplayConfig) -> Result<ReplayReport, Repla
     let mut readers = cfg
         .captures
         .iter()
-        .map(|p| CaptureReader::open(p))
+        .map(|p| open_capture(p))
         .collect::<Result<Vec<_>, _>>()?;
     let workers = cfg.workers.max(1);
     let keep_verdicts = cfg.write_accepted.is_some() || cfg.write_dropped.is_some();
@@ -302,6 +306,17 @@ fn dispatch(
     })
 }
 
+/// Opens a capture; an error about a record (a damaged header) is given the file's name too.
+fn open_capture(path: &Path) -> Result<CaptureReader, ReplayError> {
+    CaptureReader::open(path).map_err(|e| match e.record() {
+        Some(_) => ReplayError::Damaged {
+            path: path.to_path_buf(),
+            source: e,
+        },
+        None => ReplayError::Capture(e),
+    })
+}
+
 /// Reads one capture to its end or its first bad record, feeding IP packets to `dispatch`.
 fn read_capture(
     path: &Path,
@@ -338,7 +353,7 @@ fn write_split(cfg: &ReplayConfig, verdicts: &[(u64, Verdict)]) -> Result<(), Re
     let mut next = verdicts.iter().peekable();
     let mut seq = 0u64;
     for path in &cfg.captures {
-        let mut reader = CaptureReader::open(path)?;
+        let mut reader = open_capture(path)?;
         while let Some(Ok(record)) = reader.next_record() {
             let this = seq;
             seq += 1;

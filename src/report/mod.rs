@@ -11,7 +11,8 @@
 //! - a **TLS line** has `sni`, which may be null (it also needs `client`, `verdict`).
 //!
 //! Other keys are ignored. Blank lines are skipped and counted. Any other line (not JSON, not an
-//! object, no recognised key, a needed key missing or of the wrong type, invalid UTF-8) is counted
+//! object, no recognised key, a needed key missing or of the wrong type, a number beyond u64,
+//! invalid UTF-8, 4 MiB or longer: no more of a line is ever held) is counted
 //! as *not understood* and cited; it is never fatal. Lines are numbered from 1 per file and cited
 //! as `FILE:LINE`, FILE being the name the caller gave (the path as typed for [`report`]).
 //!
@@ -90,7 +91,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
@@ -245,19 +246,16 @@ pub fn report(paths: &[PathBuf]) -> Result<Report, ReportError> {
             path: name.clone(),
             source,
         };
-        let mut reader = BufReader::new(std::fs::File::open(path).map_err(err)?);
+        let mut reader =
+            BufReader::with_capacity(64 << 10, std::fs::File::open(path).map_err(err)?);
         let file = b.add_file(name.clone());
         let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            if reader.read_until(b'\n', &mut buf).map_err(err)? == 0 {
-                break;
-            }
+        while let Some(whole) = read_line(&mut reader, &mut buf).map_err(err)? {
             let bytes = buf.strip_suffix(b"\n").unwrap_or(&buf);
             let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
             match std::str::from_utf8(bytes) {
-                Ok(text) => b.line(file, Some(text)),
-                Err(_) => b.line(file, None),
+                Ok(text) if whole => b.line(file, Some(text)),
+                _ => b.line(file, None),
             }
         }
     }

@@ -1,6 +1,33 @@
 //! Reading the logs: each line recognised by its keys, and the counts built from them.
 
+use std::io::{self, BufRead};
+
 use super::*;
+
+/// A line this long or longer is read past, and counted as not understood.
+pub(super) const MAX_LINE: usize = 4 << 20;
+
+/// Reads the next line into `buf` (replacing what it held): `None` at the end of the input, else
+/// whether the line was read whole. Of a longer line `buf` holds a piece at the end, and the rest
+/// was read past, so a file without newlines never makes us hold more than [`MAX_LINE`] bytes.
+pub(super) fn read_line(input: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Option<bool>> {
+    let mut piece = |buf: &mut Vec<u8>| {
+        buf.clear();
+        io::Read::take(&mut *input, MAX_LINE as u64).read_until(b'\n', buf)
+    };
+    if piece(buf)? == 0 {
+        return Ok(None);
+    }
+    let mut whole = true;
+    while buf.len() == MAX_LINE && !buf.ends_with(b"\n") {
+        if piece(buf)? == 0 {
+            // MAX_LINE bytes exactly, then the end of the file: that was the whole line.
+            break;
+        }
+        whole = false;
+    }
+    Ok(Some(whole))
+}
 
 /// Where a line is: index into the builder's files, line number from 1.
 #[derive(Debug, Clone, Copy)]
@@ -559,5 +586,27 @@ impl Builder {
                 not_understood_more,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod line_tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_read_up_to_the_limit() {
+        let mut text = b"a\n".to_vec();
+        text.extend(std::iter::repeat_n(b'x', 3 * MAX_LINE + 10));
+        text.extend_from_slice(b"\nb");
+        let (mut input, mut buf) = (io::Cursor::new(text), Vec::new());
+        let mut next = || {
+            read_line(&mut input, &mut buf)
+                .unwrap()
+                .map(|w| (w, buf.clone()))
+        };
+        assert_eq!(next(), Some((true, b"a\n".to_vec())));
+        assert_eq!(next().map(|(whole, _)| whole), Some(false));
+        assert_eq!(next(), Some((true, b"b".to_vec())));
+        assert_eq!(next(), None);
     }
 }

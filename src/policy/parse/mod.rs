@@ -47,13 +47,21 @@ pub struct PolicyError {
     pub message: String,
 }
 
+/// Messages quote the text they are about; a longer message is cut in the middle to this many
+/// characters, so a 10 MB word does not become a 10 MB error line.
+const MESSAGE_SHOWN: usize = 240;
+
 impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file, self.line, self.col, self.message
-        )
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.col)?;
+        let chars = self.message.chars().count();
+        if chars <= MESSAGE_SHOWN {
+            return f.write_str(&self.message);
+        }
+        let half = MESSAGE_SHOWN / 2;
+        let head: String = self.message.chars().take(half).collect();
+        let tail: String = self.message.chars().skip(chars - half).collect();
+        write!(f, "{head}[... {} characters ...]{tail}", chars - 2 * half)
     }
 }
 
@@ -69,6 +77,9 @@ pub struct Parsed {
     pub options: Options,
 }
 
+/// Declared zones at most: the compiled policy has a table for each pair of zones.
+pub const MAX_ZONES: usize = 64;
+
 /// The names `loc` and `net` when no zone is declared.
 pub const IMPLICIT_ZONES: [&str; 2] = ["loc", "net"];
 
@@ -77,24 +88,26 @@ struct Token<'a> {
     col: u32,
 }
 
+/// The words of `line` before any `#`, with their columns (counted in characters, from 1).
 fn tokens(line: &str) -> Vec<Token<'_>> {
     let code = line.split('#').next().unwrap_or("");
     let mut out = Vec::new();
-    let mut start: Option<usize> = None;
-    for (i, c) in code
+    // (byte offset, column) of the word being read. Columns are counted as the characters go by:
+    // counting them again from the start of the line for each word takes quadratic time on a long line.
+    let mut start: Option<(usize, u32)> = None;
+    let chars = code
         .char_indices()
-        .chain(std::iter::once((code.len(), ' ')))
-    {
+        .chain(std::iter::once((code.len(), ' ')));
+    for (col, (i, c)) in (1u32..).zip(chars) {
         match (c.is_whitespace(), start) {
-            (true, Some(s)) => {
-                let col = code[..s].chars().count() as u32 + 1;
+            (true, Some((s, col))) => {
                 out.push(Token {
-                    text: &code[s..i],
+                    text: code.get(s..i).unwrap_or_default(),
                     col,
                 });
                 start = None;
             }
-            (false, None) => start = Some(i),
+            (false, None) => start = Some((i, col)),
             _ => {}
         }
     }
@@ -110,6 +123,43 @@ struct LineParser<'p> {
 }
 
 type Fail = (u32, String);
+
+/// [`parse`] on the bytes of a file: each line that is not UTF-8 is an error at its first bad byte
+/// (the column counts the characters before it), and is otherwise left out; the rest is parsed.
+pub fn parse_bytes(file: &str, bytes: &[u8]) -> Result<Parsed, Vec<PolicyError>> {
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => return parse(file, text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    };
+    let mut bad = Vec::new();
+    let mut clean = String::with_capacity(text.len());
+    // `split` keeps the line numbers that `str::lines` gives `parse`.
+    for (n, line) in (1u32..).zip(bytes.split(|&b| b == b'\n')) {
+        match std::str::from_utf8(line) {
+            Ok(line) => clean.push_str(line),
+            Err(e) => {
+                let good = line.get(..e.valid_up_to()).unwrap_or_default();
+                let col = String::from_utf8_lossy(good).chars().count() as u32 + 1;
+                let byte = line.get(e.valid_up_to()).copied().unwrap_or_default();
+                bad.push(PolicyError {
+                    file: file.to_string(),
+                    line: n,
+                    col,
+                    message: format!("not UTF-8 (byte 0x{byte:02x}); a policy file is text"),
+                });
+            }
+        }
+        clean.push('\n');
+    }
+    match parse(file, &clean) {
+        Ok(_) => Err(bad),
+        Err(mut errors) => {
+            errors.append(&mut bad);
+            errors.sort_by_key(|e| (e.line, e.col));
+            Err(errors)
+        }
+    }
+}
 
 /// Parses a policy file's text. `file` is the name errors and citations use.
 pub fn parse(file: &str, text: &str) -> Result<Parsed, Vec<PolicyError>> {
@@ -138,6 +188,16 @@ pub fn parse(file: &str, text: &str) -> Result<Parsed, Vec<PolicyError>> {
                 err(
                     *n,
                     (name.col, format!("zone '{}' is declared twice", name.text)),
+                );
+            } else if zone_names.len() >= MAX_ZONES {
+                err(
+                    *n,
+                    (
+                        name.col,
+                        format!(
+                            "more than {MAX_ZONES} zones; each pair of zones gets its own tables"
+                        ),
+                    ),
                 );
             } else {
                 zone_names.push(name.text.to_string());
