@@ -212,10 +212,6 @@ fn soak_churning_flows_keeps_memory_flat_and_answers_everything() {
         requests,
         "allowed requests are served (or time out under load, rarely): {pairs:?}"
     );
-    assert!(
-        slow * 50 <= requests,
-        "{slow} of {requests} allowed requests timed out"
-    );
     assert_eq!(reset, requests, "every blocked request is reset: {pairs:?}");
     assert_eq!(
         line_flows(&m, 4),
@@ -240,6 +236,19 @@ fn soak_churning_flows_keeps_memory_flat_and_answers_everything() {
     assert_eq!(
         arrived, udp_accepted,
         "the server got exactly the accepted flows"
+    );
+    // Last, as it is the test network's more than the filter's: every allowed request was accepted
+    // (above), and only a few may time out on a machine this loaded.
+    let late: Vec<usize> = pairs
+        .iter()
+        .enumerate()
+        .filter(|(_, (a, _))| *a == "000:28")
+        .map(|(i, _)| i)
+        .collect();
+    eprintln!("soak: {slow} of {requests} allowed requests timed out, at requests {late:?}");
+    assert!(
+        slow * 50 <= requests,
+        "{slow} of {requests} allowed requests timed out"
     );
 
     // Flat once full: from the first quarter on (the table fills in the first round), resident memory
