@@ -246,6 +246,15 @@ fn soak_churning_flows_keeps_memory_flat_and_answers_everything() {
         .map(|(i, _)| i)
         .collect();
     eprintln!("soak: {slow} of {requests} allowed requests timed out, at requests {late:?}");
+    // Whether the server itself still answers, from its own namespace (no filter on that path).
+    let direct = s.lab.try_sh(
+        &s.server,
+        "curl -s -o /dev/null -w '%{http_code}:%{exitcode}' --max-time 4 http://127.0.0.1/x",
+    );
+    eprintln!(
+        "soak: the server asked from its own namespace: {}",
+        String::from_utf8_lossy(&direct.stdout)
+    );
     assert!(
         slow * 50 <= requests,
         "{slow} of {requests} allowed requests timed out"
