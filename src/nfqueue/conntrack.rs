@@ -20,7 +20,9 @@ use std::io;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::netlink::{Event, MAX_SEND, NLMSG_DONE, NLMSG_ERROR, Next, Slots, Socket, SysError};
+use super::netlink::{
+    Event, MAX_SEND, Messages, NLMSG_DONE, NLMSG_ERROR, Next, Slots, Socket, SysError,
+};
 use wire::{IPCTNL_MSG_CT_NEW, UPDATE_MAX_LEN};
 
 /// One direction of a connection as conntrack keys it.
@@ -266,6 +268,22 @@ impl Conntrack {
         todo.iter().for_each(|_| answered(libc::ENOBUFS));
         Ok(())
     }
+}
+
+/// Reads one datagram as an answer to a dump request whose sequence number its first message carries,
+/// the way [`Conntrack::dump`] reads what the socket receives. Public for the fuzz targets (`fuzz/`),
+/// which feed it arbitrary bytes as if the kernel had sent them.
+pub fn parse_dump_datagram(datagram: &[u8]) -> Dump {
+    let mut msgs = Messages::new(datagram).peekable();
+    let seq = msgs.peek().and_then(|m| m.ok()).map_or(0, |m| m.seq);
+    let mut reader = DumpReader::new(seq);
+    for msg in msgs {
+        let event = msg.map_or(Event::Malformed, Event::Msg);
+        if reader.on(event) == Next::Done {
+            break;
+        }
+    }
+    reader.dump
 }
 
 /// Collects the answer to one dump request from what the socket receives.

@@ -382,13 +382,7 @@ impl Queue {
         // A truncated datagram cannot happen (a slot holds copy_range and 4 KiB of attributes); the
         // kernel's answers to verdicts are errors for ids it no longer holds, nothing to act on.
         for datagram in self.slots.datagrams().flatten() {
-            for msg in Messages::new(datagram).map_while(Result::ok) {
-                if msg.ty == NFQNL_MSG_PACKET
-                    && let Some(p) = parse_packet(msg)
-                {
-                    out.push(p);
-                }
-            }
+            parse_datagram(datagram, out);
         }
         Ok(out.len() - first)
     }
@@ -499,6 +493,19 @@ fn encode_verdict(b: &mut Vec<u8>, queue_num: u16, seq: u32, m: &VerdictMsg) {
         put_be32(b, NFQA_MARK, mark);
     }
     end_msg(b, h);
+}
+
+/// Appends the packets of one datagram from the queue socket to `out`; what does not read (a
+/// message that lies about its length, a packet message without its header) is skipped. Public for
+/// the fuzz targets (`fuzz/`), which feed it arbitrary bytes as if the kernel had sent them.
+pub fn parse_datagram(datagram: &[u8], out: &mut Vec<QueuedPacket>) {
+    for msg in Messages::new(datagram).map_while(Result::ok) {
+        if msg.ty == NFQNL_MSG_PACKET
+            && let Some(p) = parse_packet(msg)
+        {
+            out.push(p);
+        }
+    }
 }
 
 /// Reads an NFQNL_MSG_PACKET message; `None` when it lacks the packet header or an attribute lies.

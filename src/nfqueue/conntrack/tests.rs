@@ -196,6 +196,18 @@ fn every_kind_of_tuple_reads_as_conntrack_lists_it() {
 }
 
 #[test]
+fn a_dump_datagram_reads_as_the_dump_reader_reads_it() {
+    let dump = parse_dump_datagram(&bytes(DUMP));
+    assert_eq!(dump.entries, expected());
+    assert_eq!(dump.unreadable, 0);
+    // Cut inside its last message: the whole entries before it, and one that did not read.
+    let cut = bytes(DUMP);
+    let dump = parse_dump_datagram(&cut[..cut.len() - 3]);
+    assert_eq!(dump.entries, expected()[..6]);
+    assert_eq!(dump.unreadable, 1);
+}
+
+#[test]
 fn a_dump_ends_at_nlmsg_done() {
     let mut reader = DumpReader::new(7);
     assert_eq!(feed(&mut reader, &bytes(DUMP)), Next::More);
