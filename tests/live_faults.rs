@@ -6,20 +6,13 @@ mod common;
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
-use common::{Setup, gateway_mode, host_mode, metric, outgate_bin, queue_stats, serial, wait_for};
+use common::{gateway_mode, host_mode, metric, outgate_bin, queue_stats, serial, wait_for};
 
 const WEB: &str = "\
 policy loc net DROP
 DROP   loc net tcp 80 host=numeric
 ACCEPT loc net tcp 80
 ";
-
-fn www(s: &mut Setup) {
-    let dir = s.lab.dir.path().join("www");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("x"), "x\n").unwrap();
-    s.lab.http_server(&s.server.clone(), 80, &dir);
-}
 
 /// A worker that panics (a test build's injected fault) ends the daemon with an error, so the fail mode
 /// applies, for every queue: fail-closed stops new flows, fail-open lets them pass.
@@ -31,7 +24,7 @@ fn a_dead_worker_ends_the_daemon_and_the_fail_mode_applies() {
     let _g = serial();
     for (fail, passes_after) in [("--fail-closed", false), ("--fail-open", true)] {
         let mut s = gateway_mode();
-        www(&mut s);
+        s.www();
         s.rules("--apply", fail);
         // The fault is armed through the daemon's environment: its queue's worker panics at the first packet.
         let err = s.lab.path("daemon.err");
@@ -91,7 +84,7 @@ fn a_stuck_worker_starves_the_watchdog() {
     }
     let _g = serial();
     let mut s = host_mode();
-    www(&mut s);
+    s.www();
     s.rules("--apply", "");
     let notify = s.lab.path("notify.sock");
     let listener = UnixDatagram::bind(&notify).unwrap();
@@ -155,7 +148,7 @@ fn the_jump_is_kept_first() {
     }
     let _g = serial();
     let mut s = gateway_mode();
-    www(&mut s);
+    s.www();
     s.rules("--apply", "");
     s.daemon_logged(WEB, "--metrics 127.0.0.1:9717");
     s.lab.sh(
@@ -198,7 +191,7 @@ fn foreign_marks_are_refused_and_a_free_mask_works() {
     }
     let _g = serial();
     let mut s = gateway_mode();
-    www(&mut s);
+    s.www();
     let dir = s.lab.dir.path().join("www");
     s.lab.http_server(&s.server.clone(), 8080, &dir);
     s.lab.sh(

@@ -211,10 +211,7 @@ fn a_sighup_storm_under_traffic_loses_nothing() {
     let _g = serial();
     let mut s = host_mode();
     s.any_net();
-    let www = s.lab.dir.path().join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    std::fs::write(www.join("x"), "x\n").unwrap();
-    s.lab.http_server(&s.server.clone(), 80, &www);
+    s.www();
     s.rules("--apply", "");
     let d = s.daemon_logged(POLICY, "--metrics 127.0.0.1:9717 --http-log /dev/null");
     let pid = s.lab.child(d).id();

@@ -15,13 +15,6 @@ ACCEPT loc net tcp 80
 ACCEPT loc net udp 9000
 ";
 
-fn www(s: &mut Setup) {
-    let dir = s.lab.dir.path().join("www");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("x"), "x\n").unwrap();
-    s.lab.http_server(&s.server.clone(), 80, &dir);
-}
-
 /// The file descriptor, in process `pid`, of the netlink socket bound to NFQUEUE `queue` in `ns`: the
 /// queue's peer port id (`/proc/net/netfilter/nfnetlink_queue`) names the socket in `/proc/net/netlink`,
 /// whose inode names the descriptor.
@@ -64,7 +57,7 @@ fn a_queue_socket_closed_under_the_daemon_ends_it() {
     let _g = serial();
     for (fail, passes_after) in [("--fail-closed", false), ("--fail-open", true)] {
         let mut s = gateway_mode();
-        www(&mut s);
+        s.www();
         s.rules("--apply", fail);
         let d = s.daemon_logged(WEB, fail);
         let (code, _, _) = s.curl(&s.server4, 80, "/x");
@@ -152,7 +145,7 @@ fn enobufs_storms_and_a_full_queue_end_as_documented() {
     for (what, opts, fail) in cases {
         let case = format!("{what} {fail}");
         let mut s = host_mode();
-        www(&mut s);
+        s.www();
         let out = receiver(&mut s, "recv.txt");
         s.rules("--apply", fail);
         let d = s.daemon_logged(WEB, &format!("{opts} {fail} --metrics 127.0.0.1:9717"));
@@ -224,9 +217,7 @@ fn kill_9_under_load_strands_and_leaks_nothing() {
     let _g = serial();
     let mut s = host_mode();
     s.any_net();
-    let www = s.lab.dir.path().join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    std::fs::write(www.join("x"), "x\n").unwrap();
+    let www = s.www_dir();
     let served = s.lab.path("server.log");
     s.lab.spawn(
         &s.server.clone(),

@@ -85,10 +85,7 @@ fn soak_churning_flows_keeps_memory_flat_and_answers_everything() {
     );
     // The server's count of what arrived: a rule with no target counts and passes.
     s.lab.sh(&s.server, "iptables -A INPUT -p udp --dport 53");
-    let www = s.lab.dir.path().join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    std::fs::write(www.join("x"), "x\n").unwrap();
-    s.lab.http_server(&s.server.clone(), 80, &www);
+    s.www();
     s.rules("--apply", "");
     let d = s.daemon_logged(POLICY, "--metrics 127.0.0.1:9717 --http-log /dev/null");
     let pid = s.lab.child(d).id();

@@ -517,6 +517,20 @@ pub fn total(metrics: &str, name: &str) -> f64 {
 }
 
 impl Setup {
+    /// A directory in the lab holding one page, `x` ("x\n"), for the server's HTTP server.
+    pub fn www_dir(&self) -> PathBuf {
+        let dir = self.lab.dir.path().join("www");
+        std::fs::create_dir_all(&dir).expect("www");
+        std::fs::write(dir.join("x"), "x\n").expect("www/x");
+        dir
+    }
+
+    /// The server's HTTP server on port 80 (python's http.server), serving [`Setup::www_dir`].
+    pub fn www(&mut self) {
+        let dir = self.www_dir();
+        self.lab.http_server(&self.server.clone(), 80, &dir);
+    }
+
     /// Routes 10.202.0.0/16 from the client to the server, which owns it whole (a local route on its
     /// loopback), and gives the client the agent's source address 10.201.0.1, so that [`Setup::udp_flows`] makes each datagram a new flow without a socket each.
     pub fn any_net(&self) {
