@@ -323,7 +323,7 @@ fn parse_signature_algorithms(data: &[u8]) -> Result<Vec<u16>, TlsError> {
 
 /// A non-empty list of two-byte values (cipher suites, signature schemes).
 fn u16_list(list: &[u8]) -> Result<Vec<u16>, TlsError> {
-    if list.is_empty() || list.len() % 2 != 0 {
+    if list.is_empty() || !list.len().is_multiple_of(2) {
         return Err(TlsError::Malformed);
     }
     let mut lr = Reader::new(list);
