@@ -10,7 +10,7 @@
 //!
 //! Two more logs come from the flows' first payloads: the HTTP request log ([`HttpLine`]: `ts`,
 //! `client`, `server`, `method`, `host`, `url`, `user_agent`, `verdict`, `rule`, `reason`) and the TLS
-//! log ([`TlsLine`]: `ts`, `client`, `server`, `sni`, `alpn`, `verdict`, `rule`, `reason`).
+//! log ([`TlsLine`]: `ts`, `client`, `server`, `sni`, `alpn`, `ja4`, `verdict`, `rule`, `reason`).
 
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
@@ -18,7 +18,9 @@ use std::net::{IpAddr, SocketAddr};
 use serde::Serialize;
 
 use crate::flow::FlowRecord;
+use crate::inspect::detect::App;
 use crate::inspect::host::Host;
+use crate::inspect::ja4::ja4;
 use crate::packet::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::policy::Policy;
 use crate::{Decision, Timestamp, Verdict};
@@ -73,6 +75,8 @@ pub struct TlsLine {
     pub server: String,
     pub sni: Option<String>,
     pub alpn: Vec<String>,
+    /// The hello's JA4 fingerprint (see [`crate::inspect::ja4`]), `q...` for QUIC.
+    pub ja4: String,
     #[serde(flatten)]
     pub outcome: Outcome,
 }
@@ -212,6 +216,7 @@ impl TlsLine {
             server,
             sni: hello.sni.clone(),
             alpn: hello.alpn.clone(),
+            ja4: ja4(hello, inspected.payload.app == Some(App::Quic)),
             outcome: Outcome::new(policy, d),
         })
     }

@@ -6,7 +6,8 @@
 //! Each protocol has a signature, a test on the first bytes that says `Match`, `No`, or `Partial`
 //! (the bytes so far are a strict prefix of something that would match). [`detect`] returns the
 //! first matching protocol in a fixed order, else [`Detection::NeedMore`] when the flow is TCP and
-//! some signature is still partial, else [`App::Unknown`]. A UDP datagram is whole, so UDP is never
+//! some signature is still partial, else [`App::Encrypted`] when the bytes look uniformly random
+//! (see [`looks_encrypted`]), else [`App::Unknown`]. A UDP datagram is whole, so UDP is never
 //! `NeedMore`. No signature needs more than [`DECIDE_BY`] bytes: past that, TCP is decided too.
 //!
 //! Signatures are deliberately strict (exact lengths, reserved bits, plausible counts): a wrong
@@ -48,12 +49,14 @@ pub enum App {
     Quic,
     Dns,
     Ftp,
+    /// No known protocol, and the first payload looks uniformly random ([`looks_encrypted`]).
+    Encrypted,
     Unknown,
 }
 
 impl App {
     /// Every value, in declaration order.
-    pub const ALL: [App; 10] = [
+    pub const ALL: [App; 11] = [
         App::Http,
         App::Tls,
         App::Ssh,
@@ -63,6 +66,7 @@ impl App {
         App::Quic,
         App::Dns,
         App::Ftp,
+        App::Encrypted,
         App::Unknown,
     ];
 
@@ -78,6 +82,7 @@ impl App {
             App::Quic => "quic",
             App::Dns => "dns",
             App::Ftp => "ftp",
+            App::Encrypted => "encrypted",
             App::Unknown => "unknown",
         }
     }
@@ -167,9 +172,67 @@ pub fn detect(t: Transport, client: &[u8], server_first: Option<&[u8]>) -> Detec
     }
     if partial && t == Transport::Tcp && client.len() < DECIDE_BY {
         Detection::NeedMore
+    } else if looks_encrypted(client) {
+        Detection::App(App::Encrypted)
     } else {
         Detection::App(App::Unknown)
     }
+}
+
+/// Fewer bytes than this say too little about their randomness: never [`App::Encrypted`]. (Ours, not
+/// the Great Firewall's: one random byte has exactly 4 bits set a quarter of the time.)
+pub const ENCRYPTED_MIN_LEN: usize = 16;
+/// Wu et al. Ex1: an average of at most 3.4 or at least 4.6 set bits per byte is exempt (in tenths).
+const POPCOUNT_LOW_TENTHS: usize = 34;
+const POPCOUNT_HIGH_TENTHS: usize = 46;
+/// Wu et al. Ex2: the first 6 bytes printable ASCII are exempt.
+const PRINTABLE_PREFIX: usize = 6;
+/// Wu et al. Ex4: more than 20 contiguous printable ASCII bytes are exempt.
+const PRINTABLE_RUN: usize = 20;
+
+/// Whether a first payload that no signature matched looks fully encrypted: the passive rule the
+/// Great Firewall of China was measured to apply to the first data packet of a connection (Wu et
+/// al., "How the Great Firewall of China Detects and Blocks Fully Encrypted Traffic", USENIX Security
+/// 2023, §4, Algorithm 1). The bytes are exempt, and so not `encrypted`, when any of these holds:
+///
+/// - Ex1: the average number of set bits per byte is at most 3.4 or at least 4.6 (random bytes
+///   average 4);
+/// - Ex2: the first 6 bytes are printable ASCII (0x20 to 0x7e);
+/// - Ex3: more than half of the bytes are printable ASCII;
+/// - Ex4: more than 20 contiguous bytes are printable ASCII;
+/// - Ex5: they start like a known protocol: every signature of [`detect`] is tried first, and a TLS
+///   record header of any content type (20 to 23, version 3.0 to 3.4) is exempt too, as it is for
+///   the Great Firewall, so a TLS connection caught in its middle is not called encrypted.
+///
+/// outgate adds one rule of its own: fewer than [`ENCRYPTED_MIN_LEN`] bytes are exempt. The rule
+/// sees only bytes, so a QUIC connection caught in its middle (short-header packets) or another
+/// encrypted protocol without a signature here looks the same as obfs4 or Shadowsocks.
+pub fn looks_encrypted(b: &[u8]) -> bool {
+    let len = b.len();
+    if len < ENCRYPTED_MIN_LEN {
+        return false;
+    }
+    let ones: usize = b.iter().map(|x| x.count_ones() as usize).sum();
+    // Ex1, in integers: ones / len <= 3.4  <=>  10 * ones <= 34 * len.
+    if ones * 10 <= POPCOUNT_LOW_TENTHS * len || ones * 10 >= POPCOUNT_HIGH_TENTHS * len {
+        return false;
+    }
+    let printable = |x: &u8| (0x20..=0x7e).contains(x);
+    if b.iter().take(PRINTABLE_PREFIX).all(printable) {
+        return false;
+    }
+    if b.iter().filter(|x| printable(x)).count() * 2 > len {
+        return false;
+    }
+    let mut run = 0usize;
+    for x in b {
+        run = if printable(x) { run + 1 } else { 0 };
+        if run > PRINTABLE_RUN {
+            return false;
+        }
+    }
+    let tls_header = matches!(b, [20..=23, 3, 0..=4, ..]);
+    !tls_header
 }
 
 /// `bytes` against a literal: `Match` if it starts with it, `Partial` if it is a strict prefix.
@@ -865,6 +928,87 @@ mod tests {
         assert_eq!(tcp(&s4), app(App::Unknown));
         let long = vec![0x00u8; DECIDE_BY];
         assert_eq!(tcp(&long), app(App::Unknown));
+    }
+
+    /// `n` bytes of a seeded generator: what a fully encrypted protocol's first packet looks like.
+    fn random(seed: u64, n: usize) -> Vec<u8> {
+        let mut next = crate::testutil::xorshift(seed);
+        (0..n).map(|_| (next() >> 24) as u8).collect()
+    }
+
+    #[test]
+    fn random_bytes_are_encrypted_on_tcp_and_udp() {
+        // Shadowsocks AEAD: a 32-byte salt, the sealed length (2 + 16 tag), the sealed first chunk
+        // (here 100 + 16 tag): all of it indistinguishable from random bytes.
+        let ss = random(7, 32 + 18 + 116);
+        assert_eq!(tcp(&ss), app(App::Encrypted));
+        assert_eq!(udp(&ss), app(App::Encrypted));
+        // Of 1,000 random payloads of 64 to 1,400 bytes, nearly all are encrypted. The others are
+        // exempt by a rule (a printable start, a popcount at the edge), as for the Great Firewall,
+        // or match a weak signature: an OpenVPN reset over UDP is any first byte 0x08, 0x38 or 0x50.
+        let mut hits = 0;
+        for seed in 1..=1000u64 {
+            let n = 64 + (seed as usize * 37) % 1337;
+            let b = random(seed, n);
+            match udp(&b) {
+                Detection::App(App::Encrypted) => hits += 1,
+                Detection::App(App::OpenVpn) => assert!(matches!(b[0], 0x08 | 0x38 | 0x50)),
+                other => assert_eq!(other, app(App::Unknown), "{:02x?}", &b[..8]),
+            }
+        }
+        assert!(hits >= 960, "{hits} of 1000 random payloads");
+    }
+
+    #[test]
+    fn the_exemptions() {
+        let base = random(7, 200);
+        assert!(looks_encrypted(&base));
+        // Ex1: popcount per byte out of 3.4..4.6 (every byte's top bit cleared, or set).
+        let low: Vec<u8> = base.iter().map(|b| b & 0x3f).collect();
+        let high: Vec<u8> = base.iter().map(|b| b | 0xc1).collect();
+        assert!(!looks_encrypted(&low) && !looks_encrypted(&high));
+        // Ex2: six printable bytes first (five are not enough).
+        let mut six = base.clone();
+        six[..6].copy_from_slice(b"abcdef");
+        assert!(!looks_encrypted(&six));
+        let mut five = base.clone();
+        five[..6].copy_from_slice(b"abcde\x01");
+        assert!(looks_encrypted(&five));
+        // Ex3: more than half printable; Ex4: a run of 21 printable bytes (20 are not enough).
+        let half: Vec<u8> = base
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| if i % 3 == 0 { b } else { b'a' + b % 26 })
+            .collect();
+        assert!(!looks_encrypted(&half));
+        let mut run = base.clone();
+        run[50..71].copy_from_slice(&[b'x'; 21]);
+        run[49] = 0x80;
+        run[71] = 0x80;
+        assert!(!looks_encrypted(&run));
+        run[70] = 0x80;
+        assert!(looks_encrypted(&run), "a run of 20");
+        // Ex5: a TLS record header of any content type; fewer than 16 bytes.
+        let mut tls = base.clone();
+        tls[..3].copy_from_slice(&[0x17, 0x03, 0x03]);
+        assert!(!looks_encrypted(&tls));
+        assert_eq!(tcp(&tls), app(App::Unknown));
+        assert!(!looks_encrypted(&base[..15]) && looks_encrypted(&base[..16]));
+    }
+
+    #[test]
+    fn known_protocols_are_never_encrypted() {
+        // A WireGuard initiation is random after its 4-byte header; a QUIC Initial after its header.
+        let mut wg = vec![0x01, 0x00, 0x00, 0x00];
+        wg.extend(random(3, 144));
+        assert_eq!(udp(&wg), app(App::WireGuard));
+        let mut quic = QUIC_INITIAL.to_vec();
+        quic.extend(random(4, 1180));
+        assert_eq!(udp(&quic), app(App::Quic));
+        // An OpenVPN reset over TCP with a random tls-crypt body.
+        let mut ovpn = vec![0x00, 0x80, 0x38];
+        ovpn.extend(random(5, 127));
+        assert_eq!(tcp(&ovpn), app(App::OpenVpn));
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod detect;
 pub mod ftp;
 pub mod host;
 pub mod http;
+pub mod ja4;
 pub mod tls;
 
 use detect::{App, Detection, Transport};

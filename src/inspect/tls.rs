@@ -1,4 +1,5 @@
-//! TLS ClientHello: the server name, ALPN list, versions and ECH flag a client sends in the clear.
+//! TLS ClientHello: the server name, ALPN list, versions and ECH flag a client sends in the clear, and
+//! the lists a fingerprint reads (cipher suites, extension types, signature algorithms: see `ja4`).
 //!
 //! Contract: [`parse_client_hello`] and [`looks_like_tls`] never panic on any input: every read of
 //! untrusted bytes is a bounds-checked `get` (through a small cursor type), never an index, and every length
@@ -45,8 +46,9 @@ const RECORD_HEADER_LEN: usize = 5;
 const HANDSHAKE_HEADER_LEN: usize = 4;
 
 /// RFC 8446 §4.2 extension types.
-const EXT_SERVER_NAME: u16 = 0;
-const EXT_ALPN: u16 = 16;
+pub(crate) const EXT_SERVER_NAME: u16 = 0;
+const EXT_SIGNATURE_ALGORITHMS: u16 = 13;
+pub(crate) const EXT_ALPN: u16 = 16;
 const EXT_SUPPORTED_VERSIONS: u16 = 43;
 /// draft-ietf-tls-esni §5 (TLS Encrypted Client Hello): encrypted_client_hello.
 const EXT_ECH: u16 = 0xfe0d;
@@ -64,6 +66,20 @@ pub struct ClientHello {
     pub legacy_version: u16,
     /// The supported_versions extension's list, GREASE values included; empty when absent.
     pub supported_versions: Vec<u16>,
+    /// The cipher suites in the client's order, GREASE values (RFC 8701) included.
+    #[serde(default)]
+    pub cipher_suites: Vec<u16>,
+    /// The extension types in the client's order, GREASE values included; empty when the hello has
+    /// no extensions block.
+    #[serde(default)]
+    pub extensions: Vec<u16>,
+    /// The signature_algorithms extension's list (RFC 8446 §4.2.3) in the client's order; empty
+    /// when absent.
+    #[serde(default)]
+    pub signature_algorithms: Vec<u16>,
+    /// The first ALPN protocol name as sent (`alpn` holds it as text); empty when there is no ALPN.
+    #[serde(default)]
+    pub alpn_first: Vec<u8>,
 }
 
 /// Why no ClientHello could be read.
@@ -195,9 +211,7 @@ fn parse_body(body: &[u8]) -> Result<ClientHello, TlsError> {
     }
     // cipher_suites<2..2^16-2>: two-byte values.
     let suites = r.vec16()?;
-    if suites.is_empty() || suites.len() % 2 != 0 {
-        return Err(TlsError::Malformed);
-    }
+    hello.cipher_suites = u16_list(suites)?;
     // legacy_compression_methods<1..2^8-1>
     if r.vec8()?.is_empty() {
         return Err(TlsError::Malformed);
@@ -217,12 +231,23 @@ fn parse_body(body: &[u8]) -> Result<ClientHello, TlsError> {
         seen.push(ext_type);
         match ext_type {
             EXT_SERVER_NAME => hello.sni = Some(parse_server_name(data)?),
-            EXT_ALPN => hello.alpn = parse_alpn(data)?,
+            EXT_ALPN => {
+                let names = parse_alpn(data)?;
+                hello.alpn_first = names.first().map(|n| n.to_vec()).unwrap_or_default();
+                hello.alpn = names
+                    .iter()
+                    .map(|n| String::from_utf8_lossy(n).into_owned())
+                    .collect();
+            }
+            EXT_SIGNATURE_ALGORITHMS => {
+                hello.signature_algorithms = parse_signature_algorithms(data)?
+            }
             EXT_SUPPORTED_VERSIONS => hello.supported_versions = parse_supported_versions(data)?,
             EXT_ECH => hello.ech = true,
             _ => {}
         }
     }
+    hello.extensions = seen.clone();
     // RFC 8446 §4.2: "There MUST NOT be more than one extension of the same type in a given
     // extension block." Checked after the loop (sorting keeps it O(n log n) for hostile counts).
     seen.sort_unstable();
@@ -269,7 +294,7 @@ fn dns_name(name: &[u8]) -> Option<String> {
 }
 
 /// RFC 7301 §3.1: ProtocolNameList protocol_name_list<2..2^16-1>, ProtocolName opaque<1..2^8-1>.
-fn parse_alpn(data: &[u8]) -> Result<Vec<String>, TlsError> {
+fn parse_alpn(data: &[u8]) -> Result<Vec<&[u8]>, TlsError> {
     let mut r = Reader::new(data);
     let list = r.vec16()?;
     r.end()?;
@@ -283,9 +308,30 @@ fn parse_alpn(data: &[u8]) -> Result<Vec<String>, TlsError> {
         if name.is_empty() {
             return Err(TlsError::Malformed);
         }
-        names.push(String::from_utf8_lossy(name).into_owned());
+        names.push(name);
     }
     Ok(names)
+}
+
+/// RFC 8446 §4.2.3: SignatureScheme supported_signature_algorithms<2..2^16-2>.
+fn parse_signature_algorithms(data: &[u8]) -> Result<Vec<u16>, TlsError> {
+    let mut r = Reader::new(data);
+    let list = r.vec16()?;
+    r.end()?;
+    u16_list(list)
+}
+
+/// A non-empty list of two-byte values (cipher suites, signature schemes).
+fn u16_list(list: &[u8]) -> Result<Vec<u16>, TlsError> {
+    if list.is_empty() || !list.len().is_multiple_of(2) {
+        return Err(TlsError::Malformed);
+    }
+    let mut lr = Reader::new(list);
+    let mut values = Vec::with_capacity(list.len() / 2);
+    while !lr.is_empty() {
+        values.push(lr.u16()?);
+    }
+    Ok(values)
 }
 
 /// RFC 8446 §4.2.1: in a ClientHello, ProtocolVersion versions<2..254>.
@@ -452,6 +498,10 @@ mod tests {
             ech: false,
             legacy_version: 0x0303,
             supported_versions: vec![0x1a1a, 0x0304, 0x0303],
+            cipher_suites: vec![0x1301, 0xc02f],
+            extensions: vec![0, 16, 43, 23],
+            signature_algorithms: Vec::new(),
+            alpn_first: b"h2".to_vec(),
         }
     }
 
@@ -526,6 +576,7 @@ mod tests {
             hello,
             ClientHello {
                 legacy_version: 0x0301,
+                cipher_suites: vec![0x002f],
                 ..ClientHello::default()
             }
         );
@@ -690,11 +741,28 @@ mod tests {
             ext(43, &[3, 3, 4, 3]),          // odd list
             ext(43, &[0]),                   // empty list
             ext(43, &[2, 3, 4, 0]),          // trailing byte
+            ext(13, &[0, 0]),                // no signature algorithm
+            ext(13, &[0, 3, 4, 3, 8]),       // odd list
+            ext(13, &[0, 2, 4, 3, 8]),       // trailing byte
         ] {
             assert_eq!(with_exts(&e), Err(TlsError::Malformed), "{e:02x?}");
         }
         let h = with_exts(&ext(16, &[0, 3, 2, 0xff, b'2'])).unwrap();
         assert_eq!(h.alpn, vec!["\u{fffd}2".to_string()]);
+    }
+
+    #[test]
+    fn fingerprint_lists_in_the_clients_order() {
+        let mut exts = ext(0x3a3a, &[]); // GREASE
+        exts.extend(ext(13, &[0, 6, 0x08, 0x04, 0x04, 0x03, 0x0a, 0x0a]));
+        exts.extend(ext(16, &[0, 6, 2, 0xba, 0xad, 2, b'h', b'2']));
+        exts.extend(sni_ext(b"a.example"));
+        let h = with_exts(&exts).unwrap();
+        assert_eq!(h.extensions, [0x3a3a, 13, 16, 0]);
+        assert_eq!(h.signature_algorithms, [0x0804, 0x0403, 0x0a0a]);
+        assert_eq!(h.cipher_suites, [0x1301, 0xc02f]);
+        assert_eq!(h.alpn_first, [0xba, 0xad]);
+        assert_eq!(h.alpn, ["\u{fffd}\u{fffd}", "h2"]);
     }
 
     #[test]

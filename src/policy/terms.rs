@@ -7,12 +7,15 @@
 //! url=PATTERN[,PATTERN]                  HTTP: path and query, case-insensitive substring, or glob with *
 //! method=POST[,PUT]                      HTTP: the request method
 //! sni=none | sni=numeric | sni=NAME,...  TLS: the ClientHello's server name
+//! ja4=FP[,FP] | ja4=@FILE                TLS and QUIC: the ClientHello's JA4 fingerprint (see inspect::ja4),
+//!                                        exact or a glob with * (t13d*_8daaf6152771_*)
 //! ```
 //!
 //! A value list matches any of its entries; a leading `!` inverts the term. `host`, `url` and `method`
-//! only ever match HTTP requests and `sni` only TLS ClientHellos, so `DROP loc net tcp 80 host=numeric`
-//! leaves flows that are not HTTP to later rules. A rule matches when every term does. `@FILE` reads one
-//! host pattern a line (`#` comments), relative to the policy file's folder.
+//! only ever match HTTP requests and `sni` and `ja4` only TLS ClientHellos, so `DROP loc net tcp 80
+//! host=numeric` leaves flows that are not HTTP to later rules. A rule matches when every term does.
+//! `@FILE` reads one host pattern (or, for `ja4`, one fingerprint) a line (`#` comments), relative to
+//! the policy file's folder.
 //!
 //! A request that names several hosts (two Host headers, an absolute URI that disagrees with Host) is
 //! read the way that cannot be abused: an ACCEPT rule's host term must hold for every host it names, a
@@ -24,6 +27,7 @@ use crate::decision::Verdict;
 use crate::inspect::Payload;
 use crate::inspect::detect::App;
 use crate::inspect::host::{Host, HostPattern, UrlPattern, parse_host};
+use crate::inspect::ja4::ja4;
 
 /// Hosts a `host=` or `sni=` term names.
 #[derive(Clone, Debug)]
@@ -48,10 +52,11 @@ pub struct Terms {
     url: Option<Term<Vec<UrlPattern>>>,
     method: Option<Term<Vec<String>>>,
     sni: Option<Term<HostSel>>,
+    ja4: Option<Term<Vec<Ja4Pattern>>>,
 }
 
 /// The keys a rule may carry, for error messages.
-const KEYS: &str = "app, host, url, method, sni";
+const KEYS: &str = "app, host, url, method, sni, ja4";
 
 impl Terms {
     /// True for a rule with no payload term.
@@ -61,6 +66,7 @@ impl Terms {
             && self.url.is_none()
             && self.method.is_none()
             && self.sni.is_none()
+            && self.ja4.is_none()
     }
 
     /// Adds `key=value`; `dir` resolves `@FILE`. The error is (column offset into the token, message).
@@ -118,6 +124,17 @@ impl Terms {
                     Term {
                         negated,
                         value: sel,
+                    },
+                )
+                .map_err(|_| duplicate())
+            }
+            "ja4" => {
+                let patterns = ja4_patterns(value, dir).map_err(|m| (offset, m))?;
+                set(
+                    &mut self.ja4,
+                    Term {
+                        negated,
+                        value: patterns,
                     },
                 )
                 .map_err(|_| duplicate())
@@ -198,8 +215,109 @@ impl Terms {
                 t.negated != hit
             })
         });
-        app_ok && host_ok && url_ok && method_ok && sni_ok
+        let ja4_ok = self.ja4.as_ref().is_none_or(|t| {
+            p.tls.as_ref().is_some_and(|hello| {
+                let fp = ja4(hello, p.app == Some(App::Quic));
+                t.negated != t.value.iter().any(|pat| pat.matches(&fp))
+            })
+        });
+        app_ok && host_ok && url_ok && method_ok && sni_ok && ja4_ok
     }
+}
+
+/// A JA4 fingerprint, or a glob of one with `*` for any run of characters; lower-case.
+#[derive(Clone, Debug)]
+struct Ja4Pattern(String);
+
+impl Ja4Pattern {
+    /// Checks the shape: a whole fingerprint (`t13d1516h2_8daaf6152771_e5627efa2ab1`: 10 characters,
+    /// `_`, 12 hex digits, `_`, 12 hex digits), or a glob of letters, digits, `_` and `*`.
+    fn parse(text: &str) -> Result<Ja4Pattern, String> {
+        let p = text.to_ascii_lowercase();
+        let chars_ok = p
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'*');
+        let whole = |p: &str| {
+            let parts: Vec<&str> = p.split('_').collect();
+            matches!(parts.as_slice(), [a, b, c]
+                if a.len() == 10
+                    && [b, c].iter().all(|h| h.len() == 12 && h.bytes().all(|x| x.is_ascii_hexdigit())))
+        };
+        if !chars_ok || (!p.contains('*') && !whole(&p)) {
+            return Err(format!(
+                "'{text}' is not a JA4 fingerprint (like t13d1516h2_8daaf6152771_e5627efa2ab1; * \
+                 matches any characters)"
+            ));
+        }
+        Ok(Ja4Pattern(p))
+    }
+
+    fn matches(&self, fp: &str) -> bool {
+        glob(self.0.as_bytes(), fp.as_bytes())
+    }
+}
+
+/// Whether `text` matches `pattern`, where `*` stands for any run of bytes (greedy with backtracking
+/// to the last `*`: linear in practice, quadratic at worst on these 36-byte strings).
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match (pattern.get(p), text.get(t)) {
+            (Some(b'*'), _) => {
+                star = Some((p, t));
+                p += 1;
+            }
+            (Some(a), Some(b)) if a == b => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern
+        .get(p..)
+        .unwrap_or_default()
+        .iter()
+        .all(|&b| b == b'*')
+}
+
+/// A comma list of fingerprints, or `@FILE` with one a line (`#` comments).
+fn ja4_patterns(value: &str, dir: &Path) -> Result<Vec<Ja4Pattern>, String> {
+    let entries: Vec<Ja4Pattern> = match value.strip_prefix('@') {
+        Some(file) => {
+            let path = dir.join(file);
+            let text = super::read_bounded(&path)
+                .and_then(|b| String::from_utf8(b).map_err(std::io::Error::other))
+                .map_err(|e| format!("cannot read JA4 list {}: {e}", path.display()))?;
+            let mut patterns = Vec::new();
+            for (n, line) in text.lines().enumerate() {
+                let entry = line.split('#').next().unwrap_or("").trim();
+                if !entry.is_empty() {
+                    let p = Ja4Pattern::parse(entry)
+                        .map_err(|m| format!("{}:{}: {m}", path.display(), n + 1))?;
+                    patterns.push(p);
+                }
+            }
+            patterns
+        }
+        None => value
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(Ja4Pattern::parse)
+            .collect::<Result<_, _>>()?,
+    };
+    if entries.is_empty() {
+        return Err(format!("'{value}' names no JA4 fingerprint"));
+    }
+    Ok(entries)
 }
 
 fn set<T>(slot: &mut Option<T>, value: T) -> Result<(), ()> {
@@ -358,6 +476,128 @@ mod tests {
             both.matches(&tls(Some("a.example")), ACCEPT)
                 && !both.matches(&tls(Some("b.example")), ACCEPT)
         );
+    }
+
+    /// The example hello of FoxIO's JA4 definition (technical_details/JA4.md), over TCP or QUIC.
+    fn ja4_example(app: App) -> Payload {
+        let hex = |l: &str| -> Vec<u16> {
+            l.split(',')
+                .map(|s| u16::from_str_radix(s, 16).unwrap())
+                .collect()
+        };
+        let hello = ClientHello {
+            sni: Some("a.example".into()),
+            alpn: vec!["h2".into()],
+            alpn_first: b"h2".to_vec(),
+            legacy_version: 0x0303,
+            supported_versions: vec![0x0304, 0x0303],
+            cipher_suites: hex(
+                "1301,1302,1303,c02b,c02f,c02c,c030,cca9,cca8,c013,c014,009c,009d,002f,0035",
+            ),
+            extensions: hex(
+                "001b,0000,0033,0010,4469,0017,002d,000d,0005,0023,0012,002b,ff01,000b,000a,0015",
+            ),
+            signature_algorithms: hex("0403,0804,0401,0503,0805,0501,0806,0601"),
+            ..ClientHello::default()
+        };
+        Payload {
+            app: Some(app),
+            http: None,
+            tls: Some(hello),
+        }
+    }
+
+    #[test]
+    fn ja4_terms() {
+        let tcp = ja4_example(App::Tls);
+        let quic = ja4_example(App::Quic);
+        let exact = terms(&[("ja4", "T13D1516H2_8daaf6152771_e5627efa2ab1")]);
+        assert!(exact.matches(&tcp, DROP) && !exact.matches(&quic, DROP));
+        let q = terms(&[("ja4", "q13d1516h2_8daaf6152771_e5627efa2ab1")]);
+        assert!(q.matches(&quic, DROP) && !q.matches(&tcp, DROP));
+        for glob in [
+            "*_8daaf6152771_*",
+            "?13d*",
+            "t13d*h2_*",
+            "*",
+            "t13d1516h2_8daaf6152771_e5627efa2ab*",
+        ] {
+            let hit = !glob.contains('?');
+            let t = match Ja4Pattern::parse(glob) {
+                Ok(_) => terms(&[("ja4", glob)]),
+                Err(_) => {
+                    assert!(!hit, "{glob}");
+                    continue;
+                }
+            };
+            assert_eq!(t.matches(&tcp, DROP), hit, "{glob}");
+        }
+        assert!(!terms(&[("ja4", "*_000000000000_*")]).matches(&tcp, DROP));
+        assert!(terms(&[("ja4", "!t13d1715h2_5b57614c22b0_3d5424432f57")]).matches(&tcp, ACCEPT));
+        // Not a ClientHello: no fingerprint to match, negated or not.
+        let req = http("GET / HTTP/1.1\r\nHost: a.example\r\n\r\n");
+        assert!(!exact.matches(&req, DROP));
+        assert!(!terms(&[("ja4", "!t13d1715h2_5b57614c22b0_3d5424432f57")]).matches(&req, DROP));
+        for bad in [
+            "t13d1516h2",
+            "t13d1516h2_8daaf6152771_e5627efa2ab",
+            "t13d1516h2_8daaf615277g_e5627efa2ab1",
+            "a b",
+            "x?",
+        ] {
+            assert!(
+                Terms::default().add("ja4", bad, Path::new(".")).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn glob_matching() {
+        for (p, t, want) in [
+            ("abc", "abc", true),
+            ("a*c", "abbbc", true),
+            ("a*c", "abbb", false),
+            ("*b*", "abc", true),
+            ("a*b*c", "aXbYbZc", true),
+            ("a*b*c", "aXcYb", false),
+            ("", "", true),
+            ("", "a", false),
+            ("**", "", true),
+        ] {
+            assert_eq!(glob(p.as_bytes(), t.as_bytes()), want, "{p} {t}");
+        }
+    }
+
+    #[test]
+    fn ja4_lists_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("ja4.txt"),
+            "# curl 8\nt13d3113h2_e8f1e7e78f70_1b3407e2c936\n\nt13d1516h2_8daaf6152771_e5627efa2ab1 # chrome\n",
+        )
+        .unwrap();
+        let mut t = Terms::default();
+        t.add("ja4", "@ja4.txt", dir.path()).unwrap();
+        assert!(t.matches(&ja4_example(App::Tls), DROP));
+        std::fs::write(
+            dir.path().join("bad.txt"),
+            "t13d1516h2_8daaf6152771_e5627efa2ab1\nnope\n",
+        )
+        .unwrap();
+        let err = Terms::default()
+            .add("ja4", "@bad.txt", dir.path())
+            .unwrap_err()
+            .1;
+        assert!(
+            err.contains("bad.txt:2: 'nope' is not a JA4 fingerprint"),
+            "{err}"
+        );
+        let err = Terms::default()
+            .add("ja4", "@missing.txt", dir.path())
+            .unwrap_err()
+            .1;
+        assert!(err.contains("cannot read JA4 list"), "{err}");
     }
 
     #[test]

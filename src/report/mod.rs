@@ -39,7 +39,8 @@
 //!    fit. Expected apps: tcp 80/8080 http, tcp 443 tls, udp 443 quic, 53 dns, tcp 21 ftp, tcp 22
 //!    ssh. Listed: ssh, openvpn, wireguard or socks on any port but their own (22, 1194, 51820,
 //!    1080); any other app on a port that expects a different one (so http on 443 and tls on 80);
-//!    `unknown` on 80 or 443. Keyed by (app, proto, port).
+//!    `unknown` on 80 or 443; `encrypted` (a first payload that looks uniformly random) on any port.
+//!    Keyed by (app, proto, port).
 //! 5. **Clients ranked by evidence**: every client (address without port) backing an item of
 //!    sections 2–4, with its evidence items. A client's evidence count is the sum, over its items,
 //!    of its lines backing the item (one line backing two items counts twice). Sorted by count

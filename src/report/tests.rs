@@ -509,6 +509,9 @@ fn wrong_port_rules() {
         ("tcp", 53, "http"),
         ("tcp", 21, "http"),
         ("tcp", 22, "tls"),
+        ("tcp", 443, "encrypted"),
+        ("tcp", 8388, "encrypted"),
+        ("udp", 51820, "encrypted"),
     ] {
         assert!(listed(proto, port, app), "{app} on {proto}/{port}");
     }
