@@ -101,6 +101,7 @@ use serde_json::Value;
 mod classify;
 mod read;
 mod rollout;
+mod suspects;
 #[cfg(test)]
 mod tests;
 mod text;
@@ -109,6 +110,8 @@ use classify::*;
 use read::*;
 use rollout::*;
 use text::*;
+
+pub use suspects::{HttpSuspect, http_suspects, http_suspects_from};
 
 /// Items per top-destinations list.
 const TOP: usize = 10;
