@@ -31,9 +31,9 @@ body or cookie; the User-Agent says outgate-probe. The answer to `GET /` decides
 
 The hosts of confirmed servers go to --confederates, one a line, for a policy rule such as
 
-  DROP loc net tcp host=@/var/lib/outgate/confederates.txt
+  DROP loc net tcp 80,8080 host=@confederates.txt
 
-(an empty list matches no host). The state file keeps every server's status and its last 10 \
+(an empty list matches no host). The daemon reads it when it starts or reloads. The state file keeps every server's status and its last 10 \
 probes with their time and evidence (JSON); an entry without new evidence for 30 days is dropped, \
 from the confederates file too.
 
@@ -47,7 +47,7 @@ it checked.
 Run it once a day, after the logs rotate:
 
   outgate probe --state /var/lib/outgate/probe.json \\
-      --confederates /var/lib/outgate/confederates.txt /var/log/outgate/http.jsonl
+      --confederates /etc/outgate/confederates.txt /var/log/outgate/http.jsonl.1
   outgate probe --dry-run --state /var/lib/outgate/probe.json /var/log/outgate/http.jsonl
 
 Exit codes: 0 done (whatever the servers answered); 1 a log or the state file cannot be read, or a \
