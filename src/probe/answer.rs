@@ -122,19 +122,53 @@ fn head(bytes: &[u8]) -> Result<Option<Head>, String> {
     Ok(Some(h))
 }
 
-/// Whether `bytes` hold a whole answer (its Content-Length, or its last chunk): reading can stop.
-pub fn complete(bytes: &[u8]) -> bool {
-    let Ok(Some(h)) = head(bytes) else {
-        return false;
+/// Where an answer ends, as far as its head tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// The head is not whole yet.
+    Incomplete,
+    /// Not an HTTP head: nothing more will tell.
+    NotHttp,
+    /// At this many bytes from the start (head and Content-Length, or a head without body).
+    At(usize),
+    /// At the last chunk.
+    Chunked,
+    /// When the server closes.
+    Close,
+}
+
+/// The [`Framing`] of the answer that `bytes` start.
+pub fn framing(bytes: &[u8]) -> Framing {
+    let h = match head(bytes) {
+        Ok(Some(h)) => h,
+        Ok(None) => return Framing::Incomplete,
+        Err(_) => return Framing::NotHttp,
     };
-    let body = bytes.get(h.len..).unwrap_or_default();
     if no_body(h.status) {
-        return true;
+        return Framing::At(h.len);
     }
     match h.length {
-        Some(n) if !h.chunked => body.len() as u64 >= n,
-        _ => h.chunked && body.ends_with(b"0\r\n\r\n"),
+        _ if h.chunked => Framing::Chunked,
+        Some(n) => Framing::At(
+            h.len
+                .saturating_add(usize::try_from(n).unwrap_or(usize::MAX)),
+        ),
+        None => Framing::Close,
     }
+}
+
+/// Whether `bytes`, framed by `f`, hold the whole answer: reading can stop.
+pub fn ends(f: Framing, bytes: &[u8]) -> bool {
+    match f {
+        Framing::At(n) => bytes.len() >= n,
+        Framing::Chunked => bytes.ends_with(b"0\r\n\r\n"),
+        _ => false,
+    }
+}
+
+/// Whether `bytes` hold a whole answer (its Content-Length, or its last chunk).
+pub fn complete(bytes: &[u8]) -> bool {
+    ends(framing(bytes), bytes)
 }
 
 /// 1xx, 204 and 304 answers have no body (RFC 9112 §6.3).
@@ -400,6 +434,10 @@ mod tests {
             Transfer-Encoding: chunked\r\n\r\nd\r\n<html></html>\r\n0\r\n\r\n";
         assert!(complete(body));
         assert_eq!(fetch(body, End::Complete).class, Class::Page);
+        assert_eq!(framing(body), Framing::Chunked);
+        assert_eq!(framing(b"\x8fgarbage\n"), Framing::NotHttp);
+        assert_eq!(framing(b"HTTP/1.1 200 OK\r\n"), Framing::Incomplete);
+        assert_eq!(framing(b"HTTP/1.1 200 OK\r\n\r\n"), Framing::Close);
         let open = body.get(..body.len() - 5).unwrap();
         assert!(!complete(open));
         assert_eq!(fetch(open, End::Closed).class, Class::CutShort);

@@ -12,6 +12,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use super::answer::{self, Framing};
+
 /// The limits of one request.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -91,6 +93,9 @@ pub fn get(addr: SocketAddr, request: &str, limits: Limits) -> Fetch {
     }
     let mut bytes = Vec::new();
     let mut buf = vec![0u8; 16 << 10];
+    // The head is parsed again only when a line ends, so a server sending a byte at a time
+    // cannot make us parse the same bytes over and over.
+    let mut framing = Framing::Incomplete;
     let end = loop {
         let left = limits.total.saturating_sub(start.elapsed());
         let wait = left.min(limits.read);
@@ -107,12 +112,16 @@ pub fn get(addr: SocketAddr, request: &str, limits: Limits) -> Fetch {
         match stream.read(chunk) {
             Ok(0) => break End::Closed,
             Ok(n) => {
-                bytes.extend_from_slice(chunk.get(..n).unwrap_or_default());
+                let got = chunk.get(..n).unwrap_or_default();
+                bytes.extend_from_slice(got);
+                if framing == Framing::Incomplete && got.contains(&b'\n') {
+                    framing = answer::framing(&bytes);
+                }
+                if answer::ends(framing, &bytes) {
+                    break End::Complete;
+                }
                 if bytes.len() >= limits.max_bytes {
                     break End::Limit;
-                }
-                if super::answer::complete(&bytes) {
-                    break End::Complete;
                 }
             }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
