@@ -44,7 +44,8 @@ CGN, documentation, multicast and other special IPv4 and IPv6 ranges are never p
 --allow names their network; a host name is resolved once and the probe connects to the address \
 it checked.
 
-Run it once a day, after the logs rotate:
+Run it where outgate does not filter its own requests (on the gateway in gateway mode, or another \
+machine): a probe the policy drops looks like a silent server. Once a day, after the logs rotate:
 
   outgate probe --state /var/lib/outgate/probe.json \\
       --confederates /etc/outgate/confederates.txt /var/log/outgate/http.jsonl.1
