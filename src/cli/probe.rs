@@ -29,7 +29,9 @@ body or cookie; the User-Agent says outgate-probe. The answer to `GET /` decides
   a body that never ends (GNU httptunnel's hts sends headers promising 100 KiB, then holds on)
   any other HTTP answer (404, text)      unclear: no change
 
-The hosts of confirmed servers go to --confederates, one a line, for a policy rule such as
+A suspect is probed again by the first run 20 h or more later even if the logs no longer name it; \
+cleared and confirmed servers only when the logs name them again. The hosts of confirmed servers go \
+to --confederates, one a line, for a policy rule such as
 
   DROP loc net tcp 80,8080 host=@confederates.txt
 

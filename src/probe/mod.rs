@@ -6,7 +6,9 @@
 //! binary body, or a body that never ends (GNU httptunnel's `hts` answers any GET with headers
 //! promising 100 KiB, then holds the connection for the tunnel) makes it a suspect; a suspect that
 //! fails again at least 20 h later is confirmed, and the hosts of confirmed servers are written to
-//! the confederates file, one a line, for a policy's `host=@FILE`. See [`state`] for the rules.
+//! the confederates file, one a line, for a policy's `host=@FILE`. See [`state`] for the rules. A
+//! suspect gets that second round even when the logs of the run no longer name it; other servers
+//! are probed only when the logs name them.
 //!
 //! Safety, as promised in the README: only run when asked (never from `run`); only GET, with no
 //! body and no cookie; a User-Agent naming outgate; at most one probe per server per 20 h, at most
@@ -106,6 +108,27 @@ fn target(s: &HttpSuspect) -> Result<Target, String> {
         why: s.why.clone(),
         cites: s.cites.clone(),
     })
+}
+
+/// A suspect of the state as the logs would name it: its key as the host, the URL its last probe
+/// asked for.
+fn second_round(key: &str, server: &state::Server) -> HttpSuspect {
+    let url = server
+        .probes
+        .last()
+        .and_then(|p| p.requests.first())
+        .and_then(|r| r.request.strip_prefix("GET "))
+        .unwrap_or("/");
+    let since = server.first_failure.unwrap_or(server.since);
+    HttpSuspect {
+        host: key.to_string(),
+        server: None,
+        url: url.to_string(),
+        why: vec![format!(
+            "suspect since {since}, not in these logs: second round"
+        )],
+        cites: Vec::new(),
+    }
 }
 
 /// The logged URL, when it is safe and useful to request: origin-form, printable ASCII, not `/`.
@@ -234,6 +257,15 @@ fn run_with(
                 }
             },
             Err(why) => say(format!("skip {}: {why}", s.host))?,
+        }
+    }
+    // A suspect gets its second round even when these logs no longer name it.
+    for (key, server) in &state.servers {
+        if server.status == Status::Suspect
+            && !targets.contains_key(key)
+            && let Ok(t) = target(&second_round(key, server))
+        {
+            targets.insert(t.key.clone(), t);
         }
     }
 

@@ -174,3 +174,57 @@ fn the_user_agent_names_outgate() {
     assert!(user_agent(None).starts_with("outgate-probe/"));
     assert!(user_agent(Some("admin@example.org")).contains("contact: admin@example.org"));
 }
+
+#[test]
+fn a_suspect_gets_its_second_round_without_the_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("http.jsonl");
+    std::fs::write(&log, "").unwrap();
+    let state_path = dir.path().join("state.json");
+    let mut state = State::default();
+    let t0 = Time(1_800_000_000);
+    let probe = |at, verdict| Probe {
+        at,
+        address: "8.8.8.8:8888".into(),
+        requests: vec![Request {
+            request: "GET /index.html?crap=1".into(),
+            answer: "endless".into(),
+            evidence: String::new(),
+        }],
+        verdict,
+        why: Vec::new(),
+        cites: Vec::new(),
+    };
+    state.record(
+        "8.8.8.8:8888",
+        "8.8.8.8",
+        8888,
+        probe(t0, state::Verdict::Fail),
+    );
+    state.record("9.9.9.9:80", "9.9.9.9", 80, probe(t0, state::Verdict::Real));
+    std::fs::write(&state_path, state.text()).unwrap();
+    let cfg = ProbeConfig {
+        logs: vec![log],
+        state: state_path,
+        confederates: None,
+        dry_run: true,
+        allow: Allow::default(),
+        now: Some(t0.plus(MIN_GAP)),
+        max_servers: 10,
+        interval: Duration::ZERO,
+        contact: None,
+        limits: Limits::default(),
+    };
+    let mut out = Vec::new();
+    run_with(&cfg, &mut out, &|_: &str, _: u16| unreachable!()).unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.contains(
+            "would probe 8.8.8.8:8888 at 8.8.8.8:8888: GET /index.html?crap=1, then GET / \
+             (suspect since 2027-01-15T08:00:00Z, not in these logs: second round)"
+        ),
+        "{out}"
+    );
+    // Cleared servers are probed again only when the logs name them.
+    assert!(!out.contains("9.9.9.9"), "{out}");
+}
