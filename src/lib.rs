@@ -34,6 +34,7 @@ pub mod log;
 pub mod nfqueue;
 pub mod packet;
 pub mod policy;
+pub mod probe;
 pub mod replay;
 pub mod report;
 pub mod rules;

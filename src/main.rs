@@ -49,6 +49,8 @@ Start here:
                                                  both with --audit: log and count, enforce nothing)
   outgate try new.rules --timeout 60             the daemon switches; back unless confirmed
   outgate report flows.jsonl http.jsonl          tunnels, shaped flows, what would be blocked
+  outgate probe --state probe.json --confederates confederates.txt http.jsonl
+                                                 test the report's suspect servers (daily)
   outgate bench --synthetic 1000000              how many replay workers for this machine?
 
 Switching default-deny on without angry users: README, \"Rolling out default-deny\".";
@@ -416,6 +418,8 @@ enum Command {
         #[arg(required = true, value_name = "LOG")]
         logs: Vec<PathBuf>,
     },
+    #[command(about = cli::PROBE_ABOUT, long_about = cli::PROBE_LONG_ABOUT)]
+    Probe(cli::ProbeArgs),
     /// Propose a policy from traffic: one ACCEPT rule per port that outbound flows used, to review.
     ///
     /// Reads captures (pcap, pcapng) and logs (`outgate run --log`, `outgate replay --flows`; HTTP and
@@ -583,6 +587,7 @@ fn main() -> ExitCode {
             Some(policy) if !confirm => try_policy(&policy, timeout, &control),
             _ => confirm_policy(&control),
         },
+        Command::Probe(args) => cli::run_probe(args),
         Command::Report { format, logs } => {
             let report = outgate::report::report(&logs).map_err(|e| e.to_string());
             report.and_then(|r| {

@@ -5,6 +5,7 @@ mod bench;
 mod diff;
 mod live;
 mod package;
+mod probe;
 mod replay;
 mod try_policy;
 
@@ -19,6 +20,7 @@ pub use bench::{AgentArgs, BenchArgs, bench_agent, run_bench};
 pub use diff::diff_command;
 pub use live::{rules_command, run_live, shaping};
 pub use package::package_files;
+pub use probe::{PROBE_ABOUT, PROBE_LONG_ABOUT, ProbeArgs, run_probe};
 pub use replay::{run_learn, run_replay};
 pub use try_policy::{confirm_policy, try_policy};
 

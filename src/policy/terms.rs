@@ -360,7 +360,9 @@ fn host_sel(value: &str, dir: &Path, sni: bool) -> Result<HostSel, String> {
             .map(str::to_string)
             .collect(),
     };
-    if names.is_empty() {
+    // An empty `@FILE` is a list that names no host yet (`outgate probe` writes one): it matches
+    // nothing. Written inline, an empty list is a mistake.
+    if names.is_empty() && !value.starts_with('@') {
         return Err(format!("'{value}' names no host"));
     }
     names
@@ -619,5 +621,19 @@ mod tests {
             &http("GET / HTTP/1.1\r\nHost: www.example.org\r\n\r\n"),
             DROP
         ));
+    }
+
+    #[test]
+    fn an_empty_host_file_matches_no_host() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("none.txt"), "# no confederate yet\n").unwrap();
+        let request = http("GET / HTTP/1.1\r\nHost: relay.example.net\r\n\r\n");
+        let mut t = Terms::default();
+        t.add("host", "@none.txt", dir.path()).unwrap();
+        assert!(!t.matches(&request, DROP));
+        let mut not = Terms::default();
+        not.add("host", "!@none.txt", dir.path()).unwrap();
+        assert!(not.matches(&request, ACCEPT));
+        assert!(Terms::default().add("host", ",", dir.path()).is_err());
     }
 }

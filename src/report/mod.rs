@@ -102,6 +102,7 @@ use serde_json::Value;
 mod classify;
 mod read;
 mod rollout;
+mod suspects;
 #[cfg(test)]
 mod tests;
 mod text;
@@ -110,6 +111,8 @@ use classify::*;
 use read::*;
 use rollout::*;
 use text::*;
+
+pub use suspects::{HttpSuspect, http_suspects, http_suspects_from};
 
 /// Items per top-destinations list.
 const TOP: usize = 10;

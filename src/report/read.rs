@@ -157,6 +157,15 @@ pub(super) fn parse(text: &str) -> Option<Parsed> {
     }
 }
 
+/// The key of an HTTP request's host in the report: the host as written, or, for a request
+/// without one, `(no Host: SERVER-ADDRESS)`.
+pub(super) fn host_key(host: Option<&str>, server: &str) -> String {
+    match host {
+        Some(h) if !h.is_empty() => h.to_string(),
+        _ => format!("(no Host: {server})"),
+    }
+}
+
 #[derive(Debug, Default)]
 pub(super) struct DestAcc {
     pub(super) flows: u64,
@@ -283,10 +292,7 @@ impl Builder {
         self.http_lines = self.http_lines.saturating_add(1);
         let client = split_endpoint(&l.client).0;
         let server = l.server.as_deref().map_or("?", |s| split_endpoint(s).0);
-        let host = match l.host.as_deref() {
-            Some(h) if !h.is_empty() => h.to_string(),
-            _ => format!("(no Host: {server})"),
-        };
+        let host = host_key(l.host.as_deref(), server);
 
         if let Some(h) = l.host.as_deref()
             && let Some((addr, form)) = ip_literal(h)
