@@ -33,7 +33,9 @@ pub(super) fn crypto_pieces(plaintext: &[u8], pieces: &mut Vec<Piece>) -> Result
         // Every type allowed here is below 0x40, so its shortest encoding is one byte (§12.4); a
         // longer encoding or any other type is a violation.
         match r.u8().ok_or(Violation)? {
-            PADDING | PING => {}
+            // A run of PADDING (most of a client's Initial) is skipped at once.
+            PADDING => r.skip_zeros(),
+            PING => {}
             ty @ (ACK | ACK_ECN) => ack(&mut r, ty == ACK_ECN).ok_or(Violation)?,
             CRYPTO => {
                 let offset = r.varint().ok_or(Violation)?;

@@ -40,10 +40,10 @@ use super::tls::{self, ClientHello, TlsError};
 use frames::{Piece, crypto_pieces};
 use packet::{Keys, Kind, Secrets, Version, long_header};
 
-/// Datagrams read at most; a ClientHello still incomplete after them is `Malformed`. Real hellos, with a
-/// post-quantum key share, take two or three.
+/// Datagrams read at most; a ClientHello still incomplete after them is `Malformed`. Real hellos take one,
+/// or two with a post-quantum key share.
 pub const MAX_DATAGRAMS: usize = 32;
-/// CRYPTO frames kept at most, across all packets (Chrome cuts its hello into a dozen or so).
+/// CRYPTO frames kept at most, across all packets (a client may cut its hello into many small frames).
 pub const MAX_PIECES: usize = 256;
 /// The CRYPTO stream may not reach past this: the largest ClientHello the TLS parser accepts.
 pub const MAX_CRYPTO_LEN: usize = 4 + tls::MAX_HELLO_LEN;

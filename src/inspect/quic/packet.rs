@@ -288,6 +288,12 @@ impl<'a> Cursor<'a> {
         Some(out)
     }
 
+    /// Moves past the zero bytes that follow.
+    pub(super) fn skip_zeros(&mut self) {
+        let rest = self.d.get(self.pos..).unwrap_or_default();
+        self.pos += rest.iter().take_while(|&&b| b == 0).count();
+    }
+
     pub(super) fn u8(&mut self) -> Option<u8> {
         self.take(1)?.first().copied()
     }
