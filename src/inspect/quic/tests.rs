@@ -513,7 +513,7 @@ fn garbage_never_panics() {
             let at = (next() % (msg.len() as u64 + 8)) as usize;
             let end = (at + (next() % 200) as usize).min(msg.len());
             let mut data = msg.get(at..end).unwrap_or_default().to_vec();
-            if next() % 8 == 0 {
+            if next().is_multiple_of(8) {
                 data.push(next() as u8);
             }
             initials.pieces.push((at as u64, data));
