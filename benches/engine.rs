@@ -1,5 +1,6 @@
 //! The hot path in isolation: parsing (IPv4/IPv6, TCP/UDP, a truncated header), deciding a known flow,
-//! deciding a new flow on a port rule, on an HTTP Host and on a TLS server name.
+//! deciding a new flow on a port rule, on an HTTP Host and on a TLS server name (over TCP, and in a QUIC
+//! Initial, which is decrypted first).
 //!
 //! `cargo bench --bench engine`; figures and machine in BENCHMARKS.md. The flow table alone:
 //! `benches/flow_table.rs`.
@@ -89,7 +90,8 @@ fn client_hello(server: &str) -> Vec<u8> {
 fn decide_payload(c: &mut Criterion) {
     let policy = "policy loc net DROP\n\
                   ACCEPT loc net tcp 80 host=www.example.org\n\
-                  ACCEPT loc net tcp 443 sni=www.example.org\n";
+                  ACCEPT loc net tcp 443 sni=www.example.org\n\
+                  ACCEPT loc net udp 443 sni=example.com\n";
     let engine = Engine::new(Policy::compile("bench", policy).expect("bench policy"));
     let http = b"GET / HTTP/1.1\r\nHost: www.example.org\r\nUser-Agent: bench\r\n\r\n".to_vec();
     let tls = client_hello("www.example.org");
@@ -115,6 +117,28 @@ fn decide_payload(c: &mut Criterion) {
             b.iter_custom(|iters| payload_flows(&engine, &flows, iters))
         });
     }
+    // A QUIC flow whose first datagram is RFC 9001 §A.2's client Initial (1,200 bytes; its ClientHello
+    // names example.com): keys derived, header protection removed, AES-128-GCM decrypted, the hello read.
+    let initial: String = include_str!("../src/inspect/quic/rfc9001_a2_client_initial.hex")
+        .split_whitespace()
+        .collect();
+    let initial: Vec<u8> = (0..initial.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&initial[i..i + 2], 16).expect("hex"))
+        .collect();
+    let flows: Vec<Vec<u8>> = (0..20_000u16)
+        .map(|i| {
+            let mut out = Vec::new();
+            PacketBuilder::ipv4([10, 0, 0, 2], [198, 18, 0, 1], 64)
+                .udp(10_000 + i, 443)
+                .write(&mut out, &initial)
+                .expect("build packet");
+            out
+        })
+        .collect();
+    g.bench_function("new_flow_quic_sni", |b| {
+        b.iter_custom(|iters| new_flows(&engine, &flows, iters, false))
+    });
     g.finish();
 }
 

@@ -10,8 +10,7 @@
 use crate::Timestamp;
 use crate::decision::{Decision, Reason, Verdict};
 use crate::flow::{FlowKey, FlowTable, Inspect, Side};
-use crate::inspect::detect::Transport as Carrier;
-use crate::inspect::{Payload, ftp, read_payload};
+use crate::inspect::{Collected, Payload, ftp, read_collected};
 use crate::packet::{Packet, Transport};
 use crate::policy::{Cidr, Eval, Policy};
 
@@ -139,13 +138,9 @@ impl Engine {
             }
             return decision;
         }
-        let carrier = match packet.transport {
-            Transport::Tcp { .. } => Carrier::Tcp,
-            _ => Carrier::Udp,
-        };
         // Only the initiator's packets add payload, so `packet` is the initiator's when `read` runs.
-        let read = |bytes: &[u8]| {
-            let payload = read_payload(carrier, bytes)?;
+        let read = |collected: Collected<'_>| {
+            let payload = read_collected(collected)?;
             match self.policy.evaluate(&packet, Some(&payload), at) {
                 Eval::Decided(d) => Some((d, payload)),
                 Eval::NeedPayload => None,

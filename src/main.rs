@@ -102,7 +102,8 @@ enum Command {
         /// Write one JSON line per HTTP request a rule looked at (the HTTP filter log) to FILE.
         #[arg(long, value_name = "FILE")]
         http_log: Option<PathBuf>,
-        /// Write one JSON line per TLS ClientHello a rule looked at (server name, ALPN, JA4) to FILE.
+        /// Write one JSON line per TLS ClientHello (over TCP, or in QUIC's Initial packets) a rule looked at
+        /// to FILE: server name, ALPN, JA4.
         #[arg(long, value_name = "FILE")]
         tls_log: Option<PathBuf>,
         /// Write the accepted packets to a new pcap (raw IP link type).
@@ -243,8 +244,8 @@ enum Command {
         /// Write one JSON line per HTTP request a rule looked at to FILE (`-` for stdout).
         #[arg(long, value_name = "FILE")]
         http_log: Option<String>,
-        /// Write one JSON line per TLS ClientHello a rule looked at (server name, ALPN, JA4) to FILE
-        /// (`-` for stdout).
+        /// Write one JSON line per TLS ClientHello (over TCP, or in QUIC's Initial packets) a rule looked at
+        /// to FILE (`-` for stdout): server name, ALPN, JA4.
         #[arg(long, value_name = "FILE")]
         tls_log: Option<String>,
         /// Serve Prometheus metrics over HTTP on ADDR, e.g. 127.0.0.1:9717.

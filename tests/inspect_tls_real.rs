@@ -6,8 +6,8 @@
 //!   wherever that is http, tls, ssh, dns, quic, wg or ftp, except the flows listed in
 //!   [`DETECT_EXCEPTIONS`], each with its reason.
 //!
-//! QUIC ClientHellos (tshark's `QUIC` rows) are not compared: they travel in Initial packets whose
-//! payload is encrypted (RFC 9001 §5.2), which this parser does not decrypt.
+//! QUIC ClientHellos (tshark's `QUIC` rows) travel in encrypted Initial packets (RFC 9001 §5.2): they are
+//! compared in `inspect_quic_real.rs`, through the engine, which decrypts them.
 //!
 //! Flows are rebuilt here the simple way: the client is the sender of the flow's first packet;
 //! each direction's TCP payload is concatenated in capture order, retransmitted bytes (by sequence
@@ -378,7 +378,7 @@ fn client_hellos_match_tshark() {
             failures.push(format!("{name}: tshark's {s} -> {d}:{p} {r} not found"));
         }
         // A truncated list names only its first rows: what we found beyond them must fit in the
-        // count it left out (QUIC rows are never ours).
+        // count it left out (QUIC rows are not TCP hellos).
         if extra.len() > more {
             for e in &extra {
                 failures.push(format!("{name}: found {e}, which tshark does not list"));

@@ -246,17 +246,16 @@ pub(crate) fn wg_handshake(initiation: bool, sender: u32, receiver: u32, seed: u
     p
 }
 
-/// QUIC v1 long-header Initial: DCID of 8 bytes, no SCID, no token, the
-/// rest opaque, padded to a 1200-byte datagram.
-pub(crate) fn quic_initial(seed: u64) -> Vec<u8> {
-    const DATAGRAM: usize = 1200;
-    let mut p = vec![0xc3, 0, 0, 0, 1, 8];
-    p.extend_from_slice(&filler(8, seed)); // DCID
-    p.extend_from_slice(&[0, 0]); // SCID length, token length
-    let rest = DATAGRAM - p.len() - 2;
-    p.extend_from_slice(&(0x4000 | rest as u16).to_be_bytes()); // 2-byte varint
-    p.extend_from_slice(&filler(rest, seed + 1));
-    p
+/// A QUIC v1 client Initial: RFC 9001 §A.2's, as the RFC prints it (a 1200-byte datagram whose
+/// ClientHello names example.com), so that the engine decrypts and reads it as it reads a real one.
+pub(crate) fn quic_initial() -> Vec<u8> {
+    let hex: String = include_str!("../../src/inspect/quic/rfc9001_a2_client_initial.hex")
+        .split_whitespace()
+        .collect();
+    (0..hex.len())
+        .step_by(2)
+        .filter_map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// Protocols spoken on ports that usually carry something else.
@@ -353,7 +352,7 @@ pub(crate) fn ports_apps(path: &Path) -> Res<usize> {
     }
 
     // (g) QUIC v1 Initial to udp 443, unanswered.
-    let initial = quic_initial(570);
+    let initial = quic_initial();
     s.udp(
         s.gap(),
         Out,

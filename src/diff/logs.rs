@@ -159,7 +159,8 @@ fn logged(l: LineIn, cite: String) -> Option<Logged> {
         Some(name) => Some(App::from_name(name)?),
     };
     // As `inspect::read_payload` leaves it: an HTTP flow had a request, a TLS flow over TCP a
-    // ClientHello (a first payload that did not parse as one is logged as `unknown`).
+    // ClientHello (a first payload that did not parse as one is logged as `unknown`), and so did a QUIC
+    // flow whose line names a server.
     let (payload, unknown): (Option<Payload>, &'static [&'static str]) = match app {
         None => (None, &[]),
         Some(App::Http) => {
@@ -199,6 +200,29 @@ fn logged(l: LineIn, cite: String) -> Option<Logged> {
             };
             (Some(payload), &[])
         }
+        // QUIC: a name in the line was read from the ClientHello in its Initials. Without one the line
+        // does not tell whether a hello without a name was read or none was (another QUIC version).
+        Some(App::Quic) if proto == PROTO_UDP => match &l.host {
+            Some(sni) => {
+                let hello = ClientHello {
+                    sni: Some(sni.clone()),
+                    ..ClientHello::default()
+                };
+                let payload = Payload {
+                    app,
+                    http: None,
+                    tls: Some(hello),
+                };
+                (Some(payload), &[])
+            }
+            None => (
+                Some(Payload {
+                    app,
+                    ..Payload::default()
+                }),
+                &["sni"],
+            ),
+        },
         Some(_) => (
             Some(Payload {
                 app,
@@ -416,6 +440,26 @@ mod tests {
         );
         // An FTP data connection follows a control connection the line does not name.
         assert_eq!(said(&line(r#","reason":"ftp-data""#, 22)), None);
+    }
+
+    #[test]
+    fn a_quic_line_answers_sni_rules_when_it_names_a_server() {
+        let engine = Engine::new(
+            Policy::compile(
+                "p",
+                "policy loc net ACCEPT\nACCEPT loc net udp 443 sni=good.test\nDROP loc net udp 443\n",
+            )
+            .unwrap(),
+        );
+        let line = |host: &str| {
+            flow(&format!(
+                r#"{{"proto":"udp","src":"10.0.0.2:1","dst":"192.0.2.1:443","packets":2,"bytes":2500,"app":"quic"{host}}}"#
+            ))
+        };
+        let said = |host: &str| decide(&engine, &line(host)).map(|d| d.reason);
+        assert_eq!(said(r#","host":"good.test""#), Some(Reason::Rule(0)));
+        assert_eq!(said(r#","host":"evil.test""#), Some(Reason::Rule(1)));
+        assert_eq!(said(""), None, "no name: a hello without one, or none read");
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! flow that is dropped delivers none of its payload, and what the server reads is what was decided on.
 //!
 //! Bounds, each ending in the flow's `inspect-limit` decision:
-//! - per flow: `packets` from the initiator (handshake included), `bytes` of payload, and `time` from its
+//! - per flow: `packets` from the initiator (handshake included), `bytes` of payload (a UDP flow's
+//!   datagrams all count: a QUIC ClientHello may take several), and `time` from its
 //!   first held packet (held packets wait in the kernel's queue, which every new flow shares);
 //! - per table (per worker): `memory` bytes of payload collected and `held` packets held back, checked
 //!   before a packet is taken in: the flow waiting the longest is ended to make room, and the packet's
@@ -18,7 +19,7 @@ use super::stream::{Added, Stream};
 use super::{FlowKey, FlowRecord, FlowTable, Inspected, NANOS, Side};
 use crate::Timestamp;
 use crate::decision::{Decision, Reason, Verdict};
-use crate::inspect::Payload;
+use crate::inspect::{Collected, Payload};
 use crate::packet::{Packet, Transport};
 
 /// How a flow's first payload may be waited for (the policy's `inspect-*` options).
@@ -81,14 +82,14 @@ impl FlowTable {
     }
 
     /// Feeds a packet of a flow still waiting for its first payload. The initiator's payload is collected
-    /// (TCP in sequence order, UDP datagram by datagram); whenever it grew, `read` is asked for the
+    /// (TCP in sequence order, UDP datagram by datagram, all kept); whenever it grew, `read` is asked for the
     /// flow's decision, and `Some` ends the wait. The decision becomes the flow's for all its later
     /// packets, and the held ones are released with it ([`FlowTable::drain_released`]).
     pub fn inspect(
         &mut self,
         p: &Packet<'_>,
         (key, side): (FlowKey, Side),
-        read: impl FnOnce(&[u8]) -> Option<(Decision, Payload)>,
+        read: impl FnOnce(Collected<'_>) -> Option<(Decision, Payload)>,
         now: Timestamp,
         seq: u64,
     ) -> Inspect {
@@ -127,10 +128,14 @@ impl FlowTable {
             _ => state.stream.datagram(p.payload),
         };
         self.inspect_bytes = (self.inspect_bytes + state.stream.held()).saturating_sub(before);
-        let over = state.packets >= cfg.packets || state.stream.bytes().len() >= cfg.bytes;
+        let over = state.packets >= cfg.packets || state.stream.readable() >= cfg.bytes;
+        let collected = match p.transport {
+            Transport::Tcp { .. } => Collected::Stream(state.stream.bytes()),
+            _ => Collected::Datagrams(state.stream.datagrams()),
+        };
         let decided = match added {
             Added::Conflict => Some((Decision::new(cfg.limit, Reason::AmbiguousStream), None)),
-            Added::Grew => read(state.stream.bytes()).map(|(d, payload)| (d, Some(payload))),
+            Added::Grew => read(collected).map(|(d, payload)| (d, Some(payload))),
             Added::Nothing => None,
         };
         let decided = decided.or_else(|| (flags.rst || over).then_some((limit, None)));

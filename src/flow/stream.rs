@@ -1,5 +1,7 @@
 //! `Stream`: the initiator's first payload as its receiver will read it.
 //!
+//! UDP datagrams are kept in arrival order, each whole: a QUIC ClientHello spans several.
+//!
 //! TCP segments are put in sequence order (RFC 9293 §3.10.7.4: the receiver delivers bytes in sequence
 //! and keeps segments that arrive after a gap until it fills). A segment after a gap is kept, within a
 //! bound, and joins the stream when the missing bytes arrive, so a request whose segments were reordered
@@ -21,10 +23,13 @@ pub(super) enum Added {
     Conflict,
 }
 
-/// The in-order bytes from the first payload byte, and the segments waiting after a gap.
+/// The in-order bytes from the first payload byte, and the segments waiting after a gap; or, for UDP,
+/// the datagrams.
 #[derive(Debug, Default)]
 pub(super) struct Stream {
     bytes: Vec<u8>,
+    datagrams: Vec<Vec<u8>>,
+    datagrams_len: usize,
     /// The sequence number of the byte after `bytes`, once known (after the SYN, or the first segment).
     next: Option<u32>,
     /// Segments after a gap: (sequence number, bytes), in arrival order.
@@ -43,20 +48,29 @@ impl Stream {
         &self.bytes
     }
 
-    /// Bytes held, in order and after gaps: what the stream costs in memory.
-    pub(super) fn held(&self) -> usize {
-        self.bytes.len() + self.ahead_len
+    /// The datagrams so far, in arrival order.
+    pub(super) fn datagrams(&self) -> &[Vec<u8>] {
+        &self.datagrams
     }
 
-    /// A datagram protocol's payload is read one datagram at a time: the latest replaces the stream.
+    /// Bytes that can be read: in order, or in datagrams.
+    pub(super) fn readable(&self) -> usize {
+        self.bytes.len() + self.datagrams_len
+    }
+
+    /// Bytes held, in order, after gaps and in datagrams: what the stream costs in memory.
+    pub(super) fn held(&self) -> usize {
+        self.bytes.len() + self.ahead_len + self.datagrams_len
+    }
+
+    /// Adds a datagram of a datagram protocol (empty ones add nothing).
     pub(super) fn datagram(&mut self, data: &[u8]) -> Added {
-        self.bytes.clear();
-        self.bytes.extend_from_slice(data);
         if data.is_empty() {
-            Added::Nothing
-        } else {
-            Added::Grew
+            return Added::Nothing;
         }
+        self.datagrams.push(data.to_vec());
+        self.datagrams_len += data.len();
+        Added::Grew
     }
 
     /// Adds a TCP segment from the initiator. `window` bounds how far past the in-order bytes a segment

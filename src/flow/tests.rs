@@ -2,6 +2,7 @@ use etherparse::PacketBuilder;
 
 use super::*;
 use crate::decision::Verdict;
+use crate::inspect::Collected;
 
 const CLIENT: [u8; 4] = [10, 0, 0, 2];
 const SERVER: [u8; 4] = [192, 0, 2, 1];
@@ -315,7 +316,10 @@ fn segment(
     t.inspect(
         &p,
         k,
-        |s| {
+        |c| {
+            let Collected::Stream(s) = c else {
+                return None;
+            };
             let text = String::from_utf8_lossy(s);
             if text.contains("END") {
                 Some((ACCEPT, Payload::default()))
@@ -522,7 +526,7 @@ fn a_new_connection_ends_the_old_ones_wait() {
 }
 
 #[test]
-fn udp_datagrams_are_read_one_at_a_time_and_held() {
+fn udp_datagrams_are_collected_and_held() {
     let mut t = FlowTable::new(FlowConfig::default());
     let d = udp(5000, 53, b"first");
     let p = Packet::parse(&d).unwrap();
@@ -532,7 +536,12 @@ fn udp_datagrams_are_read_one_at_a_time_and_held() {
     assert_eq!(t.inspect(&p, k, |_| None, now, 1), Inspect::Held);
     let d = udp(5000, 53, b"second");
     let p = Packet::parse(&d).unwrap();
-    let read = |s: &[u8]| (s == b"second").then_some((ACCEPT, Payload::default()));
+    let read = |c: Collected<'_>| {
+        let Collected::Datagrams(d) = c else {
+            return None;
+        };
+        (d == [b"first".to_vec(), b"second".to_vec()]).then_some((ACCEPT, Payload::default()))
+    };
     assert_eq!(t.inspect(&p, k, read, now, 2), Inspect::Decided(ACCEPT));
     assert_eq!(t.drain_released().collect::<Vec<_>>(), [(1, ACCEPT)]);
 }

@@ -1,11 +1,13 @@
-//! What a flow's first payload says: the protocol spoken, the HTTP request, the TLS ClientHello, the FTP
-//! data channels. Pure functions over bytes: no IO, no state, and no panic on any input.
+//! What a flow's first payload says: the protocol spoken, the HTTP request, the TLS ClientHello (over TCP,
+//! or in QUIC's Initial packets), the FTP data channels. Pure functions over bytes: no IO, no state, and no
+//! panic on any input.
 
 pub mod detect;
 pub mod ftp;
 pub mod host;
 pub mod http;
 pub mod ja4;
+pub mod quic;
 pub mod tls;
 
 use detect::{App, Detection, Transport};
@@ -18,9 +20,57 @@ pub struct Payload {
     pub tls: Option<tls::ClientHello>,
 }
 
-/// Reads the initiator's payload so far (TCP: the stream from its start; UDP: one datagram).
+/// The initiator's payload collected while its flow waits for a decision.
+#[derive(Clone, Copy, Debug)]
+pub enum Collected<'a> {
+    /// TCP: the byte stream from its start, in sequence order.
+    Stream(&'a [u8]),
+    /// UDP: the datagrams so far, in arrival order.
+    Datagrams(&'a [Vec<u8>]),
+}
+
+/// Reads what a waiting flow's initiator sent so far: [`read_payload`] for a TCP stream,
+/// [`read_datagrams`] for UDP.
+pub fn read_collected(c: Collected<'_>) -> Option<Payload> {
+    match c {
+        Collected::Stream(s) => read_payload(Transport::Tcp, s),
+        Collected::Datagrams(d) => read_datagrams(d),
+    }
+}
+
+/// Reads a UDP flow's first datagrams, in arrival order. The first decides the protocol; a QUIC flow
+/// is read on until its ClientHello is complete (it may span several datagrams, see [`quic`]).
+/// `None` while more datagrams could still change the answer.
+pub fn read_datagrams<D: AsRef<[u8]>>(datagrams: &[D]) -> Option<Payload> {
+    let first = datagrams.first()?.as_ref();
+    let app = match detect::detect(Transport::Udp, first, None) {
+        Detection::NeedMore => return None,
+        Detection::App(app) => app,
+    };
+    let mut payload = Payload {
+        app: Some(app),
+        ..Payload::default()
+    };
+    // As for TLS over TCP: what looks like a QUIC v1/v2 Initial but does not decrypt to a ClientHello
+    // is not QUIC. Other versions stay `quic`, unread.
+    if app == App::Quic {
+        match quic::parse_client_hello(datagrams) {
+            Ok(hello) => payload.tls = Some(hello),
+            Err(quic::QuicError::Incomplete) => return None,
+            Err(quic::QuicError::NotInitial) => {}
+            Err(quic::QuicError::Malformed) => payload.app = Some(App::Unknown),
+        }
+    }
+    Some(payload)
+}
+
+/// Reads the initiator's payload so far (TCP: the stream from its start; UDP: one datagram, as
+/// [`read_datagrams`] reads a flow's first).
 /// `None` while more bytes could still change the answer.
 pub fn read_payload(t: Transport, client: &[u8]) -> Option<Payload> {
+    if t == Transport::Udp {
+        return read_datagrams(&[client]);
+    }
     let app = match detect::detect(t, client, None) {
         Detection::NeedMore => return None,
         Detection::App(app) => app,
@@ -37,7 +87,7 @@ pub fn read_payload(t: Transport, client: &[u8]) -> Option<Payload> {
             Err(http::HttpError::Incomplete) => return None,
             Err(_) => payload.app = Some(App::Unknown),
         },
-        App::Tls if t == Transport::Tcp => match tls::parse_client_hello(client) {
+        App::Tls => match tls::parse_client_hello(client) {
             Ok(hello) => payload.tls = Some(hello),
             Err(tls::TlsError::Incomplete) => return None,
             Err(_) => payload.app = Some(App::Unknown),

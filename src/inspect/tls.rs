@@ -186,6 +186,23 @@ pub fn parse_client_hello(stream: &[u8]) -> Result<ClientHello, TlsError> {
     }
 }
 
+/// Parses a ClientHello from a bare handshake message (header and body), without the record layer:
+/// QUIC carries the handshake in CRYPTO frames (RFC 9001 §4). A strict prefix of the message is
+/// [`TlsError::Incomplete`]; bytes past its declared end are [`TlsError::Malformed`].
+pub fn parse_handshake(msg: &[u8]) -> Result<ClientHello, TlsError> {
+    let header = msg
+        .get(..HANDSHAKE_HEADER_LEN)
+        .ok_or(TlsError::Incomplete)?;
+    let len = handshake_header(header)?;
+    match msg.len().cmp(&len) {
+        std::cmp::Ordering::Less => Err(TlsError::Incomplete),
+        std::cmp::Ordering::Greater => Err(TlsError::Malformed),
+        std::cmp::Ordering::Equal => {
+            parse_body(msg.get(HANDSHAKE_HEADER_LEN..).unwrap_or_default())
+        }
+    }
+}
+
 /// RFC 8446 §4: Handshake is msg_type(1) length(3); returns the message's full length.
 fn handshake_header(h: &[u8]) -> Result<usize, TlsError> {
     let mut r = Reader::new(h);
@@ -513,6 +530,19 @@ mod tests {
         let mut more = stream.clone();
         more.extend_from_slice(&[20, 3, 3, 0, 1, 1, 23, 3, 3, 0, 2, 0xde, 0xad]);
         assert_eq!(parse_client_hello(&more), Ok(expected()));
+    }
+
+    #[test]
+    fn a_bare_handshake_message() {
+        let msg = hello_msg();
+        assert_eq!(parse_handshake(&msg), Ok(expected()));
+        for n in 0..msg.len() {
+            assert_eq!(parse_handshake(&msg[..n]), Err(TlsError::Incomplete));
+        }
+        let mut more = msg.clone();
+        more.push(0);
+        assert_eq!(parse_handshake(&more), Err(TlsError::Malformed));
+        assert_eq!(parse_handshake(&record(&msg)), Err(TlsError::Malformed));
     }
 
     #[test]

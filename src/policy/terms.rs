@@ -6,16 +6,18 @@
 //!                                        HTTP: the request's host (Host header, absolute URI, CONNECT)
 //! url=PATTERN[,PATTERN]                  HTTP: path and query, case-insensitive substring, or glob with *
 //! method=POST[,PUT]                      HTTP: the request method
-//! sni=none | sni=numeric | sni=NAME,...  TLS: the ClientHello's server name
+//! sni=none | sni=numeric | sni=NAME,...  TLS: the ClientHello's server name, over TCP or in QUIC's
+//!                                        Initial packets (app=quic; see inspect::quic)
 //! ja4=FP[,FP] | ja4=@FILE                TLS and QUIC: the ClientHello's JA4 fingerprint (see inspect::ja4),
 //!                                        exact or a glob with * (t13d*_8daaf6152771_*)
 //! ```
 //!
 //! A value list matches any of its entries; a leading `!` inverts the term. `host`, `url` and `method`
-//! only ever match HTTP requests and `sni` and `ja4` only TLS ClientHellos, so `DROP loc net tcp 80
-//! host=numeric` leaves flows that are not HTTP to later rules. A rule matches when every term does.
-//! `@FILE` reads one host pattern (or, for `ja4`, one fingerprint) a line (`#` comments), relative to
-//! the policy file's folder.
+//! only ever match HTTP requests and `sni` and `ja4` only TLS ClientHellos (TLS over TCP, and QUIC v1/v2
+//! whose Initial packets are decrypted: `ACCEPT loc net udp 443 sni=*.example.org`), so `DROP loc net
+//! tcp 80 host=numeric` leaves flows that are not HTTP to later rules. A rule matches when every term
+//! does. `@FILE` reads one host pattern (or, for `ja4`, one fingerprint) a line (`#` comments),
+//! relative to the policy file's folder.
 //!
 //! A request that names several hosts (two Host headers, an absolute URI that disagrees with Host) is
 //! read the way that cannot be abused: an ACCEPT rule's host term must hold for every host it names, a
