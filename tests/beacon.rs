@@ -1,5 +1,8 @@
 //! Flow ends and beacons end to end: a capture built here with a client that connects every 10 s is
-//! replayed by the real binary, whose flow log `outgate report` reads and ranks the timer first.
+//! replayed by the real binary, whose flow log `outgate report` reads and ranks the timer first; live,
+//! a client polling a server every 2 s through the daemon is ranked as a beacon from the daemon's log.
+
+mod common;
 
 use std::path::Path;
 use std::process::Command;
@@ -171,4 +174,45 @@ fn replay_writes_flow_ends_and_report_ranks_the_beacon() {
             .as_str()
             .is_some_and(|c| c.ends_with("flows.jsonl:1"))
     );
+}
+
+/// Live (root, namespaces): a client fetches a page every 2 s, 22 times, through the daemon in host
+/// mode; the daemon's flow log (written at each decision: `first_ts`, and the bytes of the SYN) makes
+/// `outgate report` list the pair as a beacon scoring 0.8 or more, and the client as a suspect.
+#[test]
+fn a_client_polling_every_two_seconds_is_ranked_as_a_beacon() {
+    if !common::root("a_client_polling_every_two_seconds_is_ranked_as_a_beacon") {
+        return;
+    }
+    let _g = common::serial();
+    let mut s = common::host_mode();
+    let www = s.lab.dir.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("task"), "nothing to do\n").unwrap();
+    s.lab.http_server(&s.server.clone(), 80, &www);
+    s.rules("--apply", "");
+    s.daemon("policy loc net DROP\nACCEPT loc net 80\n", "");
+    s.lab.sh(
+        &s.client,
+        &format!(
+            "for i in $(seq 22); do curl -s -o /dev/null --max-time 1 http://{}/task; sleep 2; done",
+            s.server4
+        ),
+    );
+    assert!(
+        common::wait_for(Duration::from_secs(10), || s.flows_log().len() >= 22).is_some(),
+        "the daemon logged {} flows",
+        s.flows_log().len()
+    );
+    let log = s.lab.path("flows.jsonl");
+    let report: Value =
+        serde_json::from_str(&run(&["report", "--format", "json", log.to_str().unwrap()]))
+            .expect("report JSON");
+    s.rules("--remove", "");
+    let b = &report["beacons"][0];
+    assert_eq!(b["server"], s.server4.as_str(), "{report}");
+    assert_eq!(b["connections"], 22, "{b}");
+    assert!(b["score"].as_f64() >= Some(0.8), "{b}");
+    assert_eq!(report["suspects"][0]["client"], b["client"], "{report}");
+    assert_eq!(report["suspects"][0]["reasons"][0]["kind"], "beacon");
 }
