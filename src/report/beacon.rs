@@ -280,8 +280,10 @@ fn cite_of(c: Cite, files: &[FileLines]) -> String {
 
 impl Timing {
     /// Every pair with enough connections, best score first (then client and server), and the long
-    /// connections, longest first (then citation order); the first [`BEACONS_SHOWN`] and
-    /// [`LONG_SHOWN`] of each, and the reasons they give their clients.
+    /// connections, longest first (then source, destination, protocol, citation); the first
+    /// [`BEACONS_SHOWN`] and [`LONG_SHOWN`] of each, and the reasons all of them give their clients:
+    /// each beacon scoring [`BEACON_SUSPECT`] or more, and each (client, destination) with long
+    /// connections.
     pub(super) fn finish(
         self,
         files: &[FileLines],
@@ -314,14 +316,7 @@ impl Timing {
                 .then_with(|| key(&a.client).cmp(&key(&b.client)))
                 .then_with(|| key(&a.server).cmp(&key(&b.server)))
         });
-        beacons.truncate(BEACONS_SHOWN);
 
-        let mut long = self.long;
-        long.sort_by(|a, b| {
-            b.duration
-                .total_cmp(&a.duration)
-                .then_with(|| (a.cite.file, a.cite.line).cmp(&(b.cite.file, b.cite.line)))
-        });
         let mut reasons = Vec::new();
         for b in beacons
             .iter()
@@ -341,15 +336,43 @@ impl Timing {
                 },
             ));
         }
+        beacons.truncate(BEACONS_SHOWN);
+
+        let mut long = self.long;
+        long.sort_by(|a, b| {
+            b.duration
+                .total_cmp(&a.duration)
+                .then_with(|| key(&a.src).cmp(&key(&b.src)))
+                .then_with(|| key(&a.dst).cmp(&key(&b.dst)))
+                .then_with(|| a.proto.cmp(&b.proto))
+                .then_with(|| (a.cite.file, a.cite.line).cmp(&(b.cite.file, b.cite.line)))
+        });
+        // One reason per client and destination, however many long connections it had.
+        let mut grouped: BTreeMap<(String, String), (u64, f64, Cites)> = BTreeMap::new();
         for l in &long {
+            let g = grouped.entry((l.client.clone(), l.dst.clone())).or_insert((
+                0,
+                l.duration,
+                Cites::default(),
+            ));
+            g.0 += 1;
+            g.2.add(l.cite, CITES);
+        }
+        for ((client, dst), (n, longest, cites)) in grouped {
+            let (cites, cites_more) = cites.render(files);
+            let what = if n == 1 {
+                format!("long connection to {dst} ({longest:.0} s)")
+            } else {
+                format!("{n} long connections to {dst} (longest {longest:.0} s)")
+            };
             reasons.push((
-                l.client.clone(),
+                client,
                 SuspectReason {
                     kind: "long_connection",
-                    what: format!("long connection to {} ({:.0} s)", l.dst, l.duration),
+                    what,
                     weight: Milli(LONG_WEIGHT),
-                    cites: vec![cite_of(l.cite, files)],
-                    cites_more: 0,
+                    cites,
+                    cites_more,
                 },
             ));
         }

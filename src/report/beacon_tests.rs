@@ -233,3 +233,48 @@ fn the_new_sections_do_not_depend_on_line_order() {
         super::super::report_from(&[("t".to_string(), log)]).table()
     );
 }
+
+#[test]
+fn long_connections_count_once_per_destination() {
+    let line = |src: &str, dst: &str, d: f64| {
+        format!(
+            r#"{{"proto":"tcp","src":"{src}","dst":"{dst}","verdict":"accept","rule":null,"reason":"default","packets":9,"bytes":900,"duration":{d}}}"#
+        )
+    };
+    let log = [
+        line("10.0.0.1:1000", "192.0.2.7:22", 3600.0),
+        line("10.0.0.1:1001", "192.0.2.8:22", 4000.0),
+        line("10.0.0.1:1002", "192.0.2.7:22", 7200.0),
+        line("10.0.0.2:1000", "192.0.2.7:22", 3599.9),
+    ]
+    .join("\n");
+    let r = super::super::report_from(&[("l".to_string(), log)]);
+    let cites: Vec<&str> = r.long_connections.iter().map(|l| l.cite.as_str()).collect();
+    assert_eq!(
+        cites,
+        ["l:3", "l:2", "l:1"],
+        "longest first; 3599.9 s is not long"
+    );
+    assert_eq!(r.suspects.len(), 1);
+    let s = &r.suspects[0];
+    // Two destinations, 0.5 each, however many connections to each.
+    assert_eq!((s.client.as_str(), s.score), ("10.0.0.1", Milli(1000)));
+    let what: Vec<(&str, &[String])> = s
+        .reasons
+        .iter()
+        .map(|r| (r.what.as_str(), r.cites.as_slice()))
+        .collect();
+    assert_eq!(
+        what,
+        [
+            (
+                "2 long connections to 192.0.2.7:22 (longest 7200 s)",
+                &["l:3".to_string(), "l:1".to_string()][..]
+            ),
+            (
+                "long connection to 192.0.2.8:22 (4000 s)",
+                &["l:2".to_string()][..]
+            ),
+        ]
+    );
+}

@@ -50,11 +50,12 @@
 //!    seconds) and the bytes the client sent (`orig_bytes`, else `bytes`): see `src/report/beacon.rs` for the
 //!    formulas. The 20 best, by score descending, then client and server address.
 //! 7. **Long connections**: flow lines whose `duration` (the replay flow log's end key) is an hour
-//!    or more; the 20 longest, ties in citation order.
+//!    or more; the 20 longest, ties by source, destination, protocol, then citation.
 //! 8. **Suspicion by client**: one score per client, the sum of its reasons' weights: each beacon
-//!    scoring 0.8 or more (its score), each long connection (0.5; all of them, not only the 20
-//!    shown), and each evidence item of section 5 (0.25). Every reason cites its lines. Sorted by
-//!    score descending, then address.
+//!    scoring 0.8 or more (its score), each destination it held long connections to (0.5, however
+//!    many), and each evidence item of section 5 (0.25); beacons and long connections count
+//!    whether or not they are among the 20 shown. Every reason cites its lines. Sorted by score
+//!    descending, then address.
 //! 9. **Input summary**: files with their line counts, lines per kind, blank lines, lines not
 //!    understood (first 3 cited).
 //!
