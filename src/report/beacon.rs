@@ -23,7 +23,8 @@
 //! RITA's versions differ in one part: one used the connection count score, a later one the time
 //! coverage, each as the third timestamp part (mean of six). Both are kept here, so the timestamp
 //! score has four parts and the beacon score seven. Pairs with fewer than [`BEACON_MIN`] connections
-//! (RITA's default threshold) are not scored.
+//! are not scored: 20, a little below RITA's default (its later versions score pairs of more than 23
+//! connections), so that the shorter logs of a replay are scored too.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -40,7 +41,7 @@ use crate::calendar::parse_rfc3339;
 #[path = "beacon_tests.rs"]
 mod tests;
 
-/// Connections a pair needs before it is scored (RITA's default connection threshold).
+/// Connections a pair needs before it is scored (see the module docs).
 pub(super) const BEACON_MIN: usize = 20;
 /// Pairs listed in the beacons section.
 pub(super) const BEACONS_SHOWN: usize = 20;
