@@ -6,7 +6,9 @@
 //! not enforced: an audited line, or `--audit`), `packets`, `bytes`, `first_ts` (RFC 3339, UTC,
 //! nanoseconds); the live log adds `ts`, when
 //! the line was written; flows a rule inspected add `app` and `host`; a TCP flow first seen in its
-//! middle adds `"midstream": true`.
+//! middle adds `"midstream": true`. Replay writes a flow's line when the flow ended, and adds the end
+//! keys of [`FlowEnd`]: `last_ts`, `duration`, `orig_packets`, `orig_bytes`, `resp_packets`,
+//! `resp_bytes`.
 //!
 //! Two more logs come from the flows' first payloads: the HTTP request log ([`HttpLine`]: `ts`,
 //! `client`, `server`, `method`, `host`, `url`, `user_agent`, `verdict`, `rule`, `reason`) and the TLS
@@ -51,6 +53,39 @@ pub struct FlowLine {
     /// first payload was never read, and `src` is the client as far as it can be told.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub midstream: bool,
+    /// Replay only: how the flow ended ([`FlowEnd`]).
+    #[serde(flatten)]
+    pub end: Option<FlowEnd>,
+}
+
+/// The end of a flow, as the replay flow log writes it: the line is written when the flow left the
+/// table, so its `packets` and `bytes` are the whole flow's, and these keys say when it ended and
+/// how the counts split by direction (`orig_*`: sent by `src`, the initiator; `resp_*`: by `dst`).
+/// `duration` is `last_ts - first_ts` in seconds.
+#[derive(Debug, Serialize)]
+pub struct FlowEnd {
+    pub last_ts: String,
+    pub duration: f64,
+    pub orig_packets: u64,
+    pub orig_bytes: u64,
+    pub resp_packets: u64,
+    pub resp_bytes: u64,
+}
+
+impl FlowEnd {
+    /// The end of a flow that left the table (its counts are final).
+    pub fn of(rec: &FlowRecord) -> FlowEnd {
+        let f = &rec.flow;
+        let nanos = f.last_ts.as_nanos().saturating_sub(f.first_ts.as_nanos());
+        FlowEnd {
+            last_ts: rfc3339(f.last_ts),
+            duration: nanos as f64 / 1e9,
+            orig_packets: f.init_packets,
+            orig_bytes: f.init_bytes,
+            resp_packets: f.packets.saturating_sub(f.init_packets),
+            resp_bytes: f.bytes.saturating_sub(f.init_bytes),
+        }
+    }
 }
 
 /// One HTTP request, for the request log: what admins read to find tunnels.
@@ -272,6 +307,7 @@ impl FlowLine {
             app: rec.flow.app.map(|a| a.name()),
             host,
             midstream: rec.flow.midstream(),
+            end: None,
         }
     }
 }

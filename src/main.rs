@@ -96,7 +96,9 @@ enum Command {
         /// Output format on stdout.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
-        /// Write one JSON line per flow, in first-packet order, to FILE.
+        /// Write one JSON line per flow, in first-packet order, to FILE. A line is the flow's end
+        /// record: it adds `last_ts`, `duration` (seconds) and the counts per direction
+        /// (`orig_packets`, `orig_bytes` from `src`; `resp_packets`, `resp_bytes` from `dst`).
         #[arg(long, value_name = "FILE")]
         flows: Option<PathBuf>,
         /// Write one JSON line per HTTP request a rule looked at (the HTTP filter log) to FILE.
@@ -409,8 +411,11 @@ enum Command {
     ///
     /// Top destinations by flows and bytes, numeric-IP hosts contacted (HTTP hosts and TLS names in
     /// every spelling), hosts only ever sent POSTs or odd URLs, protocols on the wrong port, and the
-    /// clients ranked by that evidence, each item citing the log lines (`FILE:LINE`) that back it. The
-    /// same logs always give the same report.
+    /// clients ranked by that evidence, each item citing the log lines (`FILE:LINE`) that back it. Then
+    /// beacons (a client connecting to one server on a timer: RITA's beacon score, from the start
+    /// times and sizes of 20 or more flows; 1 is a perfect timer), long connections (an hour or
+    /// more; replay flow logs carry `duration`), and one suspicion score per client, the sum of its
+    /// reasons, each citing its lines. The same logs always give the same report.
     Report {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]

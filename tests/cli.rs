@@ -199,9 +199,30 @@ fn replay_json_and_flow_lines() {
         .collect();
     assert_eq!(lines.len(), 2);
     for key in [
-        "proto", "src", "dst", "verdict", "rule", "reason", "packets", "bytes", "first_ts",
+        "proto",
+        "src",
+        "dst",
+        "verdict",
+        "rule",
+        "reason",
+        "packets",
+        "bytes",
+        "first_ts",
+        "last_ts",
+        "duration",
+        "orig_packets",
+        "orig_bytes",
+        "resp_packets",
+        "resp_bytes",
     ] {
         assert!(lines[0].get(key).is_some(), "missing {key}: {}", lines[0]);
+    }
+    // Replay writes a flow's line at its end: the directions add up to the whole.
+    for l in &lines {
+        let n = |k: &str| l[k].as_u64().unwrap();
+        assert_eq!(n("orig_packets") + n("resp_packets"), n("packets"), "{l}");
+        assert_eq!(n("orig_bytes") + n("resp_bytes"), n("bytes"), "{l}");
+        assert!(l["last_ts"].as_str().unwrap() >= l["first_ts"].as_str().unwrap());
     }
     assert_eq!(lines[0]["proto"], "udp");
     assert_eq!(

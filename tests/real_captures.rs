@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 use common::{captures, real_dir};
-use outgate::log::FlowLine;
+use outgate::log::{FlowEnd, FlowLine};
 use outgate::policy::DEFAULT_POLICY;
 use outgate::replay::capture::CaptureReader;
 use outgate::replay::link::network_layer;
@@ -46,6 +46,9 @@ struct TruthFlow {
     src: String,
     dst: String,
     packets: u64,
+    /// Packets sent by `src` and by `dst` (tshark's `pkts=A+B`; outgate's `orig_packets`,
+    /// `resp_packets`).
+    split: (u64, u64),
 }
 
 struct Truth {
@@ -124,12 +127,20 @@ fn truth(file: &Path) -> Truth {
             .iter()
             .find_map(|w| w.strip_prefix("pkts="))
             .unwrap_or("0+0");
-        let packets = pkts.split('+').filter_map(|n| n.parse::<u64>().ok()).sum();
+        let counts: Vec<u64> = pkts
+            .split('+')
+            .filter_map(|n| n.parse::<u64>().ok())
+            .collect();
+        let split = match counts.as_slice() {
+            [a, b] => (*a, *b),
+            _ => (0, 0),
+        };
         t.flows.push(TruthFlow {
             proto: proto.to_lowercase(),
             src: src.to_string(),
             dst: dst.to_string(),
-            packets,
+            packets: counts.iter().sum(),
+            split,
         });
     }
     t.fragmented =
@@ -162,13 +173,14 @@ fn flows_agree_with_tshark_and_verdicts_follow_the_port_list() {
         let ours: Vec<TruthFlow> = report
             .flows
             .iter()
-            .map(|r| FlowLine::new(engine.policy(), r))
-            .filter(|l| l.proto == "tcp" || l.proto == "udp")
-            .map(|l| TruthFlow {
+            .map(|r| (FlowLine::new(engine.policy(), r), FlowEnd::of(r)))
+            .filter(|(l, _)| l.proto == "tcp" || l.proto == "udp")
+            .map(|(l, end)| TruthFlow {
                 proto: l.proto.to_string(),
                 src: tshark_style(&l.src),
                 dst: tshark_style(&l.dst),
                 packets: l.packets,
+                split: (end.orig_packets, end.resp_packets),
             })
             .collect();
         let t = truth(&file);
@@ -193,6 +205,7 @@ fn flows_agree_with_tshark_and_verdicts_follow_the_port_list() {
                     TruthFlow {
                         src: f.dst,
                         dst: f.src,
+                        split: (f.split.1, f.split.0),
                         ..f
                     }
                 } else {
@@ -225,9 +238,14 @@ fn flows_agree_with_tshark_and_verdicts_follow_the_port_list() {
         );
         if !t.fragmented && !t.tunnelled && t.portless == 0 && t.omitted == 0 {
             // With fragments tshark counts the reassembled datagram on its last fragment; outgate on its
-            // first (which carries the ports), so only unfragmented captures compare packet counts.
-            let mut a: Vec<_> = ours.iter().map(|f| (key(f), f.packets)).collect();
-            let mut b: Vec<_> = t.flows.iter().map(|f| (key(f), f.packets)).collect();
+            // first (which carries the ports), so only unfragmented captures compare packet counts,
+            // in all and per direction (the replay flow log's `orig_packets` and `resp_packets`).
+            let mut a: Vec<_> = ours.iter().map(|f| (key(f), f.packets, f.split)).collect();
+            let mut b: Vec<_> = t
+                .flows
+                .iter()
+                .map(|f| (key(f), f.packets, f.split))
+                .collect();
             a.sort();
             b.sort();
             assert_eq!(a, b, "{name}: packets per flow differ from tshark's");

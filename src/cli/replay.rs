@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use outgate::Engine;
 use outgate::learn::{self, LearnConfig};
-use outgate::log::{FlowLine, HttpLine, LogLine, TlsLine, rfc3339};
+use outgate::log::{FlowEnd, FlowLine, HttpLine, LogLine, TlsLine, rfc3339};
 use outgate::policy::Cidr;
 use outgate::replay::{ReplayConfig, replay};
 
@@ -44,7 +44,11 @@ pub fn run_replay(
         for rec in &report.flows {
             let audit = cfg.audit;
             let line = match i {
-                0 => serde_json::to_string(&FlowLine::new(policy, rec).audited(audit)).ok(),
+                0 => {
+                    let mut line = FlowLine::new(policy, rec).audited(audit);
+                    line.end = Some(FlowEnd::of(rec));
+                    serde_json::to_string(&line).ok()
+                }
                 1 => HttpLine::new(policy, rec, rfc3339)
                     .and_then(|l| serde_json::to_string(&l.audited(audit)).ok()),
                 _ => TlsLine::new(policy, rec, rfc3339)

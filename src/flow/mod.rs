@@ -116,6 +116,9 @@ pub struct Flow {
     pub last_ts: Timestamp,
     pub packets: u64,
     pub bytes: u64,
+    /// Of `packets` and `bytes`, those the initiator sent.
+    pub init_packets: u64,
+    pub init_bytes: u64,
     /// ICMP type of the first packet.
     pub icmp_type: Option<u8>,
     /// The protocol its first payload showed, when a rule looked.
@@ -123,7 +126,7 @@ pub struct Flow {
     /// The initiator's initial sequence number, for a TCP flow that began with its SYN (`HAS_ISN`).
     isn: u32,
     /// `FIN_LO`, `FIN_HI`, `RST`, `MIDSTREAM`, `HAS_ISN`: one byte, so that an entry (key and flow)
-    /// stays at 104 bytes.
+    /// stays at 120 bytes.
     bits: u8,
 }
 
@@ -164,10 +167,14 @@ impl Flow {
         secs.saturating_mul(NANOS)
     }
 
-    fn count(&mut self, p: &Packet<'_>, now: Timestamp) {
+    fn count(&mut self, p: &Packet<'_>, side: Side, now: Timestamp) {
         self.last_ts = now;
         self.packets += 1;
         self.bytes += u64::from(p.wire_len);
+        if side == self.initiator {
+            self.init_packets += 1;
+            self.init_bytes += u64::from(p.wire_len);
+        }
     }
 
     fn note_close(&mut self, side: Side, flags: TcpFlags) {
@@ -406,7 +413,7 @@ impl FlowTable {
                     || (offloaded && flow.decided() && flow.decision.verdict == Verdict::Accept));
             let idle = now.as_nanos().saturating_sub(flow.last_ts.as_nanos());
             if !new_connection && idle <= flow.timeout(&timeouts, offloaded, key.proto()) {
-                flow.count(p, now);
+                flow.count(p, side, now);
                 flow.note_close(side, flags);
                 return flow.decision;
             }
@@ -432,6 +439,8 @@ impl FlowTable {
             last_ts: now,
             packets: 0,
             bytes: 0,
+            init_packets: 0,
+            init_bytes: 0,
             icmp_type,
             app: None,
             isn: tcp_seq.filter(|_| opening).unwrap_or(0),
@@ -442,7 +451,7 @@ impl FlowTable {
                     0
                 },
         };
-        flow.count(p, now);
+        flow.count(p, side, now);
         flow.note_close(side, flags);
         // A flow waiting for its payload is reported when that decides it (see `inspect`).
         if self.keep_created && flow.decided() {
@@ -484,10 +493,21 @@ impl FlowTable {
             .and_then(|fk| self.fragments.get(&fk))
             .filter(|(_, expires)| now <= *expires)
             .map(|(key, _)| *key)
-            .and_then(|key| self.flows.get_mut(&key));
+            .and_then(|key| self.flows.get_mut(&key).map(|f| (key, f)));
         match found {
-            Some(flow) => {
-                flow.count(p, now);
+            Some((key, flow)) => {
+                let (lo, _) = key.endpoint(Side::Lo);
+                let (hi, _) = key.endpoint(Side::Hi);
+                // A later fragment has no ports: its source address tells its side, unless both
+                // ends share it (then it is counted as the initiator's).
+                let side = if p.src == lo && p.src != hi {
+                    Side::Lo
+                } else if p.src == hi && p.src != lo {
+                    Side::Hi
+                } else {
+                    flow.initiator
+                };
+                flow.count(p, side, now);
                 Some(flow.decision)
             }
             None => {

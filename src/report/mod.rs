@@ -5,7 +5,8 @@
 //! One JSON object per line; a file may mix kinds, and each line is recognised by its keys:
 //!
 //! - a **flow line** has `proto` and `packets` (it also needs `src`, `dst`, `verdict`, `bytes`;
-//!   `app`, `host`, `class`, `enforced` and `rule` are optional);
+//!   `app`, `host`, `class`, `enforced`, `rule`, and the times and end keys `first_ts`, `duration`
+//!   and `orig_bytes` are optional);
 //! - an **HTTP request line** has `method` (it also needs `client`, `url`, `verdict`; `server`
 //!   and `host` may be null or absent);
 //! - a **TLS line** has `sni`, which may be null (it also needs `client`, `verdict`).
@@ -45,7 +46,18 @@
 //!    sections 2–4, with its evidence items. A client's evidence count is the sum, over its items,
 //!    of its lines backing the item (one line backing two items counts twice). Sorted by count
 //!    descending, then address.
-//! 6. **Input summary**: files with their line counts, lines per kind, blank lines, lines not
+//! 6. **Beacons**: flow lines with `first_ts` grouped by (client address, server address), ports
+//!    aside; pairs with 20 or more connections get RITA's beacon score from their start times (whole
+//!    seconds) and the bytes the client sent (`orig_bytes`, else `bytes`): see `src/report/beacon.rs` for the
+//!    formulas. The 20 best, by score descending, then client and server address.
+//! 7. **Long connections**: flow lines whose `duration` (the replay flow log's end key) is an hour
+//!    or more; the 20 longest, ties by source, destination, protocol, then citation.
+//! 8. **Suspicion by client**: one score per client, the sum of its reasons' weights: each beacon
+//!    scoring 0.8 or more (its score), each destination it held long connections to (0.5, however
+//!    many), and each evidence item of section 5 (0.25); beacons and long connections count
+//!    whether or not they are among the 20 shown. Every reason cites its lines. Sorted by score
+//!    descending, then address.
+//! 9. **Input summary**: files with their line counts, lines per kind, blank lines, lines not
 //!    understood (first 3 cited).
 //!
 //! Every list is sorted by its count descending with ties broken by name or address (addresses in
@@ -75,6 +87,15 @@
 //!   "clients": [{"client": str, "evidence": n,
 //!                "items": [{"section": "numeric_hosts"|"odd_http"|"wrong_port", "what": str,
 //!                           "count": n, "cites": [str], "cites_more": n}]}],
+//!   "beacons": [{"client": str, "server": str, "connections": n, "score": x, "ts_score": x,
+//!                "ds_score": x, "ts_skew": x, "ts_dispersion": n, "ts_mode": n,
+//!                "conn_count_score": x, "coverage": x, "ds_skew": x, "ds_dispersion": n,
+//!                "ds_mode": n, "cites": [str], "cites_more": n}],   // at most 20
+//!   "long_connections": [{"client": str, "src": str, "dst": str, "proto": str, "duration": x,
+//!                         "bytes": n, "cite": str}],              // at most 20
+//!   "suspects": [{"client": str, "score": x,
+//!                 "reasons": [{"kind": "beacon"|"long_connection"|SECTION, "what": str,
+//!                              "weight": x, "cites": [str], "cites_more": n}]}],
 //!   "inputs": {"files": [{"name": str, "lines": n}], "flow_lines": n, "http_lines": n,
 //!              "tls_lines": n, "blank_lines": n, "not_understood": n,
 //!              "not_understood_cites": [str], "not_understood_more": n}
@@ -86,6 +107,8 @@
 //!             "clients": [str], "top": [[dst, bytes]], "cites": [str], "cites_more": n}
 //! ```
 //!
+//! `x` is a number with a fraction (scores and weights have 3 decimals; durations and skews are
+//! as computed); `ts_dispersion`, `ts_mode` are seconds, `ds_dispersion`, `ds_mode` bytes.
 //! `cites` holds `FILE:LINE` strings; `cites_more` is how many backing lines were not cited.
 //! `clients` lists of items hold addresses without port (IPv6 without brackets).
 
@@ -99,6 +122,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+mod beacon;
 mod classify;
 mod read;
 mod rollout;
@@ -107,6 +131,7 @@ mod suspects;
 mod tests;
 mod text;
 
+use beacon::*;
 use classify::*;
 use read::*;
 use rollout::*;
@@ -148,6 +173,9 @@ pub struct Report {
     odd_http: Vec<OddHttp>,
     wrong_port: Vec<WrongPort>,
     clients: Vec<Client>,
+    beacons: Vec<Beacon>,
+    long_connections: Vec<LongConn>,
+    suspects: Vec<Suspect>,
     inputs: Inputs,
 }
 
@@ -443,6 +471,13 @@ impl Report {
                 );
             }
         }
+
+        beacon::table(
+            &mut out,
+            &self.beacons,
+            &self.long_connections,
+            &self.suspects,
+        );
 
         heading(&mut out, "Input summary");
         let _ = writeln!(out, "  files: {}", i.files.len());

@@ -117,6 +117,9 @@ pub(super) struct FlowIn {
     pub(super) class: Option<String>,
     pub(super) enforced: Option<bool>,
     pub(super) rule: Option<String>,
+    pub(super) first_ts: Option<String>,
+    pub(super) duration: Option<f64>,
+    pub(super) orig_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -222,6 +225,7 @@ pub(super) struct Builder {
     pub(super) ports: BTreeMap<(String, String, u16), PortAcc>,
     pub(super) shaped: BTreeMap<(String, Option<String>), LaneAcc>,
     pub(super) would_block: BTreeMap<(String, Option<String>), LaneAcc>,
+    pub(super) timing: Timing,
 }
 
 impl Builder {
@@ -269,6 +273,7 @@ impl Builder {
                 .or_default()
                 .add(cite, &l);
         }
+        self.timing.flow(cite, &l);
 
         let Some(app) = l.app.as_deref() else {
             return;
@@ -569,6 +574,8 @@ impl Builder {
             })
             .collect();
         clients.sort_by_cached_key(|c| (std::cmp::Reverse(c.evidence), addr_key(&c.client)));
+        let (beacons, long_connections, reasons) = self.timing.finish(&files);
+        let suspects = suspects(&clients, reasons);
 
         // 6. Inputs.
         let (not_understood_cites, not_understood_more) = self.bad.render(&files);
@@ -581,6 +588,9 @@ impl Builder {
             odd_http,
             wrong_port,
             clients,
+            beacons,
+            long_connections,
+            suspects,
             inputs: Inputs {
                 files,
                 flow_lines: self.flow_lines,
