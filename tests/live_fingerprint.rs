@@ -244,13 +244,16 @@ fn a_ja4_rule_stops_one_tls_client_and_not_another() {
         Some(0),
         "openssl s_client still passes"
     );
-    let log = s.flows_log();
-    assert!(
-        log.iter().any(|f| f["verdict"] == "drop"
-            && f["rule"]
-                .as_str()
-                .is_some_and(|r| r.ends_with("policy.rules:2"))),
-        "{log:?}"
-    );
+    // The flow log is written by the daemon's logger thread, a moment after the decision.
+    let dropped_by_ja4 = |log: &[serde_json::Value]| {
+        log.iter().any(|f| {
+            f["verdict"] == "drop"
+                && f["rule"]
+                    .as_str()
+                    .is_some_and(|r| r.ends_with("policy.rules:2"))
+        })
+    };
+    let logged = wait_for(Duration::from_secs(5), || dropped_by_ja4(&s.flows_log()));
+    assert!(logged.is_some(), "{:?}", s.flows_log());
     s.rules("--remove", "");
 }
