@@ -184,6 +184,7 @@ fn logged(l: LineIn, cite: String) -> Option<Logged> {
                 app,
                 http: Some(request),
                 tls: None,
+                ..Payload::default()
             };
             (Some(payload), unknown)
         }
@@ -196,6 +197,7 @@ fn logged(l: LineIn, cite: String) -> Option<Logged> {
                 app,
                 http: None,
                 tls: Some(hello),
+                ..Payload::default()
             };
             (Some(payload), &[])
         }

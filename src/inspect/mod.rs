@@ -2,6 +2,8 @@
 //! data channels. Pure functions over bytes: no IO, no state, and no panic on any input.
 
 pub mod detect;
+pub mod dns;
+pub mod echo;
 pub mod ftp;
 pub mod host;
 pub mod http;
@@ -15,6 +17,12 @@ pub struct Payload {
     pub app: Option<App>,
     pub http: Option<http::Request>,
     pub tls: Option<tls::ClientHello>,
+    /// A DNS query's first question (UDP: each datagram to port 53 is one; TCP: the stream's first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<dns::Query>,
+    /// An ICMP echo request's data: what the `size=` term and the ICMP log read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub echo: Option<echo::Echo>,
 }
 
 /// Reads the initiator's payload so far (TCP: the stream from its start; UDP: one datagram).
@@ -41,6 +49,17 @@ pub fn read_payload(t: Transport, client: &[u8]) -> Option<Payload> {
             Err(tls::TlsError::Incomplete) => return None,
             Err(_) => payload.app = Some(App::Unknown),
         },
+        // A message that looks like DNS but has no question we can read keeps `app=dns` and no
+        // `dns`: a `qname=` or `qtype=` term then never matches it (see policy::terms).
+        App::Dns => {
+            payload.dns = match t {
+                Transport::Tcp => match dns::parse_tcp_query(client) {
+                    Err(dns::DnsError::Incomplete) => return None,
+                    q => q.ok(),
+                },
+                Transport::Udp => dns::parse_query(client).ok(),
+            }
+        }
         _ => {}
     }
     Some(payload)

@@ -18,8 +18,8 @@ use super::logger::{LogMsg, Sink};
 use super::metrics::QueueCounters;
 use super::queue::{Queue, QueueError, QueuedPacket, Verdict as NfVerdict, VerdictMsg};
 use super::reload::InForce;
-use crate::flow::{FlowRecord, FlowTable};
-use crate::log::{FlowLine, HttpLine, LogLine, TlsLine, rfc3339};
+use crate::flow::{FlowRecord, FlowTable, Message};
+use crate::log::{DnsLine, FlowLine, HttpLine, IcmpLine, LogLine, TlsLine, rfc3339};
 use crate::rules::Marks;
 use crate::{Action, Decision, Reason, Timestamp, Verdict};
 
@@ -42,6 +42,12 @@ fn kernel_verdict(
             (NfVerdict::Repeat, with(marks.pending()))
         }
         (Reason::Malformed(_) | Reason::OrphanFragment, _) => (NfVerdict::Drop, None),
+        // One message's decision (policy::terms): the flow's next message must come up too, so
+        // nothing is saved: passed as pending, or dropped here (REJECT too: it is this message's).
+        _ if d.per_message => match applied.verdict.passes() {
+            true => (NfVerdict::Repeat, with(marks.pending())),
+            false => (NfVerdict::Drop, None),
+        },
         (_, _) => (NfVerdict::Repeat, with(marks.action(applied))),
     }
 }
@@ -80,6 +86,7 @@ pub(super) fn run(queue: &mut Queue, index: usize, live: &Live) -> Result<(), St
     let mut in_force = live.policy.load_full();
     let mut table = in_force.engine.new_flow_table();
     table.keep_created(true);
+    table.keep_messages(live.sinks[Sink::Dns as usize] || live.sinks[Sink::Icmp as usize]);
     table.offloaded(true);
     // Held packets wait in the kernel's queue, which every new flow shares: at most half of it.
     table.set_max_held((live.queue_maxlen / 2) as usize);
@@ -192,6 +199,7 @@ fn answer(queue: &mut Queue, answers: &[Answer], table: &FlowTable, counters: &Q
 /// reload to decide the flow again on the same grounds; a new connection decided without one clears what
 /// an earlier connection on the same 4-tuple showed.
 fn log_created(table: &mut FlowTable, index: usize, live: &Live, in_force: &InForce) {
+    log_messages(table, live, in_force);
     let needs_payload = in_force.engine.policy().needs_payload();
     for rec in table.drain_created() {
         let d = rec.flow.decision;
@@ -227,9 +235,12 @@ fn log_flow(
         ))));
         serde_json::to_string(&line)
     };
-    let [flows, http, tls] = live.sinks;
+    let [flows, http, tls, dns, _] = live.sinks;
     let lines = [
         flows.then(|| (Sink::Flows, flow_line())),
+        dns.then(|| DnsLine::tcp_flow(policy, rec, wall))
+            .flatten()
+            .map(|l| (Sink::Dns, serde_json::to_string(&l.audited(live.audit)))),
         http.then(|| HttpLine::new(policy, rec, wall))
             .flatten()
             .map(|l| (Sink::Http, serde_json::to_string(&l.audited(live.audit)))),
@@ -238,11 +249,47 @@ fn log_flow(
             .map(|l| (Sink::Tls, serde_json::to_string(&l.audited(live.audit)))),
     ];
     for (sink, text) in lines.into_iter().flatten() {
-        let Ok(text) = text else { continue };
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-            log.try_send(LogMsg::Line(sink, text))
-        {
-            live.metrics.log_dropped.fetch_add(1, Relaxed);
+        send_line(live, log, sink, text);
+    }
+}
+
+/// Hands one line to the logger: never waits, counts what the channel cannot take.
+fn send_line(
+    live: &Live,
+    log: &crossbeam_channel::Sender<LogMsg>,
+    sink: Sink,
+    text: serde_json::Result<String>,
+) {
+    let Ok(text) = text else { return };
+    if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+        log.try_send(LogMsg::Line(sink, text))
+    {
+        live.metrics.log_dropped.fetch_add(1, Relaxed);
+    }
+}
+
+/// Logs the DNS queries and echo requests decided one by one since the last call.
+fn log_messages(table: &mut FlowTable, live: &Live, in_force: &InForce) {
+    let Some(log) = &live.log else {
+        table.drain_messages();
+        return;
+    };
+    let policy = in_force.engine.policy();
+    let wall = |t: Timestamp| {
+        let at = live.started_wall + Duration::from_nanos(t.as_nanos());
+        rfc3339(Timestamp::from_nanos(super::unix_nanos(at)))
+    };
+    let [_, _, _, dns, icmp] = live.sinks;
+    for rec in table.drain_messages() {
+        let line = match &rec.message {
+            Message::Dns(_) if dns => DnsLine::message(policy, &rec, wall)
+                .map(|l| (Sink::Dns, serde_json::to_string(&l.audited(live.audit)))),
+            Message::Echo(_) if icmp => IcmpLine::message(policy, &rec, wall)
+                .map(|l| (Sink::Icmp, serde_json::to_string(&l.audited(live.audit)))),
+            _ => None,
+        };
+        if let Some((sink, text)) = line {
+            send_line(live, log, sink, text);
         }
     }
 }
@@ -330,5 +377,15 @@ mod tests {
         );
         let bulk = Decision { class: 1, ..shaped };
         assert_eq!(kv(bulk, 0xf00f, m), (NfVerdict::Repeat, Some(0x210f)));
+        // One message's decision is never saved: passed as pending, or dropped here.
+        let message = |v| Decision {
+            per_message: true,
+            ..rule(v)
+        };
+        assert_eq!(
+            kv(message(Verdict::Accept), 0xf00f, m),
+            (NfVerdict::Repeat, pending)
+        );
+        assert_eq!(kv(message(Verdict::Reject), 0, m), (NfVerdict::Drop, None));
     }
 }

@@ -7,7 +7,18 @@
 //! url=PATTERN[,PATTERN]                  HTTP: path and query, case-insensitive substring, or glob with *
 //! method=POST[,PUT]                      HTTP: the request method
 //! sni=none | sni=numeric | sni=NAME,...  TLS: the ClientHello's server name
+//! qname=NAME,*.SUFFIX,.DOMAIN | qname=@FILE
+//!                                        DNS: the query's name, matched as host= matches
+//! qtype=NULL,TXT | qtype=10,TYPE65      DNS: the query's type, by mnemonic or number
+//! size=..128 | size=64.. | size=0..1472 | size=56
+//!                                        ICMP echo request: bytes of data after the ICMP header
 //! ```
+//!
+//! `qname` and `qtype` only match DNS queries and `size` only ICMP echo requests (an echo request cut
+//! into IP fragments has no known size and matches no range). A rule with one of these three is
+//! decided per message: each DNS query over UDP and each echo request is decided on its own, instead
+//! of its flow being decided once (a DNS client may send every query from one socket, and ptunnel's
+//! first echo request is small, its later ones large). Over TCP, DNS's first query decides the flow.
 //!
 //! A value list matches any of its entries; a leading `!` inverts the term. `host`, `url` and `method`
 //! only ever match HTTP requests and `sni` only TLS ClientHellos, so `DROP loc net tcp 80 host=numeric`
@@ -23,6 +34,7 @@ use std::path::Path;
 use crate::decision::Verdict;
 use crate::inspect::Payload;
 use crate::inspect::detect::App;
+use crate::inspect::dns;
 use crate::inspect::host::{Host, HostPattern, UrlPattern, parse_host};
 
 /// Hosts a `host=` or `sni=` term names.
@@ -48,10 +60,14 @@ pub struct Terms {
     url: Option<Term<Vec<UrlPattern>>>,
     method: Option<Term<Vec<String>>>,
     sni: Option<Term<HostSel>>,
+    qname: Option<Term<HostSel>>,
+    qtype: Option<Term<Vec<u16>>>,
+    /// Inclusive bounds on an echo request's data size.
+    size: Option<Term<(u32, u32)>>,
 }
 
 /// The keys a rule may carry, for error messages.
-const KEYS: &str = "app, host, url, method, sni";
+const KEYS: &str = "app, host, url, method, sni, qname, qtype, size";
 
 impl Terms {
     /// True for a rule with no payload term.
@@ -61,6 +77,12 @@ impl Terms {
             && self.url.is_none()
             && self.method.is_none()
             && self.sni.is_none()
+            && !self.per_message()
+    }
+
+    /// Whether the rule is decided per message: it has a `qname`, `qtype` or `size` term.
+    pub fn per_message(&self) -> bool {
+        self.qname.is_some() || self.qtype.is_some() || self.size.is_some()
     }
 
     /// Adds `key=value`; `dir` resolves `@FILE`. The error is (column offset into the token, message).
@@ -118,6 +140,57 @@ impl Terms {
                     Term {
                         negated,
                         value: sel,
+                    },
+                )
+                .map_err(|_| duplicate())
+            }
+            "qname" => {
+                let sel = host_sel(value, dir, false).map_err(|m| (offset, m))?;
+                set(
+                    &mut self.qname,
+                    Term {
+                        negated,
+                        value: sel,
+                    },
+                )
+                .map_err(|_| duplicate())
+            }
+            "qtype" => {
+                let types = list()
+                    .map(|t| {
+                        dns::parse_type(t).ok_or_else(|| {
+                            (
+                                offset,
+                                format!(
+                                    "'{t}' is not a DNS type (a name such as A, TXT, NULL, or a number 0-65535)"
+                                ),
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                set(
+                    &mut self.qtype,
+                    Term {
+                        negated,
+                        value: types,
+                    },
+                )
+                .map_err(|_| duplicate())
+            }
+            "size" => {
+                let range = parse_size(value).ok_or_else(|| {
+                    (
+                        offset,
+                        format!(
+                            "'{value}' is not a size range (expected N, LO..HI, ..HI or LO.., in bytes)"
+                        ),
+                    )
+                })?;
+                set(
+                    &mut self.size,
+                    Term {
+                        negated,
+                        value: range,
                     },
                 )
                 .map_err(|_| duplicate())
@@ -198,8 +271,55 @@ impl Terms {
                 t.negated != hit
             })
         });
-        app_ok && host_ok && url_ok && method_ok && sni_ok
+        let query = p.dns.as_ref();
+        let qname_ok = self.qname.as_ref().is_none_or(|t| {
+            query.is_some_and(|q| {
+                let host = parse_host(&q.name)
+                    .map(|(h, _)| h)
+                    .unwrap_or_else(|| Host::Name(q.name.clone()));
+                t.negated != host_matches(&t.value, Some(&host))
+            })
+        });
+        let qtype_ok = self
+            .qtype
+            .as_ref()
+            .is_none_or(|t| query.is_some_and(|q| t.negated != t.value.contains(&q.qtype)));
+        let size_ok = self.size.as_ref().is_none_or(|t| {
+            p.echo.as_ref().is_some_and(|e| {
+                let (lo, hi) = t.value;
+                // A fragmented request (size unknown) is in no range, and out of every one.
+                let inside = e.size != u32::MAX && (lo..=hi).contains(&e.size);
+                e.request && t.negated != inside
+            })
+        });
+        app_ok && host_ok && url_ok && method_ok && sni_ok && qname_ok && qtype_ok && size_ok
     }
+}
+
+/// `N`, `LO..HI`, `..HI` or `LO..`: inclusive bounds in bytes.
+fn parse_size(value: &str) -> Option<(u32, u32)> {
+    let num = |s: &str| -> Option<u32> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok()
+    };
+    let (lo, hi) = match value.split_once("..") {
+        None => {
+            let n = num(value)?;
+            (n, n)
+        }
+        Some(("", "")) => return None,
+        Some((lo, hi)) => (
+            if lo.is_empty() { 0 } else { num(lo)? },
+            if hi.is_empty() {
+                u32::MAX - 1
+            } else {
+                num(hi)?
+            },
+        ),
+    };
+    (lo <= hi).then_some((lo, hi))
 }
 
 fn set<T>(slot: &mut Option<T>, value: T) -> Result<(), ()> {
@@ -271,6 +391,7 @@ mod tests {
             app: Some(App::Http),
             http: Some(parse_request(request.as_bytes()).unwrap()),
             tls: None,
+            ..Payload::default()
         }
     }
 
@@ -283,6 +404,7 @@ mod tests {
             app: Some(App::Tls),
             http: None,
             tls: Some(hello),
+            ..Payload::default()
         }
     }
 

@@ -104,11 +104,13 @@ mod rollout;
 #[cfg(test)]
 mod tests;
 mod text;
+mod tunnel;
 
 use classify::*;
 use read::*;
 use rollout::*;
 use text::*;
+use tunnel::{DnsIn, DnsTunnel, IcmpIn, IcmpTunnel, Tunnels, tunnels_text};
 
 /// Items per top-destinations list.
 const TOP: usize = 10;
@@ -143,6 +145,8 @@ pub struct Report {
     numeric_hosts: Vec<NumericHost>,
     odd_http: Vec<OddHttp>,
     wrong_port: Vec<WrongPort>,
+    dns_tunnels: Vec<DnsTunnel>,
+    icmp_tunnels: Vec<IcmpTunnel>,
     clients: Vec<Client>,
     inputs: Inputs,
 }
@@ -224,6 +228,8 @@ struct Inputs {
     flow_lines: u64,
     http_lines: u64,
     tls_lines: u64,
+    dns_lines: u64,
+    icmp_lines: u64,
     blank_lines: u64,
     not_understood: u64,
     not_understood_cites: Vec<String>,
@@ -278,7 +284,11 @@ impl Report {
     /// True when no line of any kind was understood: there is nothing to report.
     pub fn is_empty(&self) -> bool {
         let i = &self.inputs;
-        i.flow_lines == 0 && i.http_lines == 0 && i.tls_lines == 0
+        i.flow_lines == 0
+            && i.http_lines == 0
+            && i.tls_lines == 0
+            && i.dns_lines == 0
+            && i.icmp_lines == 0
     }
 
     /// The report as JSON, with the schema in the module docs.
@@ -416,6 +426,8 @@ impl Report {
             &rows,
         );
 
+        tunnels_text(&mut out, &self.dns_tunnels, &self.icmp_tunnels);
+
         heading(&mut out, "Clients ranked by evidence");
         if self.clients.is_empty() {
             out.push_str("  none\n");
@@ -448,6 +460,8 @@ impl Report {
         let _ = writeln!(out, "  flow lines: {}", i.flow_lines);
         let _ = writeln!(out, "  HTTP request lines: {}", i.http_lines);
         let _ = writeln!(out, "  TLS lines: {}", i.tls_lines);
+        let _ = writeln!(out, "  DNS lines: {}", i.dns_lines);
+        let _ = writeln!(out, "  ICMP lines: {}", i.icmp_lines);
         let _ = writeln!(out, "  blank lines: {}", i.blank_lines);
         let _ = write!(out, "  not understood: {}", i.not_understood);
         if i.not_understood > 0 {
