@@ -352,6 +352,9 @@ fn ports(p: &Packet<'_>) -> (u16, u16) {
 }
 
 #[cfg(test)]
+mod message_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use etherparse::PacketBuilder;

@@ -57,8 +57,9 @@ pub fn parse_query(msg: &[u8]) -> Result<Query, DnsError> {
         return Err(DnsError::NotQuery);
     }
     let (name, label_lens, end) = read_name(msg, HEADER)?;
+    // QTYPE, then QCLASS (RFC 1035 §4.1.2), which must be there too.
     let qtype = msg
-        .get(end..end + 2)
+        .get(end..end + 4)
         .map(|b| u16::from_be_bytes([b[0], b[1]]))
         .ok_or(DnsError::Malformed)?;
     Ok(Query {

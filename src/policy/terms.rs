@@ -482,6 +482,71 @@ mod tests {
         );
     }
 
+    fn dns(name: &str, qtype: u16) -> Payload {
+        Payload {
+            app: Some(App::Dns),
+            dns: Some(crate::inspect::dns::Query {
+                id: 1,
+                name: name.to_string(),
+                label_lens: Vec::new(),
+                qtype,
+            }),
+            ..Payload::default()
+        }
+    }
+
+    fn echo(size: u32) -> Payload {
+        let mut e = crate::inspect::echo::Echo::new(true, 1, &[], false);
+        e.size = size;
+        Payload {
+            echo: Some(e),
+            ..Payload::default()
+        }
+    }
+
+    #[test]
+    fn qname_qtype_and_size() {
+        let q = terms(&[("qname", "*.t.example.org,tunnel.example.net")]);
+        assert!(q.matches(&dns("paaaa.t.example.org", 1), DROP));
+        assert!(q.matches(&dns("tunnel.example.net", 1), DROP));
+        assert!(!q.matches(&dns("t.example.org", 1), DROP));
+        // An escaped dot inside a label is not a label boundary.
+        assert!(!q.matches(&dns("x\\046t.example.org", 1), DROP));
+        assert!(!q.matches(
+            &http("GET / HTTP/1.1\r\nHost: a.t.example.org\r\n\r\n"),
+            DROP
+        ));
+        let t = terms(&[("qtype", "null,TXT,65")]);
+        assert!(t.matches(&dns("a.example", 10), DROP));
+        assert!(t.matches(&dns("a.example", 65), DROP));
+        assert!(!t.matches(&dns("a.example", 1), DROP));
+        let small = terms(&[("size", "..128")]);
+        assert!(small.matches(&echo(56), ACCEPT) && small.matches(&echo(128), ACCEPT));
+        assert!(!small.matches(&echo(129), ACCEPT));
+        assert!(
+            !small.matches(&echo(u32::MAX), ACCEPT),
+            "a fragmented request"
+        );
+        assert!(terms(&[("size", "!..128")]).matches(&echo(u32::MAX), DROP));
+        assert!(terms(&[("size", "56")]).matches(&echo(56), ACCEPT));
+        assert!(terms(&[("size", "1000..")]).matches(&echo(1024), DROP));
+        assert!(
+            !small.matches(&dns("a.example", 1), ACCEPT),
+            "size= is for echo only"
+        );
+        let mut t = Terms::default();
+        for (k, v) in [
+            ("size", "128..64"),
+            ("size", ".."),
+            ("size", "-1"),
+            ("qtype", "BOGUS"),
+        ] {
+            assert!(t.add(k, v, Path::new(".")).is_err(), "{k}={v}");
+        }
+        assert!(terms(&[("qname", "a.example")]).per_message());
+        assert!(!terms(&[("sni", "a.example")]).per_message());
+    }
+
     #[test]
     fn host_lists_from_a_file() {
         let dir = tempfile::tempdir().unwrap();

@@ -61,6 +61,8 @@ fn every_section() {
             "numeric_hosts",
             "odd_http",
             "wrong_port",
+            "dns_tunnels",
+            "icmp_tunnels",
             "clients",
             "inputs"
         ]
@@ -173,9 +175,9 @@ fn every_section() {
     assert!(t.contains("  10.0.0.4  evidence 4 (2 items)"));
     assert!(t.contains("[wrong port] ssh on tcp/443 (expected tls; ssh uses 22): 1 line: a.log:4"));
     assert!(t.contains("not understood: 1 (a.log:14)"));
-    // SAMPLE has no shaped or audited flows (see `shaped_and_would_block_lanes`): only their two
-    // sections are empty.
-    assert_eq!(t.matches("  none\n").count(), 2, "{t}");
+    // SAMPLE has no shaped or audited flows (see `shaped_and_would_block_lanes`) and no DNS or ICMP
+    // lines (see `tunnel`): only their four sections are empty.
+    assert_eq!(t.matches("  none\n").count(), 4, "{t}");
     assert!(t.lines().all(|l| l == l.trim_end()));
 }
 
@@ -253,7 +255,7 @@ fn garbage_is_counted_not_fatal() {
     let empty = one("e.log", "garbage\n\n");
     assert!(empty.is_empty());
     let t = empty.table();
-    assert_eq!(t.matches("  none\n").count(), 8, "{t}");
+    assert_eq!(t.matches("  none\n").count(), 10, "{t}");
     assert!(one("none.log", "").is_empty());
 }
 

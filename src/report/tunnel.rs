@@ -457,3 +457,135 @@ pub(super) fn tunnels_text(out: &mut String, dns: &[DnsTunnel], icmp: &[IcmpTunn
         &rows,
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Report, report_from};
+
+    fn report(lines: &[String]) -> Report {
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        report_from(&[("t.log".to_string(), text)])
+    }
+
+    fn dns(client: &str, qname: &str, qtype: u16) -> String {
+        let labels: Vec<usize> = qname.split('.').map(str::len).collect();
+        format!(
+            r#"{{"client":"{client}:5353","server":"192.0.2.53:53","qname":"{qname}","qtype_code":{qtype},"labels":{labels:?},"verdict":"accept"}}"#
+        )
+    }
+
+    /// A base32-looking label of `len` characters, different for each `i`.
+    fn noise(i: usize, len: usize) -> String {
+        const B32: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
+        let mut x = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(B32[(x % 32) as usize])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn unique_subdomains_with_long_labels_make_a_suspect() {
+        let tunnel: Vec<String> = (0..super::DNS_UNIQUE_MIN)
+            .map(|i| dns("10.0.0.9", &format!("{}.t.example.co.uk", noise(i, 60)), 10))
+            .collect();
+        let j = report(&tunnel).json();
+        let t = &j["dns_tunnels"][0];
+        // The public suffix list makes co.uk a suffix: the registered domain is example.co.uk.
+        assert_eq!(t["domain"], "example.co.uk");
+        assert_eq!(t["unique_subdomains"], super::DNS_UNIQUE_MIN);
+        assert_eq!(t["max_label"], 60);
+        assert_eq!(t["mean_longest_label"], 60.0);
+        assert_eq!(t["null_txt_percent"], 100);
+        assert_eq!(
+            t["reasons"],
+            serde_json::json!(["long_labels", "high_entropy", "null_txt"])
+        );
+        assert_eq!(t["cites"][0], "t.log:1");
+        assert_eq!(j["clients"][0]["items"][0]["section"], "dns_tunnels");
+        // One subdomain fewer is under the threshold.
+        assert_eq!(
+            report(&tunnel[1..]).json()["dns_tunnels"],
+            serde_json::json!([])
+        );
+    }
+
+    #[test]
+    fn many_short_names_are_not_a_tunnel() {
+        // A CDN's or a mail server's many hosts: short, low-entropy labels, type A.
+        let hosts: Vec<String> = (0..200)
+            .map(|i| dns("10.0.0.9", &format!("host{i}.example.org"), 1))
+            .collect();
+        assert_eq!(report(&hosts).json()["dns_tunnels"], serde_json::json!([]));
+    }
+
+    fn echo(ts: &str, kind: &str, size: u32, fill: bool, digest: &str) -> String {
+        format!(
+            r#"{{"ts":"{ts}","client":"10.0.0.9","server":"192.0.2.1","echo":"{kind}","ident":7,"size":{size},"entropy":5.5,"ping_fill":{fill},"digest":"{digest}","verdict":"accept"}}"#
+        )
+    }
+
+    #[test]
+    fn ping_is_not_a_tunnel_and_its_tricks_are() {
+        let ping: Vec<String> = (0..30)
+            .flat_map(|i| {
+                let ts = format!("2026-01-01T00:00:{i:02}.5Z");
+                let digest = format!("{i:016x}");
+                [
+                    echo(&ts, "request", 56, true, &digest),
+                    echo(&ts, "reply", 56, true, &digest),
+                ]
+            })
+            .collect();
+        assert_eq!(report(&ping).json()["icmp_tunnels"], serde_json::json!([]));
+        // The same, but one reply does not echo its request.
+        let mut changed = ping.clone();
+        changed[1] = echo("2026-01-01T00:00:00.5Z", "reply", 56, true, "ffff");
+        let j = report(&changed).json();
+        assert_eq!(
+            j["icmp_tunnels"][0]["reasons"],
+            serde_json::json!(["reply_not_echoed"])
+        );
+        assert_eq!(j["icmp_tunnels"][0]["replies_not_echoed"], 1);
+        // Ten requests in one second.
+        let flood: Vec<String> = (0..super::ECHO_RATE_MIN)
+            .map(|i| {
+                echo(
+                    "2026-01-01T00:00:00.1Z",
+                    "request",
+                    56,
+                    true,
+                    &format!("{i}"),
+                )
+            })
+            .collect();
+        let j = report(&flood).json();
+        assert_eq!(j["icmp_tunnels"][0]["reasons"], serde_json::json!(["rate"]));
+        assert_eq!(
+            report(&flood[1..]).json()["icmp_tunnels"],
+            serde_json::json!([])
+        );
+        // Data that is not ping's, larger than ping's.
+        let big: Vec<String> = (0..super::ECHO_OVERSIZE_MIN)
+            .map(|i| {
+                echo(
+                    &format!("2026-01-01T00:00:{i:02}Z"),
+                    "request",
+                    1024,
+                    false,
+                    "1",
+                )
+            })
+            .collect();
+        let j = report(&big).json();
+        assert_eq!(
+            j["icmp_tunnels"][0]["reasons"],
+            serde_json::json!(["not_ping_data", "oversize"])
+        );
+        assert_eq!(j["icmp_tunnels"][0]["max_size"], 1024);
+    }
+}
