@@ -8,7 +8,10 @@
 //!   `app`, `host`, `class`, `enforced` and `rule` are optional);
 //! - an **HTTP request line** has `method` (it also needs `client`, `url`, `verdict`; `server`
 //!   and `host` may be null or absent);
-//! - a **TLS line** has `sni`, which may be null (it also needs `client`, `verdict`).
+//! - a **TLS line** has `sni`, which may be null (it also needs `client`, `verdict`);
+//! - a **DNS line** has `qname` (it also needs `client`, `qtype_code`, `verdict`; `labels` is optional);
+//! - an **ICMP line** has `echo` (it also needs `ts`, `client`, `server`, `ident`, `size` (may be null),
+//!   `entropy`, `ping_fill`, `digest`, `verdict`).
 //!
 //! Other keys are ignored. Blank lines are skipped and counted. Any other line (not JSON, not an
 //! object, no recognised key, a needed key missing or of the wrong type, a number beyond u64,
@@ -40,8 +43,16 @@
 //!    ssh. Listed: ssh, openvpn, wireguard or socks on any port but their own (22, 1194, 51820,
 //!    1080); any other app on a port that expects a different one (so http on 443 and tls on 80);
 //!    `unknown` on 80 or 443. Keyed by (app, proto, port).
-//! 5. **Clients ranked by evidence**: every client (address without port) backing an item of
-//!    sections 2–4, with its evidence items. A client's evidence count is the sum, over its items,
+//! 5. **DNS and ICMP tunnel suspects** (DNS and ICMP lines; the thresholds are the constants of
+//!    `tunnel`, printed in the section titles): per registered domain (the public suffix list's, from
+//!    the `psl` crate), at least 50 unique subdomains and one of: a mean longest subdomain label of
+//!    24 octets or more, subdomain characters of 4.00 bits of entropy or more, 50% or more NULL/TXT
+//!    queries; per client and server, at least half the echo requests without ping's fill, a reply
+//!    whose data is no request's, 10 or more requests in one second, or 10 or more requests over 56
+//!    bytes. Sorted by unique subdomains (requests) descending, then name (addresses).
+//!
+//!    **Clients ranked by evidence**: every client (address without port) backing an item of
+//!    sections 2–5, with its evidence items. A client's evidence count is the sum, over its items,
 //!    of its lines backing the item (one line backing two items counts twice). Sorted by count
 //!    descending, then address.
 //! 6. **Input summary**: files with their line counts, lines per kind, blank lines, lines not
@@ -71,11 +82,20 @@
 //!   "wrong_port": [{"app": str, "proto": str, "port": n, "expected_app": str|null,
 //!                   "app_port": n|null, "flows": n, "bytes": n, "clients": [str],
 //!                   "verdicts": Verdicts, "cites": [str], "cites_more": n}],
+//!   "dns_tunnels": [{"domain": str, "queries": n, "unique_subdomains": n, "unique_capped": bool,
+//!                    "mean_longest_label": f, "max_label": n, "entropy": f, "null_txt_percent": n,
+//!                    "reasons": ["long_labels"|"high_entropy"|"null_txt"], "clients": [str],
+//!                    "verdicts": Verdicts, "cites": [str], "cites_more": n}],
+//!   "icmp_tunnels": [{"client": str, "server": str, "requests": n, "replies": n, "oversize": n,
+//!                     "max_size": n|null, "not_ping_fill": n, "max_entropy": f,
+//!                     "replies_not_echoed": n, "max_per_second": n,
+//!                     "reasons": ["not_ping_data"|"reply_not_echoed"|"rate"|"oversize"],
+//!                     "verdicts": Verdicts, "cites": [str], "cites_more": n}],
 //!   "clients": [{"client": str, "evidence": n,
-//!                "items": [{"section": "numeric_hosts"|"odd_http"|"wrong_port", "what": str,
+//!                "items": [{"section": "numeric_hosts"|"odd_http"|"wrong_port"|"dns_tunnels"|"icmp_tunnels", "what": str,
 //!                           "count": n, "cites": [str], "cites_more": n}]}],
 //!   "inputs": {"files": [{"name": str, "lines": n}], "flow_lines": n, "http_lines": n,
-//!              "tls_lines": n, "blank_lines": n, "not_understood": n,
+//!              "tls_lines": n, "dns_lines": n, "icmp_lines": n, "blank_lines": n, "not_understood": n,
 //!              "not_understood_cites": [str], "not_understood_more": n}
 //! }
 //! Dest     = {"dst": str, "flows": n, "bytes": n, "packets": n, "verdicts": Verdicts,

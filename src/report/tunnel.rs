@@ -139,6 +139,9 @@ struct PairAcc {
     acc: Acc,
 }
 
+/// The suspects of both sections, each with the lines behind it.
+pub(super) type Suspects = (Vec<(DnsTunnel, Acc)>, Vec<(IcmpTunnel, Acc)>);
+
 /// The DNS and ICMP lines read so far.
 #[derive(Debug, Default)]
 pub(super) struct Tunnels {
@@ -219,10 +222,7 @@ impl Tunnels {
     }
 
     /// The suspects, each with the lines behind it (for the clients section).
-    pub(super) fn finish(
-        self,
-        files: &[FileLines],
-    ) -> (Vec<(DnsTunnel, Acc)>, Vec<(IcmpTunnel, Acc)>) {
+    pub(super) fn finish(self, files: &[FileLines]) -> Suspects {
         let mut dns: Vec<(DnsTunnel, Acc)> = self
             .domains
             .into_iter()
