@@ -149,10 +149,6 @@ pub struct Decision {
     /// When the line that decided is only audited (`AUDIT(...)`): what the flow gets instead, from the
     /// rest of the policy. `None`: the decision is enforced.
     pub applied: Option<Action>,
-    /// The decision of one message (a DNS query over UDP, an ICMP echo request: see
-    /// `policy::terms`), not of its flow: live, the kernel is not told to remember it, so the flow's
-    /// next message comes to the daemon too.
-    pub per_message: bool,
 }
 
 impl Decision {
@@ -162,7 +158,6 @@ impl Decision {
             reason,
             class: 0,
             applied: None,
-            per_message: false,
         }
     }
 

@@ -123,6 +123,7 @@ impl Engine {
     /// packet held back ([`Reason::Held`]; it gets its decision from [`FlowTable::drain_released`]).
     pub fn decide(&self, flows: &mut FlowTable, ip: &[u8], now: Timestamp, seq: u64) -> Decision {
         let malformed = self.policy.options().malformed;
+        flows.set_last_per_message(false);
         let packet = match Packet::parse(ip) {
             Ok(p) => p,
             Err(m) => {
@@ -220,8 +221,8 @@ impl Engine {
     }
 
     /// A message (see [`Engine::message_of`]) decided on its own: a DNS query or an echo request gets
-    /// the policy's decision for it, marked [`Decision::per_message`]; an echo reply keeps its
-    /// flow's. Each is recorded for the logs. Any other packet keeps `flow_decision`.
+    /// the policy's decision for it (and the table says so: [`FlowTable::last_per_message`]); an echo
+    /// reply keeps its flow's. Each is recorded for the logs. Any other packet keeps `flow_decision`.
     fn decide_message(
         &self,
         flows: &mut FlowTable,
@@ -238,10 +239,10 @@ impl Engine {
             flow_decision
         } else {
             match self.policy.evaluate(p, Some(&payload), at) {
-                Eval::Decided(d) => Decision {
-                    per_message: true,
-                    ..d
-                },
+                Eval::Decided(d) => {
+                    flows.set_last_per_message(true);
+                    d
+                }
                 Eval::NeedPayload => flow_decision,
             }
         };

@@ -38,21 +38,25 @@ fn echo(seq: u16, data: &[u8]) -> Vec<u8> {
     out
 }
 
-fn decide_all(engine: &Engine, packets: &[Vec<u8>]) -> (Vec<Decision>, Vec<MessageRecord>) {
+/// Each packet's decision, whether it was one message's, and the messages recorded.
+fn decide_all(
+    engine: &Engine,
+    packets: &[Vec<u8>],
+) -> (Vec<Decision>, Vec<bool>, Vec<MessageRecord>) {
     let mut table = engine.new_flow_table();
     table.keep_messages(true);
-    let d = packets
-        .iter()
-        .enumerate()
-        .map(|(i, p)| engine.decide(&mut table, p, Timestamp::from_secs(1), i as u64))
-        .collect();
-    (d, table.drain_messages().collect())
+    let (mut d, mut one) = (Vec::new(), Vec::new());
+    for (i, p) in packets.iter().enumerate() {
+        d.push(engine.decide(&mut table, p, Timestamp::from_secs(1), i as u64));
+        one.push(table.last_per_message());
+    }
+    (d, one, table.drain_messages().collect())
 }
 
 #[test]
 fn each_query_of_one_socket_is_decided_on_its_own() {
     let engine = Engine::new(Policy::compile("p", POLICY).unwrap());
-    let (d, messages) = decide_all(
+    let (d, one, messages) = decide_all(
         &engine,
         &[
             query("www.example.org", 1),
@@ -71,7 +75,7 @@ fn each_query_of_one_socket_is_decided_on_its_own() {
             Reason::Rule(1)
         ]
     );
-    assert!(d.iter().all(|d| d.per_message));
+    assert!(one.iter().all(|&o| o));
     assert_eq!(d[1].verdict, Verdict::Drop);
     let names: Vec<String> = messages
         .iter()
@@ -95,18 +99,12 @@ fn each_query_of_one_socket_is_decided_on_its_own() {
 fn a_small_first_echo_does_not_open_the_session_to_large_ones() {
     let engine = Engine::new(Policy::compile("p", POLICY).unwrap());
     // ptunnel's first request is its 28-byte header alone; data follows in larger ones.
-    let (d, messages) = decide_all(
+    let (d, one, messages) = decide_all(
         &engine,
         &[echo(1, &[0; 28]), echo(2, &[0; 1024]), echo(3, &[0; 128])],
     );
     assert_eq!(d[0].reason, Reason::Rule(3));
-    assert_eq!(
-        d[1],
-        Decision {
-            per_message: true,
-            ..Decision::new(Verdict::Drop, Reason::Policy(0))
-        }
-    );
+    assert_eq!(d[1], Decision::new(Verdict::Drop, Reason::Policy(0)));
     assert_eq!(d[2].verdict, Verdict::Accept, "128 bytes is inside ..128");
     let sizes: Vec<u32> = messages
         .iter()
@@ -121,12 +119,14 @@ fn a_small_first_echo_does_not_open_the_session_to_large_ones() {
 #[test]
 fn without_message_terms_nor_logs_a_flow_is_decided_once() {
     let engine = Engine::new(Policy::compile("p", "policy loc net ACCEPT\n").unwrap());
-    let (d, messages) = decide_all(&engine, &[query("www.example.org", 1), echo(1, &[0; 56])]);
-    assert!(d.iter().all(|d| !d.per_message));
+    let (d, one, messages) = decide_all(&engine, &[query("www.example.org", 1), echo(1, &[0; 56])]);
+    assert!(d.iter().all(|d| d.verdict == Verdict::Accept));
+    assert!(one.iter().all(|&o| !o));
     assert!(messages.is_empty());
     let logged =
         Engine::new(Policy::compile("p", "policy loc net ACCEPT\n").unwrap()).with_messages(true);
-    let (d, messages) = decide_all(&logged, &[query("www.example.org", 1), echo(1, &[0; 56])]);
-    assert!(d.iter().all(|d| d.per_message));
+    let (d, one, messages) = decide_all(&logged, &[query("www.example.org", 1), echo(1, &[0; 56])]);
+    assert!(d.iter().all(|d| d.verdict == Verdict::Accept));
+    assert!(one.iter().all(|&o| o));
     assert_eq!(messages.len(), 2);
 }

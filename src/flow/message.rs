@@ -46,6 +46,17 @@ impl FlowTable {
         }
     }
 
+    /// Whether the packet the engine decided last got its decision as one message (a DNS query over
+    /// UDP, an echo request: see `policy::terms`), not as its flow's: live, the kernel is then not
+    /// told to remember it, so the flow's next message comes to the daemon too.
+    pub fn last_per_message(&self) -> bool {
+        self.last_per_message
+    }
+
+    pub(crate) fn set_last_per_message(&mut self, on: bool) {
+        self.last_per_message = on;
+    }
+
     /// Messages read since the last call, in the order they came.
     pub fn drain_messages(&mut self) -> std::vec::Drain<'_, MessageRecord> {
         self.messages.drain(..)

@@ -241,6 +241,8 @@ pub struct FlowTable {
     /// DNS queries and ICMP echo messages seen, kept for their logs while on (see `message`).
     keep_messages: bool,
     messages: Vec<MessageRecord>,
+    /// Whether the packet last decided was decided as one message (see `message`).
+    last_per_message: bool,
     /// Flows whose verdict waits for their first payload, and what they hold.
     inspecting: HashMap<FlowKey, Inspection, RandomState>,
     /// Bytes of payload held by all inspections, and packets held back.
@@ -281,6 +283,7 @@ impl FlowTable {
             created: Vec::new(),
             keep_messages: false,
             messages: Vec::new(),
+            last_per_message: false,
             inspecting: HashMap::with_hasher(RandomState::new()),
             inspect_bytes: 0,
             held: 0,

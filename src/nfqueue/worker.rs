@@ -23,12 +23,14 @@ use crate::log::{DnsLine, FlowLine, HttpLine, IcmpLine, LogLine, TlsLine, rfc333
 use crate::rules::Marks;
 use crate::{Action, Decision, Reason, Timestamp, Verdict};
 
-/// The kernel verdict and mark for a decision whose packets get `applied` (see [`Live::applied`]).
+/// The kernel verdict and mark for a decision whose packets get `applied` (see [`Live::applied`]);
+/// `per_message`: the decision is one message's, not its flow's (see `policy::terms`).
 fn kernel_verdict(
     d: Decision,
     applied: Action,
     old_mark: u32,
     marks: Marks,
+    per_message: bool,
 ) -> (NfVerdict, Option<u32>) {
     // Outgate's bits (verdict and class) are written whole; other software's are kept.
     let with = |bits: u32| Some((old_mark & !marks.full_mask()) | bits);
@@ -44,7 +46,7 @@ fn kernel_verdict(
         (Reason::Malformed(_) | Reason::OrphanFragment, _) => (NfVerdict::Drop, None),
         // One message's decision (policy::terms): the flow's next message must come up too, so
         // nothing is saved: passed as pending, or dropped here (REJECT too: it is this message's).
-        _ if d.per_message => match applied.verdict.passes() {
+        _ if per_message => match applied.verdict.passes() {
             true => (NfVerdict::Repeat, with(marks.pending())),
             false => (NfVerdict::Drop, None),
         },
@@ -151,6 +153,7 @@ pub(super) fn run(queue: &mut Queue, index: usize, live: &Live) -> Result<(), St
         for p in &packets {
             let id = u64::from(p.id);
             let decision = engine.decide(&mut table, &p.payload, now(), id);
+            let per_message = table.last_per_message();
             // Packets held back for their flow's first payload get its decision, before this one.
             release(&mut table, &mut held_marks, &mut answers, index, live);
             if decision.reason == Reason::Held {
@@ -158,7 +161,8 @@ pub(super) fn run(queue: &mut Queue, index: usize, live: &Live) -> Result<(), St
                 continue;
             }
             live.metrics.count_packet(index, decision);
-            let (v, mark) = kernel_verdict(decision, live.applied(decision), p.mark, live.marks);
+            let applied = live.applied(decision);
+            let (v, mark) = kernel_verdict(decision, applied, p.mark, live.marks, per_message);
             answers.push((p.id, v, mark));
         }
         answer(queue, &answers, &table, counters);
@@ -177,7 +181,7 @@ fn release(
     for (id, d) in table.drain_released() {
         live.metrics.count_packet(index, d);
         let old = held_marks.remove(&id).unwrap_or(0);
-        let (v, mark) = kernel_verdict(d, live.applied(d), old, live.marks);
+        let (v, mark) = kernel_verdict(d, live.applied(d), old, live.marks, false);
         answers.push((id as u32, v, mark));
     }
 }
@@ -330,7 +334,7 @@ mod tests {
     #[test]
     fn verdicts_carry_marks_and_undecided_packets_the_pending_value() {
         let rule = |v| Decision::new(v, Reason::Rule(0));
-        let kv = |d: Decision, old, m| kernel_verdict(d, d.enforced_action(), old, m);
+        let kv = |d: Decision, old, m| kernel_verdict(d, d.enforced_action(), old, m, false);
         let m = Marks::DEFAULT;
         assert_eq!(
             kv(rule(Verdict::Accept), 0, m),
@@ -366,7 +370,7 @@ mod tests {
         };
         assert_eq!(kv(audited, 0, m), (NfVerdict::Repeat, Some(0x100)));
         assert_eq!(
-            kernel_verdict(bad(Verdict::Drop), Action::ACCEPT, 0, m),
+            kernel_verdict(bad(Verdict::Drop), Action::ACCEPT, 0, m, false),
             (NfVerdict::Repeat, Some(0x400))
         );
         let shaped = Decision::new(Verdict::Shape, Reason::Rule(0));
@@ -378,14 +382,8 @@ mod tests {
         let bulk = Decision { class: 1, ..shaped };
         assert_eq!(kv(bulk, 0xf00f, m), (NfVerdict::Repeat, Some(0x210f)));
         // One message's decision is never saved: passed as pending, or dropped here.
-        let message = |v| Decision {
-            per_message: true,
-            ..rule(v)
-        };
-        assert_eq!(
-            kv(message(Verdict::Accept), 0xf00f, m),
-            (NfVerdict::Repeat, pending)
-        );
-        assert_eq!(kv(message(Verdict::Reject), 0, m), (NfVerdict::Drop, None));
+        let message = |v| kernel_verdict(rule(v), Action::of(v), 0xf00f, m, true);
+        assert_eq!(message(Verdict::Accept), (NfVerdict::Repeat, pending));
+        assert_eq!(message(Verdict::Reject), (NfVerdict::Drop, None));
     }
 }

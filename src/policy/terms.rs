@@ -53,7 +53,7 @@ struct Term<T> {
 }
 
 /// The payload terms of one rule; all `None` for a rule decided on its first packet.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Terms {
     app: Option<Term<Vec<App>>>,
     host: Option<Term<HostSel>>,
@@ -320,6 +320,29 @@ fn parse_size(value: &str) -> Option<(u32, u32)> {
         ),
     };
     (lo <= hi).then_some((lo, hi))
+}
+
+/// The policy's hash is taken over the parsed policy's `Debug` text: terms added later show only when
+/// a rule has them, so a policy without them keeps the hash it had.
+impl std::fmt::Debug for Terms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Terms");
+        d.field("app", &self.app)
+            .field("host", &self.host)
+            .field("url", &self.url)
+            .field("method", &self.method)
+            .field("sni", &self.sni);
+        if let Some(t) = &self.qname {
+            d.field("qname", t);
+        }
+        if let Some(t) = &self.qtype {
+            d.field("qtype", t);
+        }
+        if let Some(t) = &self.size {
+            d.field("size", t);
+        }
+        d.finish()
+    }
 }
 
 fn set<T>(slot: &mut Option<T>, value: T) -> Result<(), ()> {
