@@ -106,6 +106,7 @@ fn a_small_first_echo_does_not_open_the_session_to_large_ones() {
     assert_eq!(d[0].reason, Reason::Rule(3));
     assert_eq!(d[1], Decision::new(Verdict::Drop, Reason::Policy(0)));
     assert_eq!(d[2].verdict, Verdict::Accept, "128 bytes is inside ..128");
+    assert_eq!(one, [true; 3], "each request is decided on its own");
     let sizes: Vec<u32> = messages
         .iter()
         .filter_map(|m| match m.message {
