@@ -25,7 +25,14 @@ pub struct Query {
     /// The labels' lengths on the wire, leftmost first (the root's empty label not included).
     pub label_lens: Vec<u8>,
     pub qtype: u16,
+    /// The other questions' names and types, when QDCOUNT is more than 1 (servers seldom answer
+    /// those, but a tunnel's own server reads what it likes): a policy must see them too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more: Vec<(String, u16)>,
 }
+
+/// Questions read in one message at most; a query with more is malformed to us.
+const MAX_QUESTIONS: u16 = 16;
 
 /// Why a message is not a query we can read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,21 +60,38 @@ pub fn parse_query(msg: &[u8]) -> Result<Query, DnsError> {
     if flags & 0x80 != 0 || (flags >> 3) & 0x0f != 0 {
         return Err(DnsError::NotQuery);
     }
-    if u16::from_be_bytes([header[4], header[5]]) == 0 {
+    let count = u16::from_be_bytes([header[4], header[5]]);
+    if count == 0 {
         return Err(DnsError::NotQuery);
     }
-    let (name, label_lens, end) = read_name(msg, HEADER)?;
-    // QTYPE, then QCLASS (RFC 1035 §4.1.2), which must be there too.
-    let qtype = msg
-        .get(end..end + 4)
-        .map(|b| u16::from_be_bytes([b[0], b[1]]))
-        .ok_or(DnsError::Malformed)?;
+    if count > MAX_QUESTIONS {
+        return Err(DnsError::Malformed);
+    }
+    let (name, label_lens, qtype, mut at) = read_question(msg, HEADER)?;
+    let mut more = Vec::new();
+    for _ in 1..count {
+        let (name, _, qtype, end) = read_question(msg, at)?;
+        more.push((name, qtype));
+        at = end;
+    }
     Ok(Query {
         id,
         name,
         label_lens,
         qtype,
+        more,
     })
+}
+
+/// One question at `at`: its name, labels' lengths, QTYPE, and where the next begins.
+fn read_question(msg: &[u8], at: usize) -> Result<(String, Vec<u8>, u16, usize), DnsError> {
+    let (name, label_lens, end) = read_name(msg, at)?;
+    // QTYPE, then QCLASS (RFC 1035 §4.1.2), which must be there too.
+    let qtype = msg
+        .get(end..end + 4)
+        .map(|b| u16::from_be_bytes([b[0], b[1]]))
+        .ok_or(DnsError::Malformed)?;
+    Ok((name, label_lens, qtype, end + 4))
 }
 
 /// Reads the first query of a TCP stream: a two-octet length, then the message (RFC 1035 §4.2.2).
@@ -280,6 +304,20 @@ mod tests {
         }
         long.extend_from_slice(&[0, 0, 1, 0, 1]);
         assert_eq!(parse_query(&long), Err(DnsError::Malformed));
+    }
+
+    #[test]
+    fn every_question_is_read() {
+        // QDCOUNT 2: a harmless first question and a second one for a tunnel's domain.
+        let mut m = www_tcpdump_org();
+        m[5] = 2;
+        m.extend_from_slice(&[1, b'x', 1, b't', 0, 0, 10, 0, 1]);
+        let q = parse_query(&m).unwrap();
+        assert_eq!(q.name, "www.tcpdump.org");
+        assert_eq!(q.more, [("x.t".to_string(), 10)]);
+        // A count the message does not hold is malformed, not a query of fewer questions.
+        m[5] = 3;
+        assert_eq!(parse_query(&m), Err(DnsError::Malformed));
     }
 
     #[test]

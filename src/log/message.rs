@@ -3,7 +3,8 @@
 //! DNS log ([`DnsLine`]): `ts`, `client` and `server` (`ip:port`), `transport` (`udp`, `tcp`),
 //! `qname` (lower-case, octets other than letters, digits, `-` and `_` written `\DDD`; `.` for the
 //! root), `qtype` (mnemonic or `TYPEnnn`), `qtype_code`, `labels` (each label's length on the wire,
-//! leftmost first), then `verdict`, `rule`, `reason` as in the other logs.
+//! leftmost first), `more_questions` (`[[qname, qtype], ...]`, only for a query of several
+//! questions), then `verdict`, `rule`, `reason` as in the other logs.
 //!
 //! ICMP log ([`IcmpLine`]): `ts`, `client` (the pinger) and `server` (addresses), `echo` (`request` or
 //! `reply`), `ident`, `size` (bytes of data after the ICMP header; null for the first fragment of a
@@ -33,6 +34,9 @@ pub struct DnsLine {
     pub qtype: String,
     pub qtype_code: u16,
     pub labels: Vec<u8>,
+    /// The other questions (`[qname, qtype]`), when the query has more than one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub more_questions: Vec<(String, String)>,
     #[serde(flatten)]
     pub outcome: Outcome,
 }
@@ -87,6 +91,11 @@ impl DnsLine {
             qtype: type_name(q.qtype),
             qtype_code: q.qtype,
             labels: q.label_lens.clone(),
+            more_questions: q
+                .more
+                .iter()
+                .map(|(n, t)| (n.clone(), type_name(*t)))
+                .collect(),
             outcome: Outcome::new(policy, d),
         }
     }

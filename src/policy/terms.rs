@@ -28,6 +28,7 @@
 //! A request that names several hosts (two Host headers, an absolute URI that disagrees with Host) is
 //! read the way that cannot be abused: an ACCEPT rule's host term must hold for every host it names, a
 //! DROP or REJECT rule's for any of them. Such a request neither slips past a block nor into an allow.
+//! A DNS query of several questions is read the same way by `qname` and `qtype`.
 
 use std::path::Path;
 
@@ -271,19 +272,35 @@ impl Terms {
                 t.negated != hit
             })
         });
-        let query = p.dns.as_ref();
+        // Every question of a query counts, the way every host of a request does (module docs).
+        let question_term = |negated: bool, hit: &dyn Fn(&str, u16) -> bool| {
+            p.dns.as_ref().is_some_and(|q| {
+                let mut all = std::iter::once((q.name.as_str(), q.qtype))
+                    .chain(q.more.iter().map(|(n, t)| (n.as_str(), *t)));
+                let (any, every) = all.by_ref().fold((false, true), |(any, every), (n, t)| {
+                    let h = hit(n, t);
+                    (any || h, every && h)
+                });
+                match (negated, verdict == Verdict::Accept) {
+                    (false, true) => every,
+                    (false, false) => any,
+                    (true, true) => !any,
+                    (true, false) => !every,
+                }
+            })
+        };
         let qname_ok = self.qname.as_ref().is_none_or(|t| {
-            query.is_some_and(|q| {
-                let host = parse_host(&q.name)
+            question_term(t.negated, &|name, _| {
+                let host = parse_host(name)
                     .map(|(h, _)| h)
-                    .unwrap_or_else(|| Host::Name(q.name.clone()));
-                t.negated != host_matches(&t.value, Some(&host))
+                    .unwrap_or_else(|| Host::Name(name.to_string()));
+                host_matches(&t.value, Some(&host))
             })
         });
         let qtype_ok = self
             .qtype
             .as_ref()
-            .is_none_or(|t| query.is_some_and(|q| t.negated != t.value.contains(&q.qtype)));
+            .is_none_or(|t| question_term(t.negated, &|_, qtype| t.value.contains(&qtype)));
         let size_ok = self.size.as_ref().is_none_or(|t| {
             p.echo.as_ref().is_some_and(|e| {
                 let (lo, hi) = t.value;
@@ -513,6 +530,7 @@ mod tests {
                 name: name.to_string(),
                 label_lens: Vec::new(),
                 qtype,
+                more: Vec::new(),
             }),
             ..Payload::default()
         }
@@ -568,6 +586,15 @@ mod tests {
         }
         assert!(terms(&[("qname", "a.example")]).per_message());
         assert!(!terms(&[("sni", "a.example")]).per_message());
+        // A second question for the tunnel's domain: DROP sees any question, ACCEPT needs all.
+        let mut two = dns("www.example.org", 1);
+        if let Some(d) = two.dns.as_mut() {
+            d.more.push(("x.t.example.org".to_string(), 10));
+        }
+        assert!(q.matches(&two, DROP));
+        assert!(!terms(&[("qname", "www.example.org")]).matches(&two, ACCEPT));
+        assert!(terms(&[("qtype", "NULL")]).matches(&two, DROP));
+        assert!(!terms(&[("qtype", "!NULL")]).matches(&two, ACCEPT));
     }
 
     #[test]
