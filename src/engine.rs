@@ -12,7 +12,7 @@ use crate::decision::{Decision, Reason, Verdict};
 use crate::flow::{FlowKey, FlowTable, Inspect, Message, MessageRecord, Side};
 use crate::inspect::detect::{App, Transport as Carrier};
 use crate::inspect::echo::Echo;
-use crate::inspect::{Payload, dns, ftp, read_payload};
+use crate::inspect::{Payload, ftp, read_payload};
 use crate::packet::{PROTO_ICMP, PROTO_ICMPV6, Packet, Transport};
 use crate::policy::{Cidr, Eval, Policy};
 
@@ -189,17 +189,22 @@ impl Engine {
         self.decide_message(flows, &packet, message, decision, (now, at, seq))
     }
 
-    /// What a DNS query over UDP, or an ICMP echo message, carries; `None` for any other packet.
+    /// What a datagram to port 53 (a DNS query, if it reads as one), or an ICMP echo message, carries;
+    /// `None` for any other packet.
     fn message_of(p: &Packet<'_>) -> Option<Payload> {
         if p.fragment.is_some_and(|f| f.offset != 0) {
             return None;
         }
         match p.transport {
-            Transport::Udp { dport: 53, .. } => Some(Payload {
-                app: Some(App::Dns),
-                dns: Some(dns::parse_query(p.payload).ok()?),
-                ..Payload::default()
-            }),
+            // Any datagram to port 53 is a message, a readable query or not: one that is not must not
+            // get (and, live, leave in the kernel) its flow's decision, or a socket could open with
+            // one query, send garbage, and have its later queries pass unseen.
+            Transport::Udp { dport: 53, .. } => {
+                Some(read_payload(Carrier::Udp, p.payload).unwrap_or(Payload {
+                    app: Some(App::Unknown),
+                    ..Payload::default()
+                }))
+            }
             Transport::Icmp {
                 icmp_type,
                 ident: Some(ident),

@@ -131,3 +131,32 @@ fn without_message_terms_nor_logs_a_flow_is_decided_once() {
     assert!(one.iter().all(|&o| o));
     assert_eq!(messages.len(), 2);
 }
+
+/// A datagram to port 53 that is no readable query must not get the flow's decision: live, that
+/// would be remembered in the conntrack mark, and the socket's later queries (a tunnel's) would never
+/// come to the daemon.
+#[test]
+fn a_datagram_that_is_no_query_does_not_decide_the_socket() {
+    let engine = Engine::new(Policy::compile("p", POLICY).unwrap());
+    let mut garbage = Vec::new();
+    PacketBuilder::ipv4([10, 0, 0, 2], [192, 0, 2, 53], 64)
+        .udp(40000, 53)
+        .write(&mut garbage, b"not a DNS message")
+        .unwrap();
+    let (d, one, messages) = decide_all(
+        &engine,
+        &[
+            query("www.example.org", 1),
+            garbage,
+            query("paaaaa.t.example.org", 10),
+        ],
+    );
+    assert_eq!(one, [true; 3]);
+    assert_eq!(
+        d[1].reason,
+        Reason::Rule(2),
+        "the port rule, for this datagram only"
+    );
+    assert_eq!(d[2].verdict, Verdict::Drop);
+    assert_eq!(messages.len(), 2, "the DNS log has the two queries");
+}
