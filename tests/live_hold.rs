@@ -112,27 +112,32 @@ fn a_request_in_reverse_order_reaches_its_decision() {
     );
 }
 
-/// A client hello the policy accepts, a reset, and the same 4-tuple again speaking SSH: the second
-/// connection is a new flow, read on its own, and dropped.
-#[test]
-fn a_reused_four_tuple_is_a_new_flow() {
-    if !common::root("a_reused_four_tuple_is_a_new_flow") {
-        return;
-    }
-    let _g = serial();
-    let mut s = gateway_mode();
+/// Who ends the accepted first connection of [`reuse_after_reset`], with a reset.
+#[derive(Clone, Copy, PartialEq)]
+enum Resets {
+    Client,
+    Server,
+}
+
+/// A ClientHello the policy accepts on a connection from port 45678, a reset from `who`, and the same
+/// 4-tuple again, 0.3 s later, speaking SSH: the second connection must be a new flow, read on its own,
+/// and dropped, whoever reset the first.
+fn reuse_after_reset(mut s: Setup, who: Resets) {
     let got = s.lab.path("received.txt");
-    // The server records the first bytes of every connection, one line each.
+    // The server records the first bytes of every connection, one line each; when `who` is the
+    // server, it resets a connection once it has read them.
     let server = s.lab.write(
         "record.py",
         &format!(
-            "import socket,threading\n\
+            "import socket,struct,threading\n\
              l=socket.socket(socket.AF_INET6);l.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
              l.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,0);l.bind(('::',443));l.listen(16)\n\
-             def serve(c):\n first=b''\n try:\n  while len(first)<64:\n   d=c.recv(64)\n   if not d: break\n   first+=d\n except OSError: pass\n \
-             open('{}','a').write(first[:8].hex()+'\\n')\n\
+             def serve(c):\n first=b''\n c.settimeout(1)\n try:\n  while len(first)<64:\n   d=c.recv(64)\n   if not d: break\n   first+=d\n except OSError: pass\n \
+             open('{}','a').write(first[:8].hex()+'\\n')\n \
+             if {}: c.setsockopt(socket.SOL_SOCKET,socket.SO_LINGER,struct.pack('ii',1,0));c.close()\n\
              while True:\n c,_=l.accept();threading.Thread(target=serve,args=(c,)).start()\n",
-            got.display()
+            got.display(),
+            if who == Resets::Server { "True" } else { "False" },
         ),
     );
     s.lab
@@ -151,12 +156,15 @@ fn a_reused_four_tuple_is_a_new_flow() {
              except ssl.SSLWantReadError: pass\n\
              hello=out.read()\n\
              def connect():\n s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n s.bind(('0.0.0.0',45678));s.settimeout(3);s.connect(('{srv}',443));return s\n\
-             a=connect();a.sendall(hello);time.sleep(0.5)\n\
-             a.setsockopt(socket.SOL_SOCKET,socket.SO_LINGER,struct.pack('ii',1,0));a.close()\n\
+             a=connect();a.sendall(hello)\n\
+             if {client_resets}:\n time.sleep(0.5);a.setsockopt(socket.SOL_SOCKET,socket.SO_LINGER,struct.pack('ii',1,0))\n\
+             else:\n try: a.recv(1)\n except OSError: pass\n\
+             a.close()\n\
              time.sleep(0.3)\n\
              b=connect();b.sendall(b'SSH-2.0-OpenSSH_9.2p1 Debian-2\\r\\n');time.sleep(1.5)\n\
              print('sent')\n",
-            srv = s.server4
+            srv = s.server4,
+            client_resets = if who == Resets::Client { "True" } else { "False" },
         ),
     );
     let out = s
@@ -180,7 +188,8 @@ fn a_reused_four_tuple_is_a_new_flow() {
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
         )),
-        "SSH on the reused 4-tuple reached the server: {received:?}"
+        "{} mode: SSH on the reused 4-tuple reached the server: {received:?}",
+        s.mode
     );
     let log = s.flows_log();
     let on_port: Vec<_> = log
@@ -198,6 +207,30 @@ fn a_reused_four_tuple_is_a_new_flow() {
         [("accept", "tls"), ("drop", "ssh")],
         "two flows on one 4-tuple, each read on its own: {log:#?}"
     );
+}
+
+/// The client resets its accepted connection and reconnects from the same port (conntrack itself
+/// starts a new entry for that SYN).
+#[test]
+fn a_reused_four_tuple_is_a_new_flow() {
+    if !common::root("a_reused_four_tuple_is_a_new_flow") {
+        return;
+    }
+    let _g = serial();
+    reuse_after_reset(gateway_mode(), Resets::Client);
+}
+
+/// The server resets the accepted connection (a confederate server can do so on purpose), and the client
+/// reconnects from the same port within conntrack's close timeout (10 s): conntrack keeps the old entry
+/// for that SYN, and its saved ACCEPT must not carry over to the new connection.
+#[test]
+fn a_port_reused_after_the_server_reset_an_accepted_flow_is_decided_anew() {
+    if !common::root("a_port_reused_after_the_server_reset_an_accepted_flow_is_decided_anew") {
+        return;
+    }
+    let _g = serial();
+    reuse_after_reset(host_mode(), Resets::Server);
+    reuse_after_reset(gateway_mode(), Resets::Server);
 }
 
 /// A flow waiting for its first payload passes through outgate's chain to the admin's own rules: a DROP

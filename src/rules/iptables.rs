@@ -108,6 +108,15 @@ pub(super) fn iptables_body(cfg: &RulesConfig, family: Family) -> Result<Vec<Str
         "# rules, nothing saved, so the flow's next packet comes to the daemon too. Before the restore,".into(),
         "# so that a conntrack mark holding this value is never restored into a pass.".into(),
         format!("-A {c} {} -j RETURN", mark_is(m, m.pending())),
+        "# A SYN opening a connection on the 4-tuple of an accepted one that the server reset: conntrack".into(),
+        "# keeps the old entry for it (the reset came from the other side), and the saved ACCEPT would".into(),
+        "# pass the new connection unread. Cleared, the daemon decides it like any new connection. Only".into(),
+        "# an ACCEPT: a kept DROP or REJECT errs on the safe side (the new connection meets it).".into(),
+        format!(
+            "-A {c} -p tcp --tcp-flags SYN,ACK,FIN,RST SYN -m conntrack ! --ctstate NEW \
+             -m connmark --mark {:#x}/{mask} -j CONNMARK --set-xmark 0x0/{both}",
+            m.verdict(Verdict::Accept)
+        ),
         "# Decided flow: its verdict (and class) comes from the conntrack mark. Not when the packet carries".into(),
         "# one: that is the REPEAT pass, and restoring the still-empty conntrack mark would loop it.".into(),
         format!("-A {c} {none} -j CONNMARK --restore-mark --nfmask {both} --ctmask {both}"),
@@ -309,6 +318,11 @@ COMMIT
 # rules, nothing saved, so the flow's next packet comes to the daemon too. Before the restore,
 # so that a conntrack mark holding this value is never restored into a pass.
 -A OUTGATE -m mark --mark 0x400/0xf00 -j RETURN
+# A SYN opening a connection on the 4-tuple of an accepted one that the server reset: conntrack
+# keeps the old entry for it (the reset came from the other side), and the saved ACCEPT would
+# pass the new connection unread. Cleared, the daemon decides it like any new connection. Only
+# an ACCEPT: a kept DROP or REJECT errs on the safe side (the new connection meets it).
+-A OUTGATE -p tcp --tcp-flags SYN,ACK,FIN,RST SYN -m conntrack ! --ctstate NEW -m connmark --mark 0x100/0xf00 -j CONNMARK --set-xmark 0x0/0xff00
 # Decided flow: its verdict (and class) comes from the conntrack mark. Not when the packet carries
 # one: that is the REPEAT pass, and restoring the still-empty conntrack mark would loop it.
 -A OUTGATE -m mark --mark 0x0/0xf00 -j CONNMARK --restore-mark --nfmask 0xff00 --ctmask 0xff00

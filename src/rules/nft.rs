@@ -132,6 +132,13 @@ pub fn nft(cfg: &RulesConfig) -> Result<String, RulesError> {
         "\t\t# the daemon's REPEAT of a packet it passed but has not decided: on, nothing saved; before the".into(),
         "\t\t# restore, so that a conntrack mark holding this value is never restored into a pass".into(),
         format!("\t\t{} return", bits(m.pending())),
+        "\t\t# a SYN opening a connection on the 4-tuple of an accepted one that the server reset keeps".into(),
+        "\t\t# the old conntrack entry: its ACCEPT is cleared so the daemon decides the new connection".into(),
+        format!(
+            "\t\ttcp flags & (syn|ack|fin|rst) == syn ct state != new ct mark & {mask} == {} ct mark set ct mark & {}",
+            hex(m.verdict(Verdict::Accept)),
+            hex(!m.full_mask())
+        ),
         "\t\t# decided flow: the verdict from the conntrack mark, unless the packet has one (REPEAT pass)".into(),
     ]);
     for v in verdicts {
@@ -244,7 +251,8 @@ mod tests {
             "\t\tmeta mark & 0xf00 == 0x0 ct mark & 0xf00 == 0x100 meta mark set meta mark | 0x100\n",
             "\t\tmeta mark & 0xf00 == 0x0 ct mark & 0xf00 != 0x0 drop\n",
             "\t\tmeta mark & 0xf00 == 0x0 queue num 0-3 bypass\n",
-            "\t\tmeta mark & 0xf00 == 0x400 return\n\t\t# decided flow",
+            "\t\tmeta mark & 0xf00 == 0x400 return\n\t\t# a SYN opening",
+            "\t\ttcp flags & (syn|ack|fin|rst) == syn ct state != new ct mark & 0xf00 == 0x100 ct mark set ct mark & 0xffff00ff\n\t\t# decided flow",
             "\t\tmeta mark & 0xf00 == 0x200 ct mark & 0xf00 == 0x0 ct mark set ct mark & 0xfffff0ff | 0x200\n",
             "\t\tmeta mark & 0xf00 == 0x100 ct mark & 0xf00 == 0x0 jump classes\n",
             "\tchain classes {\n\t\tmeta mark & 0xf000 == 0x1000 ct mark set ct mark & 0xffff00ff | 0x1100 return\n",

@@ -205,30 +205,36 @@ impl Lab {
             .expect("ip netns exec")
     }
 
-    /// Starts `cmd` in `ns` in the background; it is killed when the lab is dropped.
+    /// Starts `cmd` in `ns` in the background; it is killed when the lab is dropped. Its stderr goes
+    /// to a file of the lab, never a pipe: a pipe nobody reads fills after 64 KiB and then blocks the
+    /// child at its next write (python's http.server logs each request to stderr, and stopped
+    /// answering after some 600 requests).
     pub fn spawn(&mut self, ns: &str, cmd: &str) -> usize {
+        let i = self.children.len();
+        let err = std::fs::File::create(self.stderr_path(i)).expect("the child's stderr file");
         let child = Command::new("ip")
             .args(["netns", "exec", ns, "sh", "-c", &format!("exec {cmd}")])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(err)
             .spawn()
             .expect("spawn");
         self.children.push(child);
-        self.children.len() - 1
+        i
+    }
+
+    fn stderr_path(&self, i: usize) -> PathBuf {
+        self.path(&format!("stderr.{i}"))
     }
 
     pub fn child(&mut self, i: usize) -> &mut Child {
         &mut self.children[i]
     }
 
-    /// Everything a finished (or killed) child wrote to stderr.
+    /// Everything the child wrote to stderr so far.
     pub fn stderr_of(&mut self, i: usize) -> String {
-        let mut text = String::new();
-        if let Some(e) = self.children[i].stderr.as_mut() {
-            let _ = std::io::Read::read_to_string(e, &mut text);
-        }
-        text
+        let bytes = std::fs::read(self.stderr_path(i)).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
