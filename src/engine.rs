@@ -9,9 +9,11 @@
 
 use crate::Timestamp;
 use crate::decision::{Decision, Reason, Verdict};
-use crate::flow::{FlowKey, FlowTable, Inspect, Side};
-use crate::inspect::{Collected, Payload, ftp, read_collected};
-use crate::packet::{Packet, Transport};
+use crate::flow::{FlowKey, FlowTable, Inspect, Message, MessageRecord, Side};
+use crate::inspect::detect::{App, Transport as Carrier};
+use crate::inspect::echo::Echo;
+use crate::inspect::{Collected, Payload, ftp, read_collected, read_payload};
+use crate::packet::{PROTO_ICMP, PROTO_ICMPV6, Packet, Transport};
 use crate::policy::{Cidr, Eval, Policy};
 
 /// The decision of a flow that waits for its first payload.
@@ -62,15 +64,26 @@ pub struct Engine {
     /// Added to `now` to make Unix time, for rules that expire (`until=`): 0 in replay, whose `now`
     /// is the capture's time; live, the clock at the daemon's start, whose `now` counts from it.
     unix_offset: u64,
+    /// DNS queries over UDP and ICMP echo requests are decided one by one (a rule has `qname=`,
+    /// `qtype=` or `size=`, or [`Engine::with_messages`] asked for their logs).
+    per_message: bool,
 }
 
 impl Engine {
     pub fn new(policy: Policy) -> Engine {
         Engine {
+            per_message: policy.per_message(),
             policy,
             lan: Vec::new(),
             unix_offset: 0,
         }
+    }
+
+    /// Decides every DNS query over UDP and every ICMP echo request on its own, even when no rule
+    /// asks for it, so that the DNS and ICMP logs (and, live, the daemon) see each of them.
+    pub fn with_messages(mut self, on: bool) -> Engine {
+        self.per_message |= on;
+        self
     }
 
     /// Live: `now` counts from the daemon's start, which was `unix_start` (nanoseconds since the epoch).
@@ -91,6 +104,11 @@ impl Engine {
         self
     }
 
+    /// Whether DNS queries over UDP and ICMP echo requests are decided (and recorded) one by one.
+    pub fn per_message(&self) -> bool {
+        self.per_message
+    }
+
     pub fn policy(&self) -> &Policy {
         &self.policy
     }
@@ -105,6 +123,7 @@ impl Engine {
     /// packet held back ([`Reason::Held`]; it gets its decision from [`FlowTable::drain_released`]).
     pub fn decide(&self, flows: &mut FlowTable, ip: &[u8], now: Timestamp, seq: u64) -> Decision {
         let malformed = self.policy.options().malformed;
+        flows.set_last_per_message(false);
         let packet = match Packet::parse(ip) {
             Ok(p) => p,
             Err(m) => {
@@ -117,6 +136,11 @@ impl Engine {
                 .follow_fragment(&packet, now)
                 .unwrap_or(Decision::new(malformed, Reason::OrphanFragment));
         };
+        let message = if self.per_message {
+            Self::message_of(&packet)
+        } else {
+            None
+        };
         let announced = flows.take_expected(&packet, &key.0, now);
         let offloaded = flows.is_offloaded();
         let at = self.unix_time(now);
@@ -127,8 +151,11 @@ impl Engine {
                 self.decide_midstream(&packet, key.1, offloaded, at)
             } else {
                 match self.policy.evaluate(&packet, None, at) {
-                    Eval::Decided(d) => (d, key.1),
-                    Eval::NeedPayload => (INSPECTING, key.1),
+                    // With the DNS log on, a DNS flow over TCP is read for its first query too.
+                    Eval::Decided(d) if !(self.per_message && is_dns_over_tcp(&packet)) => {
+                        (d, key.1)
+                    }
+                    Eval::Decided(_) | Eval::NeedPayload => (INSPECTING, key.1),
                 }
             }
         });
@@ -136,21 +163,108 @@ impl Engine {
             if decision.verdict == Verdict::Accept && !packet.payload.is_empty() {
                 ftp_control(flows, &packet, now);
             }
-            return decision;
+            return self.decide_message(flows, &packet, message, decision, (now, at, seq));
         }
+        let echo = message.as_ref().filter(|m| m.echo.is_some());
         // Only the initiator's packets add payload, so `packet` is the initiator's when `read` runs.
         let read = |collected: Collected<'_>| {
-            let payload = read_collected(collected)?;
+            let payload = match echo {
+                Some(m) => m.clone(),
+                None => read_collected(collected)?,
+            };
             match self.policy.evaluate(&packet, Some(&payload), at) {
                 Eval::Decided(d) => Some((d, payload)),
                 Eval::NeedPayload => None,
             }
         };
-        match flows.inspect(&packet, key, read, now, seq) {
+        let decision = match flows.inspect(&packet, key, read, now, seq) {
             Inspect::Decided(d) => d,
             Inspect::Held => HELD,
             Inspect::Pass => INSPECTING,
+        };
+        self.decide_message(flows, &packet, message, decision, (now, at, seq))
+    }
+
+    /// What a datagram to port 53 (a DNS query, if it reads as one), or an ICMP echo message, carries;
+    /// `None` for any other packet.
+    fn message_of(p: &Packet<'_>) -> Option<Payload> {
+        if p.fragment.is_some_and(|f| f.offset != 0) {
+            return None;
         }
+        match p.transport {
+            // Any datagram to port 53 is a message, a readable query or not: one that is not must not
+            // get (and, live, leave in the kernel) its flow's decision, or a socket could open with
+            // one query, send garbage, and have its later queries pass unseen.
+            Transport::Udp { dport: 53, .. } => {
+                Some(read_payload(Carrier::Udp, p.payload).unwrap_or(Payload {
+                    app: Some(App::Unknown),
+                    ..Payload::default()
+                }))
+            }
+            Transport::Icmp {
+                icmp_type,
+                ident: Some(ident),
+                ..
+            } => {
+                let request = match (p.ip_proto, icmp_type) {
+                    (PROTO_ICMP, 8) | (PROTO_ICMPV6, 128) => true,
+                    (PROTO_ICMP, 0) | (PROTO_ICMPV6, 129) => false,
+                    _ => return None,
+                };
+                let fragmented = p.fragment.is_some_and(|f| f.more);
+                Some(Payload {
+                    echo: Some(Echo::new(request, ident, p.payload, fragmented)),
+                    ..Payload::default()
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// A message (see [`Engine::message_of`]) decided on its own: a DNS query or an echo request gets
+    /// the policy's decision for it (and the table says so: [`FlowTable::last_per_message`]); an echo
+    /// reply keeps its flow's. Each is recorded for the logs. Any other packet keeps `flow_decision`.
+    fn decide_message(
+        &self,
+        flows: &mut FlowTable,
+        p: &Packet<'_>,
+        message: Option<Payload>,
+        flow_decision: Decision,
+        (now, at, seq): (Timestamp, Timestamp, u64),
+    ) -> Decision {
+        let Some(payload) = message.filter(|_| flow_decision.reason != Reason::Held) else {
+            return flow_decision;
+        };
+        let is_reply = payload.echo.is_some_and(|e| !e.request);
+        let decision = if is_reply {
+            flow_decision
+        } else {
+            match self.policy.evaluate(p, Some(&payload), at) {
+                Eval::Decided(d) => {
+                    flows.set_last_per_message(true);
+                    d
+                }
+                Eval::NeedPayload => flow_decision,
+            }
+        };
+        if flows.keeps_messages() {
+            let (src, dst) = ((p.src, ports(p).0), (p.dst, ports(p).1));
+            let (client, server) = if is_reply { (dst, src) } else { (src, dst) };
+            let message = match (payload.dns, payload.echo) {
+                (Some(q), _) => Message::Dns(q),
+                (None, Some(e)) => Message::Echo(e),
+                (None, None) => return decision,
+            };
+            flows.push_message(MessageRecord {
+                seq,
+                at: now,
+                client,
+                server,
+                decision,
+                message,
+            });
+        }
+        decision
     }
 
     /// Decides again a flow that is already under way (after a reload, or at the start), from a packet of
@@ -225,6 +339,22 @@ impl Engine {
         (rank(sport), sport) >= (rank(dport), dport)
     }
 }
+
+/// A TCP packet to port 53.
+fn is_dns_over_tcp(p: &Packet<'_>) -> bool {
+    matches!(p.transport, Transport::Tcp { dport: 53, .. })
+}
+
+/// A packet's ports (0 for ICMP and portless protocols).
+fn ports(p: &Packet<'_>) -> (u16, u16) {
+    match p.transport {
+        Transport::Tcp { sport, dport, .. } | Transport::Udp { sport, dport } => (sport, dport),
+        _ => (0, 0),
+    }
+}
+
+#[cfg(test)]
+mod message_tests;
 
 #[cfg(test)]
 mod tests {

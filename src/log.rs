@@ -12,7 +12,12 @@
 //!
 //! Two more logs come from the flows' first payloads: the HTTP request log ([`HttpLine`]: `ts`,
 //! `client`, `server`, `method`, `host`, `url`, `user_agent`, `verdict`, `rule`, `reason`) and the TLS
-//! log ([`TlsLine`]: `ts`, `client`, `server`, `sni`, `alpn`, `ja4`, `verdict`, `rule`, `reason`).
+//! log ([`TlsLine`]: `ts`, `client`, `server`, `sni`, `alpn`, `ja4`, `verdict`, `rule`, `reason`). DNS queries
+//! and ICMP echo messages have their own logs ([`DnsLine`], [`IcmpLine`], see `message`).
+
+mod message;
+
+pub use message::{DnsLine, IcmpLine};
 
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};

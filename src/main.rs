@@ -108,6 +108,14 @@ enum Command {
         /// to FILE: server name, ALPN, JA4.
         #[arg(long, value_name = "FILE")]
         tls_log: Option<PathBuf>,
+        /// Write one JSON line per DNS query (each over UDP; a TCP flow's first) to FILE: client,
+        /// server, qname, qtype, labels, verdict, rule. `outgate report` finds DNS tunnels in it.
+        #[arg(long, value_name = "FILE")]
+        dns_log: Option<PathBuf>,
+        /// Write one JSON line per ICMP echo request and reply to FILE: size, entropy, ping's fill or
+        /// not, digest, verdict, rule. `outgate report` finds ICMP tunnels in it.
+        #[arg(long, value_name = "FILE")]
+        icmp_log: Option<PathBuf>,
         /// Write the accepted packets to a new pcap (raw IP link type).
         #[arg(long, value_name = "FILE")]
         write_accepted: Option<PathBuf>,
@@ -250,6 +258,14 @@ enum Command {
         /// to FILE (`-` for stdout): server name, ALPN, JA4.
         #[arg(long, value_name = "FILE")]
         tls_log: Option<String>,
+        /// Write one JSON line per DNS query to FILE (`-` for stdout), as replay's --dns-log. Each DNS
+        /// query over UDP then comes to the daemon (not only a flow's first).
+        #[arg(long, value_name = "FILE")]
+        dns_log: Option<String>,
+        /// Write one JSON line per ICMP echo request to FILE (`-` for stdout), as replay's --icmp-log
+        /// (replies stay in the kernel). Each echo request then comes to the daemon.
+        #[arg(long, value_name = "FILE")]
+        icmp_log: Option<String>,
         /// Serve Prometheus metrics over HTTP on ADDR, e.g. 127.0.0.1:9717.
         #[arg(long, value_name = "ADDR")]
         metrics: Option<std::net::SocketAddr>,
@@ -510,6 +526,8 @@ fn main() -> ExitCode {
             flows,
             http_log,
             tls_log,
+            dns_log,
+            icmp_log,
             write_accepted,
             write_dropped,
             lan,
@@ -523,13 +541,23 @@ fn main() -> ExitCode {
             let cfg = ReplayConfig {
                 captures,
                 workers,
-                keep_flows: flows.is_some() || http_log.is_some() || tls_log.is_some(),
+                keep_flows: flows.is_some()
+                    || http_log.is_some()
+                    || tls_log.is_some()
+                    || dns_log.is_some()
+                    || icmp_log.is_some(),
                 write_accepted,
                 write_dropped,
                 progress: true,
                 audit,
             };
-            run_replay(policy, lan, cfg, format, [flows, http_log, tls_log])
+            run_replay(
+                policy,
+                lan,
+                cfg,
+                format,
+                [flows, http_log, tls_log, dns_log, icmp_log],
+            )
         }
         Command::Diff {
             old,
@@ -548,6 +576,8 @@ fn main() -> ExitCode {
             log,
             http_log,
             tls_log,
+            dns_log,
+            icmp_log,
             metrics,
             queue_maxlen,
             rcvbuf_mib,
@@ -573,6 +603,8 @@ fn main() -> ExitCode {
                 log: target(log),
                 http_log: target(http_log),
                 tls_log: target(tls_log),
+                dns_log: target(dns_log),
+                icmp_log: target(icmp_log),
                 metrics,
                 policy_path: policy,
                 state,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use outgate::Engine;
 use outgate::learn::{self, LearnConfig};
-use outgate::log::{FlowEnd, FlowLine, HttpLine, LogLine, TlsLine, rfc3339};
+use outgate::log::{DnsLine, FlowEnd, FlowLine, HttpLine, IcmpLine, LogLine, TlsLine, rfc3339};
 use outgate::policy::Cidr;
 use outgate::replay::{ReplayConfig, replay};
 
@@ -18,14 +18,17 @@ pub fn run_replay(
     lan: Vec<Cidr>,
     cfg: ReplayConfig,
     format: Format,
-    logs: [Option<PathBuf>; 3],
+    logs: [Option<PathBuf>; 5],
 ) -> Result<ExitCode, String> {
     if policy.is_none() {
         eprintln!(
             "outgate: no --policy given: using the built-in default policy (see `outgate check --print-default`)"
         );
     }
-    let engine = Engine::new(load_policy(policy)?).with_lan(lan);
+    let messages = logs[3].is_some() || logs[4].is_some();
+    let engine = Engine::new(load_policy(policy)?)
+        .with_lan(lan)
+        .with_messages(messages);
     // Create the logs before the replay, so an unwritable path fails fast.
     let mut outs = Vec::with_capacity(logs.len());
     for path in &logs {
@@ -41,18 +44,29 @@ pub fn run_replay(
     for (i, out) in outs.iter_mut().enumerate() {
         let Some((path, out)) = out else { continue };
         let write_err = |e: std::io::Error| format!("{}: {e}", path.display());
+        let audit = cfg.audit;
         for rec in &report.flows {
-            let audit = cfg.audit;
             let line = match i {
                 0 => {
                     let mut line = FlowLine::new(policy, rec).audited(audit);
                     line.end = Some(FlowEnd::of(rec));
                     serde_json::to_string(&line).ok()
                 }
-                1 => HttpLine::new(policy, rec, rfc3339)
-                    .and_then(|l| serde_json::to_string(&l.audited(audit)).ok()),
-                _ => TlsLine::new(policy, rec, rfc3339)
-                    .and_then(|l| serde_json::to_string(&l.audited(audit)).ok()),
+                1 => json(HttpLine::new(policy, rec, rfc3339).map(|l| l.audited(audit))),
+                2 => json(TlsLine::new(policy, rec, rfc3339).map(|l| l.audited(audit))),
+                3 => json(DnsLine::tcp_flow(policy, rec, rfc3339).map(|l| l.audited(audit))),
+                _ => None,
+            };
+            if let Some(line) = line {
+                writeln!(out, "{line}").map_err(write_err)?;
+            }
+        }
+        // DNS queries over UDP and echo messages, one by one, in capture order.
+        for rec in &report.messages {
+            let line = match i {
+                3 => json(DnsLine::message(policy, rec, rfc3339).map(|l| l.audited(audit))),
+                4 => json(IcmpLine::message(policy, rec, rfc3339).map(|l| l.audited(audit))),
+                _ => None,
             };
             if let Some(line) = line {
                 writeln!(out, "{line}").map_err(write_err)?;
@@ -72,6 +86,10 @@ pub fn run_replay(
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn json(line: Option<impl serde::Serialize>) -> Option<String> {
+    line.and_then(|l| serde_json::to_string(&l).ok())
 }
 
 /// The proposal on stdout; lines not understood, capture errors and notes on stderr. A capture cut

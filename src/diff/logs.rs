@@ -185,6 +185,7 @@ fn logged(l: LineIn, cite: String) -> Option<Logged> {
                 app,
                 http: Some(request),
                 tls: None,
+                ..Payload::default()
             };
             (Some(payload), unknown)
         }
@@ -197,6 +198,7 @@ fn logged(l: LineIn, cite: String) -> Option<Logged> {
                 app,
                 http: None,
                 tls: Some(hello),
+                ..Payload::default()
             };
             (Some(payload), &[])
         }
@@ -210,8 +212,8 @@ fn logged(l: LineIn, cite: String) -> Option<Logged> {
                 };
                 let payload = Payload {
                     app,
-                    http: None,
                     tls: Some(hello),
+                    ..Payload::default()
                 };
                 (Some(payload), &[])
             }

@@ -26,6 +26,7 @@
 
 mod inspection;
 mod key;
+mod message;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -45,6 +46,7 @@ use inspection::Inspection;
 pub use inspection::{Inspect, InspectConfig};
 use key::addr16;
 pub use key::{FlowKey, Side};
+pub use message::{Message, MessageRecord};
 
 const NANOS: u64 = 1_000_000_000;
 /// How long the first fragment of a datagram tells where its later fragments belong (Linux ipfrag_time).
@@ -243,6 +245,11 @@ pub struct FlowTable {
     finished: Vec<FlowRecord>,
     keep_created: bool,
     created: Vec<FlowRecord>,
+    /// DNS queries and ICMP echo messages seen, kept for their logs while on (see `message`).
+    keep_messages: bool,
+    messages: Vec<MessageRecord>,
+    /// Whether the packet last decided was decided as one message (see `message`).
+    last_per_message: bool,
     /// Flows whose verdict waits for their first payload, and what they hold.
     inspecting: HashMap<FlowKey, Inspection, RandomState>,
     /// Bytes of payload held by all inspections, and packets held back.
@@ -281,6 +288,9 @@ impl FlowTable {
             finished: Vec::new(),
             keep_created: false,
             created: Vec::new(),
+            keep_messages: false,
+            messages: Vec::new(),
+            last_per_message: false,
             inspecting: HashMap::with_hasher(RandomState::new()),
             inspect_bytes: 0,
             held: 0,

@@ -3,6 +3,8 @@
 //! panic on any input.
 
 pub mod detect;
+pub mod dns;
+pub mod echo;
 pub mod ftp;
 pub mod host;
 pub mod http;
@@ -18,6 +20,12 @@ pub struct Payload {
     pub app: Option<App>,
     pub http: Option<http::Request>,
     pub tls: Option<tls::ClientHello>,
+    /// A DNS query's first question (UDP: each datagram to port 53 is one; TCP: the stream's first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<dns::Query>,
+    /// An ICMP echo request's data: what the `size=` term and the ICMP log read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub echo: Option<echo::Echo>,
 }
 
 /// The initiator's payload collected while its flow waits for a decision.
@@ -53,13 +61,17 @@ pub fn read_datagrams<D: AsRef<[u8]>>(datagrams: &[D]) -> Option<Payload> {
     };
     // As for TLS over TCP: what looks like a QUIC v1/v2 Initial but does not decrypt to a ClientHello
     // is not QUIC. Other versions stay `quic`, unread.
-    if app == App::Quic {
-        match quic::parse_client_hello(datagrams) {
+    match app {
+        App::Quic => match quic::parse_client_hello(datagrams) {
             Ok(hello) => payload.tls = Some(hello),
             Err(quic::QuicError::Incomplete) => return None,
             Err(quic::QuicError::NotInitial) => {}
             Err(quic::QuicError::Malformed) => payload.app = Some(App::Unknown),
-        }
+        },
+        // A message that looks like DNS but has no question we can read keeps `app=dns` and no
+        // `dns`: a `qname=` or `qtype=` term then never matches it (see policy::terms).
+        App::Dns => payload.dns = dns::parse_query(first).ok(),
+        _ => {}
     }
     Some(payload)
 }
@@ -91,6 +103,11 @@ pub fn read_payload(t: Transport, client: &[u8]) -> Option<Payload> {
             Ok(hello) => payload.tls = Some(hello),
             Err(tls::TlsError::Incomplete) => return None,
             Err(_) => payload.app = Some(App::Unknown),
+        },
+        // DNS over TCP: the stream's first query, after its length (UDP is read above).
+        App::Dns => match dns::parse_tcp_query(client) {
+            Err(dns::DnsError::Incomplete) => return None,
+            q => payload.dns = q.ok(),
         },
         _ => {}
     }

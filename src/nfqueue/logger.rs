@@ -21,7 +21,12 @@ pub enum Sink {
     Flows = 0,
     Http = 1,
     Tls = 2,
+    Dns = 3,
+    Icmp = 4,
 }
+
+/// How many logs there are: one per [`Sink`].
+pub const LOGS: usize = 5;
 
 /// Where a log goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,7 +66,7 @@ pub(super) type Logger = (Sender<LogMsg>, JoinHandle<()>);
 /// Opens the logs and starts the logger. `None` when no log is asked for. An unopenable file is an
 /// error naming it. Lines the logger cannot write (a full disk, a closed pipe) are added to `dropped`.
 pub(super) fn start(
-    targets: [Option<LogTarget>; 3],
+    targets: [Option<LogTarget>; LOGS],
     dropped: Arc<AtomicU64>,
 ) -> Result<Option<Logger>, (PathBuf, std::io::Error)> {
     if targets.iter().all(Option::is_none) {
@@ -160,7 +165,7 @@ impl Out {
 
 fn write_lines(
     rx: &Receiver<LogMsg>,
-    targets: &[Option<LogTarget>; 3],
+    targets: &[Option<LogTarget>; LOGS],
     mut outs: Vec<Option<Out>>,
     dropped: &AtomicU64,
 ) {
@@ -213,7 +218,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let flows = dir.path().join("flows.jsonl");
         let (tx, thread) = start(
-            [Some(LogTarget::File(flows.clone())), None, None],
+            [Some(LogTarget::File(flows.clone())), None, None, None, None],
             Arc::default(),
         )
         .unwrap()
@@ -240,6 +245,8 @@ mod tests {
             [
                 None,
                 Some(LogTarget::File("/nonexistent/dir/http.jsonl".into())),
+                None,
+                None,
                 None,
             ],
             Arc::default(),

@@ -65,6 +65,10 @@ pub struct RunConfig {
     pub http_log: Option<LogTarget>,
     /// One JSON line per TLS ClientHello a rule looked at.
     pub tls_log: Option<LogTarget>,
+    /// One JSON line per DNS query (each over UDP comes to the daemon while it is on).
+    pub dns_log: Option<LogTarget>,
+    /// One JSON line per ICMP echo request (each comes to the daemon while it is on).
+    pub icmp_log: Option<LogTarget>,
     pub metrics: Option<SocketAddr>,
     /// The policy file SIGHUP re-reads (`None`: the built-in policy, which a reload leaves as it is).
     pub policy_path: Option<PathBuf>,
@@ -89,6 +93,8 @@ impl Default for RunConfig {
             log: None,
             http_log: None,
             tls_log: None,
+            dns_log: None,
+            icmp_log: None,
             metrics: None,
             policy_path: None,
             state: None,
@@ -156,7 +162,7 @@ pub(crate) struct Live {
     generations: Vec<AtomicU64>,
     pub log: Option<Sender<LogMsg>>,
     /// Which of the logs are written, indexed by [`Sink`]: lines for the others are not even made.
-    pub sinks: [bool; 3],
+    pub sinks: [bool; logger::LOGS],
     /// Monotonic origin of the engine's time, and the wall-clock time at that origin (for logs).
     pub started: Instant,
     pub started_wall: SystemTime,
@@ -309,7 +315,13 @@ pub fn run(
         queues.push(bind(queue_num, cfg)?);
     }
     let log_dropped = Arc::new(AtomicU64::new(0));
-    let logs = [cfg.log.clone(), cfg.http_log.clone(), cfg.tls_log.clone()];
+    let logs = [
+        cfg.log.clone(),
+        cfg.http_log.clone(),
+        cfg.tls_log.clone(),
+        cfg.dns_log.clone(),
+        cfg.icmp_log.clone(),
+    ];
     let logger =
         logger::start(logs, log_dropped.clone()).map_err(|(path, source)| RunError::Log {
             path: path.display().to_string(),
@@ -317,7 +329,10 @@ pub fn run(
         })?;
     let (log, log_thread) = logger.map_or((None, None), |(tx, t)| (Some(tx), Some(t)));
     let (started, started_wall) = (Instant::now(), SystemTime::now());
-    let engine = Engine::new(policy).with_clock(unix_nanos(started_wall));
+    let messages = cfg.dns_log.is_some() || cfg.icmp_log.is_some();
+    let engine = Engine::new(policy)
+        .with_clock(unix_nanos(started_wall))
+        .with_messages(messages);
     let max_flows = engine.policy().options().flows.max_flows;
     let n = cfg.queues.len();
     let live = Arc::new(Live {
@@ -332,7 +347,14 @@ pub fn run(
         heartbeats: (0..n).map(|_| AtomicU64::new(0)).collect(),
         generations: (0..n).map(|_| AtomicU64::new(1)).collect(),
         log,
-        sinks: [&cfg.log, &cfg.http_log, &cfg.tls_log].map(Option::is_some),
+        sinks: [
+            &cfg.log,
+            &cfg.http_log,
+            &cfg.tls_log,
+            &cfg.dns_log,
+            &cfg.icmp_log,
+        ]
+        .map(Option::is_some),
         started,
         started_wall,
         queue_maxlen: cfg.queue_maxlen,

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::conntrack::{Conntrack, ConntrackError, Entry, Tuple};
-use super::logger::LogMsg;
+use super::logger::{LogMsg, Sink};
 use super::metrics::LastReload;
 use super::{Live, RunConfig};
 use crate::flow::FlowKey;
@@ -516,7 +516,10 @@ fn switch_to(live: &Live, cfg: &RunConfig, policy: Policy, when: &str) {
         eprintln!("outgate: {when}: warning: {warning}");
     }
     let generation = live.policy.load().generation + 1;
-    let engine = Engine::new(policy).with_clock(live.unix_start());
+    let messages = live.sinks[Sink::Dns as usize] || live.sinks[Sink::Icmp as usize];
+    let engine = Engine::new(policy)
+        .with_clock(live.unix_start())
+        .with_messages(messages);
     live.policy
         .store(Arc::new(InForce::new(engine, generation)));
     // Flows decided under the old policy reach the kernel before the table is read.

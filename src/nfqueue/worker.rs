@@ -18,17 +18,19 @@ use super::logger::{LogMsg, Sink};
 use super::metrics::QueueCounters;
 use super::queue::{Queue, QueueError, QueuedPacket, Verdict as NfVerdict, VerdictMsg};
 use super::reload::InForce;
-use crate::flow::{FlowRecord, FlowTable};
-use crate::log::{FlowLine, HttpLine, LogLine, TlsLine, rfc3339};
+use crate::flow::{FlowRecord, FlowTable, Message};
+use crate::log::{DnsLine, FlowLine, HttpLine, IcmpLine, LogLine, TlsLine, rfc3339};
 use crate::rules::Marks;
 use crate::{Action, Decision, Reason, Timestamp, Verdict};
 
-/// The kernel verdict and mark for a decision whose packets get `applied` (see [`Live::applied`]).
+/// The kernel verdict and mark for a decision whose packets get `applied` (see [`Live::applied`]);
+/// `per_message`: the decision is one message's, not its flow's (see `policy::terms`).
 fn kernel_verdict(
     d: Decision,
     applied: Action,
     old_mark: u32,
     marks: Marks,
+    per_message: bool,
 ) -> (NfVerdict, Option<u32>) {
     // Outgate's bits (verdict and class) are written whole; other software's are kept.
     let with = |bits: u32| Some((old_mark & !marks.full_mask()) | bits);
@@ -42,6 +44,12 @@ fn kernel_verdict(
             (NfVerdict::Repeat, with(marks.pending()))
         }
         (Reason::Malformed(_) | Reason::OrphanFragment, _) => (NfVerdict::Drop, None),
+        // One message's decision (policy::terms): the flow's next message must come up too, so
+        // nothing is saved: passed as pending, or dropped here (REJECT too: it is this message's).
+        _ if per_message => match applied.verdict.passes() {
+            true => (NfVerdict::Repeat, with(marks.pending())),
+            false => (NfVerdict::Drop, None),
+        },
         (_, _) => (NfVerdict::Repeat, with(marks.action(applied))),
     }
 }
@@ -80,6 +88,7 @@ pub(super) fn run(queue: &mut Queue, index: usize, live: &Live) -> Result<(), St
     let mut in_force = live.policy.load_full();
     let mut table = in_force.engine.new_flow_table();
     table.keep_created(true);
+    table.keep_messages(live.sinks[Sink::Dns as usize] || live.sinks[Sink::Icmp as usize]);
     table.offloaded(true);
     // Held packets wait in the kernel's queue, which every new flow shares: at most half of it.
     table.set_max_held((live.queue_maxlen / 2) as usize);
@@ -144,6 +153,7 @@ pub(super) fn run(queue: &mut Queue, index: usize, live: &Live) -> Result<(), St
         for p in &packets {
             let id = u64::from(p.id);
             let decision = engine.decide(&mut table, &p.payload, now(), id);
+            let per_message = table.last_per_message();
             // Packets held back for their flow's first payload get its decision, before this one.
             release(&mut table, &mut held_marks, &mut answers, index, live);
             if decision.reason == Reason::Held {
@@ -151,7 +161,8 @@ pub(super) fn run(queue: &mut Queue, index: usize, live: &Live) -> Result<(), St
                 continue;
             }
             live.metrics.count_packet(index, decision);
-            let (v, mark) = kernel_verdict(decision, live.applied(decision), p.mark, live.marks);
+            let applied = live.applied(decision);
+            let (v, mark) = kernel_verdict(decision, applied, p.mark, live.marks, per_message);
             answers.push((p.id, v, mark));
         }
         answer(queue, &answers, &table, counters);
@@ -170,7 +181,7 @@ fn release(
     for (id, d) in table.drain_released() {
         live.metrics.count_packet(index, d);
         let old = held_marks.remove(&id).unwrap_or(0);
-        let (v, mark) = kernel_verdict(d, live.applied(d), old, live.marks);
+        let (v, mark) = kernel_verdict(d, live.applied(d), old, live.marks, false);
         answers.push((id as u32, v, mark));
     }
 }
@@ -192,6 +203,7 @@ fn answer(queue: &mut Queue, answers: &[Answer], table: &FlowTable, counters: &Q
 /// reload to decide the flow again on the same grounds; a new connection decided without one clears what
 /// an earlier connection on the same 4-tuple showed.
 fn log_created(table: &mut FlowTable, index: usize, live: &Live, in_force: &InForce) {
+    log_messages(table, live, in_force);
     let needs_payload = in_force.engine.policy().needs_payload();
     for rec in table.drain_created() {
         let d = rec.flow.decision;
@@ -227,9 +239,12 @@ fn log_flow(
         ))));
         serde_json::to_string(&line)
     };
-    let [flows, http, tls] = live.sinks;
+    let [flows, http, tls, dns, _] = live.sinks;
     let lines = [
         flows.then(|| (Sink::Flows, flow_line())),
+        dns.then(|| DnsLine::tcp_flow(policy, rec, wall))
+            .flatten()
+            .map(|l| (Sink::Dns, serde_json::to_string(&l.audited(live.audit)))),
         http.then(|| HttpLine::new(policy, rec, wall))
             .flatten()
             .map(|l| (Sink::Http, serde_json::to_string(&l.audited(live.audit)))),
@@ -238,11 +253,47 @@ fn log_flow(
             .map(|l| (Sink::Tls, serde_json::to_string(&l.audited(live.audit)))),
     ];
     for (sink, text) in lines.into_iter().flatten() {
-        let Ok(text) = text else { continue };
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-            log.try_send(LogMsg::Line(sink, text))
-        {
-            live.metrics.log_dropped.fetch_add(1, Relaxed);
+        send_line(live, log, sink, text);
+    }
+}
+
+/// Hands one line to the logger: never waits, counts what the channel cannot take.
+fn send_line(
+    live: &Live,
+    log: &crossbeam_channel::Sender<LogMsg>,
+    sink: Sink,
+    text: serde_json::Result<String>,
+) {
+    let Ok(text) = text else { return };
+    if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+        log.try_send(LogMsg::Line(sink, text))
+    {
+        live.metrics.log_dropped.fetch_add(1, Relaxed);
+    }
+}
+
+/// Logs the DNS queries and echo requests decided one by one since the last call.
+fn log_messages(table: &mut FlowTable, live: &Live, in_force: &InForce) {
+    let Some(log) = &live.log else {
+        table.drain_messages();
+        return;
+    };
+    let policy = in_force.engine.policy();
+    let wall = |t: Timestamp| {
+        let at = live.started_wall + Duration::from_nanos(t.as_nanos());
+        rfc3339(Timestamp::from_nanos(super::unix_nanos(at)))
+    };
+    let [_, _, _, dns, icmp] = live.sinks;
+    for rec in table.drain_messages() {
+        let line = match &rec.message {
+            Message::Dns(_) if dns => DnsLine::message(policy, &rec, wall)
+                .map(|l| (Sink::Dns, serde_json::to_string(&l.audited(live.audit)))),
+            Message::Echo(_) if icmp => IcmpLine::message(policy, &rec, wall)
+                .map(|l| (Sink::Icmp, serde_json::to_string(&l.audited(live.audit)))),
+            _ => None,
+        };
+        if let Some((sink, text)) = line {
+            send_line(live, log, sink, text);
         }
     }
 }
@@ -283,7 +334,7 @@ mod tests {
     #[test]
     fn verdicts_carry_marks_and_undecided_packets_the_pending_value() {
         let rule = |v| Decision::new(v, Reason::Rule(0));
-        let kv = |d: Decision, old, m| kernel_verdict(d, d.enforced_action(), old, m);
+        let kv = |d: Decision, old, m| kernel_verdict(d, d.enforced_action(), old, m, false);
         let m = Marks::DEFAULT;
         assert_eq!(
             kv(rule(Verdict::Accept), 0, m),
@@ -319,7 +370,7 @@ mod tests {
         };
         assert_eq!(kv(audited, 0, m), (NfVerdict::Repeat, Some(0x100)));
         assert_eq!(
-            kernel_verdict(bad(Verdict::Drop), Action::ACCEPT, 0, m),
+            kernel_verdict(bad(Verdict::Drop), Action::ACCEPT, 0, m, false),
             (NfVerdict::Repeat, Some(0x400))
         );
         let shaped = Decision::new(Verdict::Shape, Reason::Rule(0));
@@ -330,5 +381,9 @@ mod tests {
         );
         let bulk = Decision { class: 1, ..shaped };
         assert_eq!(kv(bulk, 0xf00f, m), (NfVerdict::Repeat, Some(0x210f)));
+        // One message's decision is never saved: passed as pending, or dropped here.
+        let message = |v| kernel_verdict(rule(v), Action::of(v), 0xf00f, m, true);
+        assert_eq!(message(Verdict::Accept), (NfVerdict::Repeat, pending));
+        assert_eq!(message(Verdict::Reject), (NfVerdict::Drop, None));
     }
 }

@@ -188,6 +188,12 @@ impl Policy {
         self.parsed.rules.iter().any(|r| !r.terms.is_empty())
     }
 
+    /// Whether any rule is decided per message (`qname=`, `qtype=`, `size=`): then each DNS query
+    /// over UDP and each ICMP echo request is decided on its own (see policy::terms).
+    pub fn per_message(&self) -> bool {
+        self.parsed.rules.iter().any(|r| r.terms.per_message())
+    }
+
     pub fn file(&self) -> &str {
         &self.file
     }

@@ -10,7 +10,18 @@
 //!                                        Initial packets (app=quic; see inspect::quic)
 //! ja4=FP[,FP] | ja4=@FILE                TLS and QUIC: the ClientHello's JA4 fingerprint (see inspect::ja4),
 //!                                        exact or a glob with * (t13d*_8daaf6152771_*)
+//! qname=NAME,*.SUFFIX,.DOMAIN | qname=@FILE
+//!                                        DNS: the query's name, matched as host= matches
+//! qtype=NULL,TXT | qtype=10,TYPE65      DNS: the query's type, by mnemonic or number
+//! size=..128 | size=64.. | size=0..1472 | size=56
+//!                                        ICMP echo request: bytes of data after the ICMP header
 //! ```
+//!
+//! `qname` and `qtype` only match DNS queries and `size` only ICMP echo requests (an echo request cut
+//! into IP fragments has no known size and matches no range). A rule with one of these three is
+//! decided per message: each DNS query over UDP and each echo request is decided on its own, instead
+//! of its flow being decided once (a DNS client may send every query from one socket, and ptunnel's
+//! first echo request is small, its later ones large). Over TCP, DNS's first query decides the flow.
 //!
 //! A value list matches any of its entries; a leading `!` inverts the term. `host`, `url` and `method`
 //! only ever match HTTP requests and `sni` and `ja4` only TLS ClientHellos (TLS over TCP, and QUIC v1/v2
@@ -22,12 +33,14 @@
 //! A request that names several hosts (two Host headers, an absolute URI that disagrees with Host) is
 //! read the way that cannot be abused: an ACCEPT rule's host term must hold for every host it names, a
 //! DROP or REJECT rule's for any of them. Such a request neither slips past a block nor into an allow.
+//! A DNS query of several questions is read the same way by `qname` and `qtype`.
 
 use std::path::Path;
 
 use crate::decision::Verdict;
 use crate::inspect::Payload;
 use crate::inspect::detect::App;
+use crate::inspect::dns;
 use crate::inspect::host::{Host, HostPattern, UrlPattern, parse_host};
 use crate::inspect::ja4::ja4;
 
@@ -47,7 +60,7 @@ struct Term<T> {
 }
 
 /// The payload terms of one rule; all `None` for a rule decided on its first packet.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Terms {
     app: Option<Term<Vec<App>>>,
     host: Option<Term<HostSel>>,
@@ -55,10 +68,14 @@ pub struct Terms {
     method: Option<Term<Vec<String>>>,
     sni: Option<Term<HostSel>>,
     ja4: Option<Term<Vec<Ja4Pattern>>>,
+    qname: Option<Term<HostSel>>,
+    qtype: Option<Term<Vec<u16>>>,
+    /// Inclusive bounds on an echo request's data size.
+    size: Option<Term<(u32, u32)>>,
 }
 
 /// The keys a rule may carry, for error messages.
-const KEYS: &str = "app, host, url, method, sni, ja4";
+const KEYS: &str = "app, host, url, method, sni, ja4, qname, qtype, size";
 
 impl Terms {
     /// True for a rule with no payload term.
@@ -69,6 +86,12 @@ impl Terms {
             && self.method.is_none()
             && self.sni.is_none()
             && self.ja4.is_none()
+            && !self.per_message()
+    }
+
+    /// Whether the rule is decided per message: it has a `qname`, `qtype` or `size` term.
+    pub fn per_message(&self) -> bool {
+        self.qname.is_some() || self.qtype.is_some() || self.size.is_some()
     }
 
     /// Adds `key=value`; `dir` resolves `@FILE`. The error is (column offset into the token, message).
@@ -137,6 +160,57 @@ impl Terms {
                     Term {
                         negated,
                         value: patterns,
+                    },
+                )
+                .map_err(|_| duplicate())
+            }
+            "qname" => {
+                let sel = host_sel(value, dir, false).map_err(|m| (offset, m))?;
+                set(
+                    &mut self.qname,
+                    Term {
+                        negated,
+                        value: sel,
+                    },
+                )
+                .map_err(|_| duplicate())
+            }
+            "qtype" => {
+                let types = list()
+                    .map(|t| {
+                        dns::parse_type(t).ok_or_else(|| {
+                            (
+                                offset,
+                                format!(
+                                    "'{t}' is not a DNS type (a name such as A, TXT, NULL, or a number 0-65535)"
+                                ),
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                set(
+                    &mut self.qtype,
+                    Term {
+                        negated,
+                        value: types,
+                    },
+                )
+                .map_err(|_| duplicate())
+            }
+            "size" => {
+                let range = parse_size(value).ok_or_else(|| {
+                    (
+                        offset,
+                        format!(
+                            "'{value}' is not a size range (expected N, LO..HI, ..HI or LO.., in bytes)"
+                        ),
+                    )
+                })?;
+                set(
+                    &mut self.size,
+                    Term {
+                        negated,
+                        value: range,
                     },
                 )
                 .map_err(|_| duplicate())
@@ -223,7 +297,104 @@ impl Terms {
                 t.negated != t.value.iter().any(|pat| pat.matches(&fp))
             })
         });
-        app_ok && host_ok && url_ok && method_ok && sni_ok && ja4_ok
+        // Every question of a query counts, the way every host of a request does (module docs).
+        let question_term = |negated: bool, hit: &dyn Fn(&str, u16) -> bool| {
+            p.dns.as_ref().is_some_and(|q| {
+                let mut all = std::iter::once((q.name.as_str(), q.qtype))
+                    .chain(q.more.iter().map(|(n, t)| (n.as_str(), *t)));
+                let (any, every) = all.by_ref().fold((false, true), |(any, every), (n, t)| {
+                    let h = hit(n, t);
+                    (any || h, every && h)
+                });
+                match (negated, verdict == Verdict::Accept) {
+                    (false, true) => every,
+                    (false, false) => any,
+                    (true, true) => !any,
+                    (true, false) => !every,
+                }
+            })
+        };
+        let qname_ok = self.qname.as_ref().is_none_or(|t| {
+            question_term(t.negated, &|name, _| {
+                let host = parse_host(name)
+                    .map(|(h, _)| h)
+                    .unwrap_or_else(|| Host::Name(name.to_string()));
+                host_matches(&t.value, Some(&host))
+            })
+        });
+        let qtype_ok = self
+            .qtype
+            .as_ref()
+            .is_none_or(|t| question_term(t.negated, &|_, qtype| t.value.contains(&qtype)));
+        let size_ok = self.size.as_ref().is_none_or(|t| {
+            p.echo.as_ref().is_some_and(|e| {
+                let (lo, hi) = t.value;
+                // A fragmented request (size unknown) is in no range, and out of every one.
+                let inside = e.size != u32::MAX && (lo..=hi).contains(&e.size);
+                e.request && t.negated != inside
+            })
+        });
+        app_ok
+            && host_ok
+            && url_ok
+            && method_ok
+            && sni_ok
+            && ja4_ok
+            && qname_ok
+            && qtype_ok
+            && size_ok
+    }
+}
+
+/// `N`, `LO..HI`, `..HI` or `LO..`: inclusive bounds in bytes.
+fn parse_size(value: &str) -> Option<(u32, u32)> {
+    let num = |s: &str| -> Option<u32> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok()
+    };
+    let (lo, hi) = match value.split_once("..") {
+        None => {
+            let n = num(value)?;
+            (n, n)
+        }
+        Some(("", "")) => return None,
+        Some((lo, hi)) => (
+            if lo.is_empty() { 0 } else { num(lo)? },
+            if hi.is_empty() {
+                u32::MAX - 1
+            } else {
+                num(hi)?
+            },
+        ),
+    };
+    (lo <= hi).then_some((lo, hi))
+}
+
+/// The policy's hash is taken over the parsed policy's `Debug` text: terms added later show only when
+/// a rule has them, so a policy without them keeps the hash it had.
+impl std::fmt::Debug for Terms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Terms");
+        d.field("app", &self.app)
+            .field("host", &self.host)
+            .field("url", &self.url)
+            .field("method", &self.method)
+            .field("sni", &self.sni);
+        if let Some(t) = &self.ja4 {
+            d.field("ja4", t);
+        }
+        if let Some(t) = &self.qname {
+            d.field("qname", t);
+        }
+        if let Some(t) = &self.qtype {
+            d.field("qtype", t);
+        }
+        if let Some(t) = &self.size {
+            d.field("size", t);
+        }
+        d.finish()
     }
 }
 
@@ -393,6 +564,7 @@ mod tests {
             app: Some(App::Http),
             http: Some(parse_request(request.as_bytes()).unwrap()),
             tls: None,
+            ..Payload::default()
         }
     }
 
@@ -405,6 +577,7 @@ mod tests {
             app: Some(App::Tls),
             http: None,
             tls: Some(hello),
+            ..Payload::default()
         }
     }
 
@@ -506,8 +679,31 @@ mod tests {
         };
         Payload {
             app: Some(app),
-            http: None,
             tls: Some(hello),
+            ..Payload::default()
+        }
+    }
+
+    fn dns(name: &str, qtype: u16) -> Payload {
+        Payload {
+            app: Some(App::Dns),
+            dns: Some(crate::inspect::dns::Query {
+                id: 1,
+                name: name.to_string(),
+                label_lens: Vec::new(),
+                qtype,
+                more: Vec::new(),
+            }),
+            ..Payload::default()
+        }
+    }
+
+    fn echo(size: u32) -> Payload {
+        let mut e = crate::inspect::echo::Echo::new(true, 1, &[], false);
+        e.size = size;
+        Payload {
+            echo: Some(e),
+            ..Payload::default()
         }
     }
 
@@ -602,6 +798,58 @@ mod tests {
             .unwrap_err()
             .1;
         assert!(err.contains("cannot read JA4 list"), "{err}");
+    }
+
+    #[test]
+    fn qname_qtype_and_size() {
+        let q = terms(&[("qname", "*.t.example.org,tunnel.example.net")]);
+        assert!(q.matches(&dns("paaaa.t.example.org", 1), DROP));
+        assert!(q.matches(&dns("tunnel.example.net", 1), DROP));
+        assert!(!q.matches(&dns("t.example.org", 1), DROP));
+        // An escaped dot inside a label is not a label boundary.
+        assert!(!q.matches(&dns("x\\046t.example.org", 1), DROP));
+        assert!(!q.matches(
+            &http("GET / HTTP/1.1\r\nHost: a.t.example.org\r\n\r\n"),
+            DROP
+        ));
+        let t = terms(&[("qtype", "null,TXT,65")]);
+        assert!(t.matches(&dns("a.example", 10), DROP));
+        assert!(t.matches(&dns("a.example", 65), DROP));
+        assert!(!t.matches(&dns("a.example", 1), DROP));
+        let small = terms(&[("size", "..128")]);
+        assert!(small.matches(&echo(56), ACCEPT) && small.matches(&echo(128), ACCEPT));
+        assert!(!small.matches(&echo(129), ACCEPT));
+        assert!(
+            !small.matches(&echo(u32::MAX), ACCEPT),
+            "a fragmented request"
+        );
+        assert!(terms(&[("size", "!..128")]).matches(&echo(u32::MAX), DROP));
+        assert!(terms(&[("size", "56")]).matches(&echo(56), ACCEPT));
+        assert!(terms(&[("size", "1000..")]).matches(&echo(1024), DROP));
+        assert!(
+            !small.matches(&dns("a.example", 1), ACCEPT),
+            "size= is for echo only"
+        );
+        let mut t = Terms::default();
+        for (k, v) in [
+            ("size", "128..64"),
+            ("size", ".."),
+            ("size", "-1"),
+            ("qtype", "BOGUS"),
+        ] {
+            assert!(t.add(k, v, Path::new(".")).is_err(), "{k}={v}");
+        }
+        assert!(terms(&[("qname", "a.example")]).per_message());
+        assert!(!terms(&[("sni", "a.example")]).per_message());
+        // A second question for the tunnel's domain: DROP sees any question, ACCEPT needs all.
+        let mut two = dns("www.example.org", 1);
+        if let Some(d) = two.dns.as_mut() {
+            d.more.push(("x.t.example.org".to_string(), 10));
+        }
+        assert!(q.matches(&two, DROP));
+        assert!(!terms(&[("qname", "www.example.org")]).matches(&two, ACCEPT));
+        assert!(terms(&[("qtype", "NULL")]).matches(&two, DROP));
+        assert!(!terms(&[("qtype", "!NULL")]).matches(&two, ACCEPT));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
-use crate::flow::{FlowRecord, FlowTable};
+use crate::flow::{FlowRecord, FlowTable, MessageRecord};
 use crate::packet::dispatch_hash;
 use crate::{Decision, Engine, Reason, Timestamp, Verdict};
 use capture::{CaptureError, CaptureReader};
@@ -101,6 +101,7 @@ struct Worker<'e> {
 struct WorkerOutput {
     counters: Counters,
     flows: Vec<FlowRecord>,
+    messages: Vec<MessageRecord>,
     /// (packet seq, verdict), kept only when packets are to be written out.
     verdicts: Vec<(u64, Verdict)>,
 }
@@ -121,12 +122,15 @@ impl<'e> Worker<'e> {
         let keep_flows = cfg.keep_flows;
         let mut table = engine.new_flow_table();
         table.keep_finished(true);
+        // The DNS and ICMP logs' messages come with the flows' records (see Engine::with_messages).
+        table.keep_messages(keep_flows && engine.per_message());
         let out = WorkerOutput {
             counters: Counters {
                 audit: cfg.audit,
                 ..Counters::default()
             },
             flows: Vec::new(),
+            messages: Vec::new(),
             verdicts: Vec::new(),
         };
         Worker {
@@ -158,6 +162,7 @@ impl<'e> Worker<'e> {
 
     /// Counts (and keeps, if asked) the flows that left the table.
     fn absorb_finished(&mut self) {
+        self.out.messages.extend(self.table.drain_messages());
         for rec in self.table.drain_finished() {
             self.out.counters.count_flow(&rec);
             if self.keep_flows {
@@ -244,9 +249,11 @@ pub fn replay(engine: &Engine, cfg: &ReplayConfig) -> Result<ReplayReport, Repla
     for out in outputs {
         report.counters.merge(&out.counters);
         report.flows.extend(out.flows);
+        report.messages.extend(out.messages);
         verdicts.extend(out.verdicts);
     }
     report.flows.sort_by_key(|r| (r.flow.first_seq, r.key));
+    report.messages.sort_by_key(|m| m.seq);
     if keep_verdicts {
         verdicts.sort_unstable_by_key(|&(seq, _)| seq);
         write_split(cfg, &verdicts)?;

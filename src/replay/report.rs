@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::ReplayConfig;
 use super::link::{LinkError, LinkType};
-use crate::flow::{FlowRecord, FlowStats};
+use crate::flow::{FlowRecord, FlowStats, MessageRecord};
 use crate::{Action, Decision, Policy, Reason, Verdict};
 
 /// Packets and flows of one reason (a rule line, a policy line, ...).
@@ -260,6 +260,9 @@ pub struct ReplayReport {
     pub counters: Counters,
     /// Every flow, in first-packet order (when asked for).
     pub flows: Vec<FlowRecord>,
+    /// Every DNS query over UDP and ICMP echo message, in capture order (when flows are kept and the
+    /// engine decides messages one by one).
+    pub messages: Vec<MessageRecord>,
     /// Captures that ended in a bad record: `FILE: record N: ...`.
     pub errors: Vec<String>,
     pub elapsed: Duration,
@@ -286,6 +289,7 @@ impl ReplayReport {
                 .collect(),
             workers,
             counters: Counters::default(),
+            messages: Vec::new(),
             flows: Vec::new(),
             errors: Vec::new(),
             elapsed: Duration::ZERO,

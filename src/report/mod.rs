@@ -9,7 +9,10 @@
 //!   and `orig_bytes` are optional);
 //! - an **HTTP request line** has `method` (it also needs `client`, `url`, `verdict`; `server`
 //!   and `host` may be null or absent);
-//! - a **TLS line** has `sni`, which may be null (it also needs `client`, `verdict`).
+//! - a **TLS line** has `sni`, which may be null (it also needs `client`, `verdict`);
+//! - a **DNS line** has `qname` (it also needs `client`, `qtype_code`, `verdict`; `labels` is optional);
+//! - an **ICMP line** has `echo` (it also needs `ts`, `client`, `server`, `ident`, `size` (may be null),
+//!   `entropy`, `ping_fill`, `digest`, `verdict`).
 //!
 //! Other keys are ignored. Blank lines are skipped and counted. Any other line (not JSON, not an
 //! object, no recognised key, a needed key missing or of the wrong type, a number beyond u64,
@@ -42,8 +45,16 @@
 //!    1080); any other app on a port that expects a different one (so http on 443 and tls on 80);
 //!    `unknown` on 80 or 443; `encrypted` (a first payload that looks uniformly random) on any port.
 //!    Keyed by (app, proto, port).
-//! 5. **Clients ranked by evidence**: every client (address without port) backing an item of
-//!    sections 2–4, with its evidence items. A client's evidence count is the sum, over its items,
+//! 5. **DNS and ICMP tunnel suspects** (DNS and ICMP lines; the thresholds are the constants of
+//!    `tunnel`, printed in the section titles): per registered domain (the public suffix list's, from
+//!    the `psl` crate), at least 50 unique subdomains and one of: a mean longest subdomain label of
+//!    24 octets or more, subdomain characters of 4.00 bits of entropy or more, 50% or more NULL/TXT
+//!    queries; per client and server, at least half the echo requests without ping's fill, a reply
+//!    whose data is no request's, 10 or more requests in one second, or 10 or more requests over 56
+//!    bytes. Sorted by unique subdomains (requests) descending, then name (addresses).
+//!
+//!    **Clients ranked by evidence**: every client (address without port) backing an item of
+//!    sections 2–5, with its evidence items. A client's evidence count is the sum, over its items,
 //!    of its lines backing the item (one line backing two items counts twice). Sorted by count
 //!    descending, then address.
 //! 6. **Beacons**: flow lines with `first_ts` grouped by (client address, server address), ports
@@ -84,8 +95,17 @@
 //!   "wrong_port": [{"app": str, "proto": str, "port": n, "expected_app": str|null,
 //!                   "app_port": n|null, "flows": n, "bytes": n, "clients": [str],
 //!                   "verdicts": Verdicts, "cites": [str], "cites_more": n}],
+//!   "dns_tunnels": [{"domain": str, "queries": n, "unique_subdomains": n, "unique_capped": bool,
+//!                    "mean_longest_label": f, "max_label": n, "entropy": f, "null_txt_percent": n,
+//!                    "reasons": ["long_labels"|"high_entropy"|"null_txt"], "clients": [str],
+//!                    "verdicts": Verdicts, "cites": [str], "cites_more": n}],
+//!   "icmp_tunnels": [{"client": str, "server": str, "requests": n, "replies": n, "oversize": n,
+//!                     "max_size": n|null, "not_ping_fill": n, "max_entropy": f,
+//!                     "replies_not_echoed": n, "max_per_second": n,
+//!                     "reasons": ["not_ping_data"|"reply_not_echoed"|"rate"|"oversize"],
+//!                     "verdicts": Verdicts, "cites": [str], "cites_more": n}],
 //!   "clients": [{"client": str, "evidence": n,
-//!                "items": [{"section": "numeric_hosts"|"odd_http"|"wrong_port", "what": str,
+//!                "items": [{"section": "numeric_hosts"|"odd_http"|"wrong_port"|"dns_tunnels"|"icmp_tunnels", "what": str,
 //!                           "count": n, "cites": [str], "cites_more": n}]}],
 //!   "beacons": [{"client": str, "server": str, "connections": n, "score": x, "ts_score": x,
 //!                "ds_score": x, "ts_skew": x, "ts_dispersion": n, "ts_mode": n,
@@ -97,7 +117,7 @@
 //!                 "reasons": [{"kind": "beacon"|"long_connection"|SECTION, "what": str,
 //!                              "weight": x, "cites": [str], "cites_more": n}]}],
 //!   "inputs": {"files": [{"name": str, "lines": n}], "flow_lines": n, "http_lines": n,
-//!              "tls_lines": n, "blank_lines": n, "not_understood": n,
+//!              "tls_lines": n, "dns_lines": n, "icmp_lines": n, "blank_lines": n, "not_understood": n,
 //!              "not_understood_cites": [str], "not_understood_more": n}
 //! }
 //! Dest     = {"dst": str, "flows": n, "bytes": n, "packets": n, "verdicts": Verdicts,
@@ -130,12 +150,14 @@ mod suspects;
 #[cfg(test)]
 mod tests;
 mod text;
+mod tunnel;
 
 use beacon::*;
 use classify::*;
 use read::*;
 use rollout::*;
 use text::*;
+use tunnel::{DnsIn, DnsTunnel, IcmpIn, IcmpTunnel, Tunnels, tunnels_text};
 
 pub use suspects::{HttpSuspect, http_suspects, http_suspects_from};
 
@@ -172,6 +194,8 @@ pub struct Report {
     numeric_hosts: Vec<NumericHost>,
     odd_http: Vec<OddHttp>,
     wrong_port: Vec<WrongPort>,
+    dns_tunnels: Vec<DnsTunnel>,
+    icmp_tunnels: Vec<IcmpTunnel>,
     clients: Vec<Client>,
     beacons: Vec<Beacon>,
     long_connections: Vec<LongConn>,
@@ -256,6 +280,8 @@ struct Inputs {
     flow_lines: u64,
     http_lines: u64,
     tls_lines: u64,
+    dns_lines: u64,
+    icmp_lines: u64,
     blank_lines: u64,
     not_understood: u64,
     not_understood_cites: Vec<String>,
@@ -310,7 +336,11 @@ impl Report {
     /// True when no line of any kind was understood: there is nothing to report.
     pub fn is_empty(&self) -> bool {
         let i = &self.inputs;
-        i.flow_lines == 0 && i.http_lines == 0 && i.tls_lines == 0
+        i.flow_lines == 0
+            && i.http_lines == 0
+            && i.tls_lines == 0
+            && i.dns_lines == 0
+            && i.icmp_lines == 0
     }
 
     /// The report as JSON, with the schema in the module docs.
@@ -448,6 +478,8 @@ impl Report {
             &rows,
         );
 
+        tunnels_text(&mut out, &self.dns_tunnels, &self.icmp_tunnels);
+
         heading(&mut out, "Clients ranked by evidence");
         if self.clients.is_empty() {
             out.push_str("  none\n");
@@ -487,6 +519,8 @@ impl Report {
         let _ = writeln!(out, "  flow lines: {}", i.flow_lines);
         let _ = writeln!(out, "  HTTP request lines: {}", i.http_lines);
         let _ = writeln!(out, "  TLS lines: {}", i.tls_lines);
+        let _ = writeln!(out, "  DNS lines: {}", i.dns_lines);
+        let _ = writeln!(out, "  ICMP lines: {}", i.icmp_lines);
         let _ = writeln!(out, "  blank lines: {}", i.blank_lines);
         let _ = write!(out, "  not understood: {}", i.not_understood);
         if i.not_understood > 0 {

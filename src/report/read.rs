@@ -144,6 +144,8 @@ pub(super) enum Parsed {
     Flow(FlowIn),
     Http(HttpIn),
     Tls(TlsIn),
+    Dns(DnsIn),
+    Icmp(IcmpIn),
 }
 
 pub(super) fn parse(text: &str) -> Option<Parsed> {
@@ -155,6 +157,10 @@ pub(super) fn parse(text: &str) -> Option<Parsed> {
         serde_json::from_value(value).ok().map(Parsed::Http)
     } else if obj.contains_key("sni") {
         serde_json::from_value(value).ok().map(Parsed::Tls)
+    } else if obj.contains_key("qname") {
+        serde_json::from_value(value).ok().map(Parsed::Dns)
+    } else if obj.contains_key("echo") {
+        serde_json::from_value(value).ok().map(Parsed::Icmp)
     } else {
         None
     }
@@ -226,6 +232,7 @@ pub(super) struct Builder {
     pub(super) shaped: BTreeMap<(String, Option<String>), LaneAcc>,
     pub(super) would_block: BTreeMap<(String, Option<String>), LaneAcc>,
     pub(super) timing: Timing,
+    pub(super) tunnels: Tunnels,
 }
 
 impl Builder {
@@ -250,6 +257,8 @@ impl Builder {
                 Some(Parsed::Flow(l)) => self.flow(cite, l),
                 Some(Parsed::Http(l)) => self.http(cite, l),
                 Some(Parsed::Tls(l)) => self.tls(cite, l),
+                Some(Parsed::Dns(l)) => self.tunnels.dns(cite, l),
+                Some(Parsed::Icmp(l)) => self.tunnels.icmp(cite, l),
                 None => self.bad.add(cite, BAD_CITES),
             },
             None => self.bad.add(cite, BAD_CITES),
@@ -555,6 +564,18 @@ impl Builder {
                 .then(a.port.cmp(&b.port))
         });
 
+        // DNS and ICMP tunnel suspects.
+        let (dns_lines, icmp_lines) = (self.tunnels.dns_lines, self.tunnels.icmp_lines);
+        let (dns, icmp) = self.tunnels.finish(&files);
+        for (t, acc) in &dns {
+            note("dns_tunnels", &t.what(), acc);
+        }
+        for (t, acc) in &icmp {
+            note("icmp_tunnels", &t.what(), acc);
+        }
+        let dns_tunnels = dns.into_iter().map(|(t, _)| t).collect();
+        let icmp_tunnels = icmp.into_iter().map(|(t, _)| t).collect();
+
         // 5. Clients.
         let mut clients: Vec<Client> = evidence
             .into_iter()
@@ -587,6 +608,8 @@ impl Builder {
             numeric_hosts,
             odd_http,
             wrong_port,
+            dns_tunnels,
+            icmp_tunnels,
             clients,
             beacons,
             long_connections,
@@ -596,6 +619,8 @@ impl Builder {
                 flow_lines: self.flow_lines,
                 http_lines: self.http_lines,
                 tls_lines: self.tls_lines,
+                dns_lines,
+                icmp_lines,
                 blank_lines: self.blank_lines,
                 not_understood: self.bad.total,
                 not_understood_cites,

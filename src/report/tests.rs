@@ -61,6 +61,8 @@ fn every_section() {
             "numeric_hosts",
             "odd_http",
             "wrong_port",
+            "dns_tunnels",
+            "icmp_tunnels",
             "clients",
             "beacons",
             "long_connections",
@@ -177,8 +179,9 @@ fn every_section() {
     assert!(t.contains("[wrong port] ssh on tcp/443 (expected tls; ssh uses 22): 1 line: a.log:4"));
     assert!(t.contains("not understood: 1 (a.log:14)"));
     // SAMPLE has no shaped or audited flows (see `shaped_and_would_block_lanes`), no pair with 20
-    // connections and no `duration` (see `beacon_tests.rs`): only those four sections are empty.
-    assert_eq!(t.matches("  none\n").count(), 4, "{t}");
+    // connections and no `duration` (see `beacon_tests.rs`), and no DNS or ICMP lines (see `tunnel`):
+    // only those sections are empty.
+    assert_eq!(t.matches("  none\n").count(), 6, "{t}");
     assert!(t.lines().all(|l| l == l.trim_end()));
 }
 
@@ -256,7 +259,7 @@ fn garbage_is_counted_not_fatal() {
     let empty = one("e.log", "garbage\n\n");
     assert!(empty.is_empty());
     let t = empty.table();
-    assert_eq!(t.matches("  none\n").count(), 11, "{t}");
+    assert_eq!(t.matches("  none\n").count(), 13, "{t}");
     assert!(one("none.log", "").is_empty());
 }
 

@@ -68,6 +68,8 @@ pub(super) fn section_title(section: &str) -> &'static str {
     match section {
         "numeric_hosts" => "numeric host",
         "odd_http" => "odd HTTP",
+        "dns_tunnels" => "DNS tunnel",
+        "icmp_tunnels" => "ICMP tunnel",
         _ => "wrong port",
     }
 }
