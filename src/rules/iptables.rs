@@ -111,9 +111,10 @@ pub(super) fn iptables_body(cfg: &RulesConfig, family: Family) -> Result<Vec<Str
         "# A SYN opening a connection on the 4-tuple of an accepted one that the server reset: conntrack".into(),
         "# keeps the old entry for it (the reset came from the other side), and the saved ACCEPT would".into(),
         "# pass the new connection unread. Cleared, the daemon decides it like any new connection. Only".into(),
-        "# an ACCEPT: a kept DROP or REJECT errs on the safe side (the new connection meets it).".into(),
+        "# an ACCEPT: a kept DROP or REJECT errs on the safe side (the new connection meets it). Not a".into(),
+        "# RELATED entry: an FTP data connection takes its control connection's mark by design.".into(),
         format!(
-            "-A {c} -p tcp --tcp-flags SYN,ACK,FIN,RST SYN -m conntrack ! --ctstate NEW \
+            "-A {c} -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate ESTABLISHED \
              -m connmark --mark {:#x}/{mask} -j CONNMARK --set-xmark 0x0/{both}",
             m.verdict(Verdict::Accept)
         ),
@@ -321,8 +322,9 @@ COMMIT
 # A SYN opening a connection on the 4-tuple of an accepted one that the server reset: conntrack
 # keeps the old entry for it (the reset came from the other side), and the saved ACCEPT would
 # pass the new connection unread. Cleared, the daemon decides it like any new connection. Only
-# an ACCEPT: a kept DROP or REJECT errs on the safe side (the new connection meets it).
--A OUTGATE -p tcp --tcp-flags SYN,ACK,FIN,RST SYN -m conntrack ! --ctstate NEW -m connmark --mark 0x100/0xf00 -j CONNMARK --set-xmark 0x0/0xff00
+# an ACCEPT: a kept DROP or REJECT errs on the safe side (the new connection meets it). Not a
+# RELATED entry: an FTP data connection takes its control connection's mark by design.
+-A OUTGATE -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate ESTABLISHED -m connmark --mark 0x100/0xf00 -j CONNMARK --set-xmark 0x0/0xff00
 # Decided flow: its verdict (and class) comes from the conntrack mark. Not when the packet carries
 # one: that is the REPEAT pass, and restoring the still-empty conntrack mark would loop it.
 -A OUTGATE -m mark --mark 0x0/0xf00 -j CONNMARK --restore-mark --nfmask 0xff00 --ctmask 0xff00

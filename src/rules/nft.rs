@@ -135,7 +135,7 @@ pub fn nft(cfg: &RulesConfig) -> Result<String, RulesError> {
         "\t\t# a SYN opening a connection on the 4-tuple of an accepted one that the server reset keeps".into(),
         "\t\t# the old conntrack entry: its ACCEPT is cleared so the daemon decides the new connection".into(),
         format!(
-            "\t\ttcp flags & (syn|ack|fin|rst) == syn ct state != new ct mark & {mask} == {} ct mark set ct mark & {}",
+            "\t\ttcp flags & (syn|ack|fin|rst) == syn ct state established ct mark & {mask} == {} ct mark set ct mark & {}",
             hex(m.verdict(Verdict::Accept)),
             hex(!m.full_mask())
         ),
@@ -252,7 +252,7 @@ mod tests {
             "\t\tmeta mark & 0xf00 == 0x0 ct mark & 0xf00 != 0x0 drop\n",
             "\t\tmeta mark & 0xf00 == 0x0 queue num 0-3 bypass\n",
             "\t\tmeta mark & 0xf00 == 0x400 return\n\t\t# a SYN opening",
-            "\t\ttcp flags & (syn|ack|fin|rst) == syn ct state != new ct mark & 0xf00 == 0x100 ct mark set ct mark & 0xffff00ff\n\t\t# decided flow",
+            "\t\ttcp flags & (syn|ack|fin|rst) == syn ct state established ct mark & 0xf00 == 0x100 ct mark set ct mark & 0xffff00ff\n\t\t# decided flow",
             "\t\tmeta mark & 0xf00 == 0x200 ct mark & 0xf00 == 0x0 ct mark set ct mark & 0xfffff0ff | 0x200\n",
             "\t\tmeta mark & 0xf00 == 0x100 ct mark & 0xf00 == 0x0 jump classes\n",
             "\tchain classes {\n\t\tmeta mark & 0xf000 == 0x1000 ct mark set ct mark & 0xffff00ff | 0x1100 return\n",
