@@ -93,7 +93,7 @@ fn soak_churning_flows_keeps_memory_flat_and_answers_everything() {
     // HTTP all along, from a loop of its own: one allowed request, one blocked, and so on. The blocked
     // ones come from another address (10.201.0.1, the server routes it back through the client), so
     // an allowed request never reuses the 4-tuple of a rejected one: within conntrack's close timeout
-    // (10 s) the kept REJECT refuses such a reconnect without asking the daemon (README, "Marks").
+    // (10 s) the kept REJECT refuses such a reconnect without asking the daemon (README, "The live filter").
     s.lab
         .sh(&s.server, "ip route add 10.201.0.1/32 via 10.200.1.1");
     let url = format!("http://{}/x", s.server4);
