@@ -51,14 +51,7 @@ pub fn read_collected(c: Collected<'_>) -> Option<Payload> {
 /// `None` while more datagrams could still change the answer.
 pub fn read_datagrams<D: AsRef<[u8]>>(datagrams: &[D]) -> Option<Payload> {
     let first = datagrams.first()?.as_ref();
-    let app = match detect::detect(Transport::Udp, first, None) {
-        Detection::NeedMore => return None,
-        Detection::App(app) => app,
-    };
-    let mut payload = Payload {
-        app: Some(app),
-        ..Payload::default()
-    };
+    let (app, mut payload) = detected(Transport::Udp, first)?;
     // As for TLS over TCP: what looks like a QUIC v1/v2 Initial but does not decrypt to a ClientHello
     // is not QUIC. Other versions stay `quic`, unread.
     match app {
@@ -76,6 +69,19 @@ pub fn read_datagrams<D: AsRef<[u8]>>(datagrams: &[D]) -> Option<Payload> {
     Some(payload)
 }
 
+/// The protocol the first bytes speak, and a payload naming it; `None` while more bytes are needed.
+fn detected(t: Transport, first: &[u8]) -> Option<(App, Payload)> {
+    let app = match detect::detect(t, first, None) {
+        Detection::NeedMore => return None,
+        Detection::App(app) => app,
+    };
+    let payload = Payload {
+        app: Some(app),
+        ..Payload::default()
+    };
+    Some((app, payload))
+}
+
 /// Reads the initiator's payload so far (TCP: the stream from its start; UDP: one datagram, as
 /// [`read_datagrams`] reads a flow's first).
 /// `None` while more bytes could still change the answer.
@@ -83,14 +89,7 @@ pub fn read_payload(t: Transport, client: &[u8]) -> Option<Payload> {
     if t == Transport::Udp {
         return read_datagrams(&[client]);
     }
-    let app = match detect::detect(t, client, None) {
-        Detection::NeedMore => return None,
-        Detection::App(app) => app,
-    };
-    let mut payload = Payload {
-        app: Some(app),
-        ..Payload::default()
-    };
+    let (app, mut payload) = detected(t, client)?;
     // A flow that starts like HTTP or TLS but does not go on as a request or a ClientHello is not
     // that protocol: `app=tls` must not be had for a record header followed by anything.
     match app {
