@@ -14,7 +14,10 @@
 //! The socket belongs to the network namespace of the thread that opens it, like the queues: the daemon
 //! runs in the namespace of the flows it filters. Reading and writing needs CAP_NET_ADMIN there.
 
+mod ends;
 mod wire;
+
+pub use ends::{Ends, EndsRead, parse_ends_datagram};
 
 use std::io;
 use std::net::IpAddr;
@@ -64,6 +67,25 @@ pub struct Entry {
     pub zone: u16,
     /// IPS_* bits of `linux/netfilter/nf_conntrack_common.h` (2 SEEN_REPLY, 4 ASSURED, ...).
     pub status: u32,
+    /// Packets and bytes per direction: only for an entry that began while `net.netfilter.nf_conntrack_acct`
+    /// was 1.
+    pub counters: Option<Counters>,
+    /// When the entry began and ended, nanoseconds since the Unix epoch: only for an entry that began
+    /// while `net.netfilter.nf_conntrack_timestamp` was 1; `stop` only once it ended.
+    pub start: Option<u64>,
+    pub stop: Option<u64>,
+}
+
+/// Packets and bytes of a conntrack entry (CTA_COUNTERS_ORIG and CTA_COUNTERS_REPLY), IP headers
+/// included.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Sent in the original direction (by the initiator).
+    pub orig_packets: u64,
+    pub orig_bytes: u64,
+    /// Sent in the reply direction.
+    pub reply_packets: u64,
+    pub reply_bytes: u64,
 }
 
 /// Every entry a dump read.

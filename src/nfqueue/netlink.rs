@@ -187,6 +187,18 @@ impl Socket {
         Ok(got.max(0) as usize)
     }
 
+    /// Joins multicast group `group` of the socket's protocol (for NETLINK_NETFILTER, an NFNLGRP_*
+    /// number), so the kernel's events of that group arrive on it. Needs CAP_NET_ADMIN for the
+    /// netfilter groups.
+    pub fn join_group(&self, group: u32) -> Result<(), SysError> {
+        let group = libc::c_int::try_from(group).unwrap_or(libc::c_int::MAX);
+        self.setsockopt_int(libc::SOL_NETLINK, libc::NETLINK_ADD_MEMBERSHIP, group)
+            .map_err(|err| SysError {
+                op: "setsockopt(NETLINK_ADD_MEMBERSHIP)",
+                err,
+            })
+    }
+
     fn setsockopt_int(
         &self,
         level: libc::c_int,

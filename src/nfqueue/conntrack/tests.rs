@@ -105,6 +105,9 @@ fn entry(orig: Tuple, reply: Tuple, mark: u32, id: u32, zone: u16, status: u32) 
         id: Some(id),
         zone,
         status,
+        counters: None,
+        start: None,
+        stop: None,
     }
 }
 
@@ -401,4 +404,70 @@ fn random_bit_flips_never_panic() {
         }
     }
     assert!(read > 0, "most flips leave most entries readable");
+}
+
+/// A real destroy event, as Linux 6.18 sent it to a socket of the NFNLGRP_CONNTRACK_DESTROY group: a
+/// UDP flow 10.9.0.1:40000 -> 10.9.0.2:53 of two datagrams (5 and 11 bytes of payload) and no answer,
+/// marked 0x100 by CONNMARK, that timed out after 2 s (`nf_conntrack_udp_timeout` 2), with
+/// `nf_conntrack_acct` and `nf_conntrack_timestamp` on. Besides the tuples it carries CTA_ID, CTA_STATUS,
+/// both counters, CTA_TIMESTAMP, CTA_MARK and CTA_TIMESTAMP_EVENT (27, not read).
+const DESTROY: &str = concat!(
+    "f4000000020100000000000000000000020000003400018014000180080001000a090001080002000a0900021c000280",
+    "0500010011000000060002009c40000006000300003500003400028014000180080001000a090002080002000a090001",
+    "1c00028005000100110000000600020000350000060003009c40000008000c00949d501708000300000002081c000980",
+    "0c00010000000000000000020c00020000000000000000481c000a800c00010000000000000000000c00020000000000",
+    "000000001c0014800c00010018ed09766c63b1c90c00020018ed0976e3a48b0608000800000001000c001b0018ed0978",
+    "eaae1777",
+);
+
+#[test]
+fn a_destroy_event_reads_with_its_counters_and_times() {
+    let mut got = Vec::new();
+    let read = parse_ends_datagram(&bytes(DESTROY), |e| got.push(e));
+    assert_eq!((read.ended, read.unreadable), (1, 0));
+    let e = &got[0];
+    assert_eq!(e.orig, ports("10.9.0.1", "10.9.0.2", 17, 40000, 53));
+    assert_eq!(e.reply, Some(ports("10.9.0.2", "10.9.0.1", 17, 53, 40000)));
+    assert_eq!(e.mark, 0x100);
+    // Two IPv4 datagrams: 20 + 8 + 5 and 20 + 8 + 11 bytes.
+    let c = e.counters.expect("counters");
+    assert_eq!(
+        (c.orig_packets, c.orig_bytes, c.reply_packets, c.reply_bytes),
+        (2, 72, 0, 0)
+    );
+    let (start, stop) = (e.start.expect("start"), e.stop.expect("stop"));
+    // 2026-12-01, and ended by the 2 s timeout (the kernel's garbage collection may take longer).
+    assert!((1_796_000_000..1_797_000_000).contains(&(start / 1_000_000_000)));
+    let lived = stop - start;
+    assert!((2_000_000_000..4_000_000_000).contains(&lived), "{lived}");
+}
+
+#[test]
+fn a_destroy_event_cut_anywhere_reads_whole_or_not_at_all() {
+    let event = bytes(DESTROY);
+    let whole = wire::parse_entry(first(&event)).expect("the event reads");
+    for cut in 0..event.len() {
+        let mut got = Vec::new();
+        let read = parse_ends_datagram(&event[..cut], |e| got.push(e));
+        assert_eq!(read.ended, got.len() as u64);
+        assert!(got.is_empty(), "cut at {cut} read {got:?}");
+    }
+    let msg = first(&event);
+    for cut in 0..msg.payload.len() {
+        let short = NlMsg {
+            payload: &msg.payload[..cut],
+            ..msg
+        };
+        if let Some(e) = wire::parse_entry(short) {
+            assert_eq!(e.orig, whole.orig);
+            // What a cut keeps is whole: counters come in both directions or not at all.
+            if let Some(c) = e.counters {
+                assert_eq!(Some(c), whole.counters);
+            }
+        }
+    }
+    // Other messages of the group's protocol are not ends.
+    let mut dump = bytes(DUMP);
+    dump.extend(bytes(DONE));
+    assert_eq!(parse_ends_datagram(&dump, |_| {}).ended, 0);
 }

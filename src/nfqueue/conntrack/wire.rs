@@ -12,21 +12,32 @@ use super::super::netlink::{
     Attrs, NLM_F_ACK, NLM_F_REQUEST, NlMsg, be16, be32, begin_msg, begin_nest, end_msg, end_nest,
     put_attr, put_be16, put_be32, put_u8, u8_attr,
 };
-use super::{Entry, IcmpTuple, Tuple};
+use super::{Counters, Entry, IcmpTuple, Tuple};
 
 pub const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 /// An entry: the answer to a dump, and the request that creates or updates one.
 pub const IPCTNL_MSG_CT_NEW: u16 = NFNL_SUBSYS_CTNETLINK << 8;
 pub const IPCTNL_MSG_CT_GET: u16 = (NFNL_SUBSYS_CTNETLINK << 8) | 1;
+/// An entry that ended: the destroy event (and the request that deletes one).
+pub const IPCTNL_MSG_CT_DELETE: u16 = (NFNL_SUBSYS_CTNETLINK << 8) | 2;
 
 const CTA_TUPLE_ORIG: u16 = 1;
 const CTA_TUPLE_REPLY: u16 = 2;
 const CTA_STATUS: u16 = 3;
 const CTA_MARK: u16 = 8;
+const CTA_COUNTERS_ORIG: u16 = 9;
+const CTA_COUNTERS_REPLY: u16 = 10;
 const CTA_ID: u16 = 12;
 const CTA_TUPLE_MASTER: u16 = 14;
 const CTA_ZONE: u16 = 18;
+const CTA_TIMESTAMP: u16 = 20;
 const CTA_MARK_MASK: u16 = 21;
+
+const CTA_COUNTERS_PACKETS: u16 = 1;
+const CTA_COUNTERS_BYTES: u16 = 2;
+
+const CTA_TIMESTAMP_START: u16 = 1;
+const CTA_TIMESTAMP_STOP: u16 = 2;
 
 const CTA_TUPLE_IP: u16 = 1;
 const CTA_TUPLE_PROTO: u16 = 2;
@@ -54,11 +65,13 @@ pub const IPPROTO_ICMPV6: u8 = 58;
 /// CTA_MARK and CTA_MARK_MASK (8 each).
 pub const UPDATE_MAX_LEN: usize = 128;
 
-/// Reads an IPCTNL_MSG_CT_NEW message of a dump.
+/// Reads an IPCTNL_MSG_CT_NEW message of a dump, or an IPCTNL_MSG_CT_DELETE event.
 pub fn parse_entry(msg: NlMsg<'_>) -> Option<Entry> {
     let (_, _, attrs) = msg.nfgen()?;
     let (mut orig, mut reply, mut master) = (None, None, None);
     let (mut mark, mut id, mut zone, mut status) = (0, None, None, 0);
+    let (mut counts_orig, mut counts_reply) = (None, None);
+    let (mut start, mut stop) = (None, None);
     for attr in attrs {
         let (ty, data) = attr.ok()?;
         match ty {
@@ -69,10 +82,20 @@ pub fn parse_entry(msg: NlMsg<'_>) -> Option<Entry> {
             CTA_ID => id = Some(be32(data)?),
             CTA_ZONE => zone = Some(be16(data)?),
             CTA_STATUS => status = be32(data)?,
+            CTA_COUNTERS_ORIG => counts_orig = Some(parse_counters(data)?),
+            CTA_COUNTERS_REPLY => counts_reply = Some(parse_counters(data)?),
+            CTA_TIMESTAMP => (start, stop) = parse_timestamp(data)?,
             _ => {}
         }
     }
     let (orig, orig_zone) = orig?;
+    // The kernel writes both directions or neither (ctnetlink_dump_acct).
+    let counters = counts_orig.zip(counts_reply).map(|(o, r)| Counters {
+        orig_packets: o.0,
+        orig_bytes: o.1,
+        reply_packets: r.0,
+        reply_bytes: r.1,
+    });
     Some(Entry {
         orig,
         reply,
@@ -83,7 +106,44 @@ pub fn parse_entry(msg: NlMsg<'_>) -> Option<Entry> {
         // its tuple (ctnetlink_dump_zone_id). Either is the zone the original tuple is found in.
         zone: zone.or(orig_zone).unwrap_or(0),
         status,
+        counters,
+        start,
+        stop,
     })
+}
+
+/// Reads a CTA_COUNTERS_* nest: (packets, bytes), 64-bit each (ctnetlink_dump_counters writes
+/// CTA_COUNTERS_PACKETS and CTA_COUNTERS_BYTES; the 32-bit forms are from before Linux 2.6.32).
+fn parse_counters(nest: &[u8]) -> Option<(u64, u64)> {
+    let (mut packets, mut bytes) = (None, None);
+    for attr in Attrs::new(nest) {
+        let (ty, data) = attr.ok()?;
+        match ty {
+            CTA_COUNTERS_PACKETS => packets = Some(be64(data)?),
+            CTA_COUNTERS_BYTES => bytes = Some(be64(data)?),
+            _ => {}
+        }
+    }
+    Some((packets?, bytes?))
+}
+
+/// Reads a CTA_TIMESTAMP nest: start (always written) and stop (written once the entry ended), in
+/// nanoseconds since the Unix epoch (ktime_get_real_ns()).
+fn parse_timestamp(nest: &[u8]) -> Option<(Option<u64>, Option<u64>)> {
+    let (mut start, mut stop) = (None, None);
+    for attr in Attrs::new(nest) {
+        let (ty, data) = attr.ok()?;
+        match ty {
+            CTA_TIMESTAMP_START => start = Some(be64(data)?),
+            CTA_TIMESTAMP_STOP => stop = Some(be64(data)?),
+            _ => {}
+        }
+    }
+    Some((start, stop))
+}
+
+fn be64(d: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(<[u8; 8]>::try_from(d).ok()?))
 }
 
 /// Reads a CTA_TUPLE_* nest: the tuple, and the CTA_TUPLE_ZONE it carries if any.
