@@ -8,7 +8,8 @@
 //! the line was written; flows a rule inspected add `app` and `host`; a TCP flow first seen in its
 //! middle adds `"midstream": true`. Replay writes a flow's line when the flow ended, and adds the end
 //! keys of [`FlowEnd`]: `last_ts`, `duration`, `orig_packets`, `orig_bytes`, `resp_packets`,
-//! `resp_bytes`.
+//! `resp_bytes`. Live, the decision is written when it is made, and the flow's end comes later as a
+//! line of its own, `"end": true` ([`EndLine`]), read from the kernel.
 //!
 //! Two more logs come from the flows' first payloads: the HTTP request log ([`HttpLine`]: `ts`,
 //! `client`, `server`, `method`, `host`, `url`, `user_agent`, `verdict`, `rule`, `reason`) and the TLS
@@ -91,6 +92,61 @@ impl FlowEnd {
             resp_bytes: f.bytes.saturating_sub(f.init_bytes),
         }
     }
+}
+
+/// The end of a flow, as the live flow log writes it: one line per flow the kernel's conntrack entry of
+/// which ended carrying outgate's verdict in its mark, with the kernel's counts and times. Recognised by
+/// `"end": true`; `proto`, `src`, `dst`, `icmp_type` as in [`FlowLine`]; `verdict` (and `class`) is
+/// what the mark held, so what the kernel applied (under `--audit`, `accept`). The counts (IP bytes,
+/// both directions summed in `packets` and `bytes`) come only when the kernel kept them
+/// (`net.netfilter.nf_conntrack_acct`), the times only when it stamped the entry
+/// (`net.netfilter.nf_conntrack_timestamp`); `outgate rules --apply` turns both on.
+#[derive(Debug, Serialize)]
+pub struct EndLine {
+    pub end: bool,
+    /// When the line was written.
+    pub ts: String,
+    pub proto: Cow<'static, str>,
+    pub src: String,
+    pub dst: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icmp_type: Option<u8>,
+    pub verdict: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packets: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_ts: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_ts: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orig_packets: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orig_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resp_packets: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resp_bytes: Option<u64>,
+}
+
+/// Whether a log line (a JSON object) is a live flow end line ([`EndLine`]): `"end": true`. Readers
+/// of flow logs that count flows skip them, as the flow was counted at its decision line.
+pub fn is_end_line(obj: &serde_json::Map<String, serde_json::Value>) -> bool {
+    obj.get("end") == Some(&serde_json::Value::Bool(true))
+}
+
+/// A flow's ends as logs write them: `ip:port` for TCP and UDP, the address alone for the others.
+pub(crate) fn endpoints(proto: u8, src: (IpAddr, u16), dst: (IpAddr, u16)) -> (String, String) {
+    let with_port = matches!(proto, PROTO_TCP | PROTO_UDP);
+    (
+        endpoint(src.0, src.1, with_port),
+        endpoint(dst.0, dst.1, with_port),
+    )
 }
 
 /// One HTTP request, for the request log: what admins read to find tunnels.
@@ -200,10 +256,9 @@ fn host_text(h: &Host) -> String {
 
 /// The initiator and responder of a record, as `ip:port`.
 fn ends(rec: &FlowRecord) -> (String, String) {
-    let with_port = matches!(rec.key.proto(), PROTO_TCP | PROTO_UDP);
-    let (a, ap) = rec.key.endpoint(rec.flow.initiator);
-    let (b, bp) = rec.key.endpoint(rec.flow.initiator.other());
-    (endpoint(a, ap, with_port), endpoint(b, bp, with_port))
+    let a = rec.key.endpoint(rec.flow.initiator);
+    let b = rec.key.endpoint(rec.flow.initiator.other());
+    endpoints(rec.key.proto(), a, b)
 }
 
 impl HttpLine {

@@ -249,8 +249,14 @@ enum Command {
         #[arg(long, value_name = "MASK", value_parser = parse_class_mask)]
         class_mask: Option<u32>,
         /// Write one JSON line per decided flow to FILE (`-` for stdout); same keys as replay's --flows.
+        /// When the kernel ends a decided flow, its end follows as a line of its own, `"end": true`,
+        /// with the kernel's byte and packet counts per direction and its duration (the conntrack
+        /// accounting and timestamps that `outgate rules --apply` turns on).
         #[arg(long, value_name = "FILE")]
         log: Option<String>,
+        /// Do not write flow end lines to --log (nor listen to the kernel's conntrack destroy events).
+        #[arg(long)]
+        no_flow_ends: bool,
         /// Write one JSON line per HTTP request a rule looked at to FILE (`-` for stdout).
         #[arg(long, value_name = "FILE")]
         http_log: Option<String>,
@@ -574,6 +580,7 @@ fn main() -> ExitCode {
             mark_mask,
             class_mask,
             log,
+            no_flow_ends,
             http_log,
             tls_log,
             dns_log,
@@ -610,6 +617,7 @@ fn main() -> ExitCode {
                 state,
                 audit,
                 control,
+                flow_ends: !no_flow_ends,
                 ..RunConfig::default()
             };
             run_live(queues, cfg)

@@ -177,8 +177,9 @@ fn replay_writes_flow_ends_and_report_ranks_the_beacon() {
 }
 
 /// Live (root, namespaces): a client fetches a page every 2 s, 22 times, through the daemon in host
-/// mode; the daemon's flow log (written at each decision: `first_ts`, and the bytes of the SYN) makes
-/// `outgate report` list the pair as a beacon scoring 0.8 or more, and the client as a suspect.
+/// mode. The daemon's flow log has a decision line for each poll and, once the kernel ended it, an
+/// end line with the kernel's counts; `outgate report` lists the pair as a beacon of 22 connections
+/// (each poll once, by its end line) scoring 0.8 or more, and the client as a suspect.
 #[test]
 fn a_client_polling_every_two_seconds_is_ranked_as_a_beacon() {
     if !common::root("a_client_polling_every_two_seconds_is_ranked_as_a_beacon") {
@@ -191,6 +192,10 @@ fn a_client_polling_every_two_seconds_is_ranked_as_a_beacon() {
     std::fs::write(www.join("task"), "nothing to do\n").unwrap();
     s.lab.http_server(&s.server.clone(), 80, &www);
     s.rules("--apply", "");
+    s.lab.sh(
+        &s.filter,
+        "sysctl -qw net.netfilter.nf_conntrack_tcp_timeout_time_wait=1",
+    );
     s.daemon("policy loc net DROP\nACCEPT loc net 80\n", "");
     s.lab.sh(
         &s.client,
@@ -204,6 +209,17 @@ fn a_client_polling_every_two_seconds_is_ranked_as_a_beacon() {
         "the daemon logged {} flows",
         s.flows_log().len()
     );
+    // The kernel ends each entry after TIME_WAIT (set to 1 s above) when it reaps it, which a dump
+    // does at once.
+    assert!(
+        common::wait_for(Duration::from_secs(20), || {
+            s.lab.try_sh(&s.filter, "conntrack -L >/dev/null 2>&1");
+            s.end_lines().len() >= 22
+        })
+        .is_some(),
+        "the daemon logged {} flow ends",
+        s.end_lines().len()
+    );
     let log = s.lab.path("flows.jsonl");
     let report: Value =
         serde_json::from_str(&run(&["report", "--format", "json", log.to_str().unwrap()]))
@@ -213,6 +229,25 @@ fn a_client_polling_every_two_seconds_is_ranked_as_a_beacon() {
     assert_eq!(b["server"], s.server4.as_str(), "{report}");
     assert_eq!(b["connections"], 22, "{b}");
     assert!(b["score"].as_f64() >= Some(0.8), "{b}");
+    // Sized by what the client sent (the request, not just its SYN), and cited at the end lines.
+    assert!(b["ds_mode"].as_u64() > Some(100), "{b}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    for cite in b["cites"].as_array().unwrap() {
+        let n: usize = cite
+            .as_str()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            lines[n - 1].starts_with(r#"{"end":true"#),
+            "{cite}: {}",
+            lines[n - 1]
+        );
+    }
     assert_eq!(report["suspects"][0]["client"], b["client"], "{report}");
     assert_eq!(report["suspects"][0]["reasons"][0]["kind"], "beacon");
 }

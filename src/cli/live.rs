@@ -54,6 +54,9 @@ pub fn rules_command(
         }
     } else if apply {
         rules::apply(cfg, backend, force).map_err(|e| e.to_string())?;
+        for warning in rules::flow_accounting() {
+            eprintln!("outgate: warning: {warning}");
+        }
     } else {
         let text = match backend {
             Backend::Iptables => {

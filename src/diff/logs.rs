@@ -65,7 +65,7 @@ struct Logged {
 #[derive(Debug)]
 enum Line {
     Flow(Box<Logged>),
-    /// An HTTP or TLS log line: outgate's, but not a flow.
+    /// An HTTP or TLS log line, or a live flow end line: outgate's, but not a flow to decide again.
     Other,
     NotUnderstood,
 }
@@ -105,8 +105,9 @@ fn read_line(text: &str, cite: String) -> Line {
     let Some(obj) = value.as_object() else {
         return Line::NotUnderstood;
     };
-    if !(obj.contains_key("proto") && obj.contains_key("packets")) {
-        return if obj.contains_key("method") || obj.contains_key("sni") {
+    let end = crate::log::is_end_line(obj);
+    if end || !(obj.contains_key("proto") && obj.contains_key("packets")) {
+        return if end || obj.contains_key("method") || obj.contains_key("sni") {
             Line::Other
         } else {
             Line::NotUnderstood
@@ -393,6 +394,9 @@ mod tests {
         }
         let http = r#"{"ts":"x","client":"10.0.0.2:1","server":"192.0.2.1:80","method":"GET","host":null,"url":"/","user_agent":null,"verdict":"drop","rule":null,"reason":"rule"}"#;
         assert!(matches!(read_line(http, "f:1".into()), Line::Other));
+        // A live end line: its flow is the decision line's, not one more.
+        let end = r#"{"end":true,"ts":"x","proto":"tcp","src":"10.0.0.2:1","dst":"192.0.2.1:80","verdict":"accept","packets":9,"bytes":900}"#;
+        assert!(matches!(read_line(end, "f:1".into()), Line::Other));
     }
 
     #[test]

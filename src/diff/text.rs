@@ -148,7 +148,7 @@ pub(super) fn table(d: &Diff) -> String {
     if d.skipped_lines > 0 {
         let _ = writeln!(
             out,
-            "skipped: {} (HTTP or TLS log lines; the flow log has the flows)",
+            "skipped: {} (HTTP or TLS log lines, and flow end lines; the flow log's decision lines have the flows)",
             plural(d.skipped_lines, "line", "lines")
         );
     }

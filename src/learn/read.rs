@@ -62,6 +62,8 @@ struct HostLine {
 enum Line {
     Flow(Seen),
     Host(HostLine),
+    /// A live flow end line: its flow was seen at its decision line.
+    End,
 }
 
 /// What the logs held.
@@ -99,6 +101,7 @@ impl Logs {
             match parsed {
                 Ok(Line::Flow(s)) => self.flows.push(s),
                 Ok(Line::Host(h)) => self.hosts.push(h),
+                Ok(Line::End) => {}
                 Err(why) => {
                     if first_bad.is_none() {
                         first_bad = Some((number, why.clone()));
@@ -207,7 +210,9 @@ fn parse_line(bytes: &[u8]) -> Result<Line, String> {
     let Value::Object(obj) = value else {
         return Err("JSON, but not an object".into());
     };
-    if obj.contains_key("proto") {
+    if crate::log::is_end_line(&obj) {
+        Ok(Line::End)
+    } else if obj.contains_key("proto") {
         flow_line(&obj).map(Line::Flow)
     } else if obj.contains_key("method") {
         host_line(&obj, "host").map(Line::Host)
@@ -386,6 +391,12 @@ mod tests {
                 (true, "last".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn a_live_end_line_is_not_a_flow_of_its_own() {
+        let end = r#"{"end":true,"ts":"2024-03-01T09:01:00Z","proto":"tcp","src":"10.0.0.2:40001","dst":"192.0.2.10:443","verdict":"accept","packets":9,"bytes":900}"#;
+        assert!(matches!(parse_line(end.as_bytes()), Ok(Line::End)));
     }
 
     #[test]

@@ -72,6 +72,12 @@ pub(crate) struct Metrics {
     pub flows_cut: AtomicU64,
     /// Times the jump to outgate's chain was found away from first place and put back.
     pub ruleset_repairs: AtomicU64,
+    /// Flow end lines handed to the logger, from the kernel's destroy events (`super::ends`).
+    pub flow_ends: AtomicU64,
+    /// Times the kernel dropped destroy events for lack of room (each may be many events).
+    pub flow_end_overruns: AtomicU64,
+    /// Destroy events that did not read.
+    pub flow_ends_unreadable: AtomicU64,
 }
 
 fn slot(v: Verdict) -> usize {
@@ -166,6 +172,9 @@ impl Metrics {
             last_reload: Mutex::new(LastReload::default()),
             flows_cut: AtomicU64::new(0),
             ruleset_repairs: AtomicU64::new(0),
+            flow_ends: AtomicU64::new(0),
+            flow_end_overruns: AtomicU64::new(0),
+            flow_ends_unreadable: AtomicU64::new(0),
         }
     }
 
@@ -405,6 +414,21 @@ impl Metrics {
             "log_lines_dropped_total",
             "Log lines dropped because the log could not keep up or could not be written (a full disk).",
             vec![(vec![], Value::Int(self.log_dropped.load(Relaxed)))],
+        );
+        scrape.counter(
+            "flow_ends_total",
+            "Flow end lines written from the kernel's conntrack destroy events.",
+            vec![(vec![], Value::Int(self.flow_ends.load(Relaxed)))],
+        );
+        scrape.counter(
+            "flow_end_overruns_total",
+            "Times the kernel dropped conntrack destroy events for lack of room (their end lines are missing).",
+            vec![(vec![], Value::Int(self.flow_end_overruns.load(Relaxed)))],
+        );
+        scrape.counter(
+            "flow_ends_unreadable_total",
+            "Conntrack destroy events that did not read.",
+            vec![(vec![], Value::Int(self.flow_ends_unreadable.load(Relaxed)))],
         );
         scrape
     }

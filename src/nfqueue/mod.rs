@@ -19,6 +19,7 @@
 
 pub mod conntrack;
 pub mod control;
+mod ends;
 mod logger;
 pub mod metrics;
 #[allow(unsafe_code)]
@@ -80,6 +81,9 @@ pub struct RunConfig {
     pub audit: bool,
     /// The control socket `outgate try` talks to (`--control`).
     pub control: Option<PathBuf>,
+    /// Write an end line to the flow log for each decided flow the kernel ends (`--no-flow-ends`
+    /// turns it off).
+    pub flow_ends: bool,
 }
 
 impl Default for RunConfig {
@@ -101,6 +105,7 @@ impl Default for RunConfig {
             ruleset: None,
             audit: false,
             control: None,
+            flow_ends: true,
         }
     }
 }
@@ -405,6 +410,9 @@ pub fn run(
             scope.spawn(move || control::serve(live, listener, path, &tx));
         }
         scope.spawn(|| supervise::watch(&live, cfg.ruleset.as_ref()));
+        if cfg.flow_ends && cfg.log.is_some() {
+            scope.spawn(|| ends::serve(&live));
+        }
     });
     for q in queues {
         // Closing the socket unbinds as well; an explicit unbind just says so to the kernel first.

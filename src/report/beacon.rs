@@ -26,13 +26,14 @@
 //! are not scored: 20, a little below RITA's default (its later versions score pairs of more than 23
 //! connections), so that the shorter logs of a replay are scored too.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
+use std::hash::{DefaultHasher, Hash, Hasher};
 
 use serde::{Serialize, Serializer};
 
 use super::classify::{addr_key, split_endpoint};
-use super::read::{Cite, Cites, FlowIn};
+use super::read::{Cite, Cites, TimingIn};
 use super::text::{Row, cite_text, clean, grid, heading};
 use super::{CITES, Client, FileLines};
 use crate::calendar::parse_rfc3339;
@@ -205,17 +206,41 @@ pub(super) struct LongIn {
     pub(super) cite: Cite,
 }
 
-/// What the flow lines tell of timing: every pair's connections, the input's time span, and the
-/// long connections.
+/// Every pair's connections, and the time span they cover.
 #[derive(Debug, Default)]
-pub(super) struct Timing {
+pub(super) struct Conns {
     pub(super) pairs: BTreeMap<(String, String), PairAcc>,
     pub(super) first: Option<u64>,
     pub(super) last: Option<u64>,
+}
+
+/// A connection of a line without its flow's end (a live decision line), kept apart until every line
+/// is read: it counts unless an end line of the same flow turned up.
+#[derive(Debug)]
+pub(super) struct StartedConn {
+    pub(super) secs: u64,
+    pub(super) sent: u64,
+    /// The flow's `proto`, `src` and `dst`, hashed.
+    pub(super) flow: u64,
+    pub(super) cite: Cite,
+}
+
+/// What the flow lines tell of timing: the connections of lines that carry a flow's end (replay's
+/// flow lines, live end lines), those of lines that do not (live decision lines), and the long
+/// connections. A live log holds two lines of each flow that ended, its decision and its end: a
+/// decision line's connection counts only when no line with an end has the same `proto`, `src` and
+/// `dst` and a `first_ts` within a second of its own, so every flow counts once, by its end line
+/// when there is one.
+#[derive(Debug, Default)]
+pub(super) struct Timing {
+    pub(super) ended: Conns,
+    /// The ended connections' (flow hash, start second).
+    pub(super) ended_flows: HashSet<(u64, u64)>,
+    pub(super) started: BTreeMap<(String, String), Vec<StartedConn>>,
     pub(super) long: Vec<LongIn>,
 }
 
-impl Timing {
+impl Conns {
     /// One connection of `client` to `server` started at `secs`, the client sending `sent` bytes.
     pub(super) fn conn(&mut self, client: &str, server: &str, secs: u64, sent: u64, cite: Cite) {
         self.first = Some(self.first.map_or(secs, |f| f.min(secs)));
@@ -290,11 +315,22 @@ impl Timing {
         files: &[FileLines],
     ) -> (Vec<Beacon>, Vec<LongConn>, Vec<(String, SuspectReason)>) {
         let key = addr_key;
-        let span = match (self.first, self.last) {
+        let mut conns = self.ended;
+        for ((client, server), list) in self.started {
+            for c in list {
+                let ended = [c.secs.saturating_sub(1), c.secs, c.secs.saturating_add(1)]
+                    .iter()
+                    .any(|&s| self.ended_flows.contains(&(c.flow, s)));
+                if !ended {
+                    conns.conn(&client, &server, c.secs, c.sent, c.cite);
+                }
+            }
+        }
+        let span = match (conns.first, conns.last) {
             (Some(f), Some(l)) => l - f,
             _ => 0,
         };
-        let mut beacons: Vec<Beacon> = self
+        let mut beacons: Vec<Beacon> = conns
             .pairs
             .into_iter()
             .filter_map(|((client, server), p)| {
@@ -395,25 +431,41 @@ impl Timing {
 }
 
 impl Timing {
-    /// What a flow line tells: a connection of its pair (when it has `first_ts`), and a long
-    /// connection (when its `duration` reaches [`LONG_SECS`]).
-    pub(super) fn flow(&mut self, cite: Cite, l: &FlowIn) {
-        let client = split_endpoint(&l.src).0;
-        if let Some(at) = l.first_ts.as_deref().and_then(parse_rfc3339) {
-            let server = split_endpoint(&l.dst).0;
-            let sent = l.orig_bytes.unwrap_or(l.bytes);
-            self.conn(client, server, at.as_nanos() / 1_000_000_000, sent, cite);
+    /// What a flow line or a live end line tells: a connection of its pair (when it has `first_ts`),
+    /// and a long connection (when its `duration` reaches [`LONG_SECS`]). The client's bytes are
+    /// `orig_bytes`, else `bytes` (0 when neither is there).
+    pub(super) fn flow(&mut self, cite: Cite, l: &TimingIn<'_>) {
+        let client = split_endpoint(l.src).0;
+        if let Some(at) = l.first_ts.and_then(parse_rfc3339) {
+            let server = split_endpoint(l.dst).0;
+            let sent = l.orig_bytes.or(l.bytes).unwrap_or(0);
+            let secs = at.as_nanos() / 1_000_000_000;
+            let mut h = DefaultHasher::new();
+            (l.proto, l.src, l.dst).hash(&mut h);
+            let flow = h.finish();
+            if l.duration.is_some() {
+                self.ended.conn(client, server, secs, sent, cite);
+                self.ended_flows.insert((flow, secs));
+            } else {
+                let key = (client.to_string(), server.to_string());
+                self.started.entry(key).or_default().push(StartedConn {
+                    secs,
+                    sent,
+                    flow,
+                    cite,
+                });
+            }
         }
         if let Some(d) = l.duration
             && d >= LONG_SECS
         {
             self.long.push(LongIn {
                 client: client.to_string(),
-                src: l.src.clone(),
-                dst: l.dst.clone(),
-                proto: l.proto.clone(),
+                src: l.src.to_string(),
+                dst: l.dst.to_string(),
+                proto: l.proto.to_string(),
                 duration: d,
-                bytes: l.bytes,
+                bytes: l.bytes.unwrap_or(0),
                 cite,
             });
         }

@@ -278,3 +278,64 @@ fn long_connections_count_once_per_destination() {
         ]
     );
 }
+
+/// A live log: 22 polls 2 s apart, each a decision line written at its first packet (the SYN's 60
+/// bytes) and, interleaved as the kernel ends them, its end line with the kernel's counts. `ends`
+/// says how many of the polls have their end line yet.
+fn live_log(ends: usize) -> String {
+    let mut out = Vec::new();
+    for i in 0..22u64 {
+        let (port, t) = (40_000 + i, 2 * i);
+        out.push(format!(
+            r#"{{"proto":"tcp","src":"10.0.0.9:{port}","dst":"198.51.100.50:80","verdict":"accept","rule":"p:2","reason":"rule","packets":1,"bytes":60,"first_ts":"2024-03-01T10:00:{t:02}.100000000Z","ts":"2024-03-01T10:00:{t:02}.100000000Z"}}"#
+        ));
+        if (i as usize) < ends {
+            out.push(format!(
+                r#"{{"end":true,"ts":"2024-03-01T10:01:{t:02}.000000000Z","proto":"tcp","src":"10.0.0.9:{port}","dst":"198.51.100.50:80","verdict":"accept","packets":12,"bytes":1400,"first_ts":"2024-03-01T10:00:{t:02}.100000000Z","last_ts":"2024-03-01T10:00:{:02}.900000000Z","duration":1.8,"orig_packets":6,"orig_bytes":420,"resp_packets":6,"resp_bytes":980}}"#,
+                t + 1
+            ));
+        }
+    }
+    out.join("\n")
+}
+
+#[test]
+fn a_live_flow_counts_once_though_logged_at_its_decision_and_its_end() {
+    let r = super::super::report_from(&[("f".to_string(), live_log(22))]);
+    let j = r.json();
+    assert_eq!(
+        (&j["inputs"]["flow_lines"], &j["inputs"]["end_lines"]),
+        (&serde_json::json!(22), &serde_json::json!(22))
+    );
+    // The destinations count decisions: 22 flows, not 44.
+    assert_eq!(j["top_destinations_by_flows"][0]["flows"], 22);
+    let b = &r.beacons[0];
+    assert_eq!(b.connections, 22, "each poll once");
+    // Sized by the end lines' orig_bytes (420), cited at the end lines (the even lines).
+    assert_eq!(b.scores.ds_mode, 420);
+    assert_eq!(b.cites, ["f:2", "f:4", "f:6", "f:8", "f:10"]);
+
+    // Before any end line is in, the decision lines make the beacon (sized by the SYN's bytes).
+    let r = super::super::report_from(&[("f".to_string(), live_log(0))]);
+    let b = &r.beacons[0];
+    assert_eq!((b.connections, b.scores.ds_mode), (22, 60));
+    assert_eq!(b.cites[0], "f:1");
+
+    // With the last 12 ends still to come, the 10 ended polls count by their end lines and the
+    // others by their decisions: 22 still. Lines 1-20 alternate; 21-32 are decisions.
+    let r = super::super::report_from(&[("f".to_string(), live_log(10))]);
+    let b = &r.beacons[0];
+    assert_eq!(b.connections, 22);
+    assert_eq!(b.cites, ["f:2", "f:4", "f:6", "f:8", "f:10"]);
+    assert_eq!(b.cites_more, 17);
+
+    // An end line with the kernel's counts and times left out (accounting off) is still read.
+    let bare = r#"{"end":true,"ts":"2024-03-01T10:01:00.000000000Z","proto":"udp","src":"10.0.0.9:5000","dst":"198.51.100.50:53","verdict":"accept"}"#;
+    let r = super::super::report_from(&[("b".to_string(), bare.to_string())]);
+    let i = &r.json()["inputs"];
+    assert_eq!(
+        (&i["end_lines"], &i["not_understood"]),
+        (&serde_json::json!(1), &serde_json::json!(0))
+    );
+    assert!(r.beacons.is_empty() && !r.is_empty());
+}

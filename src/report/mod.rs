@@ -7,6 +7,9 @@
 //! - a **flow line** has `proto` and `packets` (it also needs `src`, `dst`, `verdict`, `bytes`;
 //!   `app`, `host`, `class`, `enforced`, `rule`, and the times and end keys `first_ts`, `duration`
 //!   and `orig_bytes` are optional);
+//! - a **flow end line** (the live flow log's, see `crate::log::EndLine`) has `"end": true` (it also
+//!   needs `proto`, `src`, `dst`; `bytes`, `first_ts`, `duration` and `orig_bytes` are optional). It is
+//!   read by sections 6 to 8 only: its flow was counted at its decision line;
 //! - an **HTTP request line** has `method` (it also needs `client`, `url`, `verdict`; `server`
 //!   and `host` may be null or absent);
 //! - a **TLS line** has `sni`, which may be null (it also needs `client`, `verdict`);
@@ -57,19 +60,25 @@
 //!    sections 2–5, with its evidence items. A client's evidence count is the sum, over its items,
 //!    of its lines backing the item (one line backing two items counts twice). Sorted by count
 //!    descending, then address.
-//! 6. **Beacons**: flow lines with `first_ts` grouped by (client address, server address), ports
-//!    aside; pairs with 20 or more connections get RITA's beacon score from their start times (whole
-//!    seconds) and the bytes the client sent (`orig_bytes`, else `bytes`): see `src/report/beacon.rs` for the
-//!    formulas. The 20 best, by score descending, then client and server address.
-//! 7. **Long connections**: flow lines whose `duration` (the replay flow log's end key) is an hour
-//!    or more; the 20 longest, ties by source, destination, protocol, then citation.
+//! 6. **Beacons**: a connection per flow line and end line with `first_ts`. A live flow that ended
+//!    has two lines, its decision and its end: the decision line counts only when no line with a
+//!    `duration` has the same `proto`, `src` and `dst` and a `first_ts` within a second of its own, so
+//!    each flow counts once, by its end when the log has it. Grouped by (client address, server
+//!    address), ports aside; pairs with 20 or more connections get RITA's beacon score from their
+//!    start times (whole seconds) and the bytes the client sent (`orig_bytes`, else `bytes`): see
+//!    `src/report/beacon.rs` for the formulas. The 20 best, by score descending, then client and
+//!    server address; a pair cites its lines with an end first.
+//! 7. **Long connections**: flow and end lines whose `duration` is an hour or more; the 20 longest,
+//!    ties by source, destination, protocol, then citation. Live, a duration runs to the kernel's end
+//!    of the entry: a closed TCP connection's TIME_WAIT (120 s by default), a UDP flow's timeout
+//!    after its last packet.
 //! 8. **Suspicion by client**: one score per client, the sum of its reasons' weights: each beacon
 //!    scoring 0.8 or more (its score), each destination it held long connections to (0.5, however
 //!    many), and each evidence item of section 5 (0.25); beacons and long connections count
 //!    whether or not they are among the 20 shown. Every reason cites its lines. Sorted by score
 //!    descending, then address.
-//! 9. **Input summary**: files with their line counts, lines per kind, blank lines, lines not
-//!    understood (first 3 cited).
+//! 9. **Input summary**: files with their line counts, lines per kind (flow end lines apart),
+//!    blank lines, lines not understood (first 3 cited).
 //!
 //! Every list is sorted by its count descending with ties broken by name or address (addresses in
 //! numeric order; in `odd_http`, `post_only` before `odd_url`), every map has sorted keys, and every item cites at most 5 lines (the first
@@ -116,7 +125,7 @@
 //!   "suspects": [{"client": str, "score": x,
 //!                 "reasons": [{"kind": "beacon"|"long_connection"|SECTION, "what": str,
 //!                              "weight": x, "cites": [str], "cites_more": n}]}],
-//!   "inputs": {"files": [{"name": str, "lines": n}], "flow_lines": n, "http_lines": n,
+//!   "inputs": {"files": [{"name": str, "lines": n}], "flow_lines": n, "end_lines": n, "http_lines": n,
 //!              "tls_lines": n, "dns_lines": n, "icmp_lines": n, "blank_lines": n, "not_understood": n,
 //!              "not_understood_cites": [str], "not_understood_more": n}
 //! }
@@ -278,6 +287,7 @@ struct ClientItem {
 struct Inputs {
     files: Vec<FileLines>,
     flow_lines: u64,
+    end_lines: u64,
     http_lines: u64,
     tls_lines: u64,
     dns_lines: u64,
@@ -337,6 +347,7 @@ impl Report {
     pub fn is_empty(&self) -> bool {
         let i = &self.inputs;
         i.flow_lines == 0
+            && i.end_lines == 0
             && i.http_lines == 0
             && i.tls_lines == 0
             && i.dns_lines == 0
@@ -517,6 +528,7 @@ impl Report {
             let _ = writeln!(out, "    {}: {} lines", clean(&f.name), f.lines);
         }
         let _ = writeln!(out, "  flow lines: {}", i.flow_lines);
+        let _ = writeln!(out, "  flow end lines: {}", i.end_lines);
         let _ = writeln!(out, "  HTTP request lines: {}", i.http_lines);
         let _ = writeln!(out, "  TLS lines: {}", i.tls_lines);
         let _ = writeln!(out, "  DNS lines: {}", i.dns_lines);

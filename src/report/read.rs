@@ -122,6 +122,58 @@ pub(super) struct FlowIn {
     pub(super) orig_bytes: Option<u64>,
 }
 
+/// A live flow end line (`"end": true`): its counts and times may be absent (see
+/// `crate::log::EndLine`).
+#[derive(Debug, Deserialize)]
+pub(super) struct EndIn {
+    pub(super) proto: String,
+    pub(super) src: String,
+    pub(super) dst: String,
+    pub(super) bytes: Option<u64>,
+    pub(super) first_ts: Option<String>,
+    pub(super) duration: Option<f64>,
+    pub(super) orig_bytes: Option<u64>,
+}
+
+/// What the timing sections read of a flow line or an end line.
+pub(super) struct TimingIn<'a> {
+    pub(super) proto: &'a str,
+    pub(super) src: &'a str,
+    pub(super) dst: &'a str,
+    pub(super) bytes: Option<u64>,
+    pub(super) first_ts: Option<&'a str>,
+    pub(super) duration: Option<f64>,
+    pub(super) orig_bytes: Option<u64>,
+}
+
+impl FlowIn {
+    pub(super) fn timing(&self) -> TimingIn<'_> {
+        TimingIn {
+            proto: &self.proto,
+            src: &self.src,
+            dst: &self.dst,
+            bytes: Some(self.bytes),
+            first_ts: self.first_ts.as_deref(),
+            duration: self.duration,
+            orig_bytes: self.orig_bytes,
+        }
+    }
+}
+
+impl EndIn {
+    pub(super) fn timing(&self) -> TimingIn<'_> {
+        TimingIn {
+            proto: &self.proto,
+            src: &self.src,
+            dst: &self.dst,
+            bytes: self.bytes,
+            first_ts: self.first_ts.as_deref(),
+            duration: self.duration,
+            orig_bytes: self.orig_bytes,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub(super) struct HttpIn {
     pub(super) client: String,
@@ -142,6 +194,7 @@ pub(super) struct TlsIn {
 
 pub(super) enum Parsed {
     Flow(FlowIn),
+    End(EndIn),
     Http(HttpIn),
     Tls(TlsIn),
     Dns(DnsIn),
@@ -151,7 +204,9 @@ pub(super) enum Parsed {
 pub(super) fn parse(text: &str) -> Option<Parsed> {
     let value: Value = serde_json::from_str(text).ok()?;
     let obj = value.as_object()?;
-    if obj.contains_key("proto") && obj.contains_key("packets") {
+    if crate::log::is_end_line(obj) {
+        serde_json::from_value(value).ok().map(Parsed::End)
+    } else if obj.contains_key("proto") && obj.contains_key("packets") {
         serde_json::from_value(value).ok().map(Parsed::Flow)
     } else if obj.contains_key("method") {
         serde_json::from_value(value).ok().map(Parsed::Http)
@@ -220,6 +275,7 @@ pub(super) struct PortAcc {
 pub(super) struct Builder {
     pub(super) files: Vec<FileLines>,
     pub(super) flow_lines: u64,
+    pub(super) end_lines: u64,
     pub(super) http_lines: u64,
     pub(super) tls_lines: u64,
     pub(super) blank_lines: u64,
@@ -255,6 +311,10 @@ impl Builder {
             Some(t) if t.trim().is_empty() => self.blank_lines = self.blank_lines.saturating_add(1),
             Some(t) => match parse(t) {
                 Some(Parsed::Flow(l)) => self.flow(cite, l),
+                Some(Parsed::End(l)) => {
+                    self.end_lines = self.end_lines.saturating_add(1);
+                    self.timing.flow(cite, &l.timing());
+                }
                 Some(Parsed::Http(l)) => self.http(cite, l),
                 Some(Parsed::Tls(l)) => self.tls(cite, l),
                 Some(Parsed::Dns(l)) => self.tunnels.dns(cite, l),
@@ -282,7 +342,7 @@ impl Builder {
                 .or_default()
                 .add(cite, &l);
         }
-        self.timing.flow(cite, &l);
+        self.timing.flow(cite, &l.timing());
 
         let Some(app) = l.app.as_deref() else {
             return;
@@ -617,6 +677,7 @@ impl Builder {
             inputs: Inputs {
                 files,
                 flow_lines: self.flow_lines,
+                end_lines: self.end_lines,
                 http_lines: self.http_lines,
                 tls_lines: self.tls_lines,
                 dns_lines,

@@ -317,6 +317,22 @@ pub fn apply(cfg: &RulesConfig, backend: Backend, force: bool) -> Result<(), Rul
     }
 }
 
+/// The kernel settings the daemon's flow end lines need (`outgate run --log`): conntrack's byte and
+/// packet counts and its start and stop times, per network namespace, for the entries made after they
+/// are on. Sets each to 1, and says why for each it could not set; they are left on by `--remove`
+/// (they cost memory per entry, 32 and 16 bytes, and other tools read them).
+pub fn flow_accounting() -> Vec<String> {
+    ["nf_conntrack_acct", "nf_conntrack_timestamp"]
+        .into_iter()
+        .filter_map(|name| {
+            let path = format!("/proc/sys/net/netfilter/{name}");
+            std::fs::write(&path, "1\n")
+                .err()
+                .map(|e| format!("cannot set net.netfilter.{name} to 1 ({path}: {e}): flow end lines will lack what it gives"))
+        })
+        .collect()
+}
+
 /// Puts outgate's part of `family`'s tables back as `before` describes it (see [`apply`]).
 fn put_back(family: Family, before: &[(&str, Present); 3]) -> Result<(), RulesError> {
     let mut l = Vec::new();

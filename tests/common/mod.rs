@@ -478,11 +478,24 @@ impl Setup {
         )
     }
 
+    /// The decision lines of the daemon's flow log (one per flow decided).
     pub fn flows_log(&self) -> Vec<serde_json::Value> {
+        self.flow_log_lines(false)
+    }
+
+    /// The end lines of the daemon's flow log (`"end": true`: one per decided flow the kernel ended).
+    pub fn end_lines(&self) -> Vec<serde_json::Value> {
+        self.flow_log_lines(true)
+    }
+
+    fn flow_log_lines(&self, ends: bool) -> Vec<serde_json::Value> {
         std::fs::read_to_string(self.lab.path("flows.jsonl"))
             .unwrap_or_default()
             .lines()
-            .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).expect("one JSON object per line")
+            })
+            .filter(|v| (v["end"] == true) == ends)
             .collect()
     }
 }

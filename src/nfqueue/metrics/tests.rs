@@ -36,6 +36,9 @@ fn fixture(failed: bool) -> (Metrics, InForce) {
     metrics.reloads.store(42, Relaxed);
     metrics.reloads_refused.store(43, Relaxed);
     metrics.ruleset_repairs.store(44, Relaxed);
+    metrics.flow_ends.store(45, Relaxed);
+    metrics.flow_end_overruns.store(46, Relaxed);
+    metrics.flow_ends_unreadable.store(47, Relaxed);
     if failed {
         metrics.record_reload(LastReload {
             at: Some(UNIX_EPOCH + Duration::new(1_764_546_100, 500_000_000)),
@@ -66,9 +69,10 @@ fn fixture(failed: bool) -> (Metrics, InForce) {
 }
 
 /// The exposition is the one the hand-written text gave for the same counters (the files beside this
-/// one, written by it before `prometheus-client` took over), line for line. One difference the crate
-/// brings: a fractional value may end in another last digit (`dtoa`'s shortest form, not Rust's), so
-/// values are compared as the numbers they read back as. The policy's hash in the files is the one of
+/// one, written by it before `prometheus-client` took over; the flow-end counters, added since, at
+/// their end), line for line. One difference the crate brings: a fractional value may end in another
+/// last digit (`dtoa`'s shortest form, not Rust's), so values are compared as the numbers they read
+/// back as. The policy's hash in the files is the one of
 /// its version: a hash of the parsed policy's form, which changes when a term is added, so the files
 /// say `HASH` and the policy's own hash takes its place.
 #[test]
