@@ -341,6 +341,10 @@ enum Command {
     /// checks: give both the same --queues, fail mode, --mark-mask and --class-mask. --remove leaves no
     /// trace of outgate in any table, nor in traffic control.
     ///
+    /// --apply also turns on conntrack's byte counts and timestamps (net.netfilter.nf_conntrack_acct
+    /// and nf_conntrack_timestamp, in this network namespace) for the daemon's flow end lines, and
+    /// warns when it cannot; --remove leaves them on.
+    ///
     /// Shaping (SHAPE in the policy): with --policy FILE whose policy has traffic classes (`class bulk
     /// 500kbit`, `option shape-rate 2mbit`), it also sets up traffic control: an HTB tree on each shaped
     /// device (gateway mode: --lan for downloads, --wan for uploads; host mode: --wan, uploads only) with

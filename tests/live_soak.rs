@@ -179,11 +179,23 @@ fn soak_churning_flows_keeps_memory_flat_and_answers_everything() {
         "soak: evicted {} (flow table of 20000), kernel {q:?}",
         total(&m, "outgate_flows_evicted_total")
     );
+    eprintln!(
+        "soak: flow end lines {}, destroy-event overruns {}, log lines dropped {}",
+        total(&m, "outgate_flow_ends_total"),
+        total(&m, "outgate_flow_end_overruns_total"),
+        total(&m, "outgate_log_lines_dropped_total")
+    );
 
     assert_eq!(
         (q.queue_dropped, q.user_dropped),
         (0, 0),
         "the kernel dropped packets: {q:?}"
+    );
+    // The accepted UDP flows end after 1 s (the namespace's UDP timeout): their end lines are written
+    // while the churn goes on (how many the kernel could not deliver is printed above).
+    assert!(
+        total(&m, "outgate_flow_ends_total") > 0.0,
+        "flow end lines under churn\n{m}"
     );
     // The dropped flows (the wide rounds' upper half) stay in the table, so it fills and evicts.
     assert!(

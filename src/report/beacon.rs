@@ -33,7 +33,8 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use serde::{Serialize, Serializer};
 
 use super::classify::{addr_key, split_endpoint};
-use super::read::{Cite, Cites, TimingIn};
+use super::input::TimingIn;
+use super::read::{Cite, Cites};
 use super::text::{Row, cite_text, clean, grid, heading};
 use super::{CITES, Client, FileLines};
 use crate::calendar::parse_rfc3339;

@@ -153,6 +153,7 @@ use serde_json::Value;
 
 mod beacon;
 mod classify;
+mod input;
 mod read;
 mod rollout;
 mod suspects;
@@ -163,6 +164,7 @@ mod tunnel;
 
 use beacon::*;
 use classify::*;
+use input::*;
 use read::*;
 use rollout::*;
 use text::*;
