@@ -136,6 +136,25 @@ fn missing_policy_file_is_one_clear_line() {
 }
 
 #[test]
+fn a_replay_log_named_dash_is_refused_clearly() {
+    // `run` writes a log named `-` to stdout; replay's stdout has its summary, so it says so
+    // instead of making a file called `-`.
+    let dir = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(common::outgate_bin())
+        .current_dir(dir.path())
+        .args(["replay", "--tls-log", "-", "/nonexistent.pcap"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("--tls-log -: replay prints its summary on stdout"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!dir.path().join("-").exists());
+}
+
+#[test]
 fn replay_table_announces_the_default_policy() {
     if !common::shared("replay_table_announces_the_default_policy") {
         return;

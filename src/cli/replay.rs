@@ -30,6 +30,20 @@ pub fn run_replay(
         .with_lan(lan)
         .with_messages(messages);
     // Create the logs before the replay, so an unwritable path fails fast.
+    let names = [
+        "--flows",
+        "--http-log",
+        "--tls-log",
+        "--dns-log",
+        "--icmp-log",
+    ];
+    for (path, name) in logs.iter().zip(names) {
+        if path.as_deref() == Some(std::path::Path::new("-")) {
+            return Err(format!(
+                "{name} -: replay prints its summary on stdout, so a log needs a file (or /dev/stdout, to mix the two)"
+            ));
+        }
+    }
     let mut outs = Vec::with_capacity(logs.len());
     for path in &logs {
         let out = path.as_ref().map(|p| {

@@ -129,8 +129,9 @@ impl Logs {
         Ok(number)
     }
 
-    /// Gives each TCP flow without a host the one an HTTP or TLS line names for the same connection
-    /// (client and server address and port). Returns how many of those lines named no flow.
+    /// Gives each TCP or UDP flow (QUIC's ClientHello is in the TLS log too) without a host the one an
+    /// HTTP or TLS line names for the same connection (client and server address and port). Returns
+    /// how many of those lines named no flow.
     pub(super) fn lend_hosts(&self, flows: &mut [Seen]) -> u64 {
         type Ends = (SocketAddr, SocketAddr);
         let mut named: HashMap<Ends, (Option<&str>, bool)> = HashMap::new();
@@ -147,7 +148,10 @@ impl Logs {
                 None => unmatched += 1,
             }
         }
-        for f in flows.iter_mut().filter(|f| f.proto == PROTO_TCP) {
+        for f in flows
+            .iter_mut()
+            .filter(|f| matches!(f.proto, PROTO_TCP | PROTO_UDP))
+        {
             let ends = (
                 SocketAddr::new(f.client, f.client_port),
                 SocketAddr::new(f.server, f.selector),
@@ -391,6 +395,24 @@ mod tests {
                 (true, "last".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn a_quic_hello_in_the_tls_log_names_its_udp_flow() {
+        let flow = r#"{"proto":"udp","src":"10.0.0.2:50000","dst":"192.0.2.10:443","first_ts":"2024-03-01T09:00:00Z","app":"quic"}"#;
+        let tls = r#"{"ts":"2024-03-01T09:00:00Z","client":"10.0.0.2:50000","server":"192.0.2.10:443","sni":"www.example.org","alpn":["h3"],"ja4":"q13d0310h3_55b375c5d22e_cd85d2d88918","verdict":"accept","rule":null,"reason":"default"}"#;
+        let (Ok(Line::Flow(seen)), Ok(Line::Host(host))) =
+            (parse_line(flow.as_bytes()), parse_line(tls.as_bytes()))
+        else {
+            panic!("a flow line and a TLS line");
+        };
+        let logs = Logs {
+            hosts: vec![host],
+            ..Logs::default()
+        };
+        let mut flows = vec![seen];
+        assert_eq!(logs.lend_hosts(&mut flows), 0, "the line named its flow");
+        assert_eq!(flows[0].host.as_deref(), Some("www.example.org"));
     }
 
     #[test]
