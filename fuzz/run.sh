@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-20}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(engine policy http tls ftp detect capture netlink report dns)
+[ ${#targets[@]} -gt 0 ] || targets=(engine policy http tls ftp detect capture netlink report dns quic)
 cargo +nightly fuzz build --release
 # New inputs go to a scratch directory; the committed corpus is only read.
 scratch=$(mktemp -d)

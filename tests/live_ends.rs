@@ -151,3 +151,73 @@ fn a_finished_download_gets_an_end_line_with_the_kernels_counts() {
     download_then_end(host_mode());
     download_then_end(gateway_mode());
 }
+
+/// Waits for the download's end line, reaping expired entries with a dump as above; `None` after
+/// `secs` seconds.
+fn download_end(s: &Setup, secs: u64) -> Option<Value> {
+    let got = s.lab.sh(
+        &s.client,
+        &format!(
+            "curl -s -o /dev/null -w '%{{size_download}}' --max-time 10 http://{}/big",
+            s.server4
+        ),
+    );
+    assert_eq!(got.trim(), SIZE.to_string());
+    wait_for(Duration::from_secs(secs), || {
+        s.lab.try_sh(&s.filter, "conntrack -L >/dev/null 2>&1");
+        !s.end_lines().is_empty()
+    })?;
+    s.end_lines().pop()
+}
+
+#[test]
+fn end_lines_say_what_the_kernel_keeps_and_can_be_turned_off() {
+    if !common::root("end_lines_say_what_the_kernel_keeps_and_can_be_turned_off") {
+        return;
+    }
+    let _g = serial();
+    let serve = |s: &mut Setup| {
+        let www = s.lab.dir.path().join("www");
+        std::fs::create_dir_all(&www).unwrap();
+        std::fs::write(www.join("big"), vec![b'x'; SIZE as usize]).unwrap();
+        s.lab.http_server(&s.server.clone(), 80, &www);
+        s.rules("--apply", "");
+        quick_ends(s);
+    };
+
+    // Timestamps off: the daemon says so at its start, and the end line has the counts, no times.
+    let mut s = host_mode();
+    serve(&mut s);
+    s.lab.sh(
+        &s.filter,
+        "sysctl -qw net.netfilter.nf_conntrack_timestamp=0",
+    );
+    s.daemon_logged(POLICY, "");
+    let err = s.daemon_err();
+    assert!(
+        err.contains(
+            "flow end lines will have no times: net.netfilter.nf_conntrack_timestamp is 0"
+        ),
+        "{err}"
+    );
+    let e = download_end(&s, 30).expect("an end line");
+    assert!(e["resp_bytes"].as_u64() > Some(SIZE), "{e}");
+    for key in ["first_ts", "last_ts", "duration"] {
+        assert!(e.get(key).is_none(), "{key}: {e}");
+    }
+    // --remove leaves the kernel's settings as --apply made them.
+    s.rules("--remove", "");
+    let acct = s
+        .lab
+        .sh(&s.filter, "sysctl -n net.netfilter.nf_conntrack_acct");
+    assert_eq!(acct.trim(), "1");
+    drop(s);
+
+    // --no-flow-ends: decision lines only.
+    let mut s = host_mode();
+    serve(&mut s);
+    s.daemon(POLICY, "--no-flow-ends");
+    assert!(download_end(&s, 5).is_none(), "{:#?}", s.end_lines());
+    assert!(!s.flows_log().is_empty());
+    s.rules("--remove", "");
+}

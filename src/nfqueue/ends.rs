@@ -4,8 +4,10 @@
 //! per-message DNS and ICMP decisions, flows passed by the fail-open bypass) get none.
 //!
 //! Promises:
-//! - It never touches a packet or a worker: lines go through the logger's bounded channel, and one the
-//!   channel cannot take is counted with the other dropped lines.
+//! - It never touches a packet, nor waits on anything a worker waits on: lines go through the
+//!   logger's bounded channel, of which they take at most half, so a burst of ends (a flushed table)
+//!   cannot crowd out the workers' lines; an end line that finds no room is counted
+//!   (`outgate_flow_ends_dropped_total`).
 //! - Events the kernel could not deliver are counted (`outgate_flow_end_overruns_total`); a socket that
 //!   cannot be opened, or fails, is said once on stderr, and the daemon goes on without end lines.
 
@@ -22,42 +24,66 @@ use crate::{Policy, Timestamp, Verdict};
 /// How often the thread looks at the stop flag.
 const TICK: Duration = Duration::from_millis(200);
 
-/// The kernel settings the end lines' counts and times need, and what they give.
-const SYSCTLS: [(&str, &str); 2] = [
+/// The kernel settings the end lines need, and what each gives.
+const SYSCTLS: [(&str, &str); 3] = [
+    (
+        "net/netfilter/nf_conntrack_events",
+        "end lines at all (0 turns the kernel's conntrack events off)",
+    ),
     ("net/netfilter/nf_conntrack_acct", "byte and packet counts"),
     ("net/netfilter/nf_conntrack_timestamp", "times"),
 ];
 
-/// Runs until the daemon stops. Started only when the flow log is written.
-pub(super) fn serve(live: &Live) {
+/// Says on stderr which kernel settings would leave end lines missing or bare, then subscribes to
+/// the destroy events. Called before the queues are bound: the kernel (with `nf_conntrack_events` at
+/// its default, 2) gives an entry its events only when a listener exists as the entry is made, so a
+/// flow decided before the subscription would never have its end. `None` (said on stderr) when the
+/// socket cannot be opened: the daemon runs on without end lines.
+pub(super) fn open() -> Option<Ends> {
     for (path, what) in SYSCTLS {
         let value = std::fs::read_to_string(format!("/proc/sys/{path}"));
-        if value.ok().as_deref().map(str::trim) != Some("1") {
+        let value = value.as_deref().map(str::trim).unwrap_or("unreadable");
+        let wanted = if path.ends_with("events") {
+            value != "0"
+        } else {
+            value == "1"
+        };
+        if !wanted {
             eprintln!(
-                "outgate: flow end lines will have no {what}: {} is not 1 (`outgate rules --apply` sets it)",
+                "outgate: flow end lines will have no {what}: {} is {value} (`outgate rules --apply` sets the counts and times)",
                 path.replace('/', ".")
             );
         }
     }
-    let mut ends = match Ends::open() {
-        Ok(e) => e,
+    match Ends::open() {
+        Ok(e) => Some(e),
         Err(e) => {
             eprintln!("outgate: no flow end lines: the conntrack destroy events: {e}");
-            return;
+            None
         }
-    };
+    }
+}
+
+/// Runs until the daemon stops.
+pub(super) fn serve(live: &Live, mut ends: Ends) {
     let Some(log) = &live.log else { return };
+    // End lines never take the second half of the logger's backlog: it stays for the workers' lines.
+    let room = log.capacity().unwrap_or(usize::MAX) / 2;
     while !live.stop.load(Relaxed) {
         let read = ends.read(TICK, |entry| {
             let in_force = live.policy.load();
             let Some(line) = end_line(&entry, live.marks, in_force.engine.policy()) else {
                 return;
             };
+            if log.len() >= room {
+                live.metrics.flow_ends_dropped.fetch_add(1, Relaxed);
+                return;
+            }
             let Ok(text) = serde_json::to_string(&line) else {
                 return;
             };
             if log.try_send(LogMsg::Line(Sink::Flows, text)).is_err() {
-                live.metrics.log_dropped.fetch_add(1, Relaxed);
+                live.metrics.flow_ends_dropped.fetch_add(1, Relaxed);
             } else {
                 live.metrics.flow_ends.fetch_add(1, Relaxed);
             }
@@ -108,7 +134,12 @@ pub(super) fn end_line(entry: &Entry, marks: Marks, policy: &Policy) -> Option<E
         dst,
         icmp_type: o.icmp.map(|i| i.icmp_type),
         verdict: verdict.name(),
-        class: class.and_then(|k| policy.class_name(k).map(str::to_string)),
+        // A class the policy in force no longer has (a reload took it away) by its number.
+        class: class.map(|k| {
+            policy
+                .class_name(k)
+                .map_or_else(|| format!("#{}", u32::from(k) + 1), str::to_string)
+        }),
         packets: c.map(|c| c.orig_packets.saturating_add(c.reply_packets)),
         bytes: c.map(|c| c.orig_bytes.saturating_add(c.reply_bytes)),
         first_ts: entry.start.map(time),
@@ -205,6 +236,23 @@ mod tests {
                 "{mark:#x}"
             );
         }
+    }
+
+    #[test]
+    fn an_end_line_reads_the_bits_the_admin_chose() {
+        // `--mark-mask 0x700000` (classes in 0x7800000 above it), next to another program's 0xff.
+        let marks = Marks::new(0x70_0000).unwrap();
+        assert_eq!(marks.class_mask(), 0x780_0000);
+        let policy = Policy::compile("p", "policy loc net ACCEPT\n").unwrap();
+        let line = |mark: u32| end_line(&entry(mark), marks, &policy).map(|l| (l.verdict, l.class));
+        assert_eq!(line(0xff | 0x10_0000), Some(("accept", None)));
+        assert_eq!(line(0x100), None, "the default bits mean nothing here");
+        assert_eq!(line(0x30_0000), Some(("reject", None)));
+        // Class 2 of a policy that has none (a reload took the classes away): by its number.
+        assert_eq!(
+            line(0x10_0000 | 0x100_0000),
+            Some(("shape", Some("#2".to_string())))
+        );
     }
 
     #[test]

@@ -74,6 +74,8 @@ pub(crate) struct Metrics {
     pub ruleset_repairs: AtomicU64,
     /// Flow end lines handed to the logger, from the kernel's destroy events (`super::ends`).
     pub flow_ends: AtomicU64,
+    /// Flow end lines dropped because the logger's backlog was half full.
+    pub flow_ends_dropped: AtomicU64,
     /// Times the kernel dropped destroy events for lack of room (each may be many events).
     pub flow_end_overruns: AtomicU64,
     /// Destroy events that did not read.
@@ -173,6 +175,7 @@ impl Metrics {
             flows_cut: AtomicU64::new(0),
             ruleset_repairs: AtomicU64::new(0),
             flow_ends: AtomicU64::new(0),
+            flow_ends_dropped: AtomicU64::new(0),
             flow_end_overruns: AtomicU64::new(0),
             flow_ends_unreadable: AtomicU64::new(0),
         }
@@ -417,8 +420,13 @@ impl Metrics {
         );
         scrape.counter(
             "flow_ends_total",
-            "Flow end lines written from the kernel's conntrack destroy events.",
+            "Flow end lines handed to the logger, from the kernel's conntrack destroy events.",
             vec![(vec![], Value::Int(self.flow_ends.load(Relaxed)))],
+        );
+        scrape.counter(
+            "flow_ends_dropped_total",
+            "Flow end lines dropped because the log backlog was half full (the rest is kept for decisions).",
+            vec![(vec![], Value::Int(self.flow_ends_dropped.load(Relaxed)))],
         );
         scrape.counter(
             "flow_end_overruns_total",

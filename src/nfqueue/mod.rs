@@ -198,6 +198,21 @@ impl Live {
         )
     }
 
+    /// The wall-clock time of `t` (engine time: since `started`, monotonic), reckoned back from the
+    /// wall clock now, so a clock step since the start (NTP's first sync on a box without a clock, a
+    /// laptop's suspend) does not shift it: the kernel's conntrack times, which the flow end lines
+    /// carry, are read from the wall clock too.
+    fn wall(&self, t: crate::Timestamp) -> String {
+        let ago = self
+            .started
+            .elapsed()
+            .saturating_sub(Duration::from_nanos(t.as_nanos()));
+        let at = SystemTime::now()
+            .checked_sub(ago)
+            .unwrap_or(self.started_wall);
+        crate::log::rfc3339(crate::Timestamp::from_nanos(unix_nanos(at)))
+    }
+
     fn millis(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
@@ -315,6 +330,10 @@ pub fn run(
     requests: (Sender<Request>, Receiver<Request>),
     ready: impl FnOnce(&Policy),
 ) -> Result<RunSummary, RunError> {
+    // Before the queues: see `ends::open`.
+    let ends = (cfg.flow_ends && cfg.log.is_some())
+        .then(ends::open)
+        .flatten();
     let mut queues = Vec::with_capacity(cfg.queues.len());
     for &queue_num in &cfg.queues {
         queues.push(bind(queue_num, cfg)?);
@@ -410,8 +429,8 @@ pub fn run(
             scope.spawn(move || control::serve(live, listener, path, &tx));
         }
         scope.spawn(|| supervise::watch(&live, cfg.ruleset.as_ref()));
-        if cfg.flow_ends && cfg.log.is_some() {
-            scope.spawn(|| ends::serve(&live));
+        if let Some(ends) = ends {
+            scope.spawn(|| ends::serve(&live, ends));
         }
     });
     for q in queues {

@@ -227,10 +227,7 @@ fn log_flow(
     rec: &FlowRecord,
 ) {
     let policy = in_force.engine.policy();
-    let wall = |t: Timestamp| {
-        let at = live.started_wall + Duration::from_nanos(t.as_nanos());
-        rfc3339(Timestamp::from_nanos(super::unix_nanos(at)))
-    };
+    let wall = |t: Timestamp| live.wall(t);
     let flow_line = || {
         let mut line = FlowLine::new(policy, rec).audited(live.audit);
         line.first_ts = wall(rec.flow.first_ts);
@@ -279,10 +276,7 @@ fn log_messages(table: &mut FlowTable, live: &Live, in_force: &InForce) {
         return;
     };
     let policy = in_force.engine.policy();
-    let wall = |t: Timestamp| {
-        let at = live.started_wall + Duration::from_nanos(t.as_nanos());
-        rfc3339(Timestamp::from_nanos(super::unix_nanos(at)))
-    };
+    let wall = |t: Timestamp| live.wall(t);
     let [_, _, _, dns, icmp] = live.sinks;
     for rec in table.drain_messages() {
         let line = match &rec.message {

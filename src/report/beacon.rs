@@ -26,7 +26,7 @@
 //! are not scored: 20, a little below RITA's default (its later versions score pairs of more than 23
 //! connections), so that the shorter logs of a replay are scored too.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
@@ -42,6 +42,10 @@ use crate::calendar::parse_rfc3339;
 #[cfg(test)]
 #[path = "beacon_tests.rs"]
 mod tests;
+#[path = "beacon_text.rs"]
+mod text;
+
+pub(in crate::report) use text::table;
 
 /// Connections a pair needs before it is scored (see the module docs).
 pub(super) const BEACON_MIN: usize = 20;
@@ -228,18 +232,26 @@ pub(super) struct StartedConn {
 
 /// What the flow lines tell of timing: the connections of lines that carry a flow's end (replay's
 /// flow lines, live end lines), those of lines that do not (live decision lines), and the long
-/// connections. A live log holds two lines of each flow that ended, its decision and its end: a
-/// decision line's connection counts only when no line with an end has the same `proto`, `src` and
-/// `dst` and a `first_ts` within a second of its own, so every flow counts once, by its end line
-/// when there is one.
+/// connections. A live log holds two lines of each flow that ended, its decision and its end. Each end
+/// takes at most one decision line of the same `proto`, `src` and `dst` whose `first_ts` is at most
+/// [`MATCH_BEFORE`] seconds after the end's or [`MATCH_AFTER`] before it (the kernel stamps an entry
+/// when its first packet leaves, which a flow held for inspection does late), the earliest first; a
+/// decision line no end took counts on its own. So every flow counts once, by its end when the log
+/// has it.
 #[derive(Debug, Default)]
 pub(super) struct Timing {
     pub(super) ended: Conns,
-    /// The ended connections' (flow hash, start second).
-    pub(super) ended_flows: HashSet<(u64, u64)>,
+    /// The ended connections' start seconds, by flow hash.
+    pub(super) ended_flows: HashMap<u64, Vec<u64>>,
     pub(super) started: BTreeMap<(String, String), Vec<StartedConn>>,
     pub(super) long: Vec<LongIn>,
 }
+
+/// How far apart a decision line's `first_ts` and its end line's may be, in seconds: the end's may
+/// be up to [`MATCH_AFTER`] later (a flow held for its first payload, up to `inspect-time`, is
+/// stamped by the kernel when it is let go) or [`MATCH_BEFORE`] earlier (rounding to seconds, clocks).
+pub(super) const MATCH_AFTER: u64 = 30;
+pub(super) const MATCH_BEFORE: u64 = 2;
 
 impl Conns {
     /// One connection of `client` to `server` started at `secs`, the client sending `sent` bytes.
@@ -317,14 +329,24 @@ impl Timing {
     ) -> (Vec<Beacon>, Vec<LongConn>, Vec<(String, SuspectReason)>) {
         let key = addr_key;
         let mut conns = self.ended;
-        for ((client, server), list) in self.started {
-            for c in list {
-                let ended = [c.secs.saturating_sub(1), c.secs, c.secs.saturating_add(1)]
-                    .iter()
-                    .any(|&s| self.ended_flows.contains(&(c.flow, s)));
-                if !ended {
-                    conns.conn(&client, &server, c.secs, c.sent, c.cite);
-                }
+        let mut ends = self.ended_flows;
+        ends.values_mut().for_each(|v| v.sort_unstable());
+        let mut started: Vec<((String, String), StartedConn)> = self
+            .started
+            .into_iter()
+            .flat_map(|(pair, list)| list.into_iter().map(move |c| (pair.clone(), c)))
+            .collect();
+        started.sort_by_key(|(_, c)| (c.secs, c.flow, c.cite.file, c.cite.line));
+        for ((client, server), c) in started {
+            let taken = ends.get_mut(&c.flow).and_then(|v| {
+                let i = v.iter().position(|&e| {
+                    e.saturating_add(MATCH_BEFORE) >= c.secs
+                        && e <= c.secs.saturating_add(MATCH_AFTER)
+                })?;
+                Some(v.remove(i))
+            });
+            if taken.is_none() {
+                conns.conn(&client, &server, c.secs, c.sent, c.cite);
             }
         }
         let span = match (conns.first, conns.last) {
@@ -444,9 +466,9 @@ impl Timing {
             let mut h = DefaultHasher::new();
             (l.proto, l.src, l.dst).hash(&mut h);
             let flow = h.finish();
-            if l.duration.is_some() {
+            if l.end || l.duration.is_some() {
                 self.ended.conn(client, server, secs, sent, cite);
-                self.ended_flows.insert((flow, secs));
+                self.ended_flows.entry(flow).or_default().push(secs);
             } else {
                 let key = (client.to_string(), server.to_string());
                 self.started.entry(key).or_default().push(StartedConn {
@@ -515,99 +537,4 @@ pub(super) fn suspects(clients: &[Client], reasons: Vec<(String, SuspectReason)>
         .collect();
     out.sort_by_cached_key(|s| (std::cmp::Reverse(s.score), addr_key(&s.client)));
     out
-}
-
-/// The three sections as text: beacons, long connections, suspicion by client.
-pub(super) fn table(out: &mut String, beacons: &[Beacon], long: &[LongConn], suspects: &[Suspect]) {
-    heading(
-        out,
-        "Beacons (RITA's score; pairs with 20 or more connections)",
-    );
-    let rows: Vec<Row> = beacons
-        .iter()
-        .map(|b| {
-            let s = &b.scores;
-            Row {
-                cells: vec![
-                    clean(&b.client).into_owned(),
-                    clean(&b.server).into_owned(),
-                    b.connections.to_string(),
-                    s.score.to_string(),
-                    s.ts_score.to_string(),
-                    s.ds_score.to_string(),
-                    format!("{} s", s.ts_mode),
-                ],
-                details: vec![
-                    format!(
-                        "interval skew {:.3}, dispersion {} s; connection count {:.3}, coverage \
-                         {:.3}; size skew {:.3}, dispersion {} B, mode {} B",
-                        s.ts_skew,
-                        s.ts_dispersion,
-                        s.conn_count_score,
-                        s.coverage,
-                        s.ds_skew,
-                        s.ds_dispersion,
-                        s.ds_mode
-                    ),
-                    cite_text(&b.cites, b.cites_more),
-                ],
-            }
-        })
-        .collect();
-    grid(
-        out,
-        &[
-            ("CLIENT", false),
-            ("SERVER", false),
-            ("CONNS", true),
-            ("SCORE", true),
-            ("TIMING", true),
-            ("SIZES", true),
-            ("INTERVAL", true),
-        ],
-        &rows,
-    );
-
-    heading(out, "Long connections (an hour or more)");
-    let rows: Vec<Row> = long
-        .iter()
-        .map(|l| Row {
-            cells: vec![
-                clean(&l.src).into_owned(),
-                clean(&l.dst).into_owned(),
-                clean(&l.proto).into_owned(),
-                format!("{:.0} s", l.duration),
-                l.bytes.to_string(),
-            ],
-            details: vec![format!("line: {}", clean(&l.cite))],
-        })
-        .collect();
-    grid(
-        out,
-        &[
-            ("SRC", false),
-            ("DST", false),
-            ("PROTO", false),
-            ("DURATION", true),
-            ("BYTES", true),
-        ],
-        &rows,
-    );
-
-    heading(out, "Suspicion by client");
-    if suspects.is_empty() {
-        out.push_str("  none\n");
-    }
-    for s in suspects {
-        let _ = writeln!(out, "  {}  score {}", clean(&s.client), s.score);
-        for r in &s.reasons {
-            let _ = writeln!(
-                out,
-                "      +{} {}: {}",
-                r.weight,
-                clean(&r.what),
-                cite_text(&r.cites, r.cites_more)
-            );
-        }
-    }
 }

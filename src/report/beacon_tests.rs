@@ -339,3 +339,28 @@ fn a_live_flow_counts_once_though_logged_at_its_decision_and_its_end() {
     );
     assert!(r.beacons.is_empty() && !r.is_empty());
 }
+
+#[test]
+fn each_end_line_takes_one_decision_line_of_its_flow() {
+    // Echo flows between two hosts carry no ports: 22 decisions, each 2 s after the other, and the
+    // ends of the first 10, stamped 3 s late (the kernel stamps a flow held for inspection when it
+    // is let go). Each end takes one decision; the 12 others count on their own: 22 in all.
+    let mut out = Vec::new();
+    for i in 0..22u64 {
+        out.push(format!(
+            r#"{{"proto":"icmp","src":"10.0.0.9","dst":"198.51.100.50","icmp_type":8,"verdict":"accept","rule":null,"reason":"default","packets":1,"bytes":84,"first_ts":"2024-03-01T10:00:{:02}.000000000Z"}}"#,
+            2 * i
+        ));
+    }
+    for i in 0..10u64 {
+        out.push(format!(
+            r#"{{"end":true,"ts":"2024-03-01T10:05:00Z","proto":"icmp","src":"10.0.0.9","dst":"198.51.100.50","icmp_type":8,"verdict":"accept","packets":2,"bytes":168,"first_ts":"2024-03-01T10:00:{:02}.000000000Z","duration":30.0,"orig_bytes":84}}"#,
+            2 * i + 3
+        ));
+    }
+    let r = super::super::report_from(&[("e".to_string(), out.join("\n"))]);
+    assert_eq!(r.beacons[0].connections, 22);
+    // The ends first, then the decisions no end took (lines 11 to 22).
+    assert_eq!(r.beacons[0].cites, ["e:23", "e:24", "e:25", "e:26", "e:27"]);
+    assert_eq!(r.beacons[0].cites_more, 17);
+}

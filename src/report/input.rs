@@ -35,6 +35,8 @@ pub(super) struct EndIn {
 
 /// What the timing sections read of a flow line or an end line.
 pub(super) struct TimingIn<'a> {
+    /// A live end line.
+    pub(super) end: bool,
     pub(super) proto: &'a str,
     pub(super) src: &'a str,
     pub(super) dst: &'a str,
@@ -47,6 +49,7 @@ pub(super) struct TimingIn<'a> {
 impl FlowIn {
     pub(super) fn timing(&self) -> TimingIn<'_> {
         TimingIn {
+            end: false,
             proto: &self.proto,
             src: &self.src,
             dst: &self.dst,
@@ -61,6 +64,7 @@ impl FlowIn {
 impl EndIn {
     pub(super) fn timing(&self) -> TimingIn<'_> {
         TimingIn {
+            end: true,
             proto: &self.proto,
             src: &self.src,
             dst: &self.dst,

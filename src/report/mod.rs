@@ -61,9 +61,10 @@
 //!    of its lines backing the item (one line backing two items counts twice). Sorted by count
 //!    descending, then address.
 //! 6. **Beacons**: a connection per flow line and end line with `first_ts`. A live flow that ended
-//!    has two lines, its decision and its end: the decision line counts only when no line with a
-//!    `duration` has the same `proto`, `src` and `dst` and a `first_ts` within a second of its own, so
-//!    each flow counts once, by its end when the log has it. Grouped by (client address, server
+//!    has two lines, its decision and its end: each end line (or line with a `duration`) takes at
+//!    most one decision line of the same `proto`, `src` and `dst` whose `first_ts` is from 2 s after
+//!    its own to 30 s before it, the earliest first, and a decision line none took counts on its own,
+//!    so each flow counts once, by its end when the log has it. Grouped by (client address, server
 //!    address), ports aside; pairs with 20 or more connections get RITA's beacon score from their
 //!    start times (whole seconds) and the bytes the client sent (`orig_bytes`, else `bytes`): see
 //!    `src/report/beacon.rs` for the formulas. The 20 best, by score descending, then client and

@@ -93,6 +93,18 @@ pub fn parse_client_hello<D: AsRef<[u8]>>(datagrams: &[D]) -> Result<ClientHello
     }
 }
 
+/// Reads the ClientHello from the payloads of decrypted Initial packets (their frames), in order, as
+/// [`parse_client_hello`] does once it has opened them. Public for the fuzz target (`fuzz/`), which
+/// reaches the frames, the CRYPTO reassembly and the hello this way without building the encryption
+/// around them.
+pub fn parse_decrypted<D: AsRef<[u8]>>(plaintexts: &[D]) -> Result<ClientHello, QuicError> {
+    let mut initials = Initials::default();
+    for p in plaintexts.iter().take(MAX_DATAGRAMS) {
+        initials.plaintext(p.as_ref())?;
+    }
+    initials.reassemble()
+}
+
 /// The Initial packets read so far.
 #[derive(Default)]
 struct Initials {
@@ -151,10 +163,16 @@ impl Initials {
                 return Err(QuicError::Malformed);
             }
             self.largest = Some(self.largest.map_or(opened.pn, |l| l.max(opened.pn)));
-            crypto_pieces(&opened.plaintext, &mut self.pieces).map_err(|_| QuicError::Malformed)?;
-            if self.pieces.len() > MAX_PIECES {
-                return Err(QuicError::Malformed);
-            }
+            self.plaintext(&opened.plaintext)?;
+        }
+        Ok(())
+    }
+
+    /// Takes the CRYPTO frames of one decrypted Initial packet.
+    fn plaintext(&mut self, plaintext: &[u8]) -> Result<(), QuicError> {
+        crypto_pieces(plaintext, &mut self.pieces).map_err(|_| QuicError::Malformed)?;
+        if self.pieces.len() > MAX_PIECES {
+            return Err(QuicError::Malformed);
         }
         Ok(())
     }

@@ -603,3 +603,27 @@ fn what_read_datagrams_makes_of_it() {
     let p = read_datagrams(&[&draft]).unwrap();
     assert_eq!((p.app, p.tls), (Some(App::Quic), None));
 }
+
+#[test]
+fn decrypted_payloads_read_as_the_opened_packets_do() {
+    // RFC 9001 A.2's payload, whole, as the fuzz target's seed feeds it.
+    let hello = parse_decrypted(&[rfc_payload()]).unwrap();
+    assert_eq!(hello.sni.as_deref(), Some("example.com"));
+    assert_eq!(
+        parse_client_hello(&[hex(V1_PROTECTED)]).unwrap().sni,
+        hello.sni
+    );
+    // The hello in two CRYPTO frames, the second packet first.
+    let msg = &hex(CRYPTO_FRAME)[4..];
+    let (a, b) = msg.split_at(100);
+    let got = parse_decrypted(&[crypto(100, b), crypto(0, a)]).unwrap();
+    assert_eq!(got.sni, hello.sni);
+    assert_eq!(
+        parse_decrypted(&[crypto(0, a)]).unwrap_err(),
+        QuicError::Incomplete
+    );
+    assert_eq!(
+        parse_decrypted(&[[0x08u8]]).unwrap_err(),
+        QuicError::Malformed
+    );
+}

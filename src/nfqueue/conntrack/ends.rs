@@ -9,8 +9,9 @@
 //! - Events the kernel could not deliver (the receive buffer was full: ENOBUFS) are counted as
 //!   overruns. The kernel says that some were lost, not how many.
 //!
-//! Only the kernel sends to a netfilter multicast group: nfnetlink does not let user space send to
-//! one, nor to another socket's port, without CAP_NET_ADMIN (netlink_sendmsg(), NL_CFG_F_NONROOT_SEND).
+//! Only the kernel, or a process with CAP_NET_ADMIN in the namespace (which could as well rewrite
+//! the marks themselves), sends to a netfilter multicast group or to another socket's port: nfnetlink
+//! does not allow it otherwise (netlink_sendmsg(), NL_CFG_F_NONROOT_SEND).
 
 use std::time::Duration;
 
@@ -21,14 +22,17 @@ use super::{ConntrackError, Entry};
 /// NFNLGRP_CONNTRACK_DESTROY of `linux/netfilter/nfnetlink.h`.
 const NFNLGRP_CONNTRACK_DESTROY: u32 = 3;
 
-/// The receive buffer asked for: about 60,000 events waiting at a truesize of about 1 KiB each. The
-/// kernel's garbage collection reaps expired entries in batches, and each is an event at once: 16 MiB
-/// overran 5 times in a 90 s soak of 11,000 new UDP flows a second (HARDENING.md, "Soak").
+/// The receive buffer asked for (the kernel doubles it for its bookkeeping: 128 MiB, some 100,000
+/// events at a truesize of about 1 KiB each, taken only while events wait). The kernel's garbage
+/// collection reaps expired entries in batches, and each is an event at once: 16 MiB asked overran 5
+/// times in a 90 s soak of 11,000 new UDP flows a second (HARDENING.md, "Soak").
 const RCVBUF: usize = 64 << 20;
 
 /// An event is one message of at most a few hundred bytes (ctnetlink_nlmsg_size()).
 const SLOT: usize = 2048;
 const SLOTS: usize = 64;
+/// Receives per [`Ends::read`] at most: 4,096 events.
+const BATCHES: usize = 64;
 
 /// What one [`Ends::read`] saw besides the entries it handed over.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -61,7 +65,8 @@ impl Ends {
     }
 
     /// Waits up to `timeout` for events, then hands `on` every entry that ended, until the socket is
-    /// empty.
+    /// empty or [`BATCHES`] receives were read (so a caller looks at its stop flag even while a
+    /// flushed table's events pour in).
     pub fn read(
         &mut self,
         timeout: Duration,
@@ -71,7 +76,7 @@ impl Ends {
         if !self.sock.poll(timeout)? {
             return Ok(seen);
         }
-        loop {
+        for _ in 0..BATCHES {
             let n = match self.sock.recv(&mut self.slots, false) {
                 Ok(n) => n,
                 Err(e) if e.is_overrun() => {
@@ -93,6 +98,7 @@ impl Ends {
                 seen.unreadable += got.unreadable;
             }
         }
+        Ok(seen)
     }
 }
 

@@ -39,6 +39,7 @@ fn fixture(failed: bool) -> (Metrics, InForce) {
     metrics.flow_ends.store(45, Relaxed);
     metrics.flow_end_overruns.store(46, Relaxed);
     metrics.flow_ends_unreadable.store(47, Relaxed);
+    metrics.flow_ends_dropped.store(48, Relaxed);
     if failed {
         metrics.record_reload(LastReload {
             at: Some(UNIX_EPOCH + Duration::new(1_764_546_100, 500_000_000)),
