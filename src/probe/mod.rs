@@ -190,6 +190,31 @@ fn read_state(path: &Path) -> Result<State, String> {
     }
 }
 
+/// Takes the lock of the state file `STATE.lock` (made beside it; the lock goes with the process),
+/// or says which other run holds it.
+fn lock(state: &Path) -> Result<std::fs::File, String> {
+    let mut name = state.as_os_str().to_owned();
+    name.push(".lock");
+    let path = std::path::PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{}: cannot open the lock: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "{}: another outgate probe is running on this state (it holds {})",
+            state.display(),
+            path.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(format!("{}: cannot lock: {e}", path.display()))
+        }
+    }
+}
+
 /// Writes `text` to `path` through a temporary file beside it, so a reader never sees half.
 fn write_atomic(path: &Path, text: &str) -> Result<(), String> {
     let err = |e: &dyn std::fmt::Display| format!("{}: cannot write: {e}", path.display());
@@ -226,6 +251,13 @@ fn run_with(
     let mut say =
         |line: String| writeln!(out, "{line}").map_err(|e| format!("cannot write to stdout: {e}"));
     let now = cfg.now.unwrap_or_else(now_secs);
+    // Held until the state is written: a second probe at the same time would probe the same servers
+    // again (past the one probe per 20 h) and write over what this one writes.
+    let _lock = if cfg.dry_run {
+        None
+    } else {
+        Some(lock(&cfg.state)?)
+    };
     let mut state = read_state(&cfg.state)?;
     let suspects = http_suspects(&cfg.logs).map_err(|e| e.to_string())?;
     let would = if cfg.dry_run { "would " } else { "" };

@@ -228,3 +228,33 @@ fn a_suspect_gets_its_second_round_without_the_logs() {
     // Cleared servers are probed again only when the logs name them.
     assert!(!out.contains("9.9.9.9"), "{out}");
 }
+
+#[test]
+fn a_second_probe_on_the_same_state_waits_its_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("http.jsonl");
+    std::fs::write(&log, http_line("10.0.0.9:80", "/in?x=1")).unwrap();
+    let state_path = dir.path().join("state.json");
+    let cfg = ProbeConfig {
+        logs: vec![log],
+        state: state_path.clone(),
+        confederates: None,
+        dry_run: false,
+        allow: Allow::default(),
+        now: Some(Time(1_800_000_000)),
+        max_servers: 1,
+        interval: Duration::ZERO,
+        contact: None,
+        limits: Limits::default(),
+    };
+    // Another run holds the lock.
+    let held = lock(&state_path).unwrap();
+    let mut out = Vec::new();
+    let err = run_with(&cfg, &mut out, &|_, _| Ok(Vec::new())).unwrap_err();
+    assert!(err.contains("another outgate probe is running"), "{err}");
+    assert!(!state_path.exists(), "nothing written");
+    drop(held);
+    // Once it ends, the next run goes ahead (the suspect is private and not allowed: not probed).
+    run_with(&cfg, &mut out, &|_, _| Ok(Vec::new())).unwrap();
+    assert!(state_path.exists());
+}
