@@ -24,15 +24,19 @@ use crate::{Policy, Timestamp, Verdict};
 /// How often the thread looks at the stop flag.
 const TICK: Duration = Duration::from_millis(200);
 
-/// The kernel settings the end lines need, and what each gives.
-const SYSCTLS: [(&str, &str); 3] = [
-    (
-        "net/netfilter/nf_conntrack_events",
-        "end lines at all (0 turns the kernel's conntrack events off)",
-    ),
-    ("net/netfilter/nf_conntrack_acct", "byte and packet counts"),
-    ("net/netfilter/nf_conntrack_timestamp", "times"),
+/// The kernel settings the end lines' counts and times need, and what each gives.
+const SYSCTLS: [(&str, &str); 2] = [
+    ("net.netfilter.nf_conntrack_acct", "byte and packet counts"),
+    ("net.netfilter.nf_conntrack_timestamp", "times"),
 ];
+
+/// A kernel setting of this network namespace, as /proc/sys shows it (`None`: unreadable).
+fn sysctl(name: &str) -> Option<String> {
+    let path = format!("/proc/sys/{}", name.replace('.', "/"));
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|v| v.trim().to_string())
+}
 
 /// Says on stderr which kernel settings would leave end lines missing or bare, then subscribes to
 /// the destroy events. Called before the queues are bound: the kernel (with `nf_conntrack_events` at
@@ -40,18 +44,17 @@ const SYSCTLS: [(&str, &str); 3] = [
 /// flow decided before the subscription would never have its end. `None` (said on stderr) when the
 /// socket cannot be opened: the daemon runs on without end lines.
 pub(super) fn open() -> Option<Ends> {
-    for (path, what) in SYSCTLS {
-        let value = std::fs::read_to_string(format!("/proc/sys/{path}"));
-        let value = value.as_deref().map(str::trim).unwrap_or("unreadable");
-        let wanted = if path.ends_with("events") {
-            value != "0"
-        } else {
-            value == "1"
-        };
-        if !wanted {
+    if sysctl("net.netfilter.nf_conntrack_events").as_deref() == Some("0") {
+        eprintln!(
+            "outgate: no flow end lines will come: net.netfilter.nf_conntrack_events is 0 (the kernel sends no conntrack events; 2, its default, or 1 turns them on)"
+        );
+    }
+    for (name, what) in SYSCTLS {
+        let value = sysctl(name);
+        if value.as_deref() != Some("1") {
             eprintln!(
-                "outgate: flow end lines will have no {what}: {} is {value} (`outgate rules --apply` sets the counts and times)",
-                path.replace('/', ".")
+                "outgate: flow end lines will have no {what}: {name} is {} (`outgate rules --apply` sets it)",
+                value.as_deref().unwrap_or("unreadable")
             );
         }
     }
