@@ -65,7 +65,7 @@ impl Ends {
     }
 
     /// Waits up to `timeout` for events, then hands `on` every entry that ended, until the socket is
-    /// empty or [`BATCHES`] receives were read (so a caller looks at its stop flag even while a
+    /// empty or `BATCHES` receives were read (so a caller looks at its stop flag even while a
     /// flushed table's events pour in).
     pub fn read(
         &mut self,
