@@ -23,14 +23,19 @@ fn quick_ends(s: &Setup) {
     );
 }
 
-fn download_then_end(mut s: Setup) {
+/// The server serves a file of [`SIZE`] bytes on port 80; the filter's ruleset is applied, with
+/// [`quick_ends`].
+fn serve(s: &mut Setup) {
     let www = s.lab.dir.path().join("www");
     std::fs::create_dir_all(&www).unwrap();
     std::fs::write(www.join("big"), vec![b'x'; SIZE as usize]).unwrap();
     s.lab.http_server(&s.server.clone(), 80, &www);
     s.rules("--apply", "");
-    quick_ends(&s);
-    s.daemon(POLICY, "--metrics 127.0.0.1:9717");
+    quick_ends(s);
+}
+
+/// The client downloads the file, whole.
+fn download(s: &Setup) {
     let got = s.lab.sh(
         &s.client,
         &format!(
@@ -44,6 +49,12 @@ fn download_then_end(mut s: Setup) {
         "{} mode: the download",
         s.mode
     );
+}
+
+fn download_then_end(mut s: Setup) {
+    serve(&mut s);
+    s.daemon(POLICY, "--metrics 127.0.0.1:9717");
+    download(&s);
     // A connection the policy drops: decided, never established.
     let refused = s.lab.try_sh(
         &s.client,
@@ -155,14 +166,7 @@ fn a_finished_download_gets_an_end_line_with_the_kernels_counts() {
 /// Waits for the download's end line, reaping expired entries with a dump as above; `None` after
 /// `secs` seconds.
 fn download_end(s: &Setup, secs: u64) -> Option<Value> {
-    let got = s.lab.sh(
-        &s.client,
-        &format!(
-            "curl -s -o /dev/null -w '%{{size_download}}' --max-time 10 http://{}/big",
-            s.server4
-        ),
-    );
-    assert_eq!(got.trim(), SIZE.to_string());
+    download(s);
     wait_for(Duration::from_secs(secs), || {
         s.lab.try_sh(&s.filter, "conntrack -L >/dev/null 2>&1");
         !s.end_lines().is_empty()
@@ -176,14 +180,6 @@ fn end_lines_say_what_the_kernel_keeps_and_can_be_turned_off() {
         return;
     }
     let _g = serial();
-    let serve = |s: &mut Setup| {
-        let www = s.lab.dir.path().join("www");
-        std::fs::create_dir_all(&www).unwrap();
-        std::fs::write(www.join("big"), vec![b'x'; SIZE as usize]).unwrap();
-        s.lab.http_server(&s.server.clone(), 80, &www);
-        s.rules("--apply", "");
-        quick_ends(s);
-    };
 
     // Timestamps off: the daemon says so at its start, and the end line has the counts, no times.
     let mut s = host_mode();
