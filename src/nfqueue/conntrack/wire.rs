@@ -112,34 +112,32 @@ pub fn parse_entry(msg: NlMsg<'_>) -> Option<Entry> {
     })
 }
 
-/// Reads a CTA_COUNTERS_* nest: (packets, bytes), 64-bit each (ctnetlink_dump_counters writes
-/// CTA_COUNTERS_PACKETS and CTA_COUNTERS_BYTES; the 32-bit forms are from before Linux 2.6.32).
-fn parse_counters(nest: &[u8]) -> Option<(u64, u64)> {
-    let (mut packets, mut bytes) = (None, None);
+/// Reads a nest of two 64-bit values, attributes `first` and `second`, each present or not; `None`
+/// when an attribute does not read.
+fn be64_pair(nest: &[u8], first: u16, second: u16) -> Option<(Option<u64>, Option<u64>)> {
+    let (mut a, mut b) = (None, None);
     for attr in Attrs::new(nest) {
         let (ty, data) = attr.ok()?;
-        match ty {
-            CTA_COUNTERS_PACKETS => packets = Some(be64(data)?),
-            CTA_COUNTERS_BYTES => bytes = Some(be64(data)?),
-            _ => {}
+        if ty == first {
+            a = Some(be64(data)?);
+        } else if ty == second {
+            b = Some(be64(data)?);
         }
     }
+    Some((a, b))
+}
+
+/// Reads a CTA_COUNTERS_* nest: (packets, bytes), 64-bit each, both needed (ctnetlink_dump_counters
+/// writes CTA_COUNTERS_PACKETS and CTA_COUNTERS_BYTES; the 32-bit forms are from before Linux 2.6.32).
+fn parse_counters(nest: &[u8]) -> Option<(u64, u64)> {
+    let (packets, bytes) = be64_pair(nest, CTA_COUNTERS_PACKETS, CTA_COUNTERS_BYTES)?;
     Some((packets?, bytes?))
 }
 
 /// Reads a CTA_TIMESTAMP nest: start (always written) and stop (written once the entry ended), in
 /// nanoseconds since the Unix epoch (ktime_get_real_ns()).
 fn parse_timestamp(nest: &[u8]) -> Option<(Option<u64>, Option<u64>)> {
-    let (mut start, mut stop) = (None, None);
-    for attr in Attrs::new(nest) {
-        let (ty, data) = attr.ok()?;
-        match ty {
-            CTA_TIMESTAMP_START => start = Some(be64(data)?),
-            CTA_TIMESTAMP_STOP => stop = Some(be64(data)?),
-            _ => {}
-        }
-    }
-    Some((start, stop))
+    be64_pair(nest, CTA_TIMESTAMP_START, CTA_TIMESTAMP_STOP)
 }
 
 fn be64(d: &[u8]) -> Option<u64> {
