@@ -71,7 +71,8 @@ enum Command {
     /// After the summary, warns on stderr of lines that can never match because earlier lines already
     /// take every flow they would (`p.rules:7: never matches: p.rules:3 (ACCEPT loc net 80,443) already
     /// takes every flow it would`), and of a second `policy` line for a zone pair; warnings do not fail
-    /// the check.
+    /// the check. The summary's `hash:` is the policy's fingerprint, which the daemon's metrics also
+    /// show: `--against` compares it with running daemons' (two gateways must run the same policy).
     Check {
         /// Policy file to check (default: the built-in policy).
         #[arg(short, long, value_name = "FILE")]
@@ -79,6 +80,11 @@ enum Command {
         /// Print the built-in default policy, ready to copy to /etc/outgate/policy.rules.
         #[arg(long, conflicts_with = "policy")]
         print_default: bool,
+        /// Compare with the policy a running daemon has in force, read from its metrics at ADDR (the
+        /// address of its `run --metrics`, such as 127.0.0.1:9717). Repeat it for both gateways of a
+        /// pair: exits 1 unless every daemon runs this very policy (same hash).
+        #[arg(long, value_name = "ADDR", conflicts_with = "print_default")]
+        against: Vec<String>,
     },
     /// Replay pcap/pcapng captures through the engine and report what the policy would do.
     ///
@@ -527,7 +533,8 @@ fn main() -> ExitCode {
         Command::Check {
             policy,
             print_default,
-        } => check(policy, print_default),
+            against,
+        } => check(policy, print_default, &against),
         Command::Bench(args) => run_bench(args),
         Command::Replay {
             policy,

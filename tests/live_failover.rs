@@ -75,6 +75,31 @@ fn config(lab: &Lab, file: &str, node: &str) -> String {
     )
 }
 
+/// Gateway `node`'s address on the sync link.
+fn sync_address(node: &str) -> &'static str {
+    if node == "a" {
+        "192.168.255.1"
+    } else {
+        "192.168.255.2"
+    }
+}
+
+/// `outgate check --policy FILE --against` both gateways, run on `node`: (exit code, stdout).
+fn check_against(p: &Pair, node: &str, file: &std::path::Path) -> (Option<i32>, String) {
+    let o = p.lab.try_sh(
+        &p.ns(node),
+        &format!(
+            "{} check --policy {} --against 192.168.255.1:9717 --against 192.168.255.2:9717",
+            outgate_bin(),
+            file.display()
+        ),
+    );
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
+}
+
 /// The lab: client, two switches, the two gateways, the server.
 struct Pair {
     lab: Lab,
@@ -269,8 +294,9 @@ impl Pair {
             &ns,
             &format!(
                 "{} run --policy {dir}/policy.rules --queues 0 --log {dir}/flows-{node}.jsonl \
-                 --metrics 127.0.0.1:9717 2>>{dir}/outgate-{node}.err",
-                outgate_bin()
+                 --metrics {}:9717 2>>{dir}/outgate-{node}.err",
+                outgate_bin(),
+                sync_address(node)
             ),
         );
         wait_for(Duration::from_secs(10), || {
@@ -339,10 +365,12 @@ impl Pair {
         String::from_utf8_lossy(&o.stdout).contains("outgate-failover-gate")
     }
 
+    /// `node`'s metrics, from the address the pair compares their policies on (the sync link).
     fn metrics(&self, node: &str) -> String {
-        let o = self
-            .lab
-            .try_sh(&self.ns(node), "curl -s http://127.0.0.1:9717/metrics");
+        let o = self.lab.try_sh(
+            &self.ns(node),
+            &format!("curl -s http://{}:9717/metrics", sync_address(node)),
+        );
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
@@ -398,6 +426,12 @@ fn decided_flows_survive_a_failover_to_the_other_gateway() {
     }
     let _g = serial();
     let mut p = Pair::up(true);
+
+    // Both run the same policy, and `outgate check --against` says so from either.
+    let policy = p.lab.path("policy.rules");
+    let (code, out) = check_against(&p, "a", &policy);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(out.matches(": same policy (sha256:").count(), 2, "{out}");
 
     // Three connections through A: a download (decided on its request), an SSH-like stream, and a
     // shaped download.
@@ -549,6 +583,21 @@ fn decided_flows_survive_a_failover_to_the_other_gateway() {
         Some(0.0),
         "the gate and outgate's ruleset live side by side:\n{m}"
     );
+    // A policy other than B's is told apart; A, back, runs the same as B.
+    let other = p
+        .lab
+        .write("other.rules", &POLICY.replace("tcp 22", "tcp 2022"));
+    let (code, out) = check_against(&p, "b", &other);
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(
+        out.matches(": DIFFERENT policy: the daemon has sha256:")
+            .count(),
+        2,
+        "{out}"
+    );
+    let (code, out) = check_against(&p, "b", &policy);
+    assert_eq!(code, Some(0), "{out}");
+
     eprintln!(
         "failover: 3 of 3 connections went on; the stream's longest silence {:.2} s; the shaped \
          download {speed:.0} B/s, B's class carried {class} bytes",

@@ -1,6 +1,7 @@
 //! The binary's commands: each takes what the command line gave and returns the exit code or the one
 //! message to print (`main` prints it).
 
+mod against;
 mod bench;
 mod diff;
 mod live;
@@ -65,7 +66,11 @@ pub fn load_policy(path: Option<PathBuf>) -> Result<Policy, String> {
     }
 }
 
-pub fn check(policy: Option<PathBuf>, print_default: bool) -> Result<ExitCode, String> {
+pub fn check(
+    policy: Option<PathBuf>,
+    print_default: bool,
+    against: &[String],
+) -> Result<ExitCode, String> {
     if print_default {
         emit(DEFAULT_POLICY)?;
         return Ok(ExitCode::SUCCESS);
@@ -80,6 +85,9 @@ pub fn check(policy: Option<PathBuf>, print_default: bool) -> Result<ExitCode, S
             let notes = p.expiry_notes(outgate::Timestamp::from_nanos(now));
             if !notes.is_empty() {
                 eprint!("{notes}");
+            }
+            if !against::against(&p, against) {
+                return Ok(ExitCode::FAILURE);
             }
             Ok(ExitCode::SUCCESS)
         }
