@@ -48,6 +48,26 @@ fn check_default_policy_summarises_it() {
     );
 }
 
+/// `--against` a daemon that cannot be asked fails the check: "cannot tell" is not "the same".
+#[test]
+fn check_against_an_address_nobody_answers_on_fails() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    let o = outgate(&["check", "--against", &closed, "--against", "gw-b:9717"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let s = stdout(&o);
+    assert!(s.contains("<default>: valid"), "{s}");
+    assert!(
+        s.contains(&format!("against {closed}: cannot tell: no connection")),
+        "{s}"
+    );
+    assert!(
+        s.contains("against gw-b:9717: cannot tell: not an IP:PORT"),
+        "{s}"
+    );
+}
+
 #[test]
 fn printed_default_compiles_to_the_same_policy() {
     let o = outgate(&["check", "--print-default"]);

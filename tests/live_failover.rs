@@ -75,6 +75,20 @@ fn config(lab: &Lab, file: &str, node: &str) -> String {
     )
 }
 
+/// The README prints the configurations this test runs, whole.
+#[test]
+fn the_readme_prints_the_two_gateway_files_whole() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    for file in ["keepalived.conf", "conntrackd.conf", "outgate-failover"] {
+        let text = std::fs::read_to_string(format!("{CONFIGS}/{file}")).expect(file);
+        assert!(
+            readme.contains(&format!("\n{text}```\n")),
+            "README.md, \"Two gateways\", does not print systemd/two-gateways/{file} as it is"
+        );
+    }
+}
+
 /// Gateway `node`'s address on the sync link.
 fn sync_address(node: &str) -> &'static str {
     if node == "a" {
@@ -109,8 +123,8 @@ struct Pair {
     server: String,
     /// Whether conntrackd runs on the gateways.
     sync: bool,
-    /// The lab's child of each gateway's keepalived.
-    keepalived: std::collections::HashMap<String, usize>,
+    /// Each gateway's services, as the lab's children, in the order they started.
+    running: std::collections::HashMap<String, Vec<(&'static str, usize)>>,
 }
 
 impl Pair {
@@ -135,7 +149,7 @@ impl Pair {
             b,
             server,
             sync,
-            keepalived: Default::default(),
+            running: Default::default(),
         };
         for (ns, dev, sw, port) in [
             (&p.client, "lan0", &lan, "c"),
@@ -279,18 +293,21 @@ impl Pair {
     fn start(&mut self, node: &str) {
         let ns = self.ns(node);
         let dir = self.lab.dir.path().display().to_string();
+        let mut running = Vec::new();
         if self.sync {
             let _ = std::fs::remove_file(format!("{dir}/conntrackd-{node}.lock"));
             let _ = std::fs::remove_file(format!("{dir}/conntrackd-{node}.ctl"));
-            self.lab
+            let i = self
+                .lab
                 .spawn(&ns, &format!("conntrackd -C {dir}/conntrackd-{node}.conf"));
+            running.push(("conntrackd", i));
             let ctl = format!("{dir}/conntrackd-{node}.ctl");
             wait_for(Duration::from_secs(10), || {
                 std::path::Path::new(&ctl).exists()
             })
             .unwrap_or_else(|| panic!("conntrackd on {node} did not start"));
         }
-        self.lab.spawn(
+        let outgate = self.lab.spawn(
             &ns,
             &format!(
                 "{} run --policy {dir}/policy.rules --queues 0 --log {dir}/flows-{node}.jsonl \
@@ -303,6 +320,7 @@ impl Pair {
             common::queue_stats(&self.lab, &ns, 0).is_some()
         })
         .unwrap_or_else(|| panic!("outgate on {node} did not bind its queue"));
+        running.push(("outgate", outgate));
         let keepalived = self.lab.spawn(
             &ns,
             &format!(
@@ -310,13 +328,43 @@ impl Pair {
                  -r {dir}/vrrp-{node}.pid"
             ),
         );
-        self.keepalived.insert(node.to_string(), keepalived);
+        running.push(("keepalived", keepalived));
+        self.running.insert(node.to_string(), running);
+    }
+
+    /// Stops `node`'s services as a shutdown does (SIGTERM, the last started first); returns those that
+    /// did not exit 0 within 10 s.
+    fn stop(&mut self, node: &str) -> Vec<String> {
+        let mut failed = Vec::new();
+        for (name, i) in self
+            .running
+            .remove(node)
+            .unwrap_or_default()
+            .into_iter()
+            .rev()
+        {
+            let child = self.lab.child(i);
+            run(&format!("kill -TERM {}", child.id()));
+            let mut status = None;
+            let _ = wait_for(Duration::from_secs(10), || {
+                status = child.try_wait().ok().flatten();
+                status.is_some()
+            });
+            match status {
+                Some(s) if s.success() => {}
+                other => failed.push(format!("{node}'s {name}: {other:?}")),
+            }
+        }
+        failed
     }
 
     /// What `node`'s keepalived wrote (its log), for a failure's message.
     fn keepalived_log(&mut self, node: &str) -> String {
-        let i = self.keepalived[node];
-        self.lab.stderr_of(i)
+        let i = self.running[node]
+            .iter()
+            .find(|(name, _)| *name == "keepalived")
+            .map(|&(_, i)| i);
+        i.map(|i| self.lab.stderr_of(i)).unwrap_or_default()
     }
 
     /// Gateway `node` dies: every process in it killed, its links down; what a crash leaves (the
@@ -597,6 +645,11 @@ fn decided_flows_survive_a_failover_to_the_other_gateway() {
     );
     let (code, out) = check_against(&p, "b", &policy);
     assert_eq!(code, Some(0), "{out}");
+
+    // The end: both gateways shut down cleanly, B's last.
+    let mut unclean = p.stop("a");
+    unclean.extend(p.stop("b"));
+    assert!(unclean.is_empty(), "not stopped cleanly: {unclean:?}");
 
     eprintln!(
         "failover: 3 of 3 connections went on; the stream's longest silence {:.2} s; the shaped \
