@@ -25,13 +25,16 @@ const STREAM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/stream.py
 const CONFIGS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/two-gateways");
 
 /// 80 only for HTTP to a named host, so its verdict is set on the request, after the connection's
-/// entry was made (and copied) with none; 22 on its port alone; 8080 shaped to 1mbit.
+/// entry was made (and copied) with none; 22 on its port alone; 8080 shaped to 1mbit; a UDP port and
+/// ping, so that each protocol in conntrackd's list crosses the failover.
 const POLICY: &str = "\
 option shape-rate 1mbit
 policy loc net DROP
 ACCEPT loc net tcp 80 host=files.example.org
 ACCEPT loc net tcp 22
 SHAPE loc net tcp 8080
+ACCEPT loc net udp 5000
+ACCEPT loc net icmp 8
 ";
 const SLOW: f64 = 1_000_000.0 / 8.0;
 
@@ -254,6 +257,7 @@ impl Pair {
         for port in [80, 8080, 22] {
             self.lab.wait_listening(&server, "tcp", port);
         }
+        self.lab.udp_echo(&server, 5000);
     }
 
     /// Each gateway's ruleset (with the policy's traffic class) and configuration files.
@@ -510,9 +514,11 @@ fn decided_flows_survive_a_failover_to_the_other_gateway() {
         "http://203.0.113.10:8080/shaped",
     ]);
     let stream = p.client(&["python3", STREAM, "send", SERVER, "24", "22"]);
-    let decided = wait_for(Duration::from_secs(10), || p.decisions("a").len() >= 3);
+    let datagrams = p.client(&["python3", STREAM, "udp", SERVER, "24", "5000"]);
+    let ping = p.client(&["ping", "-n", "-i", "0.2", "-c", "120", SERVER]);
+    let decided = wait_for(Duration::from_secs(10), || p.decisions("a").len() >= 5);
     let on_a = p.decisions("a");
-    assert!(decided.is_some(), "A decided the three flows: {on_a:?}");
+    assert!(decided.is_some(), "A decided the five flows: {on_a:?}");
     let verdict_of = |port: u64| {
         on_a.iter()
             .find(|v| {
@@ -595,6 +601,23 @@ fn decided_flows_survive_a_failover_to_the_other_gateway() {
         speed <= 1.2 * SLOW,
         "the shaped download ran at {speed:.0} B/s"
     );
+    // UDP and ping lose what was sent while no gateway forwarded, and go on through B.
+    let udp: serde_json::Value =
+        serde_json::from_str(&output(datagrams, "the UDP flow")).expect("stream.py's JSON");
+    let (sent, echoed) = (
+        udp["sent"].as_i64().unwrap_or(0),
+        udp["received"].as_i64().unwrap_or(0),
+    );
+    assert!(
+        udp["last_echoed"].as_i64() >= udp["last_sent"].as_i64().map(|n| n - 2),
+        "the UDP flow's last datagrams came back: {udp}"
+    );
+    let pings = output(ping, "ping");
+    let replies = pings.matches("icmp_seq=").count();
+    assert!(
+        pings.contains("icmp_seq=120 "),
+        "the last echo request was answered:\n{pings}"
+    );
     let class = class_bytes(&p.lab, &p.b, "lan0", "1:11");
     assert!(
         class >= 500_000,
@@ -615,7 +638,7 @@ fn decided_flows_survive_a_failover_to_the_other_gateway() {
         "B dropped the new connection: {on_b:?}"
     );
     let m = p.metrics("b");
-    for line in [3, 4, 5] {
+    for line in [3, 4, 5, 6, 7] {
         let key = format!(
             "outgate_rule_flows_total{{rule=\"{}/policy.rules:{line}\",kind=\"rule\"}}",
             p.lab.dir.path().display()
@@ -653,7 +676,8 @@ fn decided_flows_survive_a_failover_to_the_other_gateway() {
 
     eprintln!(
         "failover: 3 of 3 connections went on; the stream's longest silence {:.2} s; the shaped \
-         download {speed:.0} B/s, B's class carried {class} bytes",
+         download {speed:.0} B/s, B's class carried {class} bytes; UDP {echoed} of {sent} datagrams \
+         echoed, ping {replies} of 120 answered",
         longest_silence(&log)
     );
 }

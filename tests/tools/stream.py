@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Long-lived TCP connections that carry a numbered line every 50 ms, to watch what a filter does to them.
+"""Long-lived TCP connections that carry a numbered line every 50 ms, to watch what a filter does to them;
+and a UDP flow that does the same with datagrams.
 
     stream.py serve LOG PORT...
         Listens on each PORT (IPv4 and IPv6) and appends "PORT SEQ UNIXTIME" to LOG for every line
@@ -10,6 +11,11 @@
         written as \\r\\n), then sends "PORT SEQ\\n" every 50 ms on each for SECONDS. Prints one JSON
         object: for each port, the lines sent and the socket's tcpi_total_retrans (the segments the
         kernel had to send again: 0 means no packet of it was lost).
+
+    stream.py udp SERVER SECONDS PORT
+        Sends a datagram "SEQ" every 50 ms for SECONDS from one socket to SERVER:PORT, an echo server,
+        and reads the echoes (for half a second more at the end). Prints one JSON object: datagrams
+        sent, echoes received, the last sequence number sent and the last echoed.
 """
 
 import json
@@ -85,8 +91,36 @@ def send(server, seconds, specs):
     print(json.dumps(result))
 
 
+def udp(server, seconds, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect((server, int(port)))
+    s.settimeout(0.01)
+    sent, received, last_echoed = 0, 0, -1
+    end = time.time() + seconds
+    next_send = time.time()
+    while time.time() < end + 0.5:
+        now = time.time()
+        if now < end and now >= next_send:
+            try:
+                s.send(b"%d" % sent)
+                sent += 1
+            except OSError:
+                pass
+            next_send += 0.05
+        try:
+            data = s.recv(64)
+            received += 1
+            last_echoed = max(last_echoed, int(data))
+        except (socket.timeout, OSError, ValueError):
+            pass
+    print(json.dumps({"sent": sent, "received": received, "last_sent": sent - 1,
+                      "last_echoed": last_echoed}))
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "serve":
         serve(sys.argv[2], sys.argv[3:])
+    elif sys.argv[1] == "udp":
+        udp(sys.argv[2], float(sys.argv[3]), sys.argv[4])
     else:
         send(sys.argv[2], float(sys.argv[3]), sys.argv[4:])
