@@ -35,6 +35,7 @@ ACCEPT loc net tcp 22
 SHAPE loc net tcp 8080
 ACCEPT loc net udp 5000
 ACCEPT loc net icmp 8
+ACCEPT loc net tcp 21
 ";
 const SLOW: f64 = 1_000_000.0 / 8.0;
 
@@ -766,4 +767,94 @@ fn without_conntrackd_no_connection_passes_the_other_gateway_undecided() {
     let mut download = download;
     let _ = download.kill();
     let _ = download.wait();
+}
+
+/// The FTP client of [`an_ftp_data_connection_announced_before_the_failover_opens_through_the_other`]:
+/// logs in, asks for a passive data connection (PASV), waits until the file FLAG exists, then opens
+/// the announced connection and downloads `file.txt` over it. Prints the bytes received.
+const FTP_CLIENT: &str = r#"
+import os, socket, sys, time
+server, flag = sys.argv[1], sys.argv[2]
+c = socket.create_connection((server, 21), timeout=30)
+f = c.makefile("rb")
+def reply():
+    line = f.readline().decode()
+    while len(line) > 3 and line[3] == "-":
+        line = f.readline().decode()
+    return line
+reply()
+for cmd in ("USER anonymous", "PASS x@example.org", "TYPE I"):
+    c.sendall((cmd + "\r\n").encode())
+    reply()
+c.sendall(b"PASV\r\n")
+r = reply()
+n = r[r.index("(") + 1:r.index(")")].split(",")
+port = int(n[4]) * 256 + int(n[5])
+while not os.path.exists(flag):
+    time.sleep(0.05)
+d = socket.create_connection((server, port), timeout=10)
+c.sendall(b"RETR file.txt\r\n")
+reply()
+data = b""
+while True:
+    chunk = d.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+print(len(data), reply().strip())
+"#;
+
+/// conntrackd's `ExpectationSync { ftp }`: a passive data connection announced through A, and opened
+/// after the failover, is expected by B's kernel too: RELATED to its copied control connection, it
+/// takes that connection's verdict and never reaches B's queue, on a policy that opens port 21 only.
+#[test]
+fn an_ftp_data_connection_announced_before_the_failover_opens_through_the_other() {
+    let name = "an_ftp_data_connection_announced_before_the_failover_opens_through_the_other";
+    if !(common::root(name) && common::tool(name, "keepalived") && common::tool(name, "conntrackd"))
+    {
+        return;
+    }
+    let _g = serial();
+    let mut p = Pair::up(true);
+    let root = p.lab.dir.path().join("ftp");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("file.txt"), vec![b'f'; 300_000]).unwrap();
+    let server = p.server.clone();
+    p.lab.spawn(
+        &server,
+        &format!(
+            "/usr/bin/python3 -m pyftpdlib -p 21 -d {} -r 50000-50020",
+            root.display()
+        ),
+    );
+    p.lab.wait_listening(&server, "tcp", 21);
+    let script = p.lab.write("ftp_client.py", FTP_CLIENT);
+    let flag = p.lab.path("go");
+    let client = p.client(&[
+        "python3",
+        &script.display().to_string(),
+        SERVER,
+        &flag.display().to_string(),
+    ]);
+    // A's kernel expects the data connection; conntrackd has had a moment to copy it.
+    let expected = || {
+        let o = p.lab.try_sh(&p.a, "conntrack -L expect 2>/dev/null");
+        String::from_utf8_lossy(&o.stdout).contains("dport=500")
+    };
+    wait_for(Duration::from_secs(10), expected).expect("A's kernel expects the data connection");
+    std::thread::sleep(Duration::from_secs(1));
+
+    p.fail_over();
+    std::fs::write(&flag, "").unwrap();
+    let out = output(client, "the FTP client");
+    assert!(
+        out.starts_with("300000 226"),
+        "the download over the announced data connection: {out}"
+    );
+    let m = p.metrics("b");
+    assert_eq!(
+        metric(&m, "outgate_packets_total{queue=\"0\"}"),
+        Some(0.0),
+        "neither FTP connection reached B's queue:\n{m}"
+    );
 }
