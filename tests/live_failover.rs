@@ -3,26 +3,17 @@
 //! outgate-failover writes them into B's kernel before B forwards a packet. The connections A's outgate
 //! decided go on through B without a reset and without a packet of theirs reaching B's queue, a shaped
 //! one keeps its class, and B's outgate decides what is new. The configurations are the project's own
-//! (`systemd/two-gateways/`), as the README prints them.
-//!
-//! ```text
-//! client 192.168.1.10 -- lan switch -- A lan0 .2 / B lan0 .3 (virtual 192.168.1.1)
-//!                                      A sync0 192.168.255.1 -- B sync0 .2
-//! server 203.0.113.10 -- wan switch -- A wan0 .2 / B wan0 .3 (virtual 203.0.113.1)
-//! ```
+//! (`systemd/two-gateways/`), as the README prints them; the lab is `tests/common/gateways.rs`.
 //!
 //! Root, keepalived and conntrackd only: without them the test says it was skipped (in CI it fails).
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::shape::{UPDOWN, class_bytes};
-use common::{Lab, metric, outgate_bin, run, serial, wait_for};
-
-const STREAM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/stream.py");
-const CONFIGS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/two-gateways");
+use common::gateways::{CONFIGS, Pair, SERVER, STREAM, check_against, longest_silence, output};
+use common::shape::class_bytes;
+use common::{metric, serial, wait_for};
 
 /// 80 only for HTTP to a named host, so its verdict is set on the request, after the connection's
 /// entry was made (and copied) with none; 22 on its port alone; 8080 shaped to 1mbit; a UDP port and
@@ -39,46 +30,6 @@ ACCEPT loc net tcp 21
 ";
 const SLOW: f64 = 1_000_000.0 / 8.0;
 
-const SERVER: &str = "203.0.113.10";
-const LAN_VIRTUAL: &str = "192.168.1.1";
-
-/// A config of `systemd/two-gateways` as gateway `node` runs it: on gw-b, a line marked `# gw-b: VALUE`
-/// takes VALUE in place of its own (README's rule). The paths two gateways on one machine cannot share
-/// (conntrackd's lock, control socket and log; the notify script) are moved into the lab.
-fn config(lab: &Lab, file: &str, node: &str) -> String {
-    let text = std::fs::read_to_string(format!("{CONFIGS}/{file}")).expect("systemd/two-gateways");
-    let mut out = String::new();
-    for line in text.lines() {
-        let line = match line.split_once("# gw-b: ") {
-            Some((head, value)) if node == "b" => {
-                let indent = &head[..head.len() - head.trim_start().len()];
-                let key = head.split_whitespace().next().expect("a keyword");
-                format!("{indent}{key} {}", value.trim())
-            }
-            _ => line.to_string(),
-        };
-        out.push_str(&line);
-        out.push('\n');
-    }
-    let dir = lab.dir.path().display();
-    out.replace(
-        "/var/lock/conntrack.lock",
-        &format!("{dir}/conntrackd-{node}.lock"),
-    )
-    .replace(
-        "/var/run/conntrackd.ctl",
-        &format!("{dir}/conntrackd-{node}.ctl"),
-    )
-    .replace(
-        "LogFile on",
-        &format!("LogFile {dir}/conntrackd-{node}.log"),
-    )
-    .replace(
-        "/usr/local/sbin/outgate-failover",
-        &format!("{dir}/failover-{node}"),
-    )
-}
-
 /// The README prints the configurations this test runs, whole.
 #[test]
 fn the_readme_prints_the_two_gateway_files_whole() {
@@ -93,383 +44,9 @@ fn the_readme_prints_the_two_gateway_files_whole() {
     }
 }
 
-/// Gateway `node`'s address on the sync link.
-fn sync_address(node: &str) -> &'static str {
-    if node == "a" {
-        "192.168.255.1"
-    } else {
-        "192.168.255.2"
-    }
-}
-
-/// `outgate check --policy FILE --against` both gateways, run on `node`: (exit code, stdout).
-fn check_against(p: &Pair, node: &str, file: &std::path::Path) -> (Option<i32>, String) {
-    let o = p.lab.try_sh(
-        &p.ns(node),
-        &format!(
-            "{} check --policy {} --against 192.168.255.1:9717 --against 192.168.255.2:9717",
-            outgate_bin(),
-            file.display()
-        ),
-    );
-    (
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-    )
-}
-
-/// The lab: client, two switches, the two gateways, the server.
-struct Pair {
-    lab: Lab,
-    client: String,
-    a: String,
-    b: String,
-    server: String,
-    /// Whether conntrackd runs on the gateways.
-    sync: bool,
-    /// Each gateway's services, as the lab's children, in the order they started.
-    running: std::collections::HashMap<String, Vec<(&'static str, usize)>>,
-}
-
-impl Pair {
-    fn new(sync: bool) -> Pair {
-        let mut lab = Lab::new();
-        let client = lab.host("c");
-        let lan = lab.host("ls");
-        let a = lab.host("ga");
-        let b = lab.host("gb");
-        let wan = lab.host("ws");
-        let server = lab.host("s");
-        for sw in [&lan, &wan] {
-            lab.sh(
-                sw,
-                "ip link add br0 type bridge mcast_snooping 0 && ip link set dev br0 up",
-            );
-        }
-        let p = Pair {
-            lab,
-            client,
-            a,
-            b,
-            server,
-            sync,
-            running: Default::default(),
-        };
-        for (ns, dev, sw, port) in [
-            (&p.client, "lan0", &lan, "c"),
-            (&p.a, "lan0", &lan, "a"),
-            (&p.b, "lan0", &lan, "b"),
-            (&p.a, "wan0", &wan, "a"),
-            (&p.b, "wan0", &wan, "b"),
-            (&p.server, "wan0", &wan, "s"),
-        ] {
-            p.veth(ns, dev, sw, port);
-            p.lab.sh(sw, &format!("ip link set dev {port} master br0"));
-        }
-        p.veth(&p.a, "sync0", &p.b, "sync0");
-        let addresses = [
-            (&p.client, "lan0 192.168.1.10"),
-            (&p.server, "wan0 203.0.113.10"),
-            (&p.a, "lan0 192.168.1.2"),
-            (&p.a, "wan0 203.0.113.2"),
-            (&p.a, "sync0 192.168.255.1"),
-            (&p.b, "lan0 192.168.1.3"),
-            (&p.b, "wan0 203.0.113.3"),
-            (&p.b, "sync0 192.168.255.2"),
-        ];
-        for (ns, spec) in addresses {
-            let (dev, addr) = spec.split_once(' ').expect("device and address");
-            p.lab.sh(ns, &format!("ip addr add {addr}/24 dev {dev}"));
-        }
-        p.lab.sh(&p.client, "ip route add default via 192.168.1.1");
-        p.lab
-            .sh(&p.server, "ip route add 192.168.1.0/24 via 203.0.113.1");
-        for g in [&p.a, &p.b] {
-            p.lab.forwarding(g);
-        }
-        p
-    }
-
-    /// The lab with its servers, both gateways started, A master and B a backup with its gate shut.
-    fn up(sync: bool) -> Pair {
-        let mut p = Pair::new(sync);
-        p.serve();
-        p.install();
-        p.start("a");
-        wait_for(Duration::from_secs(10), || p.holds("a"))
-            .expect("A, the higher priority, holds the virtual address");
-        p.start("b");
-        wait_for(Duration::from_secs(10), || p.gate_shut("b"))
-            .expect("B, the backup, shuts its gate (outgate-failover backup)");
-        assert!(!p.gate_shut("a"), "A, the master, forwards");
-        p
-    }
-
-    /// A dies; B takes the address and, once outgate-failover master has run, forwards.
-    fn fail_over(&self) {
-        let crash = Instant::now();
-        self.crash("a");
-        wait_for(Duration::from_secs(15), || self.holds("b")).expect("B takes the virtual address");
-        let took = crash.elapsed().as_secs_f64();
-        wait_for(Duration::from_secs(10), || !self.gate_shut("b")).expect("B opens its gate");
-        let open = crash.elapsed().as_secs_f64();
-        eprintln!(
-            "failover: B holds the address {took:.2} s after A died, forwards after {open:.2} s"
-        );
-        assert!(open < 8.0, "B forwards only {open:.2} s after A died");
-    }
-
-    /// A veth pair: `dev` in `ns`, `peer` in `peer_ns`, both up.
-    fn veth(&self, ns: &str, dev: &str, peer_ns: &str, peer: &str) {
-        let tmp = format!("{}t", self.lab.id);
-        run(&format!(
-            "ip link add {tmp}1 netns {ns} type veth peer name {tmp}2 netns {peer_ns}"
-        ));
-        self.lab.sh(
-            ns,
-            &format!("ip link set dev {tmp}1 name {dev} && ip link set dev {dev} up"),
-        );
-        self.lab.sh(
-            peer_ns,
-            &format!("ip link set dev {tmp}2 name {peer} && ip link set dev {peer} up"),
-        );
-    }
-
-    fn ns(&self, node: &str) -> String {
-        if node == "a" { &self.a } else { &self.b }.clone()
-    }
-
-    /// The servers: files on 80 and 8080, the SSH-like line stream on 22.
-    fn serve(&mut self) {
-        let www = self.lab.dir.path().join("www");
-        std::fs::create_dir_all(&www).unwrap();
-        std::fs::write(www.join("big"), vec![b'x'; 6_000_000]).unwrap();
-        std::fs::write(www.join("shaped"), vec![b'x'; 2_500_000]).unwrap();
-        let server = self.server.clone();
-        self.lab.spawn(
-            &server,
-            &format!("python3 {UPDOWN} {} 80 8080", www.display()),
-        );
-        let log = self.lab.path("stream.log");
-        self.lab.spawn(
-            &server,
-            &format!("python3 {STREAM} serve {} 22", log.display()),
-        );
-        for port in [80, 8080, 22] {
-            self.lab.wait_listening(&server, "tcp", port);
-        }
-        self.lab.udp_echo(&server, 5000);
-    }
-
-    /// Each gateway's ruleset (with the policy's traffic class) and configuration files.
-    fn install(&self) {
-        let policy = self.lab.write("policy.rules", POLICY);
-        for node in ["a", "b"] {
-            let ns = self.ns(node);
-            self.lab.sh(
-                &ns,
-                &format!(
-                    "{} rules --apply --mode gateway --lan lan0 --wan wan0 --queues 0 --policy {}",
-                    outgate_bin(),
-                    policy.display()
-                ),
-            );
-            self.lab.write(
-                &format!("keepalived-{node}.conf"),
-                &config(&self.lab, "keepalived.conf", node),
-            );
-            self.lab.write(
-                &format!("conntrackd-{node}.conf"),
-                &config(&self.lab, "conntrackd.conf", node),
-            );
-            let conf = self.lab.path(&format!("conntrackd-{node}.conf"));
-            let script = self.lab.write(
-                &format!("failover-{node}"),
-                &format!(
-                    "#!/bin/sh\nCONNTRACKD_CONF={} exec {CONFIGS}/outgate-failover \"$@\"\n",
-                    conf.display()
-                ),
-            );
-            run(&format!("chmod 755 {}", script.display()));
-        }
-    }
-
-    /// Starts gateway `node` as it boots: conntrackd (when synchronising), outgate, keepalived.
-    fn start(&mut self, node: &str) {
-        let ns = self.ns(node);
-        let dir = self.lab.dir.path().display().to_string();
-        let mut running = Vec::new();
-        if self.sync {
-            let _ = std::fs::remove_file(format!("{dir}/conntrackd-{node}.lock"));
-            let _ = std::fs::remove_file(format!("{dir}/conntrackd-{node}.ctl"));
-            let i = self
-                .lab
-                .spawn(&ns, &format!("conntrackd -C {dir}/conntrackd-{node}.conf"));
-            running.push(("conntrackd", i));
-            let ctl = format!("{dir}/conntrackd-{node}.ctl");
-            wait_for(Duration::from_secs(10), || {
-                std::path::Path::new(&ctl).exists()
-            })
-            .unwrap_or_else(|| panic!("conntrackd on {node} did not start"));
-        }
-        let outgate = self.lab.spawn(
-            &ns,
-            &format!(
-                "{} run --policy {dir}/policy.rules --queues 0 --log {dir}/flows-{node}.jsonl \
-                 --metrics {}:9717 2>>{dir}/outgate-{node}.err",
-                outgate_bin(),
-                sync_address(node)
-            ),
-        );
-        wait_for(Duration::from_secs(10), || {
-            common::queue_stats(&self.lab, &ns, 0).is_some()
-        })
-        .unwrap_or_else(|| panic!("outgate on {node} did not bind its queue"));
-        running.push(("outgate", outgate));
-        let keepalived = self.lab.spawn(
-            &ns,
-            &format!(
-                "keepalived -n -l -D -P -f {dir}/keepalived-{node}.conf -p {dir}/keepalived-{node}.pid \
-                 -r {dir}/vrrp-{node}.pid"
-            ),
-        );
-        running.push(("keepalived", keepalived));
-        self.running.insert(node.to_string(), running);
-    }
-
-    /// Stops `node`'s services as a shutdown does (SIGTERM, the last started first); returns those that
-    /// did not exit 0 within 10 s.
-    fn stop(&mut self, node: &str) -> Vec<String> {
-        let mut failed = Vec::new();
-        for (name, i) in self
-            .running
-            .remove(node)
-            .unwrap_or_default()
-            .into_iter()
-            .rev()
-        {
-            let child = self.lab.child(i);
-            run(&format!("kill -TERM {}", child.id()));
-            let mut status = None;
-            let _ = wait_for(Duration::from_secs(10), || {
-                status = child.try_wait().ok().flatten();
-                status.is_some()
-            });
-            match status {
-                Some(s) if s.success() => {}
-                other => failed.push(format!("{node}'s {name}: {other:?}")),
-            }
-        }
-        failed
-    }
-
-    /// What `node`'s keepalived wrote (its log), for a failure's message.
-    fn keepalived_log(&mut self, node: &str) -> String {
-        let i = self.running[node]
-            .iter()
-            .find(|(name, _)| *name == "keepalived")
-            .map(|&(_, i)| i);
-        i.map(|i| self.lab.stderr_of(i)).unwrap_or_default()
-    }
-
-    /// Gateway `node` dies: every process in it killed, its links down; what a crash leaves (the
-    /// virtual addresses keepalived held, the conntrack table) stays until [`Pair::reboot`].
-    fn crash(&self, node: &str) {
-        let ns = self.ns(node);
-        run(&format!("ip netns pids {ns} | xargs -r kill -9"));
-        for dev in ["lan0", "wan0", "sync0"] {
-            self.lab.sh(&ns, &format!("ip link set dev {dev} down"));
-        }
-    }
-
-    /// Gateway `node` comes back as after a reboot: no virtual address, an empty conntrack table, the
-    /// ruleset in place (outgate-rules.service), links up, then its services.
-    fn reboot(&mut self, node: &str) {
-        let ns = self.ns(node);
-        self.lab.sh(
-            &ns,
-            "ip addr del 192.168.1.1/32 dev lan0 2>/dev/null; ip addr del 203.0.113.1/32 dev wan0 2>/dev/null; \
-             conntrack -F 2>/dev/null; true",
-        );
-        // /run is empty after a reboot: the pid files of the killed keepalived go (its pid lives on as
-        // the lab's unreaped child, and keepalived would take it for itself still running).
-        for file in ["keepalived", "vrrp"] {
-            let _ = std::fs::remove_file(self.lab.path(&format!("{file}-{node}.pid")));
-        }
-        for dev in ["lan0", "wan0", "sync0"] {
-            self.lab.sh(&ns, &format!("ip link set dev {dev} up"));
-        }
-        self.start(node);
-    }
-
-    /// Whether `node` holds the LAN's virtual address.
-    fn holds(&self, node: &str) -> bool {
-        let o = self
-            .lab
-            .try_sh(&self.ns(node), "ip -4 -o addr show dev lan0");
-        String::from_utf8_lossy(&o.stdout).contains(&format!("{LAN_VIRTUAL}/32"))
-    }
-
-    /// Whether outgate-failover's gate is shut on `node`.
-    fn gate_shut(&self, node: &str) -> bool {
-        let o = self
-            .lab
-            .try_sh(&self.ns(node), "iptables -t raw -S PREROUTING");
-        String::from_utf8_lossy(&o.stdout).contains("outgate-failover-gate")
-    }
-
-    /// `node`'s metrics, from the address the pair compares their policies on (the sync link).
-    fn metrics(&self, node: &str) -> String {
-        let o = self.lab.try_sh(
-            &self.ns(node),
-            &format!("curl -s http://{}:9717/metrics", sync_address(node)),
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    /// `node`'s flow log: the decision lines (end lines left out).
-    fn decisions(&self, node: &str) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.lab.path(&format!("flows-{node}.jsonl")))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON line"))
-            .filter(|v| v["end"] != true)
-            .collect()
-    }
-
-    /// A client command in the background, its output piped.
-    fn client(&self, args: &[&str]) -> Child {
-        Command::new("ip")
-            .args(["netns", "exec", &self.client])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the client's command")
-    }
-}
-
-fn output(child: Child, what: &str) -> String {
-    let o = child.wait_with_output().expect("wait");
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(
-        o.status.success(),
-        "{what} failed ({}): {out}{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    out
-}
-
-/// The longest silence on the stream's connection, as its server saw it (seconds).
-fn longest_silence(log: &str) -> f64 {
-    let times: Vec<f64> = log
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(2)?.parse().ok())
-        .collect();
-    times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max)
-}
-
+/// The issue's test: TCP (decided on its first packet, on its request, shaped), UDP and ping through A;
+/// A dies; B holds the address within seconds and carries them all on from conntrackd's copies; B's
+/// queue sees none of them, and decides a new connection; A comes back as a backup; both stop cleanly.
 #[test]
 fn decided_flows_survive_a_failover_to_the_other_gateway() {
     let name = "decided_flows_survive_a_failover_to_the_other_gateway";
@@ -478,7 +55,7 @@ fn decided_flows_survive_a_failover_to_the_other_gateway() {
         return;
     }
     let _g = serial();
-    let mut p = Pair::up(true);
+    let mut p = Pair::up(true, POLICY);
 
     // Both run the same policy, and `outgate check --against` says so from either.
     let policy = p.lab.path("policy.rules");
@@ -694,7 +271,7 @@ fn without_conntrackd_no_connection_passes_the_other_gateway_undecided() {
         return;
     }
     let _g = serial();
-    let p = Pair::up(false);
+    let p = Pair::up(false, POLICY);
     // The server paces the download (the client reads at once: it never shrinks its window, so the
     // only packets it sends are acknowledgements of what arrives).
     p.lab.sh(
@@ -815,7 +392,7 @@ fn an_ftp_data_connection_announced_before_the_failover_opens_through_the_other(
         return;
     }
     let _g = serial();
-    let mut p = Pair::up(true);
+    let mut p = Pair::up(true, POLICY);
     let root = p.lab.dir.path().join("ftp");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("file.txt"), vec![b'f'; 300_000]).unwrap();

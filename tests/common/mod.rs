@@ -5,6 +5,7 @@
 //! they did not make. Dropping a [`Lab`] kills what it started and deletes its namespaces.
 #![allow(dead_code)]
 
+pub mod gateways;
 pub mod learn;
 pub mod netns;
 pub mod shape;
