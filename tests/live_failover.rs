@@ -435,3 +435,85 @@ fn an_ftp_data_connection_announced_before_the_failover_opens_through_the_other(
         "neither FTP connection reached B's queue:\n{m}"
     );
 }
+
+/// keepalived's `track_script`: a master whose outgate is restarted within a second (as systemd
+/// restarts a crashed daemon) stays master; one whose outgate dies and stays down (fail-closed it would
+/// drop every new flow, fail-open pass them unread) gives the addresses up. B takes over and carries
+/// the connections on from conntrackd's copies; A, its outgate back, rejoins as a backup.
+#[test]
+fn keepalived_hands_over_only_when_outgate_stays_down() {
+    let name = "keepalived_hands_over_only_when_outgate_stays_down";
+    if !(common::root(name) && common::tool(name, "keepalived") && common::tool(name, "conntrackd"))
+    {
+        return;
+    }
+    let _g = serial();
+    let mut p = Pair::up(true, POLICY);
+    let stream = p.client(&["python3", STREAM, "send", SERVER, "14", "22"]);
+    wait_for(Duration::from_secs(10), || !p.decisions("a").is_empty())
+        .expect("A decided the stream");
+    std::thread::sleep(Duration::from_secs(1));
+
+    // Restarted after a second: A stays master.
+    p.kill_outgate("a");
+    std::thread::sleep(Duration::from_secs(1));
+    p.restart_outgate("a");
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        p.holds("a") && !p.holds("b"),
+        "a restarted outgate costs no failover:\n{}",
+        p.keepalived_log("a")
+    );
+    assert!(
+        !p.keepalived_log("a").contains("Entering FAULT STATE"),
+        "A never went to FAULT:\n{}",
+        p.keepalived_log("a")
+    );
+
+    // Down for good: B takes over.
+    let died = std::time::Instant::now();
+    p.kill_outgate("a");
+    wait_for(Duration::from_secs(15), || p.holds("b")).expect("B takes the virtual address");
+    let took = died.elapsed().as_secs_f64();
+    wait_for(Duration::from_secs(10), || !p.gate_shut("b")).expect("B opens its gate");
+    eprintln!("outgate down on A: B holds the address {took:.2} s later");
+    assert!(!p.holds("a"), "A gave the address up");
+    assert!(p.gate_shut("a"), "A, in fault, shuts its gate");
+
+    // A's outgate comes back: A is a backup, B stays master.
+    let faulted = p.keepalived_log("a").rfind("Entering FAULT STATE");
+    assert!(
+        faulted.is_some(),
+        "A went to FAULT:\n{}",
+        p.keepalived_log("a")
+    );
+    p.restart_outgate("a");
+    let backup = wait_for(Duration::from_secs(10), || {
+        p.keepalived_log("a").rfind("Entering BACKUP STATE") > faulted
+    });
+    assert!(
+        backup.is_some(),
+        "A is a backup again:\n{}",
+        p.keepalived_log("a")
+    );
+    assert!(p.holds("b") && !p.holds("a"), "B stays master");
+
+    let sent: serde_json::Value =
+        serde_json::from_str(&output(stream, "the stream")).expect("stream.py's JSON");
+    let log = std::fs::read_to_string(p.lab.path("stream.log")).unwrap_or_default();
+    assert_eq!(
+        Some(log.lines().count() as u64),
+        sent["22"]["sent"].as_u64(),
+        "every line of the stream arrived"
+    );
+    let m = p.metrics("b");
+    assert_eq!(
+        metric(&m, "outgate_packets_total{queue=\"0\"}"),
+        Some(0.0),
+        "the stream never reached B's queue:\n{m}"
+    );
+    eprintln!(
+        "outgate down on A: the stream's longest silence {:.2} s",
+        longest_silence(&log)
+    );
+}

@@ -276,7 +276,24 @@ impl Pair {
             })
             .unwrap_or_else(|| panic!("conntrackd on {node} did not start"));
         }
-        let outgate = self.lab.spawn(
+        let outgate = self.spawn_outgate(node);
+        running.push(("outgate", outgate));
+        let keepalived = self.lab.spawn(
+            &ns,
+            &format!(
+                "keepalived -n -l -D -P -f {dir}/keepalived-{node}.conf -p {dir}/keepalived-{node}.pid \
+                 -r {dir}/vrrp-{node}.pid"
+            ),
+        );
+        running.push(("keepalived", keepalived));
+        self.running.insert(node.to_string(), running);
+    }
+
+    /// Starts outgate on `node` and waits until it has bound its queue; returns the lab's child.
+    fn spawn_outgate(&mut self, node: &str) -> usize {
+        let ns = self.ns(node);
+        let dir = self.lab.dir.path().display().to_string();
+        let i = self.lab.spawn(
             &ns,
             &format!(
                 "{} run --policy {dir}/policy.rules --queues 0 --log {dir}/flows-{node}.jsonl \
@@ -289,16 +306,34 @@ impl Pair {
             queue_stats(&self.lab, &ns, 0).is_some()
         })
         .unwrap_or_else(|| panic!("outgate on {node} did not bind its queue"));
-        running.push(("outgate", outgate));
-        let keepalived = self.lab.spawn(
-            &ns,
-            &format!(
-                "keepalived -n -l -D -P -f {dir}/keepalived-{node}.conf -p {dir}/keepalived-{node}.pid \
-                 -r {dir}/vrrp-{node}.pid"
-            ),
-        );
-        running.push(("keepalived", keepalived));
-        self.running.insert(node.to_string(), running);
+        i
+    }
+
+    /// `node`'s outgate dies (`kill -9`) and stays down; nothing else of the gateway does.
+    pub fn kill_outgate(&mut self, node: &str) {
+        let i = self.service(node, "outgate");
+        let child = self.lab.child(i);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// `node`'s outgate started again, as systemd would.
+    pub fn restart_outgate(&mut self, node: &str) {
+        let i = self.spawn_outgate(node);
+        if let Some(running) = self.running.get_mut(node) {
+            for entry in running.iter_mut().filter(|(name, _)| *name == "outgate") {
+                entry.1 = i;
+            }
+        }
+    }
+
+    /// The lab's child of `node`'s service `name`.
+    fn service(&self, node: &str, name: &str) -> usize {
+        self.running[node]
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, i)| i)
+            .unwrap_or_else(|| panic!("{node} runs no {name}"))
     }
 
     /// Stops `node`'s services as a shutdown does (SIGTERM, the last started first); returns those that
@@ -329,11 +364,8 @@ impl Pair {
 
     /// What `node`'s keepalived wrote (its log), for a failure's message.
     pub fn keepalived_log(&mut self, node: &str) -> String {
-        let i = self.running[node]
-            .iter()
-            .find(|(name, _)| *name == "keepalived")
-            .map(|&(_, i)| i);
-        i.map(|i| self.lab.stderr_of(i)).unwrap_or_default()
+        let i = self.service(node, "keepalived");
+        self.lab.stderr_of(i)
     }
 
     /// Gateway `node` dies: every process in it killed, its links down; what a crash leaves (the
