@@ -165,7 +165,7 @@ impl Pair {
         p.start("b");
         wait_for(Duration::from_secs(10), || p.gate_shut("b"))
             .expect("B, the backup, shuts its gate (outgate-failover backup)");
-        assert!(!p.gate_shut("a"), "A, the master, forwards");
+        assert!(p.gate_open("a"), "A, the master, forwards");
         p
     }
 
@@ -175,7 +175,7 @@ impl Pair {
         self.crash("a");
         wait_for(Duration::from_secs(15), || self.holds("b")).expect("B takes the virtual address");
         let took = crash.elapsed().as_secs_f64();
-        wait_for(Duration::from_secs(10), || !self.gate_shut("b")).expect("B opens its gate");
+        wait_for(Duration::from_secs(10), || self.gate_open("b")).expect("B opens its gate");
         let open = crash.elapsed().as_secs_f64();
         eprintln!(
             "failover: B holds the address {took:.2} s after A died, forwards after {open:.2} s"
@@ -250,8 +250,9 @@ impl Pair {
             let script = self.lab.write(
                 &format!("failover-{node}"),
                 &format!(
-                    "#!/bin/sh\nCONNTRACKD_CONF={} exec {CONFIGS}/outgate-failover \"$@\"\n",
-                    conf.display()
+                    "#!/bin/sh\nCONNTRACKD_CONF={} LOCK={} exec {CONFIGS}/outgate-failover \"$@\"\n",
+                    conf.display(),
+                    self.lab.path(&format!("failover-{node}.lock")).display()
                 ),
             );
             run(&format!("chmod 755 {}", script.display()));
@@ -406,12 +407,24 @@ impl Pair {
         String::from_utf8_lossy(&o.stdout).contains(&format!("{LAN_VIRTUAL}/32"))
     }
 
-    /// Whether outgate-failover's gate is shut on `node`.
+    /// Whether outgate-failover's gate is shut on `node`, for IPv4 and for IPv6.
+    fn gates(&self, node: &str) -> [bool; 2] {
+        ["iptables", "ip6tables"].map(|ipt| {
+            let o = self
+                .lab
+                .try_sh(&self.ns(node), &format!("{ipt} -t raw -S PREROUTING"));
+            String::from_utf8_lossy(&o.stdout).contains("outgate-failover-gate")
+        })
+    }
+
+    /// Whether `node`'s gate is shut, for both families.
     pub fn gate_shut(&self, node: &str) -> bool {
-        let o = self
-            .lab
-            .try_sh(&self.ns(node), "iptables -t raw -S PREROUTING");
-        String::from_utf8_lossy(&o.stdout).contains("outgate-failover-gate")
+        self.gates(node) == [true, true]
+    }
+
+    /// Whether `node`'s gate is open, for both families.
+    pub fn gate_open(&self, node: &str) -> bool {
+        self.gates(node) == [false, false]
     }
 
     /// `node`'s metrics, from the address the pair compares their policies on (the sync link).
