@@ -537,7 +537,8 @@ fn keepalived_hands_over_only_when_outgate_stays_down() {
 /// conntrackd takes any message that reaches its port, unauthenticated, and would write what it was
 /// sent into the kernel at the next failover: a student who reached it could give connections never
 /// decided an ACCEPT. The sync link's network (conntrackd's port, the metrics) answers on the sync
-/// link only: not to a LAN host or a WAN host routing to it through either gateway, master or backup.
+/// link only: not to a LAN host or a WAN host routing to it through either gateway, master or backup,
+/// nor after a firewall reload took the rule away.
 #[test]
 fn the_sync_link_is_closed_to_the_lan_and_the_wan() {
     let name = "the_sync_link_is_closed_to_the_lan_and_the_wan";
@@ -573,4 +574,23 @@ fn the_sync_link_is_closed_to_the_lan_and_the_wan() {
         }
     }
     assert!(reached.is_empty(), "{reached:#?}");
+
+    // A firewall reload on B flushes the raw table: the health check puts the guard back.
+    p.lab.sh(&p.b, "iptables -t raw -F PREROUTING");
+    let guarded = || {
+        let o = p.lab.try_sh(&p.b, "iptables -t raw -S PREROUTING");
+        String::from_utf8_lossy(&o.stdout).contains("outgate-failover-sync")
+    };
+    assert!(!guarded(), "the reload took the guard away");
+    let back = wait_for(Duration::from_secs(5), guarded);
+    assert!(back.is_some(), "B's sync guard is back after the reload");
+    p.lab.sh(
+        &p.client,
+        "ip route replace 192.168.255.0/24 via 192.168.1.3",
+    );
+    assert_ne!(
+        metrics(&p.client, "192.168.255.2").status.code(),
+        Some(0),
+        "the LAN client reached B's sync address after the reload"
+    );
 }

@@ -290,6 +290,12 @@ impl Drop for Lab {
             let _ = c.wait();
         }
         for ns in &self.namespaces {
+            // What a child left behind (a shell's own child): nothing outlives the lab.
+            if let Ok(o) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            }
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
