@@ -471,6 +471,28 @@ pub fn output(child: Child, what: &str) -> String {
 }
 
 /// The longest silence on the stream's connection, as its server saw it (seconds).
+/// Waits for the stream client `stream` to end and checks that the server logged every line it sent;
+/// returns the server's log (a line per message, its arrival time third).
+pub fn stream_arrived_whole(p: &Pair, stream: Child) -> String {
+    let sent: serde_json::Value =
+        serde_json::from_str(&output(stream, "the stream")).expect("stream.py's JSON");
+    let log = std::fs::read_to_string(p.lab.path("stream.log")).unwrap_or_default();
+    assert_eq!(
+        Some(log.lines().count() as u64),
+        sent["22"]["sent"].as_u64(),
+        "every line of the stream arrived"
+    );
+    log
+}
+
+/// Whether the two-gateway tests can run here: root and keepalived, and conntrackd when `sync`
+/// (otherwise the test says it was skipped; in CI it fails).
+pub fn can_run(name: &str, sync: bool) -> bool {
+    super::root(name)
+        && super::tool(name, "keepalived")
+        && (!sync || super::tool(name, "conntrackd"))
+}
+
 pub fn longest_silence(log: &str) -> f64 {
     let times: Vec<f64> = log
         .lines()
