@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::shape::UPDOWN;
-use super::{Lab, outgate_bin, queue_stats, run, wait_for};
+use super::{Lab, kill_all_in, outgate_bin, queue_stats, run, wait_for};
 
 pub const STREAM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/stream.py");
 pub const CONFIGS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/two-gateways");
@@ -373,7 +373,9 @@ impl Pair {
     /// virtual addresses keepalived held, the conntrack table) stays until [`Pair::reboot`].
     pub fn crash(&self, node: &str) {
         let ns = self.ns(node);
-        run(&format!("ip netns pids {ns} | xargs -r kill -9"));
+        if let Err(e) = kill_all_in(&ns) {
+            panic!("{node} cannot crash: {e}");
+        }
         for dev in ["lan0", "wan0", "sync0"] {
             self.lab.sh(&ns, &format!("ip link set dev {dev} down"));
         }

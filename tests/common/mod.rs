@@ -291,14 +291,44 @@ impl Drop for Lab {
         }
         for ns in &self.namespaces {
             // What a child left behind (a shell's own child): nothing outlives the lab.
-            if let Ok(o) = Command::new("ip").args(["netns", "pids", ns]).output() {
-                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-9", pid]).status();
-                }
-            }
+            let _ = kill_all_in(ns);
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
+}
+
+/// Kills every process in namespace `ns` with SIGKILL, listing them again until none is left: a
+/// process that exits between the listing and its kill is no failure, and one forked meanwhile
+/// (keepalived starts its health check every second) is caught by the next round. Zombies are not
+/// listed. Errs with what is still there after two seconds.
+pub fn kill_all_in(ns: &str) -> Result<(), String> {
+    let mut pids = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        let listing = Command::new("ip")
+            .args(["netns", "pids", ns])
+            .output()
+            .map_err(|e| format!("ip netns pids {ns}: {e}"))?;
+        pids = String::from_utf8_lossy(&listing.stdout)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        if pids.is_empty() {
+            return Ok(());
+        }
+        for pid in &pids {
+            // A pid gone by now is what we wanted; its error says nothing.
+            let _ = Command::new("kill")
+                .args(["-9", pid])
+                .stderr(Stdio::null())
+                .status();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(format!(
+        "still running in {ns} after kill -9: {}",
+        pids.join(" ")
+    ))
 }
 
 /// Polls `f` until it holds or `limit` passes.
