@@ -191,9 +191,8 @@ fn sigterm_at_any_moment_leaves_no_namespace() {
         std::thread::sleep(Duration::from_millis(300));
         let left = namespaces_of(pid);
         for ns in &left {
-            common::run(&format!(
-                "for p in $(ip netns pids {ns}); do kill -9 $p; done; ip netns del {ns}"
-            ));
+            let _ = common::kill_all_in(ns);
+            common::run(&format!("ip netns del {ns}"));
         }
         assert_eq!(left, Vec::<String>::new(), "SIGTERM {delay} ms in");
     }

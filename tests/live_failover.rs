@@ -582,6 +582,8 @@ fn a_crash_leaves_nothing_running_in_a_namespace_that_forks_meanwhile() {
     if !common::root("a_crash_leaves_nothing_running_in_a_namespace_that_forks_meanwhile") {
         return;
     }
+    // Alone: its busy loop would slow the failover tests' timings.
+    let _g = serial();
     let mut lab = common::Lab::new();
     for round in 0..10 {
         let ns = lab.host(&format!("fork{round}"));
